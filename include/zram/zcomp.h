@@ -1,0 +1,69 @@
+/* nbdkit-zram: page compression front end.
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * A zcomp is an immutable choice of algorithm and level.  The scratch state
+ * each algorithm needs (LZ4 hash tables, zstd contexts) is kept per thread
+ * and created on a thread's first use, so any number of threads may
+ * compress and decompress with the same zcomp at once without locks.  The
+ * per-thread state is freed when the thread exits.
+ *
+ * Thread safety: all functions are thread-safe.  zcomp_destroy needs that no
+ * other call on that zcomp is in flight.
+ */
+#ifndef ZRAM_ZCOMP_H
+#define ZRAM_ZCOMP_H
+
+#include <stddef.h>
+
+enum zcomp_algo {
+  ZCOMP_LZ4,      /* LZ4 fast (the default): best speed */
+  ZCOMP_LZ4HC,    /* LZ4 high compression: slower writes, same fast reads */
+  ZCOMP_ZSTD,     /* Zstandard: best ratio, slower */
+};
+
+#define ZCOMP_DEFAULT_ALGO ZCOMP_LZ4
+
+/* Names of every algorithm, for messages: "lz4, lz4hc, zstd". */
+#define ZCOMP_ALGO_NAMES "lz4, lz4hc, zstd"
+
+struct zcomp;
+
+/* Parse an algorithm name.  Returns 0 and sets *algo, or -1 (errno EINVAL). */
+extern int zcomp_parse_algo (const char *name, enum zcomp_algo *algo);
+
+/* The name of an algorithm ("lz4", "lz4hc", "zstd"). */
+extern const char *zcomp_algo_name (enum zcomp_algo algo);
+
+/* Whether the algorithm takes a level, and its range and default.  For an
+ * algorithm without levels (lz4) min = max = default = 0.
+ */
+extern void zcomp_level_range (enum zcomp_algo algo,
+                               int *min, int *max, int *dflt);
+
+/* Create a compressor.  level 0 means the algorithm's default.  Returns NULL
+ * with errno EINVAL if the level is out of range for the algorithm (lz4
+ * accepts only 0), or ENOMEM.
+ */
+extern struct zcomp *zcomp_create (enum zcomp_algo algo, int level);
+extern void zcomp_destroy (struct zcomp *comp);
+
+extern enum zcomp_algo zcomp_get_algo (const struct zcomp *comp);
+extern int zcomp_get_level (const struct zcomp *comp);   /* effective level */
+
+/* Compress len bytes (len <= ZCOMP_MAX_INPUT) from src into dst, which has
+ * room for dst_cap bytes.  Returns the compressed size (> 0), 0 if the
+ * result would not fit in dst_cap (the caller then stores the data raw),
+ * or -1 with errno ENOMEM if the per-thread state cannot be allocated.
+ */
+#define ZCOMP_MAX_INPUT 4096
+extern int zcomp_compress (const struct zcomp *comp, const void *src, size_t len,
+                           void *dst, size_t dst_cap);
+
+/* Decompress exactly src_len bytes from src into dst, which must come out
+ * to exactly dst_len bytes.  Returns 0, or -1 with errno EIO (corrupt or
+ * wrong-sized data) or ENOMEM.  Never writes outside dst[0..dst_len).
+ */
+extern int zcomp_decompress (const struct zcomp *comp, const void *src, size_t src_len,
+                             void *dst, size_t dst_len);
+
+#endif /* ZRAM_ZCOMP_H */

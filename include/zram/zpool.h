@@ -1,0 +1,150 @@
+/* nbdkit-zram: allocator interface for compressed objects.
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * A zpool stores variable-sized objects of 1 to ZPOOL_MAX_OBJECT bytes and
+ * names each by an opaque, non-zero handle.  Callers never keep a raw
+ * pointer to an object: they map a handle, touch the bytes, and unmap it.
+ * Between map and unmap the object is pinned (compaction will not move it);
+ * outside that window the allocator may move it, so the address returned by
+ * an earlier map must not be reused.
+ *
+ * Two implementations sit behind this one interface:
+ *   ZPOOL_MALLOC  each object is one malloc(3) block.  Simple, and kept as the
+ *                 baseline for comparison benchmarks (plugin "pool=malloc").
+ *   ZPOOL_ZS      a zsmalloc-style slab allocator (size classes, multi-page
+ *                 spans, compaction, empty spans returned to the OS).
+ *
+ * The allocator knows nothing of pages, slots or NBD.
+ *
+ * Thread safety: every function may be called from any thread concurrently,
+ * except zpool_destroy, which needs exclusive access (no other call in
+ * flight or later).  A handle may be mapped by one thread at a time; the
+ * device guarantees this by mapping only under its per-slot lock.
+ *
+ * Errors: functions that can fail return 0 / -1 / NULL and set errno; they
+ * never print.  The caller reports.
+ */
+#ifndef ZRAM_ZPOOL_H
+#define ZRAM_ZPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Largest object a pool accepts: one uncompressed 4 KiB page. */
+#define ZPOOL_MAX_OBJECT 4096
+
+/* An opaque object name.  0 is never a valid handle. */
+typedef uint64_t zpool_handle;
+
+enum zpool_kind {
+  ZPOOL_ZS,       /* zsmalloc-style slab allocator (the default) */
+  ZPOOL_MALLOC,   /* one malloc block per object (baseline) */
+};
+
+enum zpool_map_mode {
+  ZPOOL_MAP_RO,   /* caller only reads the object */
+  ZPOOL_MAP_WO,   /* caller overwrites the whole object, old bytes unused */
+};
+
+/* Statistics of a pool; every field is a snapshot, not a consistent cut. */
+struct zpool_stats {
+  uint64_t total_bytes;      /* memory taken from the OS for objects
+                                (zram's mem_used_total) */
+  uint64_t live_bytes;       /* sum of the sizes of live objects */
+  uint64_t live_objects;     /* number of live objects */
+  uint64_t pages_compacted;  /* OS pages released by compaction, ever */
+  uint64_t meta_bytes;       /* allocator bookkeeping outside total_bytes
+                                (handle table, span headers); 0 if none */
+};
+
+/* Spans of a class are grouped by fullness: group g < 10 holds spans whose
+ * use is in [g/10, (g+1)/10) (g = 0 includes spans under 10 % but not empty
+ * ones), group 10 holds full spans.
+ */
+#define ZPOOL_FULLNESS_GROUPS 11
+
+/* Statistics of one size class (pools with classes only; for debugging). */
+struct zpool_class_stats {
+  uint32_t size;             /* largest object the class holds, bytes */
+  uint32_t min_size;         /* smallest object the class holds, bytes */
+  uint32_t pages_per_span;   /* OS pages in one span */
+  uint32_t objs_per_span;    /* object slots in one span */
+  uint64_t spans;            /* spans currently mapped */
+  uint64_t objects;          /* live objects */
+  uint64_t live_bytes;       /* sum of their sizes */
+  uint64_t fullness[ZPOOL_FULLNESS_GROUPS]; /* spans per fullness group */
+};
+
+struct zpool;
+
+/* Parse a pool name ("zs" or "malloc").  Returns 0 and sets *kind, or -1
+ * (errno EINVAL) for an unknown name.
+ */
+extern int zpool_parse_kind (const char *name, enum zpool_kind *kind);
+
+/* The name of a kind ("zs", "malloc"). */
+extern const char *zpool_kind_name (enum zpool_kind kind);
+
+/* Create an empty pool.  Returns NULL with errno ENOMEM on failure. */
+extern struct zpool *zpool_create (enum zpool_kind kind);
+
+/* Free the pool and every object in it.  NULL is accepted.  The caller
+ * guarantees that no other call on this pool is in flight or will follow.
+ */
+extern void zpool_destroy (struct zpool *pool);
+
+/* Allocate an object of size bytes (1 <= size <= ZPOOL_MAX_OBJECT).  Its
+ * contents are undefined until written through zpool_map.  Returns the
+ * handle, or 0 with errno ENOMEM (out of memory) or EINVAL (bad size).
+ */
+extern zpool_handle zpool_alloc (struct zpool *pool, size_t size);
+
+/* Free an object.  The handle must come from zpool_alloc on this pool, must
+ * not be mapped, and becomes invalid.
+ */
+extern void zpool_free (struct zpool *pool, zpool_handle handle);
+
+/* Pin the object and return its address.  The object's bytes are
+ * contiguous in memory.  Pair every map with zpool_unmap on the same
+ * thread; do not map the same handle twice at once.  Never fails.
+ */
+extern void *zpool_map (struct zpool *pool, zpool_handle handle,
+                        enum zpool_map_mode mode);
+
+/* Unpin an object mapped by zpool_map.  The address becomes invalid. */
+extern void zpool_unmap (struct zpool *pool, zpool_handle handle);
+
+/* The size at and above which storing an object saves nothing over storing
+ * a whole ZPOOL_MAX_OBJECT: the device stores pages that compress to this
+ * size or more uncompressed ("huge").  Constant for the life of the pool.
+ */
+extern size_t zpool_huge_class_size (const struct zpool *pool);
+
+/* Memory taken from the OS for objects, in bytes (cheap; for limits). */
+extern uint64_t zpool_total_bytes (const struct zpool *pool);
+
+/* Fill *stats. */
+extern void zpool_get_stats (const struct zpool *pool, struct zpool_stats *stats);
+
+/* Move objects out of sparsely used spans and release emptied spans to the
+ * OS.  Safe while other threads alloc, free, map and unmap.  Returns the
+ * number of OS pages released by this call (0 for pools that cannot
+ * compact).
+ */
+extern uint64_t zpool_compact (struct zpool *pool);
+
+/* Fill *stats for the size class number index (0 = smallest size).
+ * Returns 0, or -1 with errno ENOENT when index is past the last class, or
+ * ENOTSUP for a pool without classes (ZPOOL_MALLOC).  Takes the class lock
+ * briefly; safe at any time.
+ */
+extern int zpool_class_stats (const struct zpool *pool, unsigned index,
+                              struct zpool_class_stats *stats);
+
+/* Print the pool's statistics, then one line per non-empty class, to fp
+ * (for debugging; the format is not stable).
+ */
+extern void zpool_dump_stats (const struct zpool *pool, FILE *fp);
+
+#endif /* ZRAM_ZPOOL_H */

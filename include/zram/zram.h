@@ -1,0 +1,169 @@
+/* nbdkit-zram: the compressed RAM block device (the core).
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * A struct zram is a block device of a fixed size, made of 4 KiB pages held
+ * compressed in memory.  It knows nothing of NBD or nbdkit: the plugin glue
+ * translates requests into the calls below.
+ *
+ *   struct zram  (lives as long as the plugin)
+ *     meta ──RCU──> struct zram_meta (one "initialisation": slot table, pool,
+ *                   compressor, statistics; replaced whole by zram_reset)
+ *
+ * Data path (zram_read, zram_write, zram_discard, zram_extents): thread-safe,
+ * lock-free with respect to the device: each call runs in an RCU read-side
+ * section (liburcu-bp; any thread may call, no registration needed) and
+ * locks only the per-page slots it touches.  Byte ranges may be any
+ * offset and length; pages touched partially are read-modify-written under
+ * the slot lock, so concurrent writes to different bytes of a page all
+ * survive.  A request is applied page by page: if it fails, pages before
+ * the failing one are written, and the failing page keeps its old content.
+ *
+ * Data-path calls return 0, or -1 with errno:
+ *   EINVAL  the range ends beyond the live device size
+ *   EIO     the device is not initialised (a reset is in progress), or stored
+ *           data failed to decompress
+ *   ENOMEM  memory for an object could not be allocated
+ *   ENOSPC  the write would grow the pool past the memory limit
+ *
+ * Control path (zram_reset, zram_compact, limits): serialised among itself
+ * by one mutex which the data path never takes.  It may block.
+ *
+ * Never call a zram function from inside an RCU read-side section of your
+ * own: zram_reset waits for a grace period.
+ */
+#ifndef ZRAM_ZRAM_H
+#define ZRAM_ZRAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "zram/zcomp.h"
+#include "zram/zpool.h"
+
+#define ZRAM_PAGE_SHIFT 12
+#define ZRAM_PAGE_SIZE  (1u << ZRAM_PAGE_SHIFT)
+
+/* Largest device: the slot table (16 bytes a page) must be addressable. */
+#define ZRAM_MAX_DISKSIZE (UINT64_C(1) << 60)
+
+struct zram_config {
+  uint64_t disksize;          /* bytes, a multiple of ZRAM_PAGE_SIZE, > 0 */
+  enum zcomp_algo algo;
+  int level;                  /* 0 = the algorithm's default */
+  enum zpool_kind pool;
+};
+
+/* Statistics, with Linux zram's names and meanings (mm_stat, io_stat). */
+struct zram_stats {
+  uint64_t disksize;          /* device size in bytes */
+  uint64_t orig_data_size;    /* bytes of pages stored, same-filled included */
+  uint64_t compr_data_size;   /* bytes of compressed objects (huge = 4096) */
+  uint64_t mem_used_total;    /* bytes the pool took from the OS */
+  uint64_t mem_limit;         /* bytes; 0 = no limit */
+  uint64_t mem_used_max;      /* peak of mem_used_total */
+  uint64_t same_pages;        /* pages stored as one repeated 8-byte word */
+  uint64_t pages_compacted;   /* pool pages freed by compaction */
+  uint64_t huge_pages;        /* pages stored uncompressed now */
+  uint64_t huge_pages_since;  /* pages stored uncompressed since init */
+  uint64_t failed_reads;      /* reads that failed (EIO, decompression) */
+  uint64_t failed_writes;     /* writes that failed (ENOMEM, ENOSPC, EIO) */
+  uint64_t invalid_io;        /* requests beyond the live size */
+  uint64_t notify_free;       /* pages freed by discard / write-zeroes */
+  uint64_t openers;           /* open connections (zram_open - zram_close) */
+  enum zcomp_algo algo;       /* algorithm in use */
+  int level;                  /* its effective level */
+  enum zpool_kind pool;       /* allocator in use */
+  bool initialised;           /* false only while a reset is in progress */
+};
+
+struct zram;
+
+/* Create and initialise a device.  The slot table is reserved, not touched,
+ * so a large device costs nothing until written.  Returns NULL with errno
+ * EINVAL (bad config: size 0, not page-aligned, too large, bad level) or
+ * ENOMEM (the slot table or pool cannot be allocated).  Starts no thread.
+ */
+extern struct zram *zram_create (const struct zram_config *config);
+
+/* Free the device and everything in it.  No other call may be in flight. */
+extern void zram_destroy (struct zram *zram);
+
+/* Size the device was created with, in bytes. */
+extern uint64_t zram_disksize (const struct zram *zram);
+
+/* --- data path ---------------------------------------------------------- */
+
+/* Read count bytes at offset into buf.  Unwritten bytes read as zero. */
+extern int zram_read (struct zram *zram, void *buf, uint32_t count, uint64_t offset);
+
+/* Write count bytes from buf at offset. */
+extern int zram_write (struct zram *zram, const void *buf, uint32_t count,
+                       uint64_t offset);
+
+/* Make [offset, offset+count) read as zeroes.  Whole pages in the range are
+ * freed (their memory is released); partial pages at the ends are
+ * zero-filled in place.  Serves both NBD trim and write-zeroes.  Cheap: it
+ * never compresses more than the two end pages.
+ */
+extern int zram_discard (struct zram *zram, uint32_t count, uint64_t offset);
+
+/* Page states reported by zram_extents. */
+enum zram_extent_type {
+  ZRAM_EXTENT_DATA,           /* page holds data (maybe nonzero) */
+  ZRAM_EXTENT_ZERO,           /* never written, discarded, or all zeroes */
+};
+
+/* Called once per run of pages of one type, in ascending, contiguous order.
+ * The first run starts at the page containing offset; the last ends at or
+ * after offset+count, no further than the device end.  Return 0 to go on,
+ * -1 to stop (zram_extents then returns -1 leaving errno as the callback
+ * set it).
+ */
+typedef int (*zram_extent_fn) (void *opaque, uint64_t offset, uint64_t length,
+                               enum zram_extent_type type);
+extern int zram_extents (struct zram *zram, uint32_t count, uint64_t offset,
+                         zram_extent_fn fn, void *opaque);
+
+/* --- connections (the kernel's "openers") -------------------------------- */
+
+/* Count an opener.  Returns 0, or -1 with errno EBUSY while a reset without
+ * force holds the device claimed (like zram_open in the kernel).
+ */
+extern int zram_open (struct zram *zram);
+extern void zram_close (struct zram *zram);
+
+/* --- control path -------------------------------------------------------- */
+
+/* Throw away all data and start again with an empty device of the same size.
+ * If new_config is not NULL, its algo, level and pool are used for the new
+ * initialisation (its disksize must equal zram_disksize, else EINVAL).
+ * Without force, refused with EBUSY while openers > 0; the check and the
+ * claim that keeps new openers out are one atomic step.  With force,
+ * requests in flight finish against the old data; requests arriving during
+ * the reset fail with EIO; requests after it see zeroes.
+ * The new state is built before the old one is unpublished, so a failure
+ * (EINVAL for a bad level, ENOMEM) leaves the device and its data as they
+ * were.  Returns 0, or -1 with errno EBUSY, EINVAL or ENOMEM.  Blocks for an
+ * RCU grace period.
+ */
+extern int zram_reset (struct zram *zram, bool force,
+                       const struct zram_config *new_config);
+
+/* Fill *stats.  Safe at any time. */
+extern void zram_get_stats (struct zram *zram, struct zram_stats *stats);
+
+/* Set the pool memory limit in bytes (0 = none).  Writes that would grow
+ * the pool beyond it fail with ENOSPC; stored data is untouched.
+ */
+extern void zram_set_mem_limit (struct zram *zram, uint64_t bytes);
+
+/* Reset mem_used_max to the current mem_used_total. */
+extern void zram_reset_mem_used_max (struct zram *zram);
+
+/* Compact the pool.  Returns pool pages released, or -1 with errno EIO if
+ * the device is not initialised.
+ */
+extern int64_t zram_compact (struct zram *zram);
+
+#endif /* ZRAM_ZRAM_H */

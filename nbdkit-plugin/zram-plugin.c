@@ -1,0 +1,364 @@
+/* nbdkit-zram: the nbdkit plugin, a thin layer over the core in src/.
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * This file knows NBD and nbdkit; it knows nothing of slots, size classes
+ * or codecs beyond their names.  Every data callback maps to one core call
+ * and passes the core's errno to the client.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "zram/zram.h"
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#endif
+
+/* Largest request nbdkit hands to a plugin; NBD's own limit is 32 bits. */
+#define ZRAM_MAX_REQUEST 0xffffffffu
+
+static struct zram_config config = {
+  .algo = ZCOMP_DEFAULT_ALGO,
+  .level = 0,
+  .pool = ZPOOL_ZS,
+};
+static bool size_given;
+static bool level_given;
+static bool lock_memory;           /* mlock=true */
+
+static struct zram *zram;
+
+/* Whether this worker thread has tried PR_SET_IO_FLUSHER, and whether the
+ * one warning about a refusal has been printed.
+ */
+static __thread bool io_flusher_tried;
+static bool io_flusher_warned;
+
+static void
+zram_plugin_unload (void)
+{
+  zram_destroy (zram);
+  zram = NULL;
+}
+
+static int
+zram_plugin_config (const char *key, const char *value)
+{
+  if (strcmp (key, "size") == 0) {
+    int64_t r = nbdkit_parse_size (value);
+
+    if (r == -1)
+      return -1;              /* nbdkit_parse_size reported it */
+    if (r <= 0) {
+      nbdkit_error ("size: the device size must be greater than 0 "
+                    "(for example size=4G)");
+      return -1;
+    }
+    if ((uint64_t) r > ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE) {
+      nbdkit_error ("size: %" PRIi64 " bytes is too large; the largest "
+                    "device is %" PRIu64 " bytes", r,
+                    ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE);
+      return -1;
+    }
+    /* Round up to whole pages, like zram's disksize. */
+    config.disksize = ((uint64_t) r + ZRAM_PAGE_SIZE - 1) & ~(uint64_t) (ZRAM_PAGE_SIZE - 1);
+    size_given = true;
+  }
+  else if (strcmp (key, "algorithm") == 0) {
+    if (zcomp_parse_algo (value, &config.algo) == -1) {
+      nbdkit_error ("algorithm: unknown algorithm '%s'; accepted: %s",
+                    value, ZCOMP_ALGO_NAMES);
+      return -1;
+    }
+  }
+  else if (strcmp (key, "level") == 0) {
+    if (nbdkit_parse_int ("level", value, &config.level) == -1)
+      return -1;
+    level_given = true;
+  }
+  else if (strcmp (key, "pool") == 0) {
+    if (zpool_parse_kind (value, &config.pool) == -1) {
+      nbdkit_error ("pool: unknown allocator '%s'; accepted: zs, malloc", value);
+      return -1;
+    }
+  }
+  else if (strcmp (key, "mlock") == 0) {
+    int r = nbdkit_parse_bool (value);
+
+    if (r == -1)
+      return -1;
+    lock_memory = r;
+  }
+  else {
+    nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
+                  "pool, mlock (see nbdkit-zram-plugin(1))", key);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+zram_plugin_config_complete (void)
+{
+  int min, max, dflt;
+
+  if (!size_given) {
+    nbdkit_error ("size: the size parameter is required (for example "
+                  "'nbdkit zram 4G' or 'size=4G')");
+    return -1;
+  }
+  zcomp_level_range (config.algo, &min, &max, &dflt);
+  if (level_given) {
+    if (max == 0) {
+      nbdkit_error ("level: algorithm %s takes no level; levels apply to "
+                    "lz4hc and zstd", zcomp_algo_name (config.algo));
+      return -1;
+    }
+    if (config.level < min || config.level > max) {
+      nbdkit_error ("level: %d is out of range for %s; accepted: %d to %d "
+                    "(default %d)", config.level,
+                    zcomp_algo_name (config.algo), min, max, dflt);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+#define zram_plugin_config_help \
+  "[size=]SIZE              Device size (required), e.g. 4G.\n" \
+  "algorithm=lz4|lz4hc|zstd Compression algorithm (default lz4).\n" \
+  "level=N                  Level for lz4hc (1-12) or zstd (1-22).\n" \
+  "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
+  "mlock=true|false         Lock the server in RAM (use under swap)."
+
+static void
+zram_plugin_dump_plugin (void)
+{
+  printf ("zram_algorithms=lz4 lz4hc zstd\n");
+  printf ("zram_default_algorithm=%s\n", zcomp_algo_name (ZCOMP_DEFAULT_ALGO));
+  printf ("zram_pools=zs malloc\n");
+}
+
+static int
+zram_plugin_get_ready (void)
+{
+  zram = zram_create (&config);
+  if (zram == NULL) {
+    nbdkit_error ("size: cannot create a device of %" PRIu64 " bytes "
+                  "(%" PRIu64 " pages): %m", config.disksize,
+                  config.disksize >> ZRAM_PAGE_SHIFT);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+zram_plugin_after_fork (void)
+{
+  /* Memory locks are not inherited across fork, so this is the place.
+   * MCL_ONFAULT locks pages as they are first touched: the slot table of a
+   * large device is not populated up front.
+   */
+  if (lock_memory &&
+      mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
+    nbdkit_error ("mlock: mlockall: %m (raise 'ulimit -l' or run as root)");
+    return -1;
+  }
+  return 0;
+}
+
+static void *
+zram_plugin_open (int readonly)
+{
+  if (zram_open (zram) == -1) {
+    nbdkit_error ("device is being reset; try again");
+    return NULL;
+  }
+  return NBDKIT_HANDLE_NOT_NEEDED;
+}
+
+static void
+zram_plugin_close (void *handle)
+{
+  zram_close (zram);
+}
+
+static int64_t
+zram_plugin_get_size (void *handle)
+{
+  return zram_disksize (zram);
+}
+
+static int
+zram_plugin_block_size (void *handle,
+                        uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
+{
+  *minimum = 1;               /* sub-page requests are read-modify-write */
+  *preferred = ZRAM_PAGE_SIZE;
+  *maximum = ZRAM_MAX_REQUEST;
+  return 0;
+}
+
+static int
+zram_plugin_can_multi_conn (void *handle)
+{
+  return 1;                   /* every connection sees one device */
+}
+
+static int
+zram_plugin_can_fua (void *handle)
+{
+  return NBDKIT_FUA_NATIVE;   /* writes are durable (in RAM) when they return */
+}
+
+static int
+zram_plugin_can_cache (void *handle)
+{
+  return NBDKIT_CACHE_NATIVE; /* everything is in RAM already */
+}
+
+static int
+zram_plugin_can_fast_zero (void *handle)
+{
+  return 1;                   /* zeroing only frees slots */
+}
+
+/* Mark a worker thread as an I/O flusher, once per thread: under swap the
+ * kernel then avoids recursing into reclaim (and so into this device) when
+ * the thread allocates.  The kernel may refuse (before Linux 5.6, or
+ * without CAP_SYS_RESOURCE): say so once and carry on.
+ */
+static void
+mark_io_flusher (void)
+{
+  if (io_flusher_tried)
+    return;
+  io_flusher_tried = true;
+  if (prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0) == -1 &&
+      !__atomic_exchange_n (&io_flusher_warned, true, __ATOMIC_RELAXED))
+    nbdkit_debug ("prctl (PR_SET_IO_FLUSHER): %m: worker threads are not "
+                  "marked as I/O flushers (needs Linux >= 5.6 and "
+                  "CAP_SYS_RESOURCE); swapping onto this device may deadlock "
+                  "under memory pressure");
+}
+
+/* Hand the core's errno to the client. */
+static int
+fail (void)
+{
+  nbdkit_set_error (errno);
+  return -1;
+}
+
+static int
+zram_plugin_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+                   uint32_t flags)
+{
+  mark_io_flusher ();
+  return zram_read (zram, buf, count, offset) == -1 ? fail () : 0;
+}
+
+static int
+zram_plugin_pwrite (void *handle, const void *buf, uint32_t count,
+                    uint64_t offset, uint32_t flags)
+{
+  mark_io_flusher ();
+  return zram_write (zram, buf, count, offset) == -1 ? fail () : 0;
+}
+
+static int
+zram_plugin_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  mark_io_flusher ();
+  return zram_discard (zram, count, offset) == -1 ? fail () : 0;
+}
+
+static int
+zram_plugin_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  /* Freed pages read back as zeroes, so zeroing is a discard whether or
+   * not the client allowed a hole (NBD_CMD_FLAG_NO_HOLE): the device never
+   * promises allocation.  It is always fast, so FAST_ZERO is honoured.
+   */
+  mark_io_flusher ();
+  return zram_discard (zram, count, offset) == -1 ? fail () : 0;
+}
+
+static int
+zram_plugin_flush (void *handle, uint32_t flags)
+{
+  return 0;                   /* nothing is cached outside the device */
+}
+
+static int
+zram_plugin_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  if (flags != 0) {
+    nbdkit_error ("cache: unknown flags 0x%" PRIx32, flags);
+    nbdkit_set_error (EINVAL);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+add_extent (void *opaque, uint64_t offset, uint64_t length,
+            enum zram_extent_type type)
+{
+  uint32_t nbd_type = type == ZRAM_EXTENT_ZERO ?
+                      NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0;
+
+  return nbdkit_add_extent (opaque, offset, length, nbd_type);
+}
+
+static int
+zram_plugin_extents (void *handle, uint32_t count, uint64_t offset,
+                     uint32_t flags, struct nbdkit_extents *extents)
+{
+  return zram_extents (zram, count, offset, add_extent, extents) == -1 ?
+         fail () : 0;
+}
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+static struct nbdkit_plugin plugin = {
+  .name              = "zram",
+  .version           = PACKAGE_VERSION,
+  .longname          = "nbdkit zram-style compressed RAM disk plugin",
+  .description       = "A compressed RAM disk modelled on Linux zram.",
+  .magic_config_key  = "size",
+  .unload            = zram_plugin_unload,
+  .config            = zram_plugin_config,
+  .config_complete   = zram_plugin_config_complete,
+  .config_help       = zram_plugin_config_help,
+  .dump_plugin       = zram_plugin_dump_plugin,
+  .get_ready         = zram_plugin_get_ready,
+  .after_fork        = zram_plugin_after_fork,
+  .open              = zram_plugin_open,
+  .close             = zram_plugin_close,
+  .get_size          = zram_plugin_get_size,
+  .block_size        = zram_plugin_block_size,
+  .can_multi_conn    = zram_plugin_can_multi_conn,
+  .can_fua           = zram_plugin_can_fua,
+  .can_cache         = zram_plugin_can_cache,
+  .can_fast_zero     = zram_plugin_can_fast_zero,
+  .pread             = zram_plugin_pread,
+  .pwrite            = zram_plugin_pwrite,
+  .trim              = zram_plugin_trim,
+  .zero              = zram_plugin_zero,
+  .flush             = zram_plugin_flush,
+  .cache             = zram_plugin_cache,
+  .extents           = zram_plugin_extents,
+  .errno_is_preserved = 0,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)

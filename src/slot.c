@@ -1,0 +1,127 @@
+/* nbdkit-zram: the per-page slot table (see include/zram/slot.h).
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "zram/slot.h"
+#include "zram/zram.h"
+
+/* Spins before yielding.  A slot is held for one (de)compression, about a
+ * microsecond, so a short spin usually wins; yielding after that keeps a
+ * preempted holder from being starved on 2 CPUs.
+ */
+#define SLOT_SPINS_BEFORE_YIELD 128
+
+struct zram_slot *
+slot_table_create (uint64_t nr)
+{
+  void *table;
+
+  if (nr == 0 || nr > SIZE_MAX / sizeof (struct zram_slot)) {
+    errno = EOVERFLOW;
+    return NULL;
+  }
+  /* MAP_NORESERVE: the table of a 1 TiB device is 4 GiB of address space,
+   * paid for only as pages are written.
+   */
+  table = mmap (NULL, nr * sizeof (struct zram_slot), PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (table == MAP_FAILED) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return table;
+}
+
+void
+slot_table_destroy (struct zram_slot *table, uint64_t nr)
+{
+  if (table)
+    munmap (table, nr * sizeof (struct zram_slot));
+}
+
+void
+slot_lock (struct zram_slot *slot)
+{
+  unsigned spins = 0;
+  uint64_t old = __atomic_load_n (&slot->info, __ATOMIC_RELAXED);
+
+  for (;;) {
+    if (!(old & SLOT_BIT (SLOT_LOCK))) {
+      if (__atomic_compare_exchange_n (&slot->info, &old,
+                                       old | SLOT_BIT (SLOT_LOCK), true,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return;
+      continue;               /* old was reloaded by the failed CAS */
+    }
+    if (++spins >= SLOT_SPINS_BEFORE_YIELD) {
+      sched_yield ();
+      spins = 0;
+    }
+    else
+      __builtin_ia32_pause ();
+    old = __atomic_load_n (&slot->info, __ATOMIC_RELAXED);
+  }
+}
+
+void
+slot_unlock (struct zram_slot *slot)
+{
+  __atomic_fetch_and (&slot->info, ~SLOT_BIT (SLOT_LOCK), __ATOMIC_RELEASE);
+}
+
+bool
+slot_peek_zero (const struct zram_slot *slot)
+{
+  /* Empty slots and zero-filled SAME slots are exactly those whose handle
+   * word is 0: a compressed page has a non-zero handle and a SAME page
+   * keeps its fill word there.  One atomic load therefore gives a state the
+   * slot really had, with no need for the lock.
+   */
+  return __atomic_load_n (&slot->handle, __ATOMIC_RELAXED) == 0;
+}
+
+/* Load the i-th 8-byte word of p, which need not be aligned (NBD buffers
+ * are cut at arbitrary byte offsets); compilers turn this into one load.
+ */
+static inline uint64_t
+load_word (const unsigned char *p, size_t i)
+{
+  uint64_t w;
+
+  memcpy (&w, p + i * sizeof w, sizeof w);
+  return w;
+}
+
+bool
+page_same_filled (const void *page, uint64_t *word)
+{
+  const unsigned char *p = page;
+  const size_t n = ZRAM_PAGE_SIZE / sizeof (uint64_t);
+  uint64_t v = load_word (p, 0);
+  size_t i;
+
+  /* Check the last word first: most pages that are not same-filled
+   * differ there, so they leave at once.
+   */
+  if (load_word (p, n - 1) != v)
+    return false;
+  for (i = 1; i < n - 1; ++i)
+    if (load_word (p, i) != v)
+      return false;
+  *word = v;
+  return true;
+}
+
+void
+page_fill (void *page, uint64_t word)
+{
+  unsigned char *p = page;
+  size_t i;
+
+  for (i = 0; i < ZRAM_PAGE_SIZE; i += sizeof word)
+    memcpy (p + i, &word, sizeof word);
+}

@@ -1,0 +1,265 @@
+/* nbdkit-zram: page compression front end (see include/zram/zcomp.h).
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lz4.h>
+#include <lz4hc.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "zram/zcomp.h"
+
+/* Level limits we accept.  lz4hc's own range is 1..LZ4HC_CLEVEL_MAX; zstd's
+ * negative "fast" levels are left out to keep the interface simple.
+ */
+#define LZ4HC_LEVEL_MIN 1
+#define ZSTD_LEVEL_MIN 1
+#define ZSTD_LEVEL_DEFAULT 3
+
+struct zcomp {
+  enum zcomp_algo algo;
+  int level;
+};
+
+/* Scratch state of one thread, created piecemeal on first use of each
+ * algorithm.  A thread keeps it for its lifetime and can serve every zcomp,
+ * because none of it depends on the level: levels are passed per call.
+ */
+struct zcomp_thread_state {
+  void *lz4;              /* LZ4_sizeofState() bytes */
+  void *lz4hc;            /* LZ4_sizeofStateHC() bytes */
+  ZSTD_CCtx *zstd_c;
+  ZSTD_DCtx *zstd_d;
+};
+
+static pthread_key_t state_key;
+static pthread_once_t state_key_once = PTHREAD_ONCE_INIT;
+static int state_key_error;
+
+static void
+free_thread_state (void *p)
+{
+  struct zcomp_thread_state *s = p;
+
+  free (s->lz4);
+  free (s->lz4hc);
+  ZSTD_freeCCtx (s->zstd_c);
+  ZSTD_freeDCtx (s->zstd_d);
+  free (s);
+}
+
+static void
+make_state_key (void)
+{
+  state_key_error = pthread_key_create (&state_key, free_thread_state);
+}
+
+/* The calling thread's state, or NULL with errno ENOMEM. */
+static struct zcomp_thread_state *
+thread_state (void)
+{
+  struct zcomp_thread_state *s;
+
+  pthread_once (&state_key_once, make_state_key);
+  if (state_key_error) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  s = pthread_getspecific (state_key);
+  if (s)
+    return s;
+  s = calloc (1, sizeof *s);
+  if (s == NULL)
+    return NULL;
+  if (pthread_setspecific (state_key, s) != 0) {
+    free (s);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return s;
+}
+
+int
+zcomp_parse_algo (const char *name, enum zcomp_algo *algo)
+{
+  static const struct { const char *name; enum zcomp_algo algo; } names[] = {
+    { "lz4", ZCOMP_LZ4 }, { "lz4hc", ZCOMP_LZ4HC }, { "zstd", ZCOMP_ZSTD },
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof names / sizeof names[0]; ++i) {
+    if (strcmp (name, names[i].name) == 0) {
+      *algo = names[i].algo;
+      return 0;
+    }
+  }
+  errno = EINVAL;
+  return -1;
+}
+
+const char *
+zcomp_algo_name (enum zcomp_algo algo)
+{
+  switch (algo) {
+  case ZCOMP_LZ4: return "lz4";
+  case ZCOMP_LZ4HC: return "lz4hc";
+  case ZCOMP_ZSTD: return "zstd";
+  }
+  return "unknown";
+}
+
+void
+zcomp_level_range (enum zcomp_algo algo, int *min, int *max, int *dflt)
+{
+  switch (algo) {
+  case ZCOMP_LZ4:
+    *min = *max = *dflt = 0;
+    return;
+  case ZCOMP_LZ4HC:
+    *min = LZ4HC_LEVEL_MIN;
+    *max = LZ4HC_CLEVEL_MAX;
+    *dflt = LZ4HC_CLEVEL_DEFAULT;
+    return;
+  case ZCOMP_ZSTD:
+    *min = ZSTD_LEVEL_MIN;
+    *max = ZSTD_maxCLevel ();
+    *dflt = ZSTD_LEVEL_DEFAULT;
+    return;
+  }
+  *min = *max = *dflt = 0;
+}
+
+struct zcomp *
+zcomp_create (enum zcomp_algo algo, int level)
+{
+  struct zcomp *comp;
+  int min, max, dflt;
+
+  if (algo != ZCOMP_LZ4 && algo != ZCOMP_LZ4HC && algo != ZCOMP_ZSTD) {
+    errno = EINVAL;
+    return NULL;
+  }
+  zcomp_level_range (algo, &min, &max, &dflt);
+  if (level == 0)
+    level = dflt;
+  else if (level < min || level > max) {
+    errno = EINVAL;
+    return NULL;
+  }
+  comp = malloc (sizeof *comp);
+  if (comp == NULL)
+    return NULL;
+  comp->algo = algo;
+  comp->level = level;
+  return comp;
+}
+
+void
+zcomp_destroy (struct zcomp *comp)
+{
+  free (comp);
+}
+
+enum zcomp_algo
+zcomp_get_algo (const struct zcomp *comp)
+{
+  return comp->algo;
+}
+
+int
+zcomp_get_level (const struct zcomp *comp)
+{
+  return comp->level;
+}
+
+/* Allocate *slot with size bytes unless it is there already. */
+static void *
+lazy_alloc (void **slot, size_t size)
+{
+  if (*slot == NULL)
+    *slot = malloc (size);
+  return *slot;
+}
+
+int
+zcomp_compress (const struct zcomp *comp, const void *src, size_t len,
+                void *dst, size_t dst_cap)
+{
+  struct zcomp_thread_state *s = thread_state ();
+  size_t r;
+
+  if (s == NULL)
+    return -1;
+  if (len > ZCOMP_MAX_INPUT || dst_cap > ZCOMP_MAX_INPUT * 2) {
+    errno = EINVAL;
+    return -1;
+  }
+
+  switch (comp->algo) {
+  case ZCOMP_LZ4:
+    if (lazy_alloc (&s->lz4, LZ4_sizeofState ()) == NULL)
+      return -1;
+    /* Returns 0 when the output does not fit: exactly our "store raw". */
+    return LZ4_compress_fast_extState (s->lz4, src, dst, (int) len,
+                                       (int) dst_cap, 1);
+  case ZCOMP_LZ4HC:
+    if (lazy_alloc (&s->lz4hc, LZ4_sizeofStateHC ()) == NULL)
+      return -1;
+    return LZ4_compress_HC_extStateHC (s->lz4hc, src, dst, (int) len,
+                                       (int) dst_cap, comp->level);
+  case ZCOMP_ZSTD:
+    if (s->zstd_c == NULL && (s->zstd_c = ZSTD_createCCtx ()) == NULL) {
+      errno = ENOMEM;
+      return -1;
+    }
+    r = ZSTD_compressCCtx (s->zstd_c, dst, dst_cap, src, len, comp->level);
+    if (ZSTD_isError (r)) {
+      if (ZSTD_getErrorCode (r) == ZSTD_error_dstSize_tooSmall)
+        return 0;
+      errno = ENOMEM;   /* zstd fails otherwise only on allocation */
+      return -1;
+    }
+    return (int) r;
+  }
+  errno = EINVAL;
+  return -1;
+}
+
+int
+zcomp_decompress (const struct zcomp *comp, const void *src, size_t src_len,
+                  void *dst, size_t dst_len)
+{
+  struct zcomp_thread_state *s;
+  size_t r;
+
+  switch (comp->algo) {
+  case ZCOMP_LZ4:
+  case ZCOMP_LZ4HC:   /* same format, same decoder */
+    if (LZ4_decompress_safe (src, dst, (int) src_len, (int) dst_len)
+        != (int) dst_len) {
+      errno = EIO;
+      return -1;
+    }
+    return 0;
+  case ZCOMP_ZSTD:
+    s = thread_state ();
+    if (s == NULL)
+      return -1;
+    if (s->zstd_d == NULL && (s->zstd_d = ZSTD_createDCtx ()) == NULL) {
+      errno = ENOMEM;
+      return -1;
+    }
+    r = ZSTD_decompressDCtx (s->zstd_d, dst, dst_len, src, src_len);
+    if (ZSTD_isError (r) || r != dst_len) {
+      errno = EIO;
+      return -1;
+    }
+    return 0;
+  }
+  errno = EINVAL;
+  return -1;
+}

@@ -1,0 +1,37 @@
+/* nbdkit-zram: what an allocator implementation provides to src/zpool.c.
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * Each implementation embeds struct zpool as the FIRST member of its own
+ * pool structure and fills in a struct zpool_ops whose functions have the
+ * meaning given in include/zram/zpool.h.
+ */
+#ifndef ZRAM_ZPOOL_IMPL_H
+#define ZRAM_ZPOOL_IMPL_H
+
+#include "zram/zpool.h"
+
+struct zpool_ops {
+  const char *name;
+  struct zpool *(*create) (void);
+  void (*destroy) (struct zpool *pool);
+  zpool_handle (*alloc) (struct zpool *pool, size_t size);
+  void (*free) (struct zpool *pool, zpool_handle handle);
+  void *(*map) (struct zpool *pool, zpool_handle handle, enum zpool_map_mode mode);
+  void (*unmap) (struct zpool *pool, zpool_handle handle);
+  size_t (*huge_class_size) (const struct zpool *pool);
+  uint64_t (*total_bytes) (const struct zpool *pool);
+  void (*get_stats) (const struct zpool *pool, struct zpool_stats *stats);
+  uint64_t (*compact) (struct zpool *pool);
+  /* NULL: the pool has no size classes (zpool_class_stats fails ENOTSUP). */
+  int (*class_stats) (const struct zpool *pool, unsigned index,
+                      struct zpool_class_stats *stats);
+};
+
+struct zpool {
+  const struct zpool_ops *ops;
+};
+
+extern const struct zpool_ops zpool_malloc_ops;   /* src/zpool-malloc.c */
+extern const struct zpool_ops zpool_zs_ops;       /* src/zsmalloc.c */
+
+#endif /* ZRAM_ZPOOL_IMPL_H */

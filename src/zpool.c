@@ -1,0 +1,115 @@
+/* nbdkit-zram: allocator dispatch (see include/zram/zpool.h).
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "zpool-impl.h"
+
+/* Index by enum zpool_kind.  A kind whose implementation is not built has
+ * a NULL entry and zpool_create fails with ENOTSUP.
+ */
+static const struct zpool_ops *const kinds[] = {
+  [ZPOOL_ZS] = NULL,                  /* zsmalloc-style: src/zsmalloc.c */
+  [ZPOOL_MALLOC] = &zpool_malloc_ops,
+};
+
+#define NR_KINDS (sizeof kinds / sizeof kinds[0])
+
+int
+zpool_parse_kind (const char *name, enum zpool_kind *kind)
+{
+  if (strcmp (name, "zs") == 0)
+    *kind = ZPOOL_ZS;
+  else if (strcmp (name, "malloc") == 0)
+    *kind = ZPOOL_MALLOC;
+  else {
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+const char *
+zpool_kind_name (enum zpool_kind kind)
+{
+  switch (kind) {
+  case ZPOOL_ZS: return "zs";
+  case ZPOOL_MALLOC: return "malloc";
+  }
+  return "unknown";
+}
+
+struct zpool *
+zpool_create (enum zpool_kind kind)
+{
+  if ((size_t) kind >= NR_KINDS) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (kinds[kind] == NULL) {
+    errno = ENOTSUP;
+    return NULL;
+  }
+  return kinds[kind]->create ();
+}
+
+void
+zpool_destroy (struct zpool *pool)
+{
+  if (pool)
+    pool->ops->destroy (pool);
+}
+
+zpool_handle
+zpool_alloc (struct zpool *pool, size_t size)
+{
+  if (size == 0 || size > ZPOOL_MAX_OBJECT) {
+    errno = EINVAL;
+    return 0;
+  }
+  return pool->ops->alloc (pool, size);
+}
+
+void
+zpool_free (struct zpool *pool, zpool_handle handle)
+{
+  pool->ops->free (pool, handle);
+}
+
+void *
+zpool_map (struct zpool *pool, zpool_handle handle, enum zpool_map_mode mode)
+{
+  return pool->ops->map (pool, handle, mode);
+}
+
+void
+zpool_unmap (struct zpool *pool, zpool_handle handle)
+{
+  pool->ops->unmap (pool, handle);
+}
+
+size_t
+zpool_huge_class_size (const struct zpool *pool)
+{
+  return pool->ops->huge_class_size (pool);
+}
+
+uint64_t
+zpool_total_bytes (const struct zpool *pool)
+{
+  return pool->ops->total_bytes (pool);
+}
+
+void
+zpool_get_stats (const struct zpool *pool, struct zpool_stats *stats)
+{
+  memset (stats, 0, sizeof *stats);
+  pool->ops->get_stats (pool, stats);
+}
+
+uint64_t
+zpool_compact (struct zpool *pool)
+{
+  return pool->ops->compact ? pool->ops->compact (pool) : 0;
+}

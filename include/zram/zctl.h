@@ -1,0 +1,70 @@
+/* nbdkit-zram: the control protocol (one command line in, one reply out).
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * The control protocol is line based, plain ASCII.  A client sends one
+ * command per line, terminated by '\n' (a '\r' before it is ignored).  The
+ * reply is zero or more data lines of the form "key=value" (or, for
+ * "help", free text that never starts with "ok" or "error"), then exactly
+ * one terminating line:
+ *
+ *   ok
+ *   error ENAME: human-readable message
+ *
+ * so a client reads lines until one is "ok" or begins with "error ".
+ * ENAME is the symbolic errno (EINVAL, EBUSY, EIO, ENOMEM, E2BIG, EACCES,
+ * EAGAIN).  Commands:
+ *
+ *   help                                  list the commands
+ *   stats                                 key=value lines, see zctl_execute
+ *   reset [force] [algorithm=NAME] [level=N]
+ *                                         zram_reset; without "force" it
+ *                                         fails with EBUSY while connections
+ *                                         are open
+ *   compact                               zram_compact; replies
+ *                                         pages_compacted=N
+ *   mem_limit SIZE                        SIZE in bytes or with a K/M/G/T
+ *                                         suffix (powers of 1024); 0 = none
+ *   mem_used_max 0                        restart the peak at the current use
+ *
+ * A command that fails changes nothing.  This module is a pure function of
+ * (device, line): it does no I/O, so the socket server and the fuzzer share
+ * it.  It is thread-safe insofar as the zram calls it makes are; "reset"
+ * blocks for an RCU grace period.
+ */
+#ifndef ZRAM_ZCTL_H
+#define ZRAM_ZCTL_H
+
+#include <stddef.h>
+
+/* Longest command line accepted, in bytes, without its '\n'. */
+#define ZCTL_LINE_MAX 256
+
+/* A reply buffer of this many bytes always holds the whole reply. */
+#define ZCTL_REPLY_MAX 2048
+
+/* Most whitespace-separated words a command line may have. */
+#define ZCTL_MAX_WORDS 8
+
+struct zram;
+
+/* Execute one command line.  line points to len bytes without the '\n'
+ * (any bytes: a NUL, a control character, a byte >= 0x80, or len >
+ * ZCTL_LINE_MAX make the command fail with EINVAL or E2BIG).  The whole
+ * reply, every line ending in '\n', is written to reply as a NUL-terminated
+ * string, truncated to reply_cap - 1 bytes if reply_cap < ZCTL_REPLY_MAX
+ * (the terminating line is then still the last one).
+ *
+ * Returns 0 if the reply ends in "ok", -1 if it ends in "error ...".
+ */
+extern int zctl_execute (struct zram *zram, const char *line, size_t len,
+                         char *reply, size_t reply_cap);
+
+/* Parse a size: decimal digits, optionally followed by one of K, M, G, T
+ * (case-insensitive, powers of 1024), optionally followed by "B" or "iB":
+ * "0", "4096", "64K", "2GiB".  Fractions ("1.5G") and signs are refused.
+ * Returns 0 and sets *bytes, or -1 (errno EINVAL on syntax, ERANGE on
+ * overflow).  Used by the server and by the nbdzramctl client alike.
+ */
+extern int zctl_parse_size (const char *str, unsigned long long *bytes);
+
+#endif /* ZRAM_ZCTL_H */

@@ -1,0 +1,389 @@
+/* nbdkit-zram: the control protocol.
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * Every command is parsed and validated in full before it touches the
+ * device, so that a command which fails in parsing changes nothing.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zram/zctl.h"
+#include "zram/zram.h"
+
+/* A reply under construction.  Lines are appended whole or not at all. */
+struct reply {
+  char buf[ZCTL_REPLY_MAX];
+  size_t len;
+};
+
+static void __attribute__ ((format (printf, 2, 3)))
+reply_line (struct reply *r, const char *fmt, ...)
+{
+  va_list ap;
+  int n;
+
+  va_start (ap, fmt);
+  n = vsnprintf (r->buf + r->len, sizeof r->buf - r->len, fmt, ap);
+  va_end (ap);
+  /* Drop a line that does not fit (cannot happen with the fixed set of
+   * replies below, which stay far under ZCTL_REPLY_MAX).
+   */
+  if (n < 0 || (size_t) n + 1 >= sizeof r->buf - r->len) {
+    r->buf[r->len] = '\0';
+    return;
+  }
+  r->len += n;
+  r->buf[r->len++] = '\n';
+  r->buf[r->len] = '\0';
+}
+
+static const char *
+errno_name (int err)
+{
+  switch (err) {
+  case EINVAL: return "EINVAL";
+  case EBUSY: return "EBUSY";
+  case EIO: return "EIO";
+  case ENOMEM: return "ENOMEM";
+  case E2BIG: return "E2BIG";
+  case ERANGE: return "ERANGE";
+  case EACCES: return "EACCES";
+  case EAGAIN: return "EAGAIN";
+  default: return "EIO";
+  }
+}
+
+/* Terminate the reply with an error line.  Returns -1 for convenience. */
+static int __attribute__ ((format (printf, 3, 4)))
+reply_error (struct reply *r, int err, const char *fmt, ...)
+{
+  char msg[ZCTL_LINE_MAX + 128];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  /* Data lines collected before the error are dropped: an error reply is
+   * a single line.
+   */
+  r->len = 0;
+  reply_line (r, "error %s: %s", errno_name (err), msg);
+  return -1;
+}
+
+static int
+reply_ok (struct reply *r)
+{
+  reply_line (r, "ok");
+  return 0;
+}
+
+/* Copy the reply out, keeping the terminating line if it must truncate. */
+static void
+reply_copy (const struct reply *r, char *out, size_t cap)
+{
+  size_t last, keep;
+
+  if (cap == 0)
+    return;
+  if (r->len < cap) {
+    memcpy (out, r->buf, r->len + 1);
+    return;
+  }
+  /* Start of the last line. */
+  last = r->len - 1;
+  while (last > 0 && r->buf[last - 1] != '\n')
+    last--;
+  if (r->len - last >= cap) {           /* not even the last line fits */
+    memcpy (out, r->buf + last, cap - 1);
+    out[cap - 1] = '\0';
+    return;
+  }
+  /* As many whole leading lines as fit before the last line. */
+  keep = cap - 1 - (r->len - last);
+  while (keep > 0 && r->buf[keep - 1] != '\n')
+    keep--;
+  memcpy (out, r->buf, keep);
+  memcpy (out + keep, r->buf + last, r->len - last);
+  out[keep + r->len - last] = '\0';
+}
+
+int
+zctl_parse_size (const char *str, unsigned long long *bytes)
+{
+  unsigned long long v = 0;
+  unsigned shift = 0;
+  const char *p = str;
+
+  if (*p < '0' || *p > '9') {
+    errno = EINVAL;
+    return -1;
+  }
+  for (; *p >= '0' && *p <= '9'; p++) {
+    unsigned d = *p - '0';
+    if (v > (~0ULL - d) / 10) {
+      errno = ERANGE;
+      return -1;
+    }
+    v = v * 10 + d;
+  }
+  switch (*p) {
+  case 'k': case 'K': shift = 10; p++; break;
+  case 'm': case 'M': shift = 20; p++; break;
+  case 'g': case 'G': shift = 30; p++; break;
+  case 't': case 'T': shift = 40; p++; break;
+  }
+  if (shift > 0 && (p[0] == 'i' || p[0] == 'I') && (p[1] == 'B' || p[1] == 'b'))
+    p += 2;
+  else if (*p == 'B' || *p == 'b')
+    p++;
+  if (*p != '\0') {
+    errno = EINVAL;
+    return -1;
+  }
+  if (shift > 0 && v > (~0ULL >> shift)) {
+    errno = ERANGE;
+    return -1;
+  }
+  *bytes = v << shift;
+  return 0;
+}
+
+/* A decimal int with optional leading '-', nothing else.  0 or -1. */
+static int
+parse_int (const char *str, int *out)
+{
+  char *end;
+  long v;
+
+  if (!((str[0] >= '0' && str[0] <= '9') ||
+        (str[0] == '-' && str[1] >= '0' && str[1] <= '9')))
+    return -1;
+  errno = 0;
+  v = strtol (str, &end, 10);
+  if (errno != 0 || *end != '\0' || v < -1000000 || v > 1000000)
+    return -1;
+  *out = (int) v;
+  return 0;
+}
+
+static int
+cmd_help (struct reply *r)
+{
+  reply_line (r, "command=help");
+  reply_line (r, "command=stats");
+  reply_line (r, "command=reset [force] [algorithm=NAME] [level=N]");
+  reply_line (r, "command=compact");
+  reply_line (r, "command=mem_limit SIZE");
+  reply_line (r, "command=mem_used_max 0");
+  reply_line (r, "algorithms=%s", ZCOMP_ALGO_NAMES);
+  return reply_ok (r);
+}
+
+static int
+cmd_stats (struct zram *zram, struct reply *r)
+{
+  struct zram_stats s;
+
+  zram_get_stats (zram, &s);
+  reply_line (r, "disksize=%" PRIu64, s.disksize);
+  reply_line (r, "orig_data_size=%" PRIu64, s.orig_data_size);
+  reply_line (r, "compr_data_size=%" PRIu64, s.compr_data_size);
+  reply_line (r, "mem_used_total=%" PRIu64, s.mem_used_total);
+  reply_line (r, "mem_limit=%" PRIu64, s.mem_limit);
+  reply_line (r, "mem_used_max=%" PRIu64, s.mem_used_max);
+  reply_line (r, "same_pages=%" PRIu64, s.same_pages);
+  reply_line (r, "pages_compacted=%" PRIu64, s.pages_compacted);
+  reply_line (r, "huge_pages=%" PRIu64, s.huge_pages);
+  reply_line (r, "huge_pages_since=%" PRIu64, s.huge_pages_since);
+  reply_line (r, "failed_reads=%" PRIu64, s.failed_reads);
+  reply_line (r, "failed_writes=%" PRIu64, s.failed_writes);
+  reply_line (r, "invalid_io=%" PRIu64, s.invalid_io);
+  reply_line (r, "notify_free=%" PRIu64, s.notify_free);
+  reply_line (r, "algorithm=%s", zcomp_algo_name (s.algo));
+  reply_line (r, "level=%d", s.level);
+  reply_line (r, "pool=%s", zpool_kind_name (s.pool));
+  reply_line (r, "connections=%" PRIu64, s.openers);
+  reply_line (r, "initialised=%d", s.initialised ? 1 : 0);
+  return reply_ok (r);
+}
+
+static int
+cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
+{
+  bool force = false, have_algo = false, have_level = false;
+  enum zcomp_algo algo = ZCOMP_DEFAULT_ALGO;
+  int level = 0, lmin, lmax, ldflt;
+  struct zram_stats s;
+  struct zram_config config;
+  size_t i;
+
+  for (i = 1; i < n; i++) {
+    if (strcmp (words[i], "force") == 0 && !force)
+      force = true;
+    else if (strncmp (words[i], "algorithm=", 10) == 0 && !have_algo) {
+      if (zcomp_parse_algo (words[i] + 10, &algo) == -1)
+        return reply_error (r, EINVAL, "unknown algorithm '%s' (known: %s)",
+                            words[i] + 10, ZCOMP_ALGO_NAMES);
+      have_algo = true;
+    }
+    else if (strncmp (words[i], "level=", 6) == 0 && !have_level) {
+      if (parse_int (words[i] + 6, &level) == -1)
+        return reply_error (r, EINVAL, "bad level '%s'", words[i] + 6);
+      have_level = true;
+    }
+    else
+      return reply_error (r, EINVAL,
+                          "reset: unexpected or repeated argument '%s' "
+                          "(usage: reset [force] [algorithm=NAME] [level=N])",
+                          words[i]);
+  }
+
+  zram_get_stats (zram, &s);
+  if (have_level && !have_algo)
+    algo = s.algo;                      /* a new level for the same codec */
+  if (have_level && level != 0) {
+    zcomp_level_range (algo, &lmin, &lmax, &ldflt);
+    if (level < lmin || level > lmax)
+      return reply_error (r, EINVAL, "level %d out of range for %s (%d..%d)",
+                          level, zcomp_algo_name (algo), lmin, lmax);
+  }
+
+  config.disksize = zram_disksize (zram);
+  config.algo = algo;
+  config.level = level;
+  config.pool = s.pool;
+  if (zram_reset (zram, force, have_algo || have_level ? &config : NULL) == -1) {
+    int err = errno;
+
+    zram_get_stats (zram, &s);
+    switch (err) {
+    case EBUSY:
+      return reply_error (r, EBUSY,
+                          "reset refused: %" PRIu64 " connection%s open "
+                          "(use 'reset force')",
+                          s.openers, s.openers == 1 ? "" : "s");
+    case ENOMEM:
+      return reply_error (r, ENOMEM, "reset failed: out of memory "
+                          "(the device fails all I/O until a reset succeeds)");
+    default:
+      return reply_error (r, err, "reset failed: %s", strerror (err));
+    }
+  }
+  return reply_ok (r);
+}
+
+static int
+cmd_compact (struct zram *zram, struct reply *r)
+{
+  int64_t freed = zram_compact (zram);
+
+  if (freed == -1)
+    return reply_error (r, EIO, "compact: device not initialised "
+                        "(a reset is in progress or failed)");
+  reply_line (r, "pages_freed=%" PRIi64, freed);
+  return reply_ok (r);
+}
+
+static int
+cmd_mem_limit (struct zram *zram, struct reply *r, char **words, size_t n)
+{
+  unsigned long long bytes;
+
+  if (n != 2)
+    return reply_error (r, EINVAL, "usage: mem_limit SIZE (e.g. 512M; 0 = none)");
+  if (zctl_parse_size (words[1], &bytes) == -1)
+    return reply_error (r, errno, "mem_limit: bad size '%s' "
+                        "(bytes, or a number with suffix K, M, G or T)",
+                        words[1]);
+  zram_set_mem_limit (zram, bytes);
+  return reply_ok (r);
+}
+
+static int
+cmd_mem_used_max (struct zram *zram, struct reply *r, char **words, size_t n)
+{
+  if (n != 2 || strcmp (words[1], "0") != 0)
+    return reply_error (r, EINVAL, "usage: mem_used_max 0 (only 0 is accepted)");
+  zram_reset_mem_used_max (zram);
+  return reply_ok (r);
+}
+
+int
+zctl_execute (struct zram *zram, const char *line, size_t len,
+              char *reply, size_t reply_cap)
+{
+  struct reply r = { .len = 0 };
+  char copy[ZCTL_LINE_MAX + 1];
+  char *words[ZCTL_MAX_WORDS];
+  size_t i, n = 0;
+  char *p;
+  int ret;
+
+  r.buf[0] = '\0';
+  if (len > 0 && line[len - 1] == '\r')
+    len--;
+  if (len > ZCTL_LINE_MAX) {
+    ret = reply_error (&r, E2BIG, "command line longer than %d bytes",
+                       ZCTL_LINE_MAX);
+    goto out;
+  }
+  for (i = 0; i < len; i++) {
+    unsigned char c = line[i];
+    if (c != '\t' && (c < 0x20 || c > 0x7e)) {
+      ret = reply_error (&r, EINVAL, "command line contains a byte 0x%02x "
+                         "at offset %zu (printable ASCII only)", c, i);
+      goto out;
+    }
+  }
+  memcpy (copy, line, len);
+  copy[len] = '\0';
+
+  /* Split into words at spaces and tabs. */
+  p = copy;
+  for (;;) {
+    while (*p == ' ' || *p == '\t')
+      *p++ = '\0';
+    if (*p == '\0')
+      break;
+    if (n == ZCTL_MAX_WORDS) {
+      ret = reply_error (&r, E2BIG, "more than %d words", ZCTL_MAX_WORDS);
+      goto out;
+    }
+    words[n++] = p;
+    while (*p != '\0' && *p != ' ' && *p != '\t')
+      p++;
+  }
+  if (n == 0) {
+    ret = reply_error (&r, EINVAL, "empty command (try 'help')");
+    goto out;
+  }
+
+  if (strcmp (words[0], "help") == 0 && n == 1)
+    ret = cmd_help (&r);
+  else if (strcmp (words[0], "stats") == 0 && n == 1)
+    ret = cmd_stats (zram, &r);
+  else if (strcmp (words[0], "reset") == 0)
+    ret = cmd_reset (zram, &r, words, n);
+  else if (strcmp (words[0], "compact") == 0 && n == 1)
+    ret = cmd_compact (zram, &r);
+  else if (strcmp (words[0], "mem_limit") == 0)
+    ret = cmd_mem_limit (zram, &r, words, n);
+  else if (strcmp (words[0], "mem_used_max") == 0)
+    ret = cmd_mem_used_max (zram, &r, words, n);
+  else if (strcmp (words[0], "help") == 0 || strcmp (words[0], "stats") == 0 ||
+           strcmp (words[0], "compact") == 0)
+    ret = reply_error (&r, EINVAL, "'%s' takes no arguments", words[0]);
+  else
+    ret = reply_error (&r, EINVAL, "unknown command '%.64s' (try 'help')",
+                       words[0]);
+
+ out:
+  reply_copy (&r, reply, reply_cap);
+  return ret;
+}

@@ -126,7 +126,9 @@ client_process (struct zctl_server *srv, struct client *c)
     size_t used;
 
     if (nl == NULL) {
-      if (c->in_len == IN_CAP) {
+      if (c->discarding)
+        c->in_len = 0;          /* more of the line already refused */
+      else if (c->in_len == IN_CAP) {
         /* Too long: answer once, then skip up to the next '\n'. */
         zctl_execute (srv->zram, c->in, c->in_len, reply, sizeof reply);
         client_append (c, reply);
@@ -134,8 +136,7 @@ client_process (struct zctl_server *srv, struct client *c)
         c->in_len = 0;
       }
       else if (c->eof && c->in_len > 0) {
-        if (!c->discarding)
-          client_run_line (srv, c, c->in, c->in_len);
+        client_run_line (srv, c, c->in, c->in_len);
         c->in_len = 0;
       }
       return;

@@ -1,0 +1,344 @@
+/* The control socket server: mode 0600, stale socket replaced, live one not
+ * stolen, non-sockets left alone, long lines and garbage rejected on a
+ * connection that stays usable, hung and non-reading clients do not block
+ * others, client limit, peer uid check, clean stop.
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "zram/zctl.h"
+#include "zram/zctl-server.h"
+#include "zram/zram.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                \
+  do {                                                                  \
+    if (!(cond)) {                                                      \
+      fprintf (stderr, "%s:%d: FAIL: %s: ", __FILE__, __LINE__, #cond); \
+      fprintf (stderr, __VA_ARGS__);                                    \
+      fputc ('\n', stderr);                                             \
+      failures++;                                                       \
+    }                                                                   \
+  } while (0)
+
+static char path[108];
+
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int
+dial (void)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  strcpy (addr.sun_path, path);
+  if (connect (fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
+    close (fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Read one whole reply (up to "ok\n" or an "error ...\n" line) within
+ * timeout seconds into buf.  Returns its length, or -1.
+ */
+static ssize_t
+read_reply (int fd, char *buf, size_t cap, double timeout)
+{
+  double end = now () + timeout;
+  size_t len = 0;
+
+  for (;;) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    char *last;
+    ssize_t r;
+
+    buf[len] = '\0';
+    if (len > 0 && buf[len - 1] == '\n') {
+      buf[len - 1] = '\0';
+      last = strrchr (buf, '\n');
+      last = last ? last + 1 : buf;
+      buf[len - 1] = '\n';
+      if (strcmp (last, "ok\n") == 0 || strncmp (last, "error ", 6) == 0)
+        return len;
+    }
+    if (poll (&p, 1, (int) ((end - now ()) * 1000) + 1) <= 0 || len + 1 >= cap)
+      return -1;
+    r = recv (fd, buf + len, cap - 1 - len, 0);
+    if (r <= 0)
+      return -1;
+    len += r;
+  }
+}
+
+/* Send line (with its '\n') and return the reply in a static buffer. */
+static const char *
+ask (int fd, const char *line, size_t len)
+{
+  static char buf[ZCTL_REPLY_MAX * 2];
+
+  if (send (fd, line, len, MSG_NOSIGNAL) != (ssize_t) len)
+    return "(send failed)";
+  if (read_reply (fd, buf, sizeof buf, 5) == -1)
+    return "(no reply)";
+  return buf;
+}
+
+static int
+ends_ok (const char *reply)
+{
+  size_t n = strlen (reply);
+  return n >= 3 && strcmp (reply + n - 3, "ok\n") == 0 &&
+         (n == 3 || reply[n - 4] == '\n');
+}
+
+/* Make a socket file with nobody listening (a dead server's leftover). */
+static void
+make_stale_socket (void)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_STREAM, 0);
+
+  strcpy (addr.sun_path, path);
+  if (bind (fd, (struct sockaddr *) &addr, sizeof addr) == -1)
+    perror ("bind stale");
+  close (fd);
+}
+
+int
+main (void)
+{
+  struct zram_config config = {
+    .disksize = 1 << 20, .algo = ZCOMP_LZ4, .pool = ZPOOL_MALLOC,
+  };
+  char dir[] = "/tmp/zctl-server-XXXXXX";
+  char err[256], big[8 * ZCTL_LINE_MAX];
+  struct zctl_server *srv, *srv2;
+  struct zram *z;
+  struct stat st;
+  int fds[ZCTL_MAX_CLIENTS + 2];
+  int hung, greedy, fd, i;
+  const char *r;
+  double t0;
+
+  z = zram_create (&config);
+  if (z == NULL || mkdtemp (dir) == NULL) {
+    perror ("setup");
+    return 1;
+  }
+  snprintf (path, sizeof path, "%s/ctl.sock", dir);
+
+  /* A path that exists and is not a socket is never replaced. */
+  fd = open (path, O_CREAT | O_WRONLY, 0644);
+  close (fd);
+  srv = zctl_server_bind (path, z, err, sizeof err);
+  CHECK (srv == NULL && strstr (err, "not a socket"), "%s", err);
+  CHECK (stat (path, &st) == 0 && S_ISREG (st.st_mode), "regular file removed");
+  unlink (path);
+
+  /* Too long a path. */
+  {
+    char longp[200];
+    memset (longp, 'a', sizeof longp - 1);
+    longp[sizeof longp - 1] = '\0';
+    CHECK (zctl_server_bind (longp, z, err, sizeof err) == NULL &&
+           errno == ENAMETOOLONG, "%s", err);
+  }
+
+  /* A stale socket is replaced; the new one has mode 0600. */
+  make_stale_socket ();
+  srv = zctl_server_bind (path, z, err, sizeof err);
+  CHECK (srv != NULL, "bind over stale socket: %s", err);
+  if (srv == NULL)
+    return 1;
+  CHECK (stat (path, &st) == 0 && S_ISSOCK (st.st_mode) &&
+         (st.st_mode & 0777) == 0600, "mode %o", st.st_mode & 0777);
+  CHECK (zctl_server_start (srv) == 0, "start: %m");
+
+  /* A live socket is not stolen, and keeps working. */
+  srv2 = zctl_server_bind (path, z, err, sizeof err);
+  CHECK (srv2 == NULL && strstr (err, "running server"), "%s", err);
+  fd = dial ();
+  CHECK (fd >= 0, "dial after refused steal: %m");
+  r = ask (fd, "stats\n", 6);
+  CHECK (ends_ok (r) && strstr (r, "disksize=1048576\n"), "%s", r);
+
+  /* Several commands in one write, answered in order. */
+  {
+    char buf[2 * ZCTL_REPLY_MAX];
+    size_t len = 0;
+    double end = now () + 5;
+    const char *ok1, *stats;
+
+    CHECK (send (fd, "help\nstats\n", 11, 0) == 11, "send");
+    while (now () < end && (len < 3 || !strstr (buf, "disksize=") ||
+                            strcmp (buf + len - 3, "ok\n") != 0)) {
+      ssize_t n = recv (fd, buf + len, sizeof buf - 1 - len, MSG_DONTWAIT);
+      if (n > 0)
+        len += n;
+      else
+        usleep (1000);
+      buf[len] = '\0';
+    }
+    ok1 = strstr (buf, "\nok\n");
+    stats = strstr (buf, "disksize=");
+    CHECK (strncmp (buf, "command=", 8) == 0 && ok1 && stats && ok1 < stats &&
+           ends_ok (buf), "%s", buf);
+  }
+
+  /* A too-long line gets one E2BIG, then the connection is still usable. */
+  memset (big, 'x', sizeof big);
+  big[sizeof big - 1] = '\n';
+  r = ask (fd, big, sizeof big);
+  CHECK (strncmp (r, "error E2BIG:", 12) == 0, "%s", r);
+  r = ask (fd, "mem_limit 1M\n", 13);
+  CHECK (strcmp (r, "ok\n") == 0, "after long line: %s", r);
+  /* Binary garbage: NUL, high bytes, escape codes. */
+  r = ask (fd, "mem_limit 5M\0\n", 14);
+  CHECK (strncmp (r, "error EINVAL:", 13) == 0, "%s", r);
+  r = ask (fd, "\xff\xfe\x1b[2J\n", 7);
+  CHECK (strncmp (r, "error EINVAL:", 13) == 0, "%s", r);
+  r = ask (fd, "stats\r\n", 7);
+  CHECK (ends_ok (r) && strstr (r, "mem_limit=1048576\n"), "garbage changed "
+         "the limit: %s", r);
+  close (fd);
+
+  /* A client that never finishes its line, and one that floods commands
+   * and never reads, do not slow down a third.
+   */
+  hung = dial ();
+  CHECK (hung >= 0 && send (hung, "sta", 3, 0) == 3, "hung client");
+  greedy = dial ();
+  CHECK (greedy >= 0, "greedy client");
+  {
+    int flags = fcntl (greedy, F_GETFL);
+    long sent = 0;
+
+    fcntl (greedy, F_SETFL, flags | O_NONBLOCK);
+    /* Until the kernel buffers are full both ways (bounded). */
+    for (i = 0; i < 200000; i++) {
+      ssize_t n = send (greedy, "stats\n", 6, MSG_NOSIGNAL);
+      if (n <= 0)
+        break;
+      sent += n;
+    }
+    CHECK (sent > 0, "greedy sent nothing");
+  }
+  t0 = now ();
+  fd = dial ();
+  r = ask (fd, "stats\n", 6);
+  CHECK (ends_ok (r), "%s", r);
+  CHECK (now () - t0 < 2.0, "stats took %.3f s beside stuck clients", now () - t0);
+  close (fd);
+
+  /* At most ZCTL_MAX_CLIENTS: the next one is told EAGAIN and closed. */
+  for (i = 0; i < ZCTL_MAX_CLIENTS - 2; i++)
+    fds[i] = dial ();
+  /* Make sure the server has accepted them all before the extra one. */
+  for (i = 0; i < ZCTL_MAX_CLIENTS - 2; i++) {
+    r = ask (fds[i], "help\n", 5);
+    CHECK (ends_ok (r), "client %d: %s", i, r);
+  }
+  fd = dial ();
+  CHECK (fd >= 0, "extra dial");
+  {
+    char buf[256];
+    ssize_t n = read_reply (fd, buf, sizeof buf, 5);
+    CHECK (n > 0 && strncmp (buf, "error EAGAIN:", 13) == 0, "%s",
+           n > 0 ? buf : "(nothing)");
+  }
+  close (fd);
+  for (i = 0; i < ZCTL_MAX_CLIENTS - 2; i++)
+    close (fds[i]);
+  close (greedy);
+  /* A freed slot serves again (the server notices the closes). */
+  t0 = now ();
+  for (;;) {
+    fd = dial ();
+    r = ask (fd, "stats\n", 6);
+    close (fd);
+    if (ends_ok (r) || now () - t0 > 5)
+      break;
+    usleep (10000);
+  }
+  CHECK (ends_ok (r), "slots not freed: %s", r);
+
+  /* Peer check: another uid is refused even if the file mode allowed it. */
+  if (geteuid () == 0) {
+    pid_t pid;
+    int status;
+
+    chmod (path, 0666);
+    chmod (dir, 0711);
+    pid = fork ();
+    if (pid == 0) {
+      char buf[256];
+      ssize_t n;
+
+      if (setgid (65534) == -1 || setuid (65534) == -1)
+        _exit (2);
+      fd = dial ();
+      if (fd == -1)
+        _exit (3);
+      n = send (fd, "stats\n", 6, MSG_NOSIGNAL);
+      (void) n;
+      n = read_reply (fd, buf, sizeof buf, 5);
+      _exit (n > 0 && strncmp (buf, "error EACCES:", 13) == 0 ? 0 : 4);
+    }
+    waitpid (pid, &status, 0);
+    CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+           "uid 65534 not refused (child status %d)", status);
+    chmod (path, 0600);
+  }
+  else
+    fprintf (stderr, "not root: peer uid check not tested\n");
+
+  /* Stop with a client still connected and one half line pending: joins,
+   * closes, and removes the socket file.
+   */
+  t0 = now ();
+  zctl_server_stop (srv);
+  CHECK (now () - t0 < 2.0, "stop took %.3f s", now () - t0);
+  CHECK (lstat (path, &st) == -1 && errno == ENOENT, "socket file left behind");
+  close (hung);
+
+  /* Stop of a server that never started; and a successor's file is not
+   * removed by its predecessor.
+   */
+  srv = zctl_server_bind (path, z, err, sizeof err);
+  CHECK (srv != NULL, "rebind: %s", err);
+  unlink (path);
+  make_stale_socket ();
+  zctl_server_stop (srv);
+  CHECK (lstat (path, &st) == 0, "stop removed a file it did not create");
+  unlink (path);
+  zctl_server_stop (NULL);
+
+  rmdir (dir);
+  zram_destroy (z);
+  if (failures) {
+    fprintf (stderr, "%d failure(s)\n", failures);
+    return 1;
+  }
+  printf ("test-zctl-server: all passed\n");
+  return 0;
+}

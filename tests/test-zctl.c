@@ -1,0 +1,405 @@
+/* Unit test of the control protocol (zctl_execute) against a real device:
+ * every command, every error, and no state change on error.
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zram/zctl.h"
+#include "zram/zram.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                \
+  do {                                                                  \
+    if (!(cond)) {                                                      \
+      fprintf (stderr, "%s:%d: FAIL: %s: ", __FILE__, __LINE__, #cond); \
+      fprintf (stderr, __VA_ARGS__);                                    \
+      fputc ('\n', stderr);                                             \
+      failures++;                                                       \
+    }                                                                   \
+  } while (0)
+
+static char reply[ZCTL_REPLY_MAX];
+
+/* Run a command given as a C string (no NUL inside). */
+static int
+run (struct zram *z, const char *line)
+{
+  return zctl_execute (z, line, strlen (line), reply, sizeof reply);
+}
+
+/* The last line of reply, without its '\n'. */
+static const char *
+last_line (void)
+{
+  static char buf[ZCTL_REPLY_MAX];
+  size_t len = strlen (reply);
+  char *p;
+
+  if (len == 0 || reply[len - 1] != '\n')
+    return "(unterminated)";
+  memcpy (buf, reply, len - 1);
+  buf[len - 1] = '\0';
+  p = strrchr (buf, '\n');
+  return p ? p + 1 : buf;
+}
+
+static int
+ends_ok (void)
+{
+  return strcmp (last_line (), "ok") == 0;
+}
+
+/* The reply is exactly one line: "error NAME: ...". */
+static int
+is_error (const char *name)
+{
+  size_t n = strlen (name);
+
+  return strncmp (reply, "error ", 6) == 0 &&
+         strncmp (reply + 6, name, n) == 0 && reply[6 + n] == ':' &&
+         strchr (reply, '\n') == reply + strlen (reply) - 1;
+}
+
+/* Value of key in the last reply, or NULL. */
+static const char *
+value (const char *key)
+{
+  static char buf[256];
+  size_t klen = strlen (key);
+  const char *p = reply;
+
+  while (*p) {
+    const char *nl = strchr (p, '\n');
+    if (strncmp (p, key, klen) == 0 && p[klen] == '=') {
+      size_t vlen = nl - (p + klen + 1);
+      memcpy (buf, p + klen + 1, vlen);
+      buf[vlen] = '\0';
+      return buf;
+    }
+    p = nl + 1;
+  }
+  return NULL;
+}
+
+static void
+fill (unsigned char *page, unsigned seed)
+{
+  unsigned x = seed * 2654435761u + 1;
+  size_t i;
+
+  for (i = 0; i < ZRAM_PAGE_SIZE; i++) {
+    x = x * 1103515245u + 12345u;
+    page[i] = (x >> 16) & 0x3;  /* compressible, not same-filled */
+  }
+}
+
+static int
+page_is (struct zram *z, uint64_t index, unsigned seed)
+{
+  unsigned char want[ZRAM_PAGE_SIZE], got[ZRAM_PAGE_SIZE];
+
+  if (seed == 0)
+    memset (want, 0, sizeof want);
+  else
+    fill (want, seed);
+  if (zram_read (z, got, sizeof got, index * ZRAM_PAGE_SIZE) == -1)
+    return 0;
+  return memcmp (want, got, sizeof got) == 0;
+}
+
+/* Commands that must fail, with the errno name they must report. */
+static const struct {
+  const char *line;
+  const char *err;
+} bad[] = {
+  { "", "EINVAL" },
+  { "   ", "EINVAL" },
+  { "frobnicate", "EINVAL" },
+  { "STATS", "EINVAL" },
+  { "stats now", "EINVAL" },
+  { "help me", "EINVAL" },
+  { "compact all", "EINVAL" },
+  { "reset please", "EINVAL" },
+  { "reset force force", "EINVAL" },
+  { "reset algorithm=lz5", "EINVAL" },
+  { "reset algorithm=", "EINVAL" },
+  { "reset algorithm=zstd algorithm=lz4", "EINVAL" },
+  { "reset algorithm=zstd level=1000", "EINVAL" },
+  { "reset algorithm=zstd level=3x", "EINVAL" },
+  { "reset algorithm=zstd level=", "EINVAL" },
+  { "reset algorithm=zstd level=+3", "EINVAL" },
+  { "reset algorithm=lz4 level=5", "EINVAL" },
+  { "reset force level=99999999999999999999", "EINVAL" },
+  { "mem_limit", "EINVAL" },
+  { "mem_limit 1M 2M", "EINVAL" },
+  { "mem_limit -1", "EINVAL" },
+  { "mem_limit 1.5G", "EINVAL" },
+  { "mem_limit 12Q", "EINVAL" },
+  { "mem_limit 0x10", "EINVAL" },
+  { "mem_limit K", "EINVAL" },
+  { "mem_limit 99999999999999999999", "ERANGE" },
+  { "mem_limit 17179869184T", "ERANGE" },
+  { "mem_used_max", "EINVAL" },
+  { "mem_used_max 5", "EINVAL" },
+  { "mem_used_max 00", "EINVAL" },
+  { "a b c d e f g h i", "E2BIG" },
+  { "reset\x01", "EINVAL" },
+  { "stats\x7f", "EINVAL" },
+  { "st\xc3\xa4ts", "EINVAL" },
+  { "reset\rforce", "EINVAL" },
+  { "reset\nforce", "EINVAL" },
+};
+
+/* All statistics a failed command must leave alone. */
+static void
+snapshot (struct zram *z, struct zram_stats *s)
+{
+  zram_get_stats (z, s);
+}
+
+static int
+same_stats (const struct zram_stats *a, const struct zram_stats *b)
+{
+  return a->disksize == b->disksize &&
+         a->orig_data_size == b->orig_data_size &&
+         a->compr_data_size == b->compr_data_size &&
+         a->mem_limit == b->mem_limit && a->mem_used_max == b->mem_used_max &&
+         a->same_pages == b->same_pages && a->openers == b->openers &&
+         a->failed_writes == b->failed_writes && a->algo == b->algo &&
+         a->level == b->level && a->pool == b->pool &&
+         a->initialised == b->initialised;
+}
+
+int
+main (void)
+{
+  struct zram_config config = {
+    .disksize = 4 << 20, .algo = ZCOMP_LZ4, .level = 0, .pool = ZPOOL_MALLOC,
+  };
+  struct zram_stats before, after;
+  unsigned char page[ZRAM_PAGE_SIZE];
+  char line[4 * ZCTL_LINE_MAX];
+  unsigned long long sz;
+  struct zram *z;
+  size_t i;
+
+  z = zram_create (&config);
+  if (z == NULL) {
+    perror ("zram_create");
+    return 1;
+  }
+
+  /* help */
+  CHECK (run (z, "help") == 0 && ends_ok (), "%s", reply);
+  CHECK (strstr (reply, "command=reset [force]") != NULL, "%s", reply);
+  CHECK (strncmp (reply, "ok", 2) != 0 && strncmp (reply, "error", 5) != 0,
+         "help text starts like a terminating line");
+
+  /* stats, on an empty device */
+  CHECK (run (z, "stats") == 0 && ends_ok (), "%s", reply);
+  {
+    static const char *keys[] = {
+      "disksize", "orig_data_size", "compr_data_size", "mem_used_total",
+      "mem_limit", "mem_used_max", "same_pages", "pages_compacted",
+      "huge_pages", "huge_pages_since", "failed_reads", "failed_writes",
+      "invalid_io", "notify_free", "algorithm", "level", "pool",
+      "connections", "initialised",
+    };
+    for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+      CHECK (value (keys[i]) != NULL, "stats lacks %s", keys[i]);
+  }
+  CHECK (strcmp (value ("disksize"), "4194304") == 0, "%s", value ("disksize"));
+  CHECK (strcmp (value ("algorithm"), "lz4") == 0, "%s", value ("algorithm"));
+  CHECK (strcmp (value ("pool"), "malloc") == 0, "%s", value ("pool"));
+  CHECK (strcmp (value ("orig_data_size"), "0") == 0, "%s", reply);
+  CHECK (strcmp (value ("initialised"), "1") == 0, "%s", reply);
+
+  /* A trailing '\r' is tolerated (telnet-style clients). */
+  CHECK (zctl_execute (z, "stats\r", 6, reply, sizeof reply) == 0 && ends_ok (),
+         "%s", reply);
+  /* Words separated by several blanks and tabs. */
+  CHECK (run (z, " \t mem_limit \t 0 ") == 0 && ends_ok (), "%s", reply);
+
+  /* Store two pages, then show that every bad command leaves them and
+   * every statistic alone.
+   */
+  fill (page, 1);
+  CHECK (zram_write (z, page, sizeof page, 0) == 0, "write: %m");
+  fill (page, 2);
+  CHECK (zram_write (z, page, sizeof page, 5 * ZRAM_PAGE_SIZE) == 0, "write: %m");
+  CHECK (zram_open (z) == 0, "open");
+  CHECK (run (z, "mem_limit 1G") == 0, "%s", reply);
+  snapshot (z, &before);
+  CHECK (before.orig_data_size == 2 * ZRAM_PAGE_SIZE, "%" PRIu64,
+         before.orig_data_size);
+
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK (run (z, bad[i].line) == -1 && is_error (bad[i].err),
+           "'%s' -> %s", bad[i].line, reply);
+    snapshot (z, &after);
+    CHECK (same_stats (&before, &after), "'%s' changed the stats", bad[i].line);
+  }
+  /* Embedded NUL: the line is the full length, not up to the NUL. */
+  CHECK (zctl_execute (z, "reset\0force", 11, reply, sizeof reply) == -1 &&
+         is_error ("EINVAL"), "%s", reply);
+  /* Too long, even if the first words are a valid command. */
+  memset (line, ' ', sizeof line);
+  memcpy (line, "reset force", 11);
+  CHECK (zctl_execute (z, line, ZCTL_LINE_MAX + 1, reply, sizeof reply) == -1 &&
+         is_error ("E2BIG"), "%s", reply);
+  CHECK (zctl_execute (z, line, sizeof line, reply, sizeof reply) == -1 &&
+         is_error ("E2BIG"), "%s", reply);
+  /* Exactly the limit is fine. */
+  memset (line, ' ', sizeof line);
+  memcpy (line, "stats", 5);
+  CHECK (zctl_execute (z, line, ZCTL_LINE_MAX, reply, sizeof reply) == 0 &&
+         ends_ok (), "%s", reply);
+  /* Binary garbage of every byte value. */
+  for (i = 0; i < 256; i++) {
+    line[0] = 's'; line[1] = (char) i; line[2] = 'x';
+    zctl_execute (z, line, 3, reply, sizeof reply);
+    CHECK (strncmp (reply, "error ", 6) == 0, "byte %zu: %s", i, reply);
+  }
+  snapshot (z, &after);
+  CHECK (same_stats (&before, &after), "garbage changed the stats");
+  CHECK (page_is (z, 0, 1) && page_is (z, 5, 2), "data changed by bad commands");
+
+  /* reset without force while a connection is open: EBUSY, data intact. */
+  CHECK (zram_open (z) == 0, "open");
+  CHECK (run (z, "reset") == -1 && is_error ("EBUSY"), "%s", reply);
+  CHECK (strstr (reply, "2 connections open (use 'reset force')") != NULL,
+         "%s", reply);
+  CHECK (page_is (z, 0, 1), "reset EBUSY lost data");
+  zram_close (z);
+  CHECK (run (z, "reset algorithm=zstd") == -1 && is_error ("EBUSY"), "%s", reply);
+  CHECK (strstr (reply, "1 connection open") != NULL, "%s", reply);
+  snapshot (z, &after);
+  CHECK (after.algo == ZCOMP_LZ4, "refused reset changed the algorithm");
+
+  /* reset force with the connection still open: data gone. */
+  CHECK (run (z, "reset force") == 0 && ends_ok (), "%s", reply);
+  CHECK (page_is (z, 0, 0) && page_is (z, 5, 0), "reset force kept data");
+  snapshot (z, &after);
+  CHECK (after.orig_data_size == 0 && after.openers == 1, "%" PRIu64 " %" PRIu64,
+         after.orig_data_size, after.openers);
+  CHECK (after.mem_limit == 1 << 30, "mem_limit lost by reset");
+
+  /* reset without force once closed; with a new algorithm and level. */
+  zram_close (z);
+  CHECK (run (z, "reset algorithm=zstd level=3") == 0, "%s", reply);
+  run (z, "stats");
+  CHECK (strcmp (value ("algorithm"), "zstd") == 0 &&
+         strcmp (value ("level"), "3") == 0, "%s", reply);
+  CHECK (run (z, "reset level=5") == 0, "%s", reply);
+  run (z, "stats");
+  CHECK (strcmp (value ("algorithm"), "zstd") == 0 &&
+         strcmp (value ("level"), "5") == 0, "%s", reply);
+  CHECK (run (z, "reset force algorithm=lz4hc") == 0, "%s", reply);
+  run (z, "stats");
+  CHECK (strcmp (value ("algorithm"), "lz4hc") == 0, "%s", reply);
+  CHECK (run (z, "reset") == 0, "%s", reply);
+  run (z, "stats");
+  CHECK (strcmp (value ("algorithm"), "lz4hc") == 0, "plain reset kept %s",
+         value ("algorithm"));
+  CHECK (strcmp (value ("pool"), "malloc") == 0, "pool changed: %s", reply);
+
+  /* mem_limit: suffixes, and writes past it fail with ENOSPC. */
+  CHECK (run (z, "mem_limit 64K") == 0, "%s", reply);
+  run (z, "stats");
+  CHECK (strcmp (value ("mem_limit"), "65536") == 0, "%s", reply);
+  CHECK (run (z, "mem_limit 2GiB") == 0, "%s", reply);
+  run (z, "stats");
+  CHECK (strcmp (value ("mem_limit"), "2147483648") == 0, "%s", reply);
+  CHECK (run (z, "mem_limit 16384") == 0, "%s", reply);
+  {
+    uint64_t fw;
+    int err = 0;
+    unsigned j;
+
+    zram_get_stats (z, &before);
+    fw = before.failed_writes;
+    /* Incompressible pages until the limit bites (bounded). */
+    for (j = 0; j < 64; j++) {
+      size_t k;
+      unsigned x = j * 7919 + 1;
+      for (k = 0; k < sizeof page; k++) {
+        x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+        page[k] = x;
+      }
+      if (zram_write (z, page, sizeof page, j * (uint64_t) ZRAM_PAGE_SIZE) == -1) {
+        err = errno;
+        break;
+      }
+    }
+    CHECK (err == ENOSPC, "no ENOSPC after %u pages (errno %d)", j, err);
+    zram_get_stats (z, &after);
+    CHECK (after.failed_writes == fw + 1, "failed_writes %" PRIu64 " -> %" PRIu64,
+           fw, after.failed_writes);
+    CHECK (after.mem_used_total <= 16384 + ZRAM_PAGE_SIZE, "%" PRIu64,
+           after.mem_used_total);
+  }
+  CHECK (run (z, "mem_limit 0") == 0, "%s", reply);
+  run (z, "stats");
+  CHECK (strcmp (value ("mem_limit"), "0") == 0, "%s", reply);
+
+  /* mem_used_max 0 restarts the peak at the current use. */
+  CHECK (run (z, "reset") == 0, "%s", reply);
+  fill (page, 3);
+  for (i = 0; i < 64; i++)
+    zram_write (z, page, sizeof page, i * ZRAM_PAGE_SIZE);
+  CHECK (zram_discard (z, 64 * ZRAM_PAGE_SIZE, 0) == 0, "discard");
+  zram_get_stats (z, &before);
+  CHECK (run (z, "mem_used_max 0") == 0 && ends_ok (), "%s", reply);
+  zram_get_stats (z, &after);
+  CHECK (after.mem_used_max == after.mem_used_total &&
+         after.mem_used_max <= before.mem_used_max, "%" PRIu64 " %" PRIu64,
+         before.mem_used_max, after.mem_used_max);
+
+  /* compact */
+  CHECK (run (z, "compact") == 0 && ends_ok (), "%s", reply);
+  CHECK (value ("pages_freed") != NULL, "%s", reply);
+
+  /* A small reply buffer keeps whole lines and the terminating line. */
+  {
+    char small[48];
+    size_t len;
+
+    CHECK (zctl_execute (z, "stats", 5, small, sizeof small) == 0, "small");
+    len = strlen (small);
+    CHECK (len < sizeof small && len >= 3 &&
+           strcmp (small + len - 3, "ok\n") == 0, "'%s'", small);
+    CHECK (strncmp (small, "disksize=", 9) == 0, "'%s'", small);
+    CHECK (zctl_execute (z, "bogus", 5, small, 10) == -1 &&
+           strlen (small) == 9, "'%s'", small);
+  }
+
+  /* zctl_parse_size */
+  CHECK (zctl_parse_size ("0", &sz) == 0 && sz == 0, "0");
+  CHECK (zctl_parse_size ("4096", &sz) == 0 && sz == 4096, "4096");
+  CHECK (zctl_parse_size ("1k", &sz) == 0 && sz == 1024, "1k");
+  CHECK (zctl_parse_size ("3M", &sz) == 0 && sz == 3 << 20, "3M");
+  CHECK (zctl_parse_size ("1GB", &sz) == 0 && sz == 1 << 30, "1GB");
+  CHECK (zctl_parse_size ("2TiB", &sz) == 0 && sz == 2ULL << 40, "2TiB");
+  CHECK (zctl_parse_size ("16777215T", &sz) == 0 && sz == 16777215ULL << 40, "max T");
+  CHECK (zctl_parse_size ("16777216T", &sz) == -1 && errno == ERANGE, "T overflow");
+  CHECK (zctl_parse_size ("18446744073709551615", &sz) == 0 && sz == ~0ULL, "max");
+  CHECK (zctl_parse_size ("18446744073709551616", &sz) == -1 && errno == ERANGE, "ovf");
+  CHECK (zctl_parse_size ("", &sz) == -1 && errno == EINVAL, "empty");
+  CHECK (zctl_parse_size ("1iB", &sz) == -1 && errno == EINVAL, "1iB");
+  CHECK (zctl_parse_size ("1KK", &sz) == -1 && errno == EINVAL, "1KK");
+  CHECK (zctl_parse_size (" 1", &sz) == -1 && errno == EINVAL, "space");
+
+  zram_destroy (z);
+  if (failures) {
+    fprintf (stderr, "%d failure(s)\n", failures);
+    return 1;
+  }
+  printf ("test-zctl: all passed\n");
+  return 0;
+}

@@ -10,7 +10,7 @@
  * a NULL entry and zpool_create fails with ENOTSUP.
  */
 static const struct zpool_ops *const kinds[] = {
-  [ZPOOL_ZS] = NULL,                  /* zsmalloc-style: src/zsmalloc.c */
+  [ZPOOL_ZS] = &zpool_zs_ops,                 /* zsmalloc-style: src/zsmalloc.c */
   [ZPOOL_MALLOC] = &zpool_malloc_ops,
 };
 

@@ -1,0 +1,112 @@
+/* nbdkit-zram: the zsmalloc-style slab allocator (pool=zs), internals.
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * The public contract is include/zram/zpool.h; src/zpool.c reaches this
+ * allocator through zpool_zs_ops (declared in src/zpool-impl.h).  This
+ * header explains the design and names its limits.
+ *
+ * SIZE CLASSES AND SPANS
+ *
+ * Object sizes are rounded up to a multiple of ZS_CLASS_STEP (16 bytes),
+ * giving ZS_NR_SIZES (256) sizes from 16 to 4096.  Each size packs its
+ * objects into spans: one anonymous mmap of 1..ZS_MAX_SPAN_PAGES contiguous
+ * OS pages, the length chosen to waste the least (ties: the shorter span).
+ * Objects lie back to back and may cross page boundaries inside a span;
+ * a span is one mapping, so map() returns a direct pointer and never
+ * copies.  Sizes with the same geometry (pages per span, objects per span)
+ * share one class, the class of the largest of them (as in the kernel,
+ * 256 sizes become about 120 classes at 8 pages a span).
+ *
+ *   class 1568 B, 5 pages, 13 objects:
+ *   |<------------------------ one mmap, 5 x 4096 ------------------------>|
+ *   | obj0 | obj1 | obj2 | ... page boundaries fall inside objects ... |o12|w|
+ *                                                      w = 96 bytes wasted
+ *
+ * The huge watermark: the largest class that still puts more than one
+ * object in its span is the last useful one; every bigger object gets a
+ * whole page of its own (class "4096", 1 page, 1 object), so storing it
+ * compressed saves nothing.  zpool_huge_class_size() is one byte more than
+ * that class's size (3633 at 8 pages a span).
+ *
+ * HANDLES
+ *
+ * A handle is an index into a handle table of 16-byte entries:
+ *
+ *   chunks[]  (ZS_MAX_CHUNKS pointers, allocated at create)
+ *     [0] --> [entry 0 .. ZS_CHUNK_ENTRIES-1]   allocated lazily, never freed
+ *     [1] --> [ ... ]                           before zpool_destroy
+ *     [2] = NULL
+ *
+ *   entry = { word: object address | size | USED | PIN  (one atomic u64)
+ *             span: the span holding the object  (guarded by the class lock) }
+ *
+ * A chunk is published with a release store before any handle in it is
+ * handed out, and never moves, so readers need no lock.  Free handles are
+ * kept in ZS_NR_STRIPES free lists, each with its own mutex; a thread sticks
+ * to one stripe, and a stripe refills ZS_HANDLE_BATCH fresh indices at a
+ * time from one atomic counter.  The object's exact size lives in the entry,
+ * so freeing finds the class without any lookup and live_bytes is exact.
+ *
+ * LOCKING AND THE PIN HANDSHAKE
+ *
+ * Each class has a mutex guarding its span lists, every span's free-slot
+ * list and owner array, and the entries' span fields.  alloc and free take
+ * the lock of one class only; map and unmap take no lock at all.
+ *
+ *   map:     CAS the entry word from (w without PIN) to (w | PIN), acquire;
+ *            spin while PIN is set.  The address in w is now stable.
+ *   unmap:   clear PIN, release (publishes the caller's writes).
+ *   compact: holds the class lock; per object, tries once to CAS PIN on.
+ *            If the object is mapped (PIN already set) it is skipped and its
+ *            span stays.  Otherwise it copies the bytes to a slot of a
+ *            fuller span and stores the new word (new address, PIN clear)
+ *            with release.  A map racing with it spins for one memcpy.
+ *   free:    holds the class lock, so compaction of that class cannot be
+ *            inside its move; the contract forbids freeing a mapped handle.
+ *
+ * Compaction never waits for a pin and map never waits for a lock, so
+ * there is no lock-order cycle.
+ *
+ * RETURNING MEMORY
+ *
+ * A span whose last object is freed (or moved away by compaction) is
+ * unlinked under the class lock and munmapped after it is dropped, so RSS
+ * falls as data is freed.  No empty span is ever kept.  Spans sit on
+ * per-class lists by fullness (ZS_NR_FULLNESS groups of tenths, plus full);
+ * alloc takes a slot in the fullest non-full span, and compaction moves
+ * objects from the emptiest spans into the fullest ones.
+ *
+ * ACCOUNTING
+ *
+ * total_bytes counts span pages only (the kernel's mem_used_total also
+ * leaves out zsmalloc's own metadata).  The metadata (handle table chunks,
+ * span headers with 4 bytes per object slot) is reported apart, in
+ * zpool_stats.meta_bytes.
+ *
+ * KNOWN LIMITS
+ *
+ * Every span is its own mmap.  The kernel merges adjacent anonymous
+ * mappings, but a badly fragmented pool of many gigabytes can approach
+ * vm.max_map_count (65530 mappings by default); mmap then fails and alloc
+ * returns ENOMEM.  Handle indices are limited to ZS_MAX_HANDLES.
+ */
+#ifndef ZRAM_ZSMALLOC_H
+#define ZRAM_ZSMALLOC_H
+
+#include "zpool-impl.h"
+
+#define ZS_PAGE_SIZE       4096u
+#define ZS_CLASS_STEP      16u                 /* size class granularity */
+#define ZS_NR_SIZES        (ZPOOL_MAX_OBJECT / ZS_CLASS_STEP)
+#define ZS_MAX_SPAN_PAGES  8u                  /* longest span, in pages */
+
+#define ZS_NR_FULLNESS     ZPOOL_FULLNESS_GROUPS /* 10 partial groups + full */
+
+#define ZS_CHUNK_SHIFT     14
+#define ZS_CHUNK_ENTRIES   (1u << ZS_CHUNK_SHIFT)  /* handles per table chunk */
+#define ZS_MAX_CHUNKS      (1u << 16)
+#define ZS_MAX_HANDLES     ((uint64_t) ZS_CHUNK_ENTRIES * ZS_MAX_CHUNKS)
+#define ZS_NR_STRIPES      16u                 /* free-handle lists */
+#define ZS_HANDLE_BATCH    64u                 /* fresh handles per refill */
+
+#endif /* ZRAM_ZSMALLOC_H */

@@ -1,0 +1,694 @@
+#!/usr/bin/env python3
+# nbdkit-zram benchmarks: the driver.
+# Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+"""Benchmark zram.so against its peers, nbdkit memory and nbdkit null.
+
+For every test, every target gets a fresh nbdkit on a unix socket; targets
+take turns test by test, and the whole round is repeated --reps times (the
+first target rotates each round so no target always goes first).  Tests:
+
+  image          write the memory-like image page by page (4 KiB writes with
+                 data, 16 in flight, as swap pages out), measure the server's
+                 RSS growth, read it back (4 KiB, 16 in flight) and check it.
+  fio tests      on a device prefilled with the image: 4 KiB random read and
+                 write at queue depth 1 and 16 with 1 and 2 jobs, and 256 KiB
+                 sequential read and write, with fio's nbd engine and
+                 half-compressible buffers refilled every I/O.
+
+Besides the NBD tests it runs bench-codec (raw LZ4/zstd per page and the
+ideal compressed store of the image) and bench-core (the core's write and
+read path per page, without NBD).
+
+Output, in --out (default bench/results; the build dir with --smoke):
+  latest.json  every sample and summary, the machine and the image mix
+  latest.csv   one row per (test, target, metric): median, min, max, n
+  latest.txt   the report printed at the end (ratio table, goals)
+  latest.png   a chart, if gnuplot is installed (else says it skipped it)
+
+Only the Python standard library is used.  Exit status: 0, or 1 if a zram
+target failed a test (a crash, an error, a read-back mismatch); failures of
+the peers are reported but do not fail the run.
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PEERS = ["memory-sparse", "memory-zstd", "null"]
+ZRAM = ["zram-lz4", "zram-zstd"]
+ALL_TARGETS = ZRAM + PEERS
+
+# name -> (fio rw, block size, iodepth, numjobs)
+FIO_TESTS = {
+    "randread-4k-q1-j1": ("randread", "4k", 1, 1),
+    "randread-4k-q16-j1": ("randread", "4k", 16, 1),
+    "randread-4k-q1-j2": ("randread", "4k", 1, 2),
+    "randread-4k-q16-j2": ("randread", "4k", 16, 2),
+    "randwrite-4k-q1-j1": ("randwrite", "4k", 1, 1),
+    "randwrite-4k-q16-j1": ("randwrite", "4k", 16, 1),
+    "randwrite-4k-q1-j2": ("randwrite", "4k", 1, 2),
+    "randwrite-4k-q16-j2": ("randwrite", "4k", 16, 2),
+    "seqread-256k-q4": ("read", "256k", 4, 1),
+    "seqwrite-256k-q4": ("write", "256k", 4, 1),
+}
+SMOKE_FIO = ["randread-4k-q16-j2", "randwrite-4k-q16-j2", "seqwrite-256k-q4"]
+
+# Metric that stands for a test in tables and the chart.
+def primary_metric(test):
+    if test == "image-write":
+        return "mbps"
+    if test == "image-read":
+        return "mbps"
+    if test.startswith("seq"):
+        return "mbps"
+    return "iops"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS for pid %d" % pid)
+
+
+class Server:
+    """One nbdkit in the foreground (-f) on a fresh unix socket."""
+
+    counter = 0
+
+    def __init__(self, ctx, target):
+        Server.counter += 1
+        self.target = target
+        self.sock = os.path.join(ctx.tmp, "s%d.sock" % Server.counter)
+        self.ctl = None
+        size = str(ctx.size)
+        if target.startswith("zram-"):
+            algo = target.split("-", 1)[1]
+            args = [ctx.plugin, "size=" + size, "algorithm=" + algo]
+            if ctx.use_ctl:
+                self.ctl = os.path.join(ctx.tmp, "c%d.ctl" % Server.counter)
+                args.append("ctl=" + self.ctl)
+        elif target == "memory-sparse":
+            args = ["memory", "size=" + size, "allocator=sparse"]
+        elif target == "memory-zstd":
+            args = ["memory", "size=" + size, "allocator=zstd"]
+        elif target == "null":
+            args = ["null", "size=" + size]
+        else:
+            raise ValueError(target)
+        self.argv = ["nbdkit", "-f", "--exit-with-parent", "-U", self.sock] + args
+        self.errlog = open(os.path.join(ctx.tmp, "s%d.log" % Server.counter), "w+")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                     stdout=self.errlog, stderr=self.errlog)
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("nbdkit exited at start (%s): %s"
+                                   % (self.proc.returncode, self.log_text()))
+            if os.path.exists(self.sock):
+                try:
+                    with socket.socket(socket.AF_UNIX) as s:
+                        s.connect(self.sock)
+                    break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("nbdkit did not start: " + self.log_text())
+            time.sleep(0.02)
+        self.uri = "nbd+unix:///?socket=" + self.sock
+        self.pid = self.proc.pid
+
+    def log_text(self):
+        self.errlog.seek(0)
+        return self.errlog.read()[-2000:].strip()
+
+    def ctl_stats(self):
+        """The device's own statistics over the control socket, or None."""
+        if not self.ctl:
+            return None
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(self.ctl)
+            s.sendall(b"stats\n")
+            data = b""
+            while not (data.endswith(b"ok\n") or b"\nerror " in data
+                       or data.startswith(b"error ")):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        out = {}
+        for line in data.decode().splitlines():
+            if "=" in line:
+                k, v = line.split("=", 1)
+                try:
+                    out[k] = int(v)
+                except ValueError:
+                    out[k] = v
+        return out
+
+    def stop(self):
+        """SIGTERM and wait; returns an error string if nbdkit crashed."""
+        err = None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                err = "nbdkit did not exit within 30 s of SIGTERM"
+        rc = self.proc.returncode
+        if err is None and rc not in (0, -15):
+            err = "nbdkit exited with status %s: %s" % (rc, self.log_text())
+        self.errlog.close()
+        for p in (self.sock, self.ctl):
+            if p and os.path.exists(p):
+                os.unlink(p)
+        return err
+
+
+def run_cmd(argv, timeout):
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (os.path.basename(argv[0]),
+                                                   r.returncode, r.stderr.strip()[-1500:]))
+    return r.stdout
+
+
+def json_tail(text):
+    """fio prints "connected" lines before its JSON."""
+    return json.loads(text[text.index("{"):])
+
+
+def image_test(ctx, target):
+    """Write the image (timed), RSS growth, stats, read back (timed, checked)."""
+    res = {}
+    srv = Server(ctx, target)
+    try:
+        rss0 = rss_kib(srv.pid)
+        out = run_cmd([ctx.tool("bench-nbd-image"), "-u", srv.uri, "-i", ctx.image,
+                       "-m", "write", "-b", "4k", "-q", "16"], ctx.timeout)
+        w = json.loads(out)
+        time.sleep(0.05)
+        rss1 = rss_kib(srv.pid)
+        res["image-write"] = {
+            "mbps": w["write_mbps"],
+            "rss_growth_bytes": (rss1 - rss0) * 1024,
+            "rss_per_byte": (rss1 - rss0) * 1024 / ctx.size,
+        }
+        st = srv.ctl_stats()
+        if st:
+            res["image-write"]["device_stats"] = st
+            if st.get("mem_used_total"):
+                res["image-write"]["mem_used_per_byte"] = st["mem_used_total"] / ctx.size
+            if st.get("compr_data_size"):
+                res["image-write"]["compr_per_byte"] = st["compr_data_size"] / ctx.size
+        argv = [ctx.tool("bench-nbd-image"), "-u", srv.uri, "-i", ctx.image,
+                "-m", "read", "-b", "4k", "-q", "16"]
+        if target == "null":
+            argv.append("-n")       # null reads zeroes: nothing to check
+        r = json.loads(run_cmd(argv, ctx.timeout))
+        res["image-read"] = {"mbps": r["read_mbps"], "verified": r.get("verified", False)}
+    finally:
+        err = srv.stop()
+    if err:
+        raise RuntimeError(err)
+    return res
+
+
+def fio_test(ctx, target, test):
+    rw, bs, depth, jobs = FIO_TESTS[test]
+    srv = Server(ctx, target)
+    try:
+        if target != "null":
+            run_cmd([ctx.tool("bench-nbd-image"), "-u", srv.uri, "-i", ctx.image,
+                     "-m", "write", "-b", "256k", "-q", "8"], ctx.timeout)
+        argv = ["fio", "--name=" + test, "--ioengine=nbd", "--uri=" + srv.uri,
+                "--rw=" + rw, "--bs=" + bs, "--iodepth=%d" % depth,
+                "--numjobs=%d" % jobs, "--time_based", "--runtime=%g" % ctx.runtime,
+                "--ramp_time=%g" % ctx.ramp, "--group_reporting",
+                "--output-format=json", "--norandommap", "--randrepeat=0",
+                "--buffer_compress_percentage=50", "--buffer_compress_chunk=4k",
+                "--refill_buffers"]
+        d = json_tail(run_cmd(argv, ctx.timeout))
+        job = d["jobs"][0]
+        if job.get("error"):
+            raise RuntimeError("fio job error %s" % job["error"])
+        side = job["read"] if rw in ("read", "randread") else job["write"]
+        res = {"iops": side["iops"], "mbps": side["bw_bytes"] / 1e6,
+               "lat_us": side["lat_ns"]["mean"] / 1000}
+    finally:
+        err = srv.stop()
+    if err:
+        raise RuntimeError(err)
+    return res
+
+
+class Ctx:
+    pass
+
+
+def check_plugin_ctl(ctx):
+    """Does zram.so take ctl=?  (The control socket came with issue 4.)"""
+    ctx.use_ctl = True
+    try:
+        Server(ctx, "zram-lz4").stop()
+        return True
+    except RuntimeError as e:
+        log("note: zram.so ctl= not usable, device stats skipped (%s)" % str(e)[:200])
+        ctx.use_ctl = False
+        return False
+
+
+def machine_info():
+    info = {"host": platform.node(), "kernel": platform.release(),
+            "cpus": os.cpu_count(), "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            info["mem_total_kib"] = int(f.readline().split()[1])
+    except OSError:
+        pass
+    for name, argv in (("nbdkit", ["nbdkit", "--version"]), ("fio", ["fio", "--version"])):
+        try:
+            info[name] = subprocess.run(argv, stdout=subprocess.PIPE, text=True).stdout.strip()
+        except OSError:
+            pass
+    return info
+
+
+def summarise(samples):
+    """samples[test][target][metric] = [values] -> same shape of
+    {"median", "min", "max", "n"}."""
+    out = {}
+    for test, bytarget in samples.items():
+        for target, bymetric in bytarget.items():
+            for metric, vals in bymetric.items():
+                nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                if not nums:
+                    continue
+                out.setdefault(test, {}).setdefault(target, {})[metric] = {
+                    "median": statistics.median(nums), "min": min(nums),
+                    "max": max(nums), "n": len(nums)}
+    return out
+
+
+def fmt(v, metric):
+    if v is None:
+        return "-"
+    if metric == "iops":
+        return "%.0f" % v
+    if metric in ("rss_per_byte", "mem_used_per_byte", "compr_per_byte"):
+        return "%.3f" % v
+    return "%.1f" % v
+
+
+def report(ctx, summary, errors, codec, core, mix):
+    L = []
+    p = L.append
+    tests = ctx.test_order
+    targets = ctx.targets
+
+    def med(test, target, metric):
+        try:
+            return summary[test][target][metric]["median"]
+        except KeyError:
+            return None
+
+    p("nbdkit-zram benchmark: image %d MiB, %d rep(s), fio runtime %g s"
+      % (ctx.size >> 20, ctx.reps, ctx.runtime))
+    mi = ctx.machine
+    p("machine: %s, %s CPUs, %.1f GiB RAM, kernel %s; %s; %s"
+      % (mi.get("cpu", "?"), mi.get("cpus"), mi.get("mem_total_kib", 0) / 2**20,
+         mi.get("kernel"), mi.get("nbdkit", "?"), mi.get("fio", "?")))
+    p("load average: %.2f at start, %.2f at end (1 min)" % (ctx.load[0], ctx.load[1]))
+    p("")
+    p("image mix (seed %s):" % mix.get("seed"))
+    pages = mix["pages"]
+    for k, v in mix["kinds"].items():
+        p("  %-7s %7d pages %5.1f %%  %5d runs" % (k, v["pages"], 100 * v["pages"] / pages, v["runs"]))
+    p("")
+
+    p("Throughput: median [min - max]; image and seq in MB/s, 4k tests in IOPS")
+    head = "%-20s" % "test" + "".join("%24s" % t for t in targets)
+    p(head)
+    for test in tests:
+        m = primary_metric(test)
+        row = "%-20s" % test
+        for t in targets:
+            s = summary.get(test, {}).get(t, {}).get(m)
+            if s is None:
+                cell = "FAIL" if (test, t) in errors else "-"
+            else:
+                cell = "%s [%s-%s]" % (fmt(s["median"], m), fmt(s["min"], m), fmt(s["max"], m))
+            row += "%24s" % cell
+        p(row)
+    p("")
+
+    pairs = [(z, peer) for z in ZRAM if z in targets for peer in PEERS if peer in targets]
+    if pairs:
+        p("Ratios of medians (zram / peer; > 1 means zram is faster):")
+        p("%-20s" % "test" + "".join("%14s" % ("%s/%s" % (z.split("-")[1], peer.replace("memory-", "")))
+                                     for z, peer in pairs))
+        for test in tests:
+            m = primary_metric(test)
+            row = "%-20s" % test
+            for z, peer in pairs:
+                a, b = med(test, z, m), med(test, peer, m)
+                row += "%14s" % ("%.2fx" % (a / b) if a and b else "-")
+            p(row)
+        p("")
+
+    p("Memory after writing the image (bytes per image byte; lower is better):")
+    p("%-16s %10s %12s %12s" % ("target", "RSS growth", "mem_used", "compr_data"))
+    for t in targets:
+        if t == "null":
+            continue
+        p("%-16s %10s %12s %12s" % (t, fmt(med("image-write", t, "rss_per_byte"), "rss_per_byte"),
+                                    fmt(med("image-write", t, "mem_used_per_byte"), "mem_used_per_byte"),
+                                    fmt(med("image-write", t, "compr_per_byte"), "compr_per_byte")))
+    ideal = {}
+    if codec:
+        for c in ("lz4", "zstd-3", "lz4hc"):
+            if c in codec["codecs"]:
+                ideal[c] = codec["codecs"][c]["ideal_bytes"] / (codec["pages"] * 4096)
+                p("%-16s %10.3f   (ideal per-page store: same-filled free, >= %d B raw)"
+                  % ("ideal " + c, ideal[c], codec["huge_threshold"]))
+    p("")
+
+    if codec:
+        p("Raw codecs per 4 KiB page (bench-codec, median ns/page over the image):")
+        for c, v in codec["codecs"].items():
+            p("  %-8s compress %7.0f ns (%6.0f MB/s)  decompress %7.0f ns (%6.0f MB/s)  ratio %.3f"
+              % (c, v["comp_ns_per_page"][0], 4096e3 / v["comp_ns_per_page"][0],
+                 v["decomp_ns_per_page"][0], 4096e3 / v["decomp_ns_per_page"][0], v["ideal_ratio"]))
+        p("")
+    if core:
+        p("Core path without NBD (bench-core, median ns/page, %d thread(s)):" % core["threads"])
+        for name, v in core["configs"].items():
+            n = v["ns_per_page"]
+            p("  %-11s all pages: write %6.0f read %6.0f overwrite %6.0f (raw %s %6.0f / %6.0f)"
+              % (name, n["write"][0], n["read"][0], n["overwrite"][0], name.split("-")[0],
+                 n["raw_compress"][0], n["raw_decompress"][0]))
+            p("  %-11s real pages: write %6.0f read %6.0f (raw %6.0f / %6.0f): write/raw %.2fx,"
+              " read/raw %.2fx" % ("", n["write_real"][0], n["read_real"][0],
+                                    n["raw_compress_real"][0], n["raw_decompress_real"][0],
+                                    v["write_over_raw_compress_real"],
+                                    v["read_over_raw_decompress_real"]))
+            p("  %-11s store: image / mem_used_total %.3f, allocator overhead %.1f %% over compr_data"
+              % ("", v["ratio_mem_used"], 100 * v["allocator_overhead"]))
+        p("  (real pages: the pages that are not same-filled, which the device must compress)")
+        p("")
+
+    # The goals of issue 6.
+    goals = []
+
+    def goal(name, value, limit, higher_is_better=True):
+        if value is None:
+            goals.append((name, None, limit, None))
+        else:
+            ok = value >= limit if higher_is_better else value <= limit
+            goals.append((name, value, limit, ok))
+
+    def ratio(test, a, b, m):
+        x, y = med(test, a, m), med(test, b, m)
+        return x / y if x and y else None
+
+    goal("image write vs sparse", ratio("image-write", "zram-lz4", "memory-sparse", "mbps"), 0.8)
+    goal("image write vs memory-zstd", ratio("image-write", "zram-lz4", "memory-zstd", "mbps"), 2.5)
+    goal("image read vs sparse", ratio("image-read", "zram-lz4", "memory-sparse", "mbps"), 0.8)
+    goal("randwrite q16 j2 vs sparse", ratio("randwrite-4k-q16-j2", "zram-lz4", "memory-sparse", "iops"), 0.8)
+    goal("randwrite q16 j2 vs memory-zstd", ratio("randwrite-4k-q16-j2", "zram-lz4", "memory-zstd", "iops"), 8)
+    goal("randread q16 j2 vs sparse", ratio("randread-4k-q16-j2", "zram-lz4", "memory-sparse", "iops"), 0.9)
+    core_ratio = None
+    if core and "lz4-zs" in core["configs"]:
+        core_ratio = core["configs"]["lz4-zs"]["write_over_raw_compress_real"]
+    goal("core write / raw LZ4 (real pages)", core_ratio, 1.15, False)
+    rss_ratio = None
+    rss = med("image-write", "zram-lz4", "rss_per_byte")
+    if rss is not None and ideal.get("lz4"):
+        rss_ratio = rss / ideal["lz4"]
+    goal("RSS per byte / ideal LZ4 store", rss_ratio, 1.05, False)
+    p("Goals (zram-lz4; issue 6):")
+    for name, value, limit, ok in goals:
+        p("  %-34s %8s  goal %s %-5g  %s"
+          % (name, "-" if value is None else "%.2fx" % value,
+             ">=" if name.startswith(("image", "rand")) else "<=", limit,
+             "n/a" if ok is None else ("MET" if ok else "MISSED")))
+    p("")
+    if errors:
+        p("Errors:")
+        for (test, target), msgs in sorted(errors.items()):
+            p("  %s / %s: %s" % (test, target, msgs[0][:300]))
+        p("")
+    return "\n".join(L) + "\n", goals
+
+
+def write_csv(path, summary, ctx):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["test", "target", "metric", "median", "min", "max", "n"])
+        for test in ctx.test_order:
+            for target in ctx.targets:
+                for metric, s in summary.get(test, {}).get(target, {}).items():
+                    w.writerow([test, target, metric, "%.6g" % s["median"], "%.6g" % s["min"],
+                                "%.6g" % s["max"], s["n"]])
+
+
+def write_chart(path, summary, ctx, codec):
+    """Two panels: throughput relative to memory-sparse, and memory per
+    image byte.  Returns a message saying what happened."""
+    gp = shutil.which("gnuplot")
+    if gp is None:
+        return "chart skipped: gnuplot not installed (apt-get install gnuplot-nox)"
+    base = "memory-sparse"
+    targets = [t for t in ctx.targets if t != base] if base in ctx.targets else ctx.targets
+    d1 = os.path.join(ctx.tmp, "rel.dat")
+    with open(d1, "w") as f:
+        f.write("test " + " ".join(targets) + "\n")
+        for test in ctx.test_order:
+            m = primary_metric(test)
+            row = [test]
+            for t in targets:
+                try:
+                    v = summary[test][t][m]["median"]
+                    b = summary[test][base][m]["median"] if base in ctx.targets else 1.0
+                    row.append("%.4f" % (v / b))
+                except (KeyError, ZeroDivisionError):
+                    row.append("NaN")
+            f.write(" ".join(row) + "\n")
+    d2 = os.path.join(ctx.tmp, "mem.dat")
+    with open(d2, "w") as f:
+        f.write("what bytes\n")
+        for t in ctx.targets:
+            if t == "null":
+                continue
+            try:
+                f.write("%s %.4f\n" % (t, summary["image-write"][t]["rss_per_byte"]["median"]))
+            except KeyError:
+                pass
+        if codec:
+            for c in ("lz4", "zstd-3"):
+                f.write("ideal-%s %.4f\n" % (c, codec["codecs"][c]["ideal_bytes"] / (codec["pages"] * 4096)))
+    script = os.path.join(ctx.tmp, "chart.gp")
+    with open(script, "w") as f:
+        f.write("""set terminal pngcairo size 1400,1000 font ',10' noenhanced
+set output '%s'
+set multiplot layout 2,1 title 'nbdkit-zram vs peers (%d MiB memory-like image, median of %d; %s)'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set key outside right top
+set grid ytics
+set logscale y
+set yrange [0.05:*]
+set xtics rotate by -30
+set ylabel 'throughput relative to nbdkit memory allocator=sparse (log)'
+set title 'Throughput (image: MB/s; 4k: IOPS; seq: MB/s) relative to memory-sparse = 1'
+plot '%s' using 2:xtic(1) title columnheader(2)%s, 1 with lines lw 2 lc rgb 'black' title 'sparse = 1'
+unset logscale y
+set yrange [0:*]
+set xtics norotate
+set ylabel 'bytes of memory per byte of image'
+set title 'Memory: server RSS growth after writing the image, vs the ideal per-page compressed store'
+set style histogram clustered gap 2
+plot '%s' using 2:xtic(1) title 'bytes per image byte' lc rgb '#4477aa'
+unset multiplot
+""" % (path, ctx.size >> 20, ctx.reps, ctx.machine.get("cpu", "?"), d1,
+            "".join(", '' using %d title columnheader(%d)" % (i, i) for i in range(3, len(targets) + 2)),
+            d2))
+    r = subprocess.run([gp, script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        return "chart failed: gnuplot: " + r.stderr.strip()[-500:]
+    return "chart written: " + path
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build-dir", default=os.path.join(os.path.dirname(here), "build"),
+                    help="meson build directory with bench/ tools and zram.so")
+    ap.add_argument("--plugin", help="path of zram.so (default BUILD/zram.so)")
+    ap.add_argument("--size", default="128M", help="image and device size (default 128M)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--runtime", type=float, default=5, help="seconds per fio test")
+    ap.add_argument("--targets", default=",".join(ALL_TARGETS))
+    ap.add_argument("--tests", help="comma-separated subset: image, and fio test names")
+    ap.add_argument("--out", help="output directory (default bench/results)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds-long check that everything works: 8M image, 1 rep, short fio")
+    ap.add_argument("--no-micro", action="store_true", help="skip bench-codec and bench-core")
+    a = ap.parse_args()
+
+    ctx = Ctx()
+    ctx.build = os.path.abspath(a.build_dir)
+    ctx.plugin = os.path.abspath(a.plugin or os.path.join(ctx.build, "zram.so"))
+    if a.smoke:
+        a.size, a.reps, a.runtime = "8M", 1, 1
+        if a.tests is None:
+            a.tests = ",".join(["image"] + SMOKE_FIO)
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    ctx.size = int(a.size[:-1]) * mult[a.size[-1].upper()] if a.size[-1].upper() in mult else int(a.size)
+    if ctx.size <= 0 or ctx.size % 4096:
+        ap.error("--size must be a positive multiple of 4096")
+    ctx.reps, ctx.runtime = a.reps, a.runtime
+    ctx.ramp = 0 if a.smoke else 1
+    ctx.timeout = 600
+    ctx.targets = [t for t in a.targets.split(",") if t]
+    for t in ctx.targets:
+        if t not in ALL_TARGETS:
+            ap.error("unknown target %s (known: %s)" % (t, ", ".join(ALL_TARGETS)))
+    tests = a.tests.split(",") if a.tests else ["image"] + list(FIO_TESTS)
+    for t in tests:
+        if t != "image" and t not in FIO_TESTS:
+            ap.error("unknown test %s" % t)
+    ctx.test_order = (["image-write", "image-read"] if "image" in tests else []) + \
+        [t for t in tests if t != "image"]
+    out = a.out or (ctx.build if a.smoke else os.path.join(here, "results"))
+    os.makedirs(out, exist_ok=True)
+
+    def tool(name):
+        p = os.path.join(ctx.build, "bench", name)
+        if not os.access(p, os.X_OK):
+            sys.exit("run-bench: %s not built (ninja -C %s)" % (p, ctx.build))
+        return p
+    ctx.tool = tool
+    for prog in ("nbdkit", "fio"):
+        if shutil.which(prog) is None:
+            log("run-bench: %s is not installed" % prog)
+            return 77
+    if any(t.startswith("zram") for t in ctx.targets) and not os.path.exists(ctx.plugin):
+        sys.exit("run-bench: plugin %s not found (--plugin)" % ctx.plugin)
+
+    ctx.machine = machine_info()
+    ctx.load = [os.getloadavg()[0], None]
+    with tempfile.TemporaryDirectory(prefix="zram-bench-") as tmp:
+        ctx.tmp = tmp
+        ctx.image = os.path.join(tmp, "image")
+        mixfile = os.path.join(tmp, "mix.json")
+        gen = subprocess.run([tool("zram-image-gen"), "-s", str(ctx.size), "-o", ctx.image,
+                              "-j", mixfile], stderr=subprocess.PIPE, text=True)
+        if gen.returncode != 0:
+            sys.exit("run-bench: zram-image-gen failed: " + gen.stderr)
+        log("image mix:\n" + gen.stderr.rstrip())
+        with open(mixfile) as f:
+            mix = json.load(f)
+
+        codec = core = None
+        if not a.no_micro:
+            cj = os.path.join(tmp, "codec.json")
+            log("bench-codec ...")
+            log(run_cmd([tool("bench-codec"), "-i", ctx.image, "-r", str(ctx.reps), "-j", cj],
+                        ctx.timeout).rstrip())
+            with open(cj) as f:
+                codec = json.load(f)
+            kj = os.path.join(tmp, "core.json")
+            if os.access(os.path.join(ctx.build, "bench", "bench-core"), os.X_OK):
+                log("bench-core ...")
+                log(run_cmd([tool("bench-core"), "-i", ctx.image, "-r", str(ctx.reps), "-j", kj],
+                            ctx.timeout).rstrip())
+                with open(kj) as f:
+                    core = json.load(f)
+
+        ctx.use_ctl = False
+        if any(t.startswith("zram") for t in ctx.targets):
+            check_plugin_ctl(ctx)
+
+        samples = {}
+        errors = {}
+        for rep in range(ctx.reps):
+            order = ctx.targets[rep % len(ctx.targets):] + ctx.targets[:rep % len(ctx.targets)]
+            for test in tests:
+                for target in order:
+                    t0 = time.monotonic()
+                    try:
+                        if test == "image":
+                            res = image_test(ctx, target)
+                        else:
+                            res = {test: fio_test(ctx, target, test)}
+                    except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
+                        name = "image-write" if test == "image" else test
+                        errors.setdefault((name, target), []).append(str(e))
+                        log("rep %d %-20s %-14s ERROR %s" % (rep + 1, test, target, str(e)[:300]))
+                        continue
+                    for tname, metrics in res.items():
+                        for metric, v in metrics.items():
+                            samples.setdefault(tname, {}).setdefault(target, {}) \
+                                .setdefault(metric, []).append(v)
+                        m = primary_metric(tname)
+                        log("rep %d %-20s %-14s %10s %s  (%.1f s, load %.2f)"
+                            % (rep + 1, tname, target, fmt(metrics.get(m), m), m,
+                               time.monotonic() - t0, os.getloadavg()[0]))
+        ctx.load[1] = os.getloadavg()[0]
+
+        summary = summarise(samples)
+        text, goals = report(ctx, summary, errors, codec, core, mix)
+        result = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": ctx.machine, "load_avg_1min": ctx.load,
+            "config": {"size": ctx.size, "reps": ctx.reps, "fio_runtime_s": ctx.runtime,
+                       "targets": ctx.targets, "tests": ctx.test_order,
+                       "fio_buffers": "buffer_compress_percentage=50, chunk 4k, refill_buffers",
+                       "image_io": "4 KiB requests with data, 16 in flight, one connection"},
+            "mix": mix, "codec": codec, "core": core,
+            "samples": samples, "summary": summary,
+            "errors": {"%s/%s" % k: v for k, v in errors.items()},
+            "goals": [{"goal": g[0], "value": g[1], "limit": g[2], "met": g[3]} for g in goals],
+        }
+        with open(os.path.join(out, "latest.json"), "w") as f:
+            json.dump(result, f, indent=1, sort_keys=False)
+            f.write("\n")
+        write_csv(os.path.join(out, "latest.csv"), summary, ctx)
+        msg = write_chart(os.path.join(out, "latest.png"), summary, ctx, codec)
+        text += msg + "\n"
+        with open(os.path.join(out, "latest.txt"), "w") as f:
+            f.write(text)
+        print(text, end="")
+
+    zram_failed = [k for k in errors if k[1].startswith("zram")]
+    return 1 if zram_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -94,8 +94,10 @@ zram_plugin_config (const char *key, const char *value)
   else if (strcmp (key, "mlock") == 0) {
     int r = nbdkit_parse_bool (value);
 
-    if (r == -1)
+    if (r == -1) {
+      nbdkit_error ("mlock: expected true or false, not '%s'", value);
       return -1;
+    }
     lock_memory = r;
   }
   else {

@@ -1,0 +1,30 @@
+/* nbdkit-zram: a tiny assertion helper for the C tests.
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#ifndef ZRAM_TEST_CHECK_H
+#define ZRAM_TEST_CHECK_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Unlike assert, never compiled out, and says where and what. */
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      fprintf (stderr, "%s:%d: %s: check failed: %s\n",                      \
+               __FILE__, __LINE__, __func__, #cond);                         \
+      abort ();                                                              \
+    }                                                                        \
+  } while (0)
+
+/* A small reproducible generator (xorshift64*). */
+static inline unsigned long long
+test_rand (unsigned long long *state)
+{
+  unsigned long long x = *state;
+  x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+  *state = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+#endif

@@ -1,0 +1,97 @@
+# nbdkit-zram: helpers shared by the shell tests.  Source it:  . "$srcdir/functions.sh"
+# SPDX-License-Identifier: BSD-3-Clause
+#
+# Environment set by tests/meson.build:
+#   ZRAM_PLUGIN        path of build/zram.so
+#   NBDZRAMCTL         path of the nbdzramctl CLI (if built)
+#   ZRAM_PRELOAD       sanitizer runtime to preload into nbdkit (or empty)
+#   srcdir, builddir   tests/ source and build directories
+
+set -u
+
+_cleanup_cmds=()
+
+# Run these commands at exit, last registered first, whatever the outcome.
+cleanup_fn () {
+  _cleanup_cmds+=("$*")
+}
+
+_run_cleanup () {
+  local status=$? i
+  for (( i = ${#_cleanup_cmds[@]} - 1; i >= 0; i-- )); do
+    eval "${_cleanup_cmds[$i]}" || :
+  done
+  exit $status
+}
+trap _run_cleanup EXIT INT TERM
+
+# Skip (exit 77) unless every command in "$@" exists.
+requires () {
+  local c
+  for c in "$@"; do
+    if ! command -v "$c" >/dev/null 2>&1; then
+      echo "$0: SKIP: '$c' is not installed"
+      exit 77
+    fi
+  done
+}
+
+fail () {
+  echo "$0: FAIL: $*" >&2
+  exit 1
+}
+
+# A private temporary directory, removed at exit.
+make_tmpdir () {
+  tmpdir=$(mktemp -d "/tmp/zram-test.XXXXXX")
+  cleanup_fn "rm -rf '$tmpdir'"
+}
+
+# nbdkit with the sanitizer runtime preloaded when the plugin needs one.
+run_nbdkit () {
+  if [ -n "${ZRAM_PRELOAD:-}" ]; then
+    LD_PRELOAD="$ZRAM_PRELOAD" nbdkit "$@"
+  else
+    nbdkit "$@"
+  fi
+}
+
+# start_nbdkit PIDFILE SOCKET [nbdkit options...] [plugin params...]
+# Start nbdkit the way users do: daemonised (it forks after .get_ready),
+# with a pidfile, on a unix socket.  Leading arguments that begin with '-'
+# are nbdkit options (e.g. --no-sr).  Registers a kill at exit.
+start_nbdkit () {
+  local pidfile=$1 sock=$2 i opts=()
+  shift 2
+  while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do
+    opts+=("$1")
+    shift
+  done
+  run_nbdkit "${opts[@]}" -P "$pidfile" -U "$sock" "$ZRAM_PLUGIN" "$@" ||
+    fail "nbdkit failed to start: $*"
+  for (( i = 0; i < 600; i++ )); do
+    [ -s "$pidfile" ] && [ -S "$sock" ] && break
+    sleep 0.1
+  done
+  [ -s "$pidfile" ] || fail "nbdkit did not write $pidfile"
+  cleanup_fn "kill_nbdkit '$pidfile'"
+}
+
+# Stop nbdkit by pid and fail if it does not exit within 10 seconds.
+kill_nbdkit () {
+  local pid i
+  pid=$(cat "$1" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for (( i = 0; i < 100; i++ )); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  echo "$0: nbdkit (pid $pid) still running 10 s after SIGTERM" >&2
+  kill -9 "$pid" 2>/dev/null
+  return 1
+}
+
+# The URI of a unix socket.
+uri_of () {
+  echo "nbd+unix:///?socket=$1"
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Every bad plugin parameter fails at start-up with an error naming it, and
+# good ones give the device they describe.
+# SPDX-License-Identifier: BSD-3-Clause
+. "$srcdir/functions.sh"
+requires nbdkit nbdinfo
+make_tmpdir
+
+# expect_error "text the message must contain" params...
+expect_error () {
+  local want=$1
+  shift
+  if run_nbdkit -U - "$ZRAM_PLUGIN" "$@" --run true 2>"$tmpdir/err"; then
+    fail "nbdkit accepted: $*"
+  fi
+  grep -q -- "$want" "$tmpdir/err" ||
+    fail "error for '$*' lacks '$want': $(cat "$tmpdir/err")"
+}
+
+expect_error "size" size=0
+expect_error "size" size=-1
+expect_error "size" size=banana
+expect_error "size" size=
+expect_error "size parameter is required" algorithm=lz4
+expect_error "too large" size=1E
+expect_error "accepted: lz4, lz4hc, zstd" 1G algorithm=gzip
+expect_error "accepted: lz4, lz4hc, zstd" 1G algorithm=LZ4
+expect_error "level: 99 is out of range for zstd; accepted: 1 to" 1G algorithm=zstd level=99
+expect_error "out of range for lz4hc" 1G algorithm=lz4hc level=0
+expect_error "lz4 takes no level" 1G level=3
+expect_error "level" 1G algorithm=zstd level=three
+expect_error "accepted: zs, malloc" 1G pool=slab
+expect_error "mlock" 1G mlock=perhaps
+expect_error "unknown parameter 'colour'" 1G colour=blue
+expect_error "unknown parameter 'sizee'" sizee=1G
+
+# Good parameters: the size is rounded up to whole 4 KiB pages.
+size_of () {
+  run_nbdkit -U - "$ZRAM_PLUGIN" "$@" --run 'env -u LD_PRELOAD nbdinfo --size "$uri"'
+}
+[ "$(size_of 1G)" = 1073741824 ] || fail "1G"
+[ "$(size_of size=1000)" = 4096 ] || fail "size=1000 not rounded to 4096"
+[ "$(size_of size=8193)" = 12288 ] || fail "size=8193 not rounded to 12288"
+[ "$(size_of 1T)" = 1099511627776 ] || fail "1T"
+for a in lz4 lz4hc zstd; do
+  [ "$(size_of 1M algorithm=$a)" = 1048576 ] || fail "algorithm=$a"
+done
+[ "$(size_of 1M algorithm=zstd level=19)" = 1048576 ] || fail "zstd level=19"
+[ "$(size_of 1M algorithm=lz4hc level=12 pool=malloc)" = 1048576 ] || fail "lz4hc 12"
+
+# --dump-plugin names the algorithms.
+run_nbdkit "$ZRAM_PLUGIN" --dump-plugin > "$tmpdir/dump"
+grep -q '^zram_algorithms=lz4 lz4hc zstd$' "$tmpdir/dump" || fail "--dump-plugin"
+echo "$0: ok"

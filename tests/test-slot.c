@@ -1,0 +1,123 @@
+/* Unit test: slot packing, the slot lock, same-filled detection.
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "zram/slot.h"
+#include "zram/zram.h"
+#include "check.h"
+
+#define THREADS 4
+#define ROUNDS 100000
+
+static struct zram_slot shared_slot;
+static uint64_t counter;        /* guarded by shared_slot's lock */
+
+static void *
+lock_worker (void *arg)
+{
+  for (int i = 0; i < ROUNDS; ++i) {
+    slot_lock (&shared_slot);
+    counter++;                  /* a plain increment: the lock must protect it */
+    slot_unlock (&shared_slot);
+  }
+  return NULL;
+}
+
+static void
+test_packing (void)
+{
+  struct zram_slot s = { 0, 0 };
+
+  CHECK (slot_is_empty (&s));
+  CHECK (slot_peek_zero (&s));
+  slot_lock (&s);
+  CHECK (slot_test_flag (&s, SLOT_LOCK));
+  slot_set_handle (&s, 0xdeadbeefcafeULL);
+  slot_set_size_flags (&s, 4096, SLOT_BIT (SLOT_HUGE));
+  CHECK (slot_get_handle (&s) == 0xdeadbeefcafeULL);
+  CHECK (slot_get_size (&s) == 4096);
+  CHECK (slot_test_flag (&s, SLOT_HUGE));
+  CHECK (!slot_test_flag (&s, SLOT_SAME));
+  CHECK (slot_test_flag (&s, SLOT_LOCK));  /* setters keep the lock */
+  CHECK (!slot_is_empty (&s));
+  CHECK (!slot_peek_zero (&s));
+  slot_set_size_flags (&s, 1, 0);
+  CHECK (slot_get_size (&s) == 1 && !slot_test_flag (&s, SLOT_HUGE));
+  slot_unlock (&s);
+  CHECK (!slot_test_flag (&s, SLOT_LOCK));
+  CHECK (slot_get_size (&s) == 1);
+
+  /* SAME with the word 0 is a zero page; with another word it is data. */
+  slot_lock (&s);
+  slot_set_handle (&s, 0);
+  slot_set_size_flags (&s, 0, SLOT_BIT (SLOT_SAME));
+  slot_unlock (&s);
+  CHECK (!slot_is_empty (&s) && slot_peek_zero (&s));
+  slot_lock (&s);
+  slot_set_handle (&s, 0x0101010101010101ULL);
+  slot_unlock (&s);
+  CHECK (!slot_peek_zero (&s));
+  CHECK (sizeof (struct zram_slot) == 16);
+}
+
+static void
+test_lock (void)
+{
+  pthread_t t[THREADS];
+
+  for (int i = 0; i < THREADS; ++i)
+    CHECK (pthread_create (&t[i], NULL, lock_worker, NULL) == 0);
+  for (int i = 0; i < THREADS; ++i)
+    pthread_join (t[i], NULL);
+  CHECK (counter == (uint64_t) THREADS * ROUNDS);
+}
+
+static void
+test_same_filled (void)
+{
+  unsigned char buf[ZRAM_PAGE_SIZE + 16];
+  uint64_t word = 1, pattern = 0x1122334455667788ULL;
+
+  for (int shift = 0; shift < 9; shift += 3) {   /* aligned and not */
+    unsigned char *page = buf + shift;
+
+    memset (page, 0, ZRAM_PAGE_SIZE);
+    CHECK (page_same_filled (page, &word) && word == 0);
+    page_fill (page, pattern);
+    CHECK (page_same_filled (page, &word) && word == pattern);
+    CHECK (memcmp (page, &pattern, 8) == 0);
+    page[ZRAM_PAGE_SIZE - 1] ^= 1;               /* last byte differs */
+    CHECK (!page_same_filled (page, &word));
+    page_fill (page, pattern);
+    page[2048] ^= 0x80;                          /* a middle byte differs */
+    CHECK (!page_same_filled (page, &word));
+    memset (page, 0xab, ZRAM_PAGE_SIZE);         /* bytes repeat: words too */
+    CHECK (page_same_filled (page, &word) && word == 0xababababababababULL);
+  }
+}
+
+static void
+test_table (void)
+{
+  struct zram_slot *t = slot_table_create (1 << 20);   /* 16 MiB, untouched */
+
+  CHECK (t != NULL);
+  CHECK (slot_is_empty (&t[0]) && slot_is_empty (&t[(1 << 20) - 1]));
+  slot_table_destroy (t, 1 << 20);
+  CHECK (slot_table_create (0) == NULL);
+  CHECK (slot_table_create (UINT64_MAX / 4) == NULL);
+}
+
+int
+main (void)
+{
+  test_packing ();
+  test_lock ();
+  test_same_filled ();
+  test_table ();
+  printf ("test-slot: ok\n");
+  return 0;
+}

@@ -17,6 +17,7 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "zram/zctl-server.h"
 #include "zram/zram.h"
 
 #ifndef PR_SET_IO_FLUSHER
@@ -34,8 +35,10 @@ static struct zram_config config = {
 static bool size_given;
 static bool level_given;
 static bool lock_memory;           /* mlock=true */
+static char *ctl_path;             /* ctl=PATH, made absolute */
 
 static struct zram *zram;
+static struct zctl_server *ctl_server;
 
 /* Whether this worker thread has tried PR_SET_IO_FLUSHER, and whether the
  * one warning about a refusal has been printed.
@@ -48,6 +51,7 @@ zram_plugin_unload (void)
 {
   zram_destroy (zram);
   zram = NULL;
+  free (ctl_path);
 }
 
 static int
@@ -100,9 +104,16 @@ zram_plugin_config (const char *key, const char *value)
     }
     lock_memory = r;
   }
+  else if (strcmp (key, "ctl") == 0) {
+    free (ctl_path);
+    /* Resolved now: the server changes directory to / when it forks. */
+    ctl_path = nbdkit_absolute_path (value);
+    if (ctl_path == NULL)
+      return -1;
+  }
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
-                  "pool, mlock (see nbdkit-zram-plugin(1))", key);
+                  "pool, ctl, mlock (see nbdkit-zram-plugin(1))", key);
     return -1;
   }
   return 0;
@@ -140,6 +151,7 @@ zram_plugin_config_complete (void)
   "algorithm=lz4|lz4hc|zstd Compression algorithm (default lz4).\n" \
   "level=N                  Level for lz4hc (1-12) or zstd (1-22).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
+  "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
   "mlock=true|false         Lock the server in RAM (use under swap)."
 
 static void
@@ -160,6 +172,18 @@ zram_plugin_get_ready (void)
                   config.disksize >> ZRAM_PAGE_SHIFT);
     return -1;
   }
+  /* Bind the control socket here, where errors reach the user; its thread
+   * must wait for .after_fork.
+   */
+  if (ctl_path) {
+    char err[256];
+
+    ctl_server = zctl_server_bind (ctl_path, zram, err, sizeof err);
+    if (ctl_server == NULL) {
+      nbdkit_error ("ctl: %s", err);
+      return -1;
+    }
+  }
   return 0;
 }
 
@@ -175,7 +199,19 @@ zram_plugin_after_fork (void)
     nbdkit_error ("mlock: mlockall: %m (raise 'ulimit -l' or run as root)");
     return -1;
   }
+  if (ctl_server && zctl_server_start (ctl_server) == -1) {
+    nbdkit_error ("ctl: cannot start the control socket thread: %m");
+    return -1;
+  }
   return 0;
+}
+
+/* Runs after every connection has closed: only our own threads are left. */
+static void
+zram_plugin_cleanup (void)
+{
+  zctl_server_stop (ctl_server);
+  ctl_server = NULL;
 }
 
 static void *
@@ -345,6 +381,7 @@ static struct nbdkit_plugin plugin = {
   .dump_plugin       = zram_plugin_dump_plugin,
   .get_ready         = zram_plugin_get_ready,
   .after_fork        = zram_plugin_after_fork,
+  .cleanup           = zram_plugin_cleanup,
   .open              = zram_plugin_open,
   .close             = zram_plugin_close,
   .get_size          = zram_plugin_get_size,

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# nbdkit-zram: swap and ext4 on the plugin through a real kernel's nbd.ko.
+# Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+#
+# Boots Debian 12's kernel under qemu (TCG, one vCPU, no network, serial
+# console) with a busybox initramfs made by tests/guest/mkguest.sh; inside,
+# tests/guest/init runs nbdkit with the plugin and attaches it with
+# nbd-client over a unix socket, once with -b 4096 and once with
+# nbd-client's default (sub-page) block size, and prints ZRAM-GUEST: PASS
+# or FAIL.  /dev/kvm is never used.
+#
+# Environment (set by tests/meson.build):
+#   ZRAM_PLUGIN   path of zram.so        MEMHOG      tests/guest/memhog
+#   NBDZRAMCTL    nbdzramctl (optional)  ZRAM_GUEST_CACHE  cache directory
+#   ZRAM_GUEST_TIMEOUT  seconds before qemu is killed (default 600)
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+PLUGIN=${ZRAM_PLUGIN:-}
+MEMHOG=${MEMHOG:-}
+CTLTOOL=${NBDZRAMCTL:-}
+CACHE=${ZRAM_GUEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/nbdkit-zram-guest}
+TIMEOUT=${ZRAM_GUEST_TIMEOUT:-600}
+
+skip () { echo "SKIP: $*"; exit 77; }
+fail () { echo "FAIL: $*"; exit 1; }
+
+[ -n "$PLUGIN" ] && [ -f "$PLUGIN" ] || skip "ZRAM_PLUGIN not set (run through meson test)"
+[ -n "$MEMHOG" ] && [ -x "$MEMHOG" ] || skip "MEMHOG not set (run through meson test)"
+command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed (tests/guest/packages.txt)"
+# A sanitizer build's plugin needs its runtime preloaded into nbdkit; the
+# guest runs the plain build's plugin only.
+if ldd "$PLUGIN" 2>/dev/null | grep -q -E 'lib(a|t|ub)san'; then
+  skip "plugin built with a sanitizer; the guest test runs in the plain build"
+fi
+[ -x "$CTLTOOL" ] || CTLTOOL=
+
+out=$("$here/guest/mkguest.sh" "$CACHE" "$PLUGIN" "$MEMHOG" $CTLTOOL)
+rc=$?
+[ $rc = 77 ] && skip "cannot build the guest here (see above)"
+[ $rc = 0 ] || fail "mkguest.sh failed"
+kernel=$(echo "$out" | sed -n 's/^kernel //p')
+initrd=$(echo "$out" | sed -n 's/^initrd //p')
+
+log=$(mktemp /tmp/zram-guest.XXXXXX.log)
+trap 'rm -f "$log"' EXIT
+
+# -accel tcg: never KVM (Debian's kernel hangs under this host's KVM).
+start=$(date +%s)
+timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
+  -accel tcg -cpu max -smp 1 -m 768 \
+  -nographic -no-reboot -nodefaults -serial stdio -nic none \
+  -kernel "$kernel" -initrd "$initrd" \
+  -append "console=ttyS0 panic=-1 loglevel=4 zt.bs=4096,default zt.mlock=true" \
+  < /dev/null > "$log" 2>&1
+rc=$?
+secs=$(( $(date +%s) - start ))
+# Show what the guest said (kernel log lines are few at loglevel=4).
+tr -d '\r' < "$log"
+echo "qemu exited with $rc after $secs s"
+[ $rc = 124 ] || [ $rc = 137 ] && fail "guest timed out after $TIMEOUT s"
+grep -q '^ZRAM-GUEST: FAIL' "$log" && fail "the guest reported a failure"
+grep -q '^ZRAM-GUEST: PASS' "$log" || fail "the guest gave no PASS marker"
+echo "PASS: swap and ext4 through nbd.ko in a $secs s guest run"

@@ -24,8 +24,10 @@
 #define PR_SET_IO_FLUSHER 57
 #endif
 
-/* Largest request nbdkit hands to a plugin; NBD's own limit is 32 bits. */
-#define ZRAM_MAX_REQUEST 0xffffffffu
+/* Largest read or write nbdkit 1.32 accepts from a client (its
+ * MAX_REQUEST_SIZE); advertising more would invite requests it refuses.
+ */
+#define ZRAM_MAX_REQUEST (64 * 1024 * 1024)
 
 static struct zram_config config = {
   .algo = ZCOMP_DEFAULT_ALGO,
@@ -282,11 +284,19 @@ mark_io_flusher (void)
     return;
   io_flusher_tried = true;
   if (prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0) == -1 &&
-      !__atomic_exchange_n (&io_flusher_warned, true, __ATOMIC_RELAXED))
-    nbdkit_debug ("prctl (PR_SET_IO_FLUSHER): %m: worker threads are not "
-                  "marked as I/O flushers (needs Linux >= 5.6 and "
-                  "CAP_SYS_RESOURCE); swapping onto this device may deadlock "
-                  "under memory pressure");
+      !__atomic_exchange_n (&io_flusher_warned, true, __ATOMIC_RELAXED)) {
+    /* With mlock=true the user told us this device holds swap: then the
+     * refusal matters enough to reach the log without -v.
+     */
+    if (lock_memory)
+      nbdkit_error ("warning: prctl (PR_SET_IO_FLUSHER): %m: worker threads "
+                    "are not marked as I/O flushers (needs Linux >= 5.6 and "
+                    "CAP_SYS_RESOURCE); swap on this device may deadlock "
+                    "under memory pressure");
+    else
+      nbdkit_debug ("prctl (PR_SET_IO_FLUSHER): %m (needs Linux >= 5.6 and "
+                    "CAP_SYS_RESOURCE)");
+  }
 }
 
 /* Hand the core's errno to the client. */

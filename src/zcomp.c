@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,7 @@ struct zcomp_thread_state {
 static pthread_key_t state_key;
 static pthread_once_t state_key_once = PTHREAD_ONCE_INIT;
 static int state_key_error;
+static bool state_key_created;
 
 static void
 free_thread_state (void *p)
@@ -56,6 +58,20 @@ static void
 make_state_key (void)
 {
   state_key_error = pthread_key_create (&state_key, free_thread_state);
+  state_key_created = state_key_error == 0;
+}
+
+/* When the plugin is unloaded (dlclose), the key's destructor goes with
+ * it: delete the key so that a thread exiting later cannot call into
+ * unmapped code.  (nbdkit joins all request threads before unloading, so
+ * at most the state of a stray thread leaks.)
+ */
+__attribute__ ((destructor))
+static void
+delete_state_key (void)
+{
+  if (state_key_created)
+    pthread_key_delete (state_key);
 }
 
 /* The calling thread's state, or NULL with errno ENOMEM. */

@@ -18,6 +18,7 @@
  * holes inside glibc's heap are not counted.  The RSS columns show them.
  *
  * Usage: bench-zpool [--pages N] [--seed S] [--threads T] [--smoke] [--check]
+ *                    [--no-speed]
  *   --smoke  a small run (< 5 s) that only checks the program works
  *   --check  exit 1 if zs misses its targets (fill <= 1.03, after free and
  *            compaction <= 1.05, RSS falls)
@@ -356,7 +357,7 @@ main (int argc, char *argv[])
 {
   uint64_t pages = 65536, seed = IMGEN_DEFAULT_SEED;
   unsigned threads = 2;
-  bool smoke = false, check = false;
+  bool smoke = false, check = false, no_speed = false;
   struct result r[2];
   enum zpool_kind kinds[2] = { ZPOOL_ZS, ZPOOL_MALLOC };
   size_t ops;
@@ -373,9 +374,11 @@ main (int argc, char *argv[])
       smoke = true;
     else if (strcmp (argv[i], "--check") == 0)
       check = true;
+    else if (strcmp (argv[i], "--no-speed") == 0)
+      no_speed = true;
     else {
       fprintf (stderr, "usage: %s [--pages N] [--seed S] [--threads T] "
-               "[--smoke] [--check]\n", argv[0]);
+               "[--smoke] [--check] [--no-speed]\n", argv[0]);
       return 2;
     }
   }
@@ -413,7 +416,7 @@ main (int argc, char *argv[])
           "-", r[1].rss_trim / 1048576.0);
 
   ops = smoke ? 65536 : 4 * 1048576;
-  {
+  if (!no_speed) {
     struct zpool *zs = zpool_create (ZPOOL_ZS);
     struct zpool *mp = zpool_create (ZPOOL_MALLOC);
     double ns_zs1 = speed (zs, 1, ops), ns_mp1 = speed (mp, 1, ops);

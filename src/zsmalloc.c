@@ -29,10 +29,22 @@
 
 struct zs_class;
 
+/* Span memory is mapped ZS_ARENA_BYTES at a time per class, cut into
+ * ranges of the class's span length; free ranges are MADV_DONTNEED'd.
+ */
+struct zs_arena {
+  struct zs_arena *prev, *next; /* in the class's avail or full list */
+  char *base;
+  uint32_t nr_ranges;           /* span ranges in the arena */
+  uint32_t nr_free;             /* free ranges, on the stack below */
+  uint16_t free[];              /* stack of free range numbers */
+};
+
 struct zs_span {
   struct zs_span *prev, *next;  /* in the class list of its group */
-  char *base;                   /* the mapping */
+  char *base;                   /* its range in the arena */
   struct zs_class *cls;
+  struct zs_arena *arena;
   uint32_t inuse;               /* used slots */
   uint32_t free_head;           /* first free slot or SLOT_NONE */
   unsigned group;               /* list it is on */
@@ -51,6 +63,11 @@ struct zs_class {
   uint64_t live_objects;        /* used slots */
   uint64_t live_bytes;          /* sum of object sizes */
   uint64_t nr_group[NR_LISTS];  /* spans per list */
+  struct zs_span *empty;        /* empty spans kept for reuse (next-linked) */
+  uint64_t nr_empty;            /* spans on it */
+  struct zs_arena *avail;       /* arenas with a free range */
+  struct zs_arena *full;        /* arenas without */
+  uint32_t arena_ranges;        /* ranges per arena */
 } __attribute__ ((aligned (64)));
 
 /* One entry of the handle table; see the diagram in zsmalloc.h. */
@@ -266,24 +283,93 @@ span_regroup (struct zs_class *cls, struct zs_span *s)
   list_add (cls, s, g);
 }
 
-/* Map a new empty span (no lock needed: it is not on any list yet). */
-static struct zs_span *
-span_create (struct zs_pool *p, struct zs_class *cls)
+static inline size_t
+span_bytes (const struct zs_class *cls)
 {
-  size_t meta = sizeof (struct zs_span) + cls->objs * sizeof (uint32_t);
-  struct zs_span *s = malloc (meta);
-  uint32_t i;
+  return (size_t) cls->pages * ZS_PAGE_SIZE;
+}
 
-  if (s == NULL)
+static void
+arena_link (struct zs_arena **head, struct zs_arena *a)
+{
+  a->prev = NULL;
+  a->next = *head;
+  if (a->next)
+    a->next->prev = a;
+  *head = a;
+}
+
+static void
+arena_unlink (struct zs_arena **head, struct zs_arena *a)
+{
+  if (a->prev)
+    a->prev->next = a->next;
+  else
+    *head = a->next;
+  if (a->next)
+    a->next->prev = a->prev;
+}
+
+/* Map a new arena for a class (no lock held). */
+static struct zs_arena *
+arena_create (struct zs_class *cls)
+{
+  uint32_t n = cls->arena_ranges, i;
+  struct zs_arena *a = malloc (sizeof *a + n * sizeof a->free[0]);
+
+  if (a == NULL)
     return NULL;
-  s->base = mmap (NULL, (size_t) cls->pages * ZS_PAGE_SIZE,
-                  PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (s->base == MAP_FAILED) {
-    free (s);
-    errno = ENOMEM;
+  a->base = mmap (NULL, n * span_bytes (cls), PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (a->base == MAP_FAILED) {
+    free (a);
     return NULL;
   }
-  assert ((uintptr_t) s->base >> 48 == 0);
+  assert ((uintptr_t) a->base >> 48 == 0);
+  a->nr_ranges = n;
+  a->nr_free = n;
+  for (i = 0; i < n; i++)
+    a->free[i] = n - 1 - i;     /* hand out low addresses first */
+  return a;
+}
+
+/* Get an empty span for the class: a kept one, else a new one in an
+ * arena.  Class lock held on entry and on return; it may be dropped in
+ * between (to map an arena).  Returns NULL with errno ENOMEM.
+ */
+static struct zs_span *
+span_get (struct zs_pool *p, struct zs_class *cls)
+{
+  size_t meta = sizeof (struct zs_span) + cls->objs * sizeof (uint32_t);
+  struct zs_span *s;
+  struct zs_arena *a;
+  uint32_t i;
+
+  if ((s = cls->empty) != NULL) {
+    cls->empty = s->next;
+    __atomic_store_n (&cls->nr_empty, cls->nr_empty - 1, __ATOMIC_RELAXED);
+    return s;
+  }
+  s = malloc (meta);
+  if (s == NULL)
+    goto nomem;
+  if (cls->avail == NULL) {
+    pthread_mutex_unlock (&cls->lock);
+    a = arena_create (cls);
+    pthread_mutex_lock (&cls->lock);
+    if (a == NULL) {
+      free (s);
+      goto nomem;
+    }
+    arena_link (&cls->avail, a);
+  }
+  a = cls->avail;
+  s->arena = a;
+  s->base = a->base + a->free[--a->nr_free] * span_bytes (cls);
+  if (a->nr_free == 0) {
+    arena_unlink (&cls->avail, a);
+    arena_link (&cls->full, a);
+  }
   s->cls = cls;
   s->inuse = 0;
   s->free_head = 0;
@@ -292,20 +378,60 @@ span_create (struct zs_pool *p, struct zs_class *cls)
   __atomic_add_fetch (&p->total_pages, cls->pages, __ATOMIC_RELAXED);
   __atomic_add_fetch (&p->span_meta_bytes, meta, __ATOMIC_RELAXED);
   return s;
+
+ nomem:
+  errno = ENOMEM;
+  return NULL;
 }
 
-/* Unmap a span that is on no list (no lock needed). */
+/* A span just became empty and is on no list.  Keep it for reuse if the
+ * class keeps fewer than ZS_EMPTY_KEEP_PAGES pages of them, and return
+ * true; else return false: the caller must span_release it after dropping
+ * the class lock.  Class lock held.
+ */
+static bool
+span_keep (struct zs_class *cls, struct zs_span *s)
+{
+  if ((cls->nr_empty + 1) * cls->pages > ZS_EMPTY_KEEP_PAGES)
+    return false;
+  s->next = cls->empty;
+  cls->empty = s;
+  __atomic_store_n (&cls->nr_empty, cls->nr_empty + 1, __ATOMIC_RELAXED);
+  return true;
+}
+
+/* Give an empty span's pages back to the OS and its range back to its
+ * arena; unmap the arena if it is then unused.  Class lock NOT held.
+ */
 static void
-span_destroy (struct zs_pool *p, struct zs_span *s)
+span_release (struct zs_pool *p, struct zs_span *s)
 {
   struct zs_class *cls = s->cls;
+  struct zs_arena *a = s->arena, *dead = NULL;
 
-  munmap (s->base, (size_t) cls->pages * ZS_PAGE_SIZE);
+  /* Before the range can be handed out again, so no new data is lost. */
+  madvise (s->base, span_bytes (cls), MADV_DONTNEED);
+  pthread_mutex_lock (&cls->lock);
+  a->free[a->nr_free++] = (s->base - a->base) / span_bytes (cls);
+  if (a->nr_free == 1) {
+    arena_unlink (&cls->full, a);
+    arena_link (&cls->avail, a);
+  }
+  if (a->nr_free == a->nr_ranges) {
+    arena_unlink (&cls->avail, a);
+    dead = a;
+  }
+  pthread_mutex_unlock (&cls->lock);
+
   __atomic_sub_fetch (&p->total_pages, cls->pages, __ATOMIC_RELAXED);
   __atomic_sub_fetch (&p->span_meta_bytes,
                       sizeof (struct zs_span) + cls->objs * sizeof (uint32_t),
                       __ATOMIC_RELAXED);
   free (s);
+  if (dead) {
+    munmap (dead->base, dead->nr_ranges * span_bytes (cls));
+    free (dead);
+  }
 }
 
 /* Take a free slot of a span that has one; give it to handle h. */
@@ -434,8 +560,11 @@ zs_create (void)
   }
   for (k = 0; k < (int) ZS_NR_SIZES; k++)
     p->class_of[k] = &p->classes[n - 1 - (p->class_of[k] - p->classes)];
-  for (i = 0; i < n; i++)
+  for (i = 0; i < n; i++) {
     pthread_mutex_init (&p->classes[i].lock, NULL);
+    p->classes[i].arena_ranges =
+      ZS_ARENA_BYTES / (p->classes[i].pages * ZS_PAGE_SIZE);
+  }
   return &p->base;
 }
 
@@ -447,12 +576,29 @@ zs_destroy (struct zpool *pool)
   struct zs_span *s, *next;
 
   for (i = 0; i < p->nr_classes; i++) {
+    struct zs_class *cls = &p->classes[i];
+    struct zs_arena *a, *anext;
+
     for (g = 0; g < NR_LISTS; g++)
-      for (s = p->classes[i].lists[g]; s; s = next) {
+      for (s = cls->lists[g]; s; s = next) {
         next = s->next;
-        span_destroy (p, s);
+        free (s);
       }
-    pthread_mutex_destroy (&p->classes[i].lock);
+    for (s = cls->empty; s; s = next) {
+      next = s->next;
+      free (s);
+    }
+    for (a = cls->avail; a; a = anext) {
+      anext = a->next;
+      munmap (a->base, a->nr_ranges * span_bytes (cls));
+      free (a);
+    }
+    for (a = cls->full; a; a = anext) {
+      anext = a->next;
+      munmap (a->base, a->nr_ranges * span_bytes (cls));
+      free (a);
+    }
+    pthread_mutex_destroy (&cls->lock);
   }
   for (i = 0; i < ZS_MAX_CHUNKS && p->chunks[i]; i++)
     free (p->chunks[i]);
@@ -488,17 +634,17 @@ zs_alloc (struct zpool *pool, size_t size)
   pthread_mutex_lock (&cls->lock);
   s = fullest_partial (cls);
   if (s == NULL) {
-    /* Map outside the lock; use the new span at once, so that no empty
-     * span is ever left on a list even if another thread raced us.
+    /* Use the new span at once even if span_get dropped the lock and
+     * another thread made a span meanwhile: no empty span may sit on a
+     * list.
      */
-    pthread_mutex_unlock (&cls->lock);
-    fresh = span_create (p, cls);
+    fresh = span_get (p, cls);
     if (fresh == NULL) {
+      pthread_mutex_unlock (&cls->lock);
       handle_put (p, h);
       errno = ENOMEM;
       return 0;
     }
-    pthread_mutex_lock (&cls->lock);
     s = fresh;
     __atomic_store_n (&cls->nr_spans, cls->nr_spans + 1, __ATOMIC_RELAXED);
   }
@@ -539,14 +685,15 @@ zs_free (struct zpool *pool, zpool_handle h)
   if (s->inuse == 0) {
     list_del (cls, s);
     __atomic_store_n (&cls->nr_spans, cls->nr_spans - 1, __ATOMIC_RELAXED);
-    empty = s;
+    if (!span_keep (cls, s))
+      empty = s;
   }
   else
     span_regroup (cls, s);
   pthread_mutex_unlock (&cls->lock);
 
   if (empty)
-    span_destroy (p, empty);
+    span_release (p, empty);
   handle_put (p, h);
 }
 
@@ -636,6 +783,7 @@ zs_class_stats (const struct zpool *pool, unsigned index,
   st->spans = cls->nr_spans;
   st->objects = cls->live_objects;
   st->live_bytes = cls->live_bytes;
+  st->empty_spans = cls->nr_empty;
   for (g = 0; g < ZS_NR_FULLNESS; g++)
     st->fullness[g] = cls->nr_group[g];
   pthread_mutex_unlock (&cls->lock);
@@ -699,6 +847,14 @@ compact_class (struct zs_pool *p, struct zs_class *cls)
   int g;
 
   pthread_mutex_lock (&cls->lock);
+  /* Kept empty spans go back to the OS first. */
+  while ((s = cls->empty) != NULL) {
+    cls->empty = s->next;
+    s->next = done;
+    done = s;
+    released += cls->pages;
+  }
+  __atomic_store_n (&cls->nr_empty, 0, __ATOMIC_RELAXED);
   /* Each round isolates one span; bound the rounds by the spans present at
    * the start, so that allocations in between cannot keep us going.
    */
@@ -747,7 +903,7 @@ compact_class (struct zs_pool *p, struct zs_class *cls)
 
   while ((s = done) != NULL) {
     done = s->next;
-    span_destroy (p, s);
+    span_release (p, s);
   }
   return released;
 }

@@ -100,6 +100,9 @@
 #define ZS_NR_SIZES        (ZPOOL_MAX_OBJECT / ZS_CLASS_STEP)
 #define ZS_MAX_SPAN_PAGES  8u                  /* longest span, in pages */
 
+#define ZS_ARENA_BYTES     (2u << 20)         /* span memory mapped at once */
+#define ZS_EMPTY_KEEP_PAGES 16u               /* empty span pages a class keeps */
+
 #define ZS_NR_FULLNESS     ZPOOL_FULLNESS_GROUPS /* 10 partial groups + full */
 
 #define ZS_CHUNK_SHIFT     14

@@ -73,6 +73,8 @@ struct zpool_class_stats {
   uint64_t spans;            /* spans currently mapped */
   uint64_t objects;          /* live objects */
   uint64_t live_bytes;       /* sum of their sizes */
+  uint64_t empty_spans;      /* empty spans kept for reuse (not in spans,
+                                counted in the pool's total_bytes) */
   uint64_t fullness[ZPOOL_FULLNESS_GROUPS]; /* spans per fullness group */
 };
 

@@ -2,7 +2,8 @@
  * NBD, next to the raw codec on the same pages.
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  *
- *   bench-core [-s SIZE] [-S SEED] [-i IMAGE] [-r REPS] [-t THREADS] [-j JSONFILE]
+ *   bench-core [-s SIZE] [-S SEED] [-i IMAGE] [-r REPS] [-t THREADS] [-c CONFIG]
+ *              [-j JSONFILE]
  *
  * For each configuration (lz4 and zstd, pool zs and malloc) and each rep, a
  * fresh device the size of the image is created; then, timed separately:
@@ -18,9 +19,11 @@
  * Next to them: raw LZ4_compress_default / ZSTD_compressCCtx and their
  * decompression on the same pages, and zcomp_compress (the core's codec
  * layer), so the distance between the device path and the codec is
- * visible.  After the first write the device statistics (compression ratio,
+ * visible.  Times are process CPU time (all threads), not wall time, so
+ * that other load on the machine is not charged to us.  After the first write the device statistics (compression ratio,
  * allocator overhead) are recorded.  Output: a table on stdout and, with -j,
- * one JSON object.
+ * one JSON object.  -c runs one configuration only (lz4-zs, lz4-malloc,
+ * zstd-zs), e.g. under valgrind --tool=callgrind.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -29,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <lz4.h>
 #include <zstd.h>
@@ -126,6 +130,18 @@ worker_run (void *arg)
   return NULL;
 }
 
+/* Minor page faults taken by the last device_pass, per page. */
+static double last_faults_per_page;
+
+static long
+minor_faults (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
 /* Run op over the pages of pl with nthreads (each thread a contiguous part
  * of the list); returns ns per page or -1.
  */
@@ -135,8 +151,9 @@ device_pass (struct zram *zram, enum op op, int nthreads, const struct pagelist 
   struct worker w[MAX_THREADS];
   double t0, t1;
   int i, failed = 0;
+  long f0 = minor_faults ();
 
-  t0 = bench_now ();
+  t0 = bench_cpu_now ();
   for (i = 0; i < nthreads; i++) {
     w[i] = (struct worker) {
       .zram = zram, .op = op,
@@ -156,7 +173,8 @@ device_pass (struct zram *zram, enum op op, int nthreads, const struct pagelist 
       pthread_join (w[i].tid, NULL);
     failed |= w[i].failed;
   }
-  t1 = bench_now ();
+  t1 = bench_cpu_now ();
+  last_faults_per_page = (double) (minor_faults () - f0) / (double) pl->n;
   return failed ? -1 : (t1 - t0) * 1e9 / (double) pl->n;
 }
 
@@ -189,7 +207,7 @@ raw_pass (enum raw kind, enum zcomp_algo algo, const struct pagelist *pl,
     goto out;
   }
   memset (out, 0, npages * (uint64_t) cap);
-  t0 = bench_now ();
+  t0 = bench_cpu_now ();
   for (uint64_t j = 0; j < pl->n; j++) {
     const unsigned char *src = img + pl->idx[j] * PAGE;
     unsigned char *dst = out + j * (uint64_t) cap;
@@ -213,7 +231,7 @@ raw_pass (enum raw kind, enum zcomp_algo algo, const struct pagelist *pl,
       goto out;
     }
   }
-  t1 = bench_now ();
+  t1 = bench_cpu_now ();
   for (i = 0; i < pl->n; i++) {
     const unsigned char *src = out + i * (uint64_t) cap;
     int ok;
@@ -234,7 +252,7 @@ raw_pass (enum raw kind, enum zcomp_algo algo, const struct pagelist *pl,
       goto out;
     }
   }
-  t2 = bench_now ();
+  t2 = bench_cpu_now ();
   *comp_ns = (t1 - t0) * 1e9 / (double) pl->n;
   *decomp_ns = (t2 - t1) * 1e9 / (double) pl->n;
   ret = 0;
@@ -314,14 +332,16 @@ main (int argc, char *argv[])
 {
   int64_t size = 64 << 20;
   uint64_t seed = IMGEN_DEFAULT_SEED;
-  const char *image = NULL, *json = NULL;
+  const char *image = NULL, *json = NULL, *only = NULL;
   int reps = 3, nthreads = 1, c, rep;
   size_t ci;
   struct series res[NCONFIGS][NMETRICS];
   struct zram_stats stats[NCONFIGS];
+  double write_faults[NCONFIGS];
   FILE *jf = NULL;
+  bool first = true;
 
-  while ((c = getopt (argc, argv, "s:S:i:r:t:j:h")) != -1) {
+  while ((c = getopt (argc, argv, "s:S:i:r:t:c:j:h")) != -1) {
     switch (c) {
     case 's': size = bench_parse_size (optarg); break;
     case 'S': seed = strtoull (optarg, NULL, 0); break;
@@ -329,10 +349,19 @@ main (int argc, char *argv[])
     case 'r': reps = atoi (optarg); break;
     case 't': nthreads = atoi (optarg); break;
     case 'j': json = optarg; break;
+    case 'c': only = optarg; break;
     default:
       fprintf (stderr, "usage: bench-core [-s SIZE] [-S SEED] [-i IMAGE] [-r REPS]"
-               " [-t THREADS] [-j JSON]\n");
+               " [-t THREADS] [-c CONFIG] [-j JSON]\n");
       return c == 'h' ? 0 : 2;
+    }
+  }
+  if (only) {
+    for (ci = 0; ci < NCONFIGS && strcmp (only, configs[ci].name) != 0; ci++)
+      ;
+    if (ci == NCONFIGS) {
+      fprintf (stderr, "bench-core: unknown config %s\n", only);
+      return 2;
     }
   }
   if (reps < 1 || reps > MAX_REPS || nthreads < 1 || nthreads > MAX_THREADS
@@ -383,13 +412,19 @@ main (int argc, char *argv[])
   for (rep = 0; rep < reps; rep++) {
     for (ci = 0; ci < NCONFIGS; ci++) {
       const struct config *cf = &configs[ci];
-      struct zram *zram = make_device (cf, (uint64_t) size);
+      struct zram *zram;
       double v[NMETRICS];
       int m;
 
+      if (only && strcmp (only, cf->name) != 0)
+        continue;
+      zram = make_device (cf, (uint64_t) size);
+
       v[M_WRITE] = device_pass (zram, OP_WRITE, nthreads, &all_pages);
-      if (rep == 0)
+      if (rep == 0) {
         zram_get_stats (zram, &stats[ci]);
+        write_faults[ci] = last_faults_per_page;
+      }
       v[M_READ] = device_pass (zram, OP_READ, nthreads, &all_pages);
       v[M_OVERWRITE] = device_pass (zram, OP_WRITE, nthreads, &all_pages);
       zram_destroy (zram);
@@ -415,10 +450,10 @@ main (int argc, char *argv[])
           npages, (uint64_t) size >> 20, nthreads, reps);
   printf ("all %" PRIu64 " pages:              | %" PRIu64 " pages not same-filled:\n",
           all_pages.n, real_pages.n);
-  printf ("%-11s %7s %7s %7s %7s %7s | %7s %7s %7s %7s %7s %7s | %7s %7s | %6s %8s\n",
+  printf ("%-11s %7s %7s %7s %7s %7s | %7s %7s %7s %7s %7s %7s | %7s %7s | %6s %8s %6s\n",
           "config", "write", "read", "overwr", "raw-c", "raw-d",
           "write", "read", "raw-c", "raw-d", "zcomp-c", "zcomp-d",
-          "w/raw", "r/raw", "ratio", "overhead");
+          "w/raw", "r/raw", "ratio", "overhead", "flt/pg");
   if (json) {
     jf = fopen (json, "w");
     if (jf == NULL) {
@@ -431,6 +466,9 @@ main (int argc, char *argv[])
   for (ci = 0; ci < NCONFIGS; ci++) {
     double med[NMETRICS], min[NMETRICS], max[NMETRICS];
     const struct zram_stats *s = &stats[ci];
+
+    if (only && strcmp (only, configs[ci].name) != 0)
+      continue;
     double ratio = s->mem_used_total ? (double) size / (double) s->mem_used_total : 0;
     double overhead = s->compr_data_size
       ? (double) s->mem_used_total / (double) s->compr_data_size - 1 : 0;
@@ -439,14 +477,15 @@ main (int argc, char *argv[])
     for (m = 0; m < NMETRICS; m++)
       series_summary (&res[ci][m], &med[m], &min[m], &max[m]);
     printf ("%-11s %7.0f %7.0f %7.0f %7.0f %7.0f | %7.0f %7.0f %7.0f %7.0f %7.0f %7.0f"
-            " | %7.3f %7.3f | %6.3f %7.1f%%\n",
+            " | %7.3f %7.3f | %6.3f %7.1f%% %6.2f\n",
             configs[ci].name, med[M_WRITE], med[M_READ], med[M_OVERWRITE],
             med[M_RAW_C], med[M_RAW_D], med[M_WRITE_REAL], med[M_READ_REAL],
             med[M_RAW_C_REAL], med[M_RAW_D_REAL], med[M_ZCOMP_C], med[M_ZCOMP_D],
             med[M_WRITE_REAL] / med[M_RAW_C_REAL], med[M_READ_REAL] / med[M_RAW_D_REAL],
-            ratio, 100 * overhead);
+            ratio, 100 * overhead, write_faults[ci]);
     if (jf) {
-      fprintf (jf, "%s\"%s\": {\"ns_per_page\": {", ci ? ", " : "", configs[ci].name);
+      fprintf (jf, "%s\"%s\": {\"ns_per_page\": {", first ? "" : ", ", configs[ci].name);
+      first = false;
       for (m = 0; m < NMETRICS; m++)
         fprintf (jf, "%s\"%s\": [%.1f, %.1f, %.1f]", m ? ", " : "",
                  metric_names[m], med[m], min[m], max[m]);
@@ -455,16 +494,17 @@ main (int argc, char *argv[])
                ", \"stats\": {\"orig_data_size\": %" PRIu64 ", \"compr_data_size\": %" PRIu64
                ", \"mem_used_total\": %" PRIu64 ", \"same_pages\": %" PRIu64
                ", \"huge_pages\": %" PRIu64 "}, \"ratio_mem_used\": %.4f"
-               ", \"allocator_overhead\": %.4f}",
+               ", \"allocator_overhead\": %.4f, \"write_minor_faults_per_page\": %.4f}",
                med[M_WRITE] / med[M_RAW_C], med[M_READ] / med[M_RAW_D],
                med[M_WRITE_REAL] / med[M_RAW_C_REAL], med[M_READ_REAL] / med[M_RAW_D_REAL],
                s->orig_data_size, s->compr_data_size, s->mem_used_total,
-               s->same_pages, s->huge_pages, ratio, overhead);
+               s->same_pages, s->huge_pages, ratio, overhead, write_faults[ci]);
     }
   }
   printf ("(ns per page; w/raw and r/raw compare the device with the raw codec on the\n"
           " pages it must compress; ratio = image bytes / mem_used_total;\n"
-          " overhead = mem_used_total / compr_data_size - 1)\n");
+          " overhead = mem_used_total / compr_data_size - 1;\n"
+          " flt/pg = minor page faults per page during the first write)\n");
   if (jf) {
     fprintf (jf, "}}\n");
     if (fclose (jf) == EOF) {

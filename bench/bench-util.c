@@ -47,6 +47,15 @@ bench_now (void)
   return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
 
+double
+bench_cpu_now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
 void *
 bench_read_file (const char *path, uint64_t *size)
 {

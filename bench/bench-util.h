@@ -14,6 +14,12 @@ extern int64_t bench_parse_size (const char *str);
 /* Monotonic clock in seconds. */
 extern double bench_now (void);
 
+/* CPU time of the whole process (all threads) in seconds.  The
+ * micro-benchmarks time with this: on a shared machine it leaves out the
+ * time other processes ran instead of us.
+ */
+extern double bench_cpu_now (void);
+
 /* Read a whole file of `size` bytes into a fresh page-aligned buffer.
  * Returns NULL (and prints why) on error.  Free with free(3).
  */

@@ -9,16 +9,15 @@
  *
  * Object sizes are rounded up to a multiple of ZS_CLASS_STEP (16 bytes),
  * giving ZS_NR_SIZES (256) sizes from 16 to 4096.  Each size packs its
- * objects into spans: one anonymous mmap of 1..ZS_MAX_SPAN_PAGES contiguous
- * OS pages, the length chosen to waste the least (ties: the shorter span).
- * Objects lie back to back and may cross page boundaries inside a span;
- * a span is one mapping, so map() returns a direct pointer and never
- * copies.  Sizes with the same geometry (pages per span, objects per span)
+ * objects into spans: 1..ZS_MAX_SPAN_PAGES contiguous OS pages, the length
+ * chosen to waste the least (ties: the shorter span).  Objects lie back to
+ * back and may cross page boundaries inside a span; a span is contiguous
+ * virtual memory, so map() returns a direct pointer and never copies.  Sizes with the same geometry (pages per span, objects per span)
  * share one class, the class of the largest of them (as in the kernel,
  * 256 sizes become about 120 classes at 8 pages a span).
  *
  *   class 1568 B, 5 pages, 13 objects:
- *   |<------------------------ one mmap, 5 x 4096 ------------------------>|
+ *   |<---------------------- one span, 5 x 4096 bytes --------------------->|
  *   | obj0 | obj1 | obj2 | ... page boundaries fall inside objects ... |o12|w|
  *                                                      w = 96 bytes wasted
  *
@@ -67,14 +66,27 @@
  * Compaction never waits for a pin and map never waits for a lock, so
  * there is no lock-order cycle.
  *
- * RETURNING MEMORY
+ * ARENAS AND RETURNING MEMORY
  *
- * A span whose last object is freed (or moved away by compaction) is
- * unlinked under the class lock and munmapped after it is dropped, so RSS
- * falls as data is freed.  No empty span is ever kept.  Spans sit on
- * per-class lists by fullness (ZS_NR_FULLNESS groups of tenths, plus full);
- * alloc takes a slot in the fullest non-full span, and compaction moves
- * objects from the emptiest spans into the fullest ones.
+ * Span memory is mapped per class ZS_ARENA_BYTES (2 MiB) at a time and cut
+ * into ranges of the class's span length:
+ *
+ *   arena (one mmap)  | span | span | free | span | free | ... |
+ *                                     ^ MADV_DONTNEED'd, no RSS
+ *
+ * A span whose last object is freed (or moved away by compaction) leaves
+ * its list under the class lock.  Up to ZS_EMPTY_KEEP_PAGES pages of such
+ * empty spans per class are kept whole for reuse, so that a class whose
+ * population wobbles around a span boundary does not give back and fault
+ * in pages at every step; they are counted in total_bytes and compaction
+ * releases them.  Any other empty span is released at once: its pages get
+ * MADV_DONTNEED (RSS falls) and its range returns to the arena; an arena
+ * with no span left is munmapped.  Arenas keep the number of mappings low
+ * (no VMA split per span) and make span birth a pointer pop.
+ *
+ * Spans sit on per-class lists by fullness (ZS_NR_FULLNESS groups of
+ * tenths, plus full); alloc takes a slot in the fullest non-full span, and
+ * compaction moves objects from the emptiest spans into the fullest ones.
  *
  * ACCOUNTING
  *
@@ -85,10 +97,12 @@
  *
  * KNOWN LIMITS
  *
- * Every span is its own mmap.  The kernel merges adjacent anonymous
- * mappings, but a badly fragmented pool of many gigabytes can approach
- * vm.max_map_count (65530 mappings by default); mmap then fails and alloc
- * returns ENOMEM.  Handle indices are limited to ZS_MAX_HANDLES.
+ * Virtual memory of arenas is given back only when a whole arena is free,
+ * so a pool that shrank keeps its address space (not its RSS).  Handle
+ * table chunks are never freed before zpool_destroy.  Handle indices are
+ * limited to ZS_MAX_HANDLES (2^30).  Compaction moves objects only within
+ * a class; it cannot recover the rounding of objects up to their class
+ * size, nor the last, partly used span of each class.
  */
 #ifndef ZRAM_ZSMALLOC_H
 #define ZRAM_ZSMALLOC_H

@@ -130,15 +130,18 @@ worker_run (void *arg)
   return NULL;
 }
 
-/* Minor page faults taken by the last device_pass, per page. */
-static double last_faults_per_page;
+/* Minor page faults and kernel CPU time (ns) of the last device_pass,
+ * per page.
+ */
+static double last_faults_per_page, last_sys_ns_per_page;
 
 static long
-minor_faults (void)
+minor_faults (double *sys_seconds)
 {
   struct rusage ru;
 
   getrusage (RUSAGE_SELF, &ru);
+  *sys_seconds = (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec * 1e-6;
   return ru.ru_minflt;
 }
 
@@ -151,7 +154,8 @@ device_pass (struct zram *zram, enum op op, int nthreads, const struct pagelist 
   struct worker w[MAX_THREADS];
   double t0, t1;
   int i, failed = 0;
-  long f0 = minor_faults ();
+  double s0, s1;
+  long f0 = minor_faults (&s0);
 
   t0 = bench_cpu_now ();
   for (i = 0; i < nthreads; i++) {
@@ -174,7 +178,8 @@ device_pass (struct zram *zram, enum op op, int nthreads, const struct pagelist 
     failed |= w[i].failed;
   }
   t1 = bench_cpu_now ();
-  last_faults_per_page = (double) (minor_faults () - f0) / (double) pl->n;
+  last_faults_per_page = (double) (minor_faults (&s1) - f0) / (double) pl->n;
+  last_sys_ns_per_page = (s1 - s0) * 1e9 / (double) pl->n;
   return failed ? -1 : (t1 - t0) * 1e9 / (double) pl->n;
 }
 
@@ -337,7 +342,7 @@ main (int argc, char *argv[])
   size_t ci;
   struct series res[NCONFIGS][NMETRICS];
   struct zram_stats stats[NCONFIGS];
-  double write_faults[NCONFIGS];
+  double write_faults[NCONFIGS], write_sys[NCONFIGS];
   FILE *jf = NULL;
   bool first = true;
 
@@ -424,6 +429,7 @@ main (int argc, char *argv[])
       if (rep == 0) {
         zram_get_stats (zram, &stats[ci]);
         write_faults[ci] = last_faults_per_page;
+        write_sys[ci] = last_sys_ns_per_page;
       }
       v[M_READ] = device_pass (zram, OP_READ, nthreads, &all_pages);
       v[M_OVERWRITE] = device_pass (zram, OP_WRITE, nthreads, &all_pages);
@@ -494,17 +500,17 @@ main (int argc, char *argv[])
                ", \"stats\": {\"orig_data_size\": %" PRIu64 ", \"compr_data_size\": %" PRIu64
                ", \"mem_used_total\": %" PRIu64 ", \"same_pages\": %" PRIu64
                ", \"huge_pages\": %" PRIu64 "}, \"ratio_mem_used\": %.4f"
-               ", \"allocator_overhead\": %.4f, \"write_minor_faults_per_page\": %.4f}",
+               ", \"allocator_overhead\": %.4f, \"write_minor_faults_per_page\": %.4f, \"write_sys_ns_per_page\": %.1f}",
                med[M_WRITE] / med[M_RAW_C], med[M_READ] / med[M_RAW_D],
                med[M_WRITE_REAL] / med[M_RAW_C_REAL], med[M_READ_REAL] / med[M_RAW_D_REAL],
                s->orig_data_size, s->compr_data_size, s->mem_used_total,
-               s->same_pages, s->huge_pages, ratio, overhead, write_faults[ci]);
+               s->same_pages, s->huge_pages, ratio, overhead, write_faults[ci], write_sys[ci]);
     }
   }
   printf ("(ns per page; w/raw and r/raw compare the device with the raw codec on the\n"
           " pages it must compress; ratio = image bytes / mem_used_total;\n"
           " overhead = mem_used_total / compr_data_size - 1;\n"
-          " flt/pg = minor page faults per page during the first write)\n");
+          " flt/pg = minor page faults per page in the first write)\n");
   if (jf) {
     fprintf (jf, "}}\n");
     if (fclose (jf) == EOF) {

@@ -188,6 +188,46 @@ my_stripe (void)
   return stripe;
 }
 
+/* Move up to ZS_HANDLE_BATCH free handles from another stripe to st,
+ * whose lock the caller holds and whose list is empty.  Only try-locks
+ * others, so two threads stealing from each other cannot deadlock.  This
+ * keeps the table from growing when some threads mostly allocate and
+ * others mostly free.  Returns true if it got any.
+ */
+static bool
+handle_steal (struct zs_pool *p, struct zs_stripe *st)
+{
+  unsigned self = st - p->stripes, k, n;
+  uint64_t first, last, next;
+
+  for (k = 1; k < ZS_NR_STRIPES; k++) {
+    struct zs_stripe *o = &p->stripes[(self + k) % ZS_NR_STRIPES];
+
+    if (pthread_mutex_trylock (&o->lock) != 0)
+      continue;
+    first = last = o->head;
+    if (first == 0) {
+      pthread_mutex_unlock (&o->lock);
+      continue;
+    }
+    for (n = 1; n < ZS_HANDLE_BATCH; n++) {
+      next = entry_next_free (__atomic_load_n (&handle_entry (p, last)->word,
+                                               __ATOMIC_RELAXED));
+      if (next == 0)
+        break;
+      last = next;
+    }
+    o->head = entry_next_free (__atomic_load_n (&handle_entry (p, last)->word,
+                                                __ATOMIC_RELAXED));
+    pthread_mutex_unlock (&o->lock);
+    __atomic_store_n (&handle_entry (p, last)->word, st->head << E_ADDR_SHIFT,
+                      __ATOMIC_RELAXED);
+    st->head = first;
+    return true;
+  }
+  return false;
+}
+
 /* Take a free handle index.  Returns 0 with errno ENOMEM on failure. */
 static uint64_t
 handle_get (struct zs_pool *p)
@@ -196,7 +236,7 @@ handle_get (struct zs_pool *p)
   uint64_t h, first, i;
 
   pthread_mutex_lock (&st->lock);
-  if (st->head == 0) {
+  if (st->head == 0 && !handle_steal (p, st)) {
     first = __atomic_fetch_add (&p->next_fresh, ZS_HANDLE_BATCH,
                                 __ATOMIC_RELAXED);
     /* A batch never straddles chunks: ZS_HANDLE_BATCH divides them. */

@@ -130,6 +130,7 @@ struct result {
   uint64_t live_fill, total_fill, live_half, total_half, compacted_pages;
   uint64_t rss_fill, rss_half, rss_trim;   /* RSS growth over the start */
   double fill_s;
+  double compact_s;             /* one zpool_compact after the frees */
 };
 
 static uint64_t rng_state;
@@ -190,7 +191,9 @@ run_pool (enum zpool_kind kind, uint64_t seed, struct result *r)
       zpool_free (pool, h[i]);
       h[i] = 0;
     }
+  t = bench_now ();
   zpool_compact (pool);
+  r->compact_s = bench_now () - t;
   zpool_get_stats (pool, &st);
   r->live_half = st.live_bytes;
   r->total_half = st.total_bytes;
@@ -410,6 +413,8 @@ main (int argc, char *argv[])
           r[0].half_ratio, r[1].half_ratio);
   printf ("%-34s %14" PRIu64 " %14s\n", "  pages released by compaction",
           r[0].compacted_pages, "-");
+  printf ("%-34s %14.1f %14s\n", "  compaction time ms",
+          r[0].compact_s * 1e3, "-");
   printf ("%-34s %14.1f %14.1f\n", "  RSS growth MiB",
           r[0].rss_half / 1048576.0, r[1].rss_half / 1048576.0);
   printf ("%-34s %14s %14.1f\n", "  RSS growth after malloc_trim MiB",

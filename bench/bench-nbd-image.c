@@ -3,7 +3,7 @@
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  *
  *   bench-nbd-image -u URI (-i IMAGE | -s SIZE [-S SEED]) [-m MODE]
- *                   [-b REQUEST] [-q DEPTH] [-n]
+ *                   [-b REQUEST] [-q DEPTH] [-O OFFSET -L LENGTH] [-n]
  *
  * MODE is "write", "read" or "both" (default).  Every page is sent as a
  * write with data (no zero or trim requests, and no block-status requests:
@@ -11,7 +11,8 @@
  * block status over unwritten space).  REQUEST bytes (default 4096) per
  * request, DEPTH (default 16) requests in flight on one connection.  Reads
  * are checked byte for byte against the image (unless -n: for nbdkit null);
- * a mismatch exits 1.
+ * a mismatch exits 1.  -O/-L restrict the run to that byte range of the
+ * image (and of the device, at the same offsets).
  *
  * Prints one JSON object on stdout:
  *   {"bytes": N, "write_s": S, "write_mbps": M, "read_s": S, "read_mbps": M,
@@ -45,19 +46,19 @@ complete (void *opaque, int *error)
   return 1;                     /* retire the command */
 }
 
-/* Run n requests of bs bytes over [0, size) with depth in flight. */
+/* Run requests of bs bytes over [start, end) with depth in flight. */
 static int
-run (struct nbd_handle *h, bool write, unsigned char *buf, uint64_t size,
-     uint32_t bs, unsigned depth, double *seconds)
+run (struct nbd_handle *h, bool write, unsigned char *buf, uint64_t start,
+     uint64_t end, uint32_t bs, unsigned depth, double *seconds)
 {
-  uint64_t n = (size + bs - 1) / bs, issued = 0;
+  uint64_t n = (end - start + bs - 1) / bs, issued = 0;
   struct io io = { 0, 0 };
   double t0 = bench_now ();
 
   while (io.completed < n) {
     while (issued < n && (uint64_t) nbd_aio_in_flight (h) < depth) {
-      uint64_t off = issued * bs;
-      size_t len = size - off < bs ? (size_t) (size - off) : bs;
+      uint64_t off = start + issued * bs;
+      size_t len = end - off < bs ? (size_t) (end - off) : bs;
       nbd_completion_callback cb = { .callback = complete, .user_data = &io };
       int64_t cookie = write
         ? nbd_aio_pwrite (h, buf + off, len, off, cb, 0)
@@ -87,7 +88,7 @@ main (int argc, char *argv[])
 {
   const char *uri = NULL, *image = NULL, *mode = "both";
   int64_t size = 64 << 20;
-  uint64_t seed = IMGEN_DEFAULT_SEED, isize;
+  uint64_t seed = IMGEN_DEFAULT_SEED, isize, start = 0, len = 0, end;
   uint32_t bs = 4096;
   unsigned depth = 16;
   unsigned char *img, *back = NULL;
@@ -96,7 +97,7 @@ main (int argc, char *argv[])
   bool do_write, do_read, verify = true;
   int c;
 
-  while ((c = getopt (argc, argv, "u:i:s:S:m:b:q:nh")) != -1) {
+  while ((c = getopt (argc, argv, "u:i:s:S:m:b:q:O:L:nh")) != -1) {
     switch (c) {
     case 'u': uri = optarg; break;
     case 'i': image = optarg; break;
@@ -106,9 +107,11 @@ main (int argc, char *argv[])
     case 'b': bs = (uint32_t) bench_parse_size (optarg); break;
     case 'q': depth = (unsigned) atoi (optarg); break;
     case 'n': verify = false; break;
+    case 'O': start = (uint64_t) bench_parse_size (optarg); break;
+    case 'L': len = (uint64_t) bench_parse_size (optarg); break;
     default:
       fprintf (stderr, "usage: bench-nbd-image -u URI (-i IMAGE | -s SIZE [-S SEED])"
-               " [-m write|read|both] [-b REQUEST] [-q DEPTH] [-n]\n");
+               " [-m write|read|both] [-b REQUEST] [-q DEPTH] [-O OFFSET -L LENGTH] [-n]\n");
       return c == 'h' ? 0 : 2;
     }
   }
@@ -136,6 +139,11 @@ main (int argc, char *argv[])
     imgen_default_mix (&mix);
     imgen_generate (img, isize, seed, &mix, NULL);
   }
+  end = len ? start + len : isize;
+  if (start % IMGEN_PAGE_SIZE || end % IMGEN_PAGE_SIZE || start >= end || end > isize) {
+    fprintf (stderr, "bench-nbd-image: -O/-L must be page-aligned and inside the image\n");
+    return 2;
+  }
   if (do_read) {
     back = malloc (isize);
     if (back == NULL) {
@@ -155,14 +163,14 @@ main (int argc, char *argv[])
              nbd_get_size (h));
     return 1;
   }
-  if (do_write && run (h, true, img, isize, bs, depth, &ws) == -1)
+  if (do_write && run (h, true, img, start, end, bs, depth, &ws) == -1)
     return 1;
   if (do_read) {
-    if (run (h, false, back, isize, bs, depth, &rs) == -1)
+    if (run (h, false, back, start, end, bs, depth, &rs) == -1)
       return 1;
-    if (verify && memcmp (back, img, isize) != 0) {
+    if (verify && memcmp (back + start, img + start, end - start) != 0) {
       uint64_t i;
-      for (i = 0; i < isize && back[i] == img[i]; i++)
+      for (i = start; i < end && back[i] == img[i]; i++)
         ;
       fprintf (stderr, "bench-nbd-image: read-back differs from the image at byte %"
                PRIu64 " (page %" PRIu64 ")\n", i, i / IMGEN_PAGE_SIZE);
@@ -173,12 +181,13 @@ main (int argc, char *argv[])
     fprintf (stderr, "bench-nbd-image: shutdown: %s\n", nbd_get_error ());
   nbd_close (h);
 
-  printf ("{\"bytes\": %" PRIu64 ", \"request\": %" PRIu32 ", \"depth\": %u", isize, bs, depth);
+  printf ("{\"bytes\": %" PRIu64 ", \"request\": %" PRIu32 ", \"depth\": %u",
+          end - start, bs, depth);
   if (do_write)
-    printf (", \"write_s\": %.6f, \"write_mbps\": %.2f", ws, (double) isize / ws / 1e6);
+    printf (", \"write_s\": %.6f, \"write_mbps\": %.2f", ws, (double) (end - start) / ws / 1e6);
   if (do_read)
     printf (", \"read_s\": %.6f, \"read_mbps\": %.2f, \"verified\": %s",
-            rs, (double) isize / rs / 1e6, verify ? "true" : "false");
+            rs, (double) (end - start) / rs / 1e6, verify ? "true" : "false");
   printf ("}\n");
   free (back);
   free (img);

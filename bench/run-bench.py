@@ -549,7 +549,8 @@ set xtics norotate
 set ylabel 'bytes of memory per byte of image'
 set title 'Memory: server RSS growth after writing the image, vs the ideal per-page compressed store'
 set style histogram clustered gap 2
-plot '%s' using 2:xtic(1) title 'bytes per image byte' lc rgb '#4477aa'
+plot '%s' using 2:xtic(1) title 'bytes per image byte' lc rgb '#4477aa', \
+     '' using 0:2:(sprintf('%%.3f', $2)) with labels offset 0,0.8 notitle
 unset multiplot
 """ % (path, ctx.size >> 20, ctx.reps, ctx.machine.get("cpu", "?"), d1,
             "".join(", '' using %d title columnheader(%d)" % (i, i) for i in range(3, len(targets) + 2)),

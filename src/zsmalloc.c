@@ -68,7 +68,41 @@ struct zs_class {
   struct zs_arena *avail;       /* arenas with a free range */
   struct zs_arena *full;        /* arenas without */
   uint32_t arena_ranges;        /* ranges per arena */
+  uint32_t waiters;             /* atomic: threads blocked on lock */
 } __attribute__ ((aligned (64)));
+
+/* Lock a class for alloc or free, counting ourselves as a waiter while
+ * blocked, so that compaction knows to step aside (class_yield).
+ */
+static void
+class_lock (struct zs_class *cls)
+{
+  if (pthread_mutex_trylock (&cls->lock) == 0)
+    return;
+  __atomic_add_fetch (&cls->waiters, 1, __ATOMIC_RELAXED);
+  pthread_mutex_lock (&cls->lock);
+  __atomic_sub_fetch (&cls->waiters, 1, __ATOMIC_RELAXED);
+}
+
+/* Called by compaction, holding the lock, between two units of work: if
+ * alloc or free is waiting, let it in.  Merely unlocking and relocking is
+ * not enough: the unlocking thread nearly always wins the lock back before
+ * a woken waiter runs, and an alloc could wait for a whole class's
+ * compaction (tens of milliseconds).
+ */
+static void
+class_yield (struct zs_class *cls)
+{
+  unsigned spins;
+
+  if (__atomic_load_n (&cls->waiters, __ATOMIC_RELAXED) == 0)
+    return;
+  pthread_mutex_unlock (&cls->lock);
+  for (spins = 0; spins < 1000 &&
+         __atomic_load_n (&cls->waiters, __ATOMIC_RELAXED) > 0; spins++)
+    sched_yield ();
+  pthread_mutex_lock (&cls->lock);
+}
 
 /* One entry of the handle table; see the diagram in zsmalloc.h. */
 struct zs_entry {
@@ -396,7 +430,7 @@ span_get (struct zs_pool *p, struct zs_class *cls)
   if (cls->avail == NULL) {
     pthread_mutex_unlock (&cls->lock);
     a = arena_create (cls);
-    pthread_mutex_lock (&cls->lock);
+    class_lock (cls);
     if (a == NULL) {
       free (s);
       goto nomem;
@@ -451,7 +485,7 @@ span_release (struct zs_pool *p, struct zs_span *s)
 
   /* Before the range can be handed out again, so no new data is lost. */
   madvise (s->base, span_bytes (cls), MADV_DONTNEED);
-  pthread_mutex_lock (&cls->lock);
+  class_lock (cls);
   a->free[a->nr_free++] = (s->base - a->base) / span_bytes (cls);
   if (a->nr_free == 1) {
     arena_unlink (&cls->full, a);
@@ -671,7 +705,7 @@ zs_alloc (struct zpool *pool, size_t size)
     return 0;
   e = handle_entry (p, h);
 
-  pthread_mutex_lock (&cls->lock);
+  class_lock (cls);
   s = fullest_partial (cls);
   if (s == NULL) {
     /* Use the new span at once even if span_get dropped the lock and
@@ -715,7 +749,7 @@ zs_free (struct zpool *pool, zpool_handle h)
   struct zs_span *s, *empty = NULL;
 
   assert (w & E_USED);
-  pthread_mutex_lock (&cls->lock);
+  class_lock (cls);
   /* Compaction may have moved the object before we got the lock. */
   w = __atomic_load_n (&e->word, __ATOMIC_RELAXED);
   assert ((w & E_PIN) == 0);     /* freeing a mapped handle */
@@ -927,8 +961,7 @@ compact_class (struct zs_pool *p, struct zs_class *cls)
       released += cls->pages;
     }
     /* Let alloc and free of this class in between sources. */
-    pthread_mutex_unlock (&cls->lock);
-    pthread_mutex_lock (&cls->lock);
+    class_yield (cls);
   }
   /* Put back spans that kept a pinned object. */
   while ((s = cls->lists[GROUP_ISOLATED]) != NULL) {

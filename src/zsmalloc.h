@@ -64,7 +64,10 @@
  *            inside its move; the contract forbids freeing a mapped handle.
  *
  * Compaction never waits for a pin and map never waits for a lock, so
- * there is no lock-order cycle.
+ * there is no lock-order cycle.  Compaction takes one class at a time and,
+ * between two source spans, lets in any alloc or free waiting for that
+ * class (they count themselves as waiters while blocked), so none waits
+ * longer than the move of one span's objects.
  *
  * ARENAS AND RETURNING MEMORY
  *

@@ -12,7 +12,11 @@
  *   ZPOOL_MALLOC  each object is one malloc(3) block.  Simple, and kept as the
  *                 baseline for comparison benchmarks (plugin "pool=malloc").
  *   ZPOOL_ZS      a zsmalloc-style slab allocator (size classes, multi-page
- *                 spans, compaction, empty spans returned to the OS).
+ *                 spans, compaction, empty spans returned to the OS); its
+ *                 design, locking and limits are described in
+ *                 src/zsmalloc.h.  map and unmap take no lock; alloc and
+ *                 free lock one size class; objects are never copied on
+ *                 map (a span is contiguous memory).
  *
  * The allocator knows nothing of pages, slots or NBD.
  *

@@ -99,8 +99,14 @@ reply_copy (const struct reply *r, char *out, size_t cap)
   last = r->len - 1;
   while (last > 0 && r->buf[last - 1] != '\n')
     last--;
-  if (r->len - last >= cap) {           /* not even the last line fits */
-    memcpy (out, r->buf + last, cap - 1);
+  if (r->len - last >= cap) {
+    /* Not even the last line fits: cut its text, keep its newline. */
+    if (cap < 2) {
+      out[0] = '\0';
+      return;
+    }
+    memcpy (out, r->buf + last, cap - 2);
+    out[cap - 2] = '\n';
     out[cap - 1] = '\0';
     return;
   }

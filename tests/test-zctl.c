@@ -376,7 +376,7 @@ main (void)
            strcmp (small + len - 3, "ok\n") == 0, "'%s'", small);
     CHECK (strncmp (small, "disksize=", 9) == 0, "'%s'", small);
     CHECK (zctl_execute (z, "bogus", 5, small, 10) == -1 &&
-           strlen (small) == 9, "'%s'", small);
+           strcmp (small, "error EI\n") == 0, "'%s'", small);
   }
 
   /* zctl_parse_size */

@@ -51,8 +51,10 @@ struct zram;
  * (any bytes: a NUL, a control character, a byte >= 0x80, or len >
  * ZCTL_LINE_MAX make the command fail with EINVAL or E2BIG).  The whole
  * reply, every line ending in '\n', is written to reply as a NUL-terminated
- * string, truncated to reply_cap - 1 bytes if reply_cap < ZCTL_REPLY_MAX
- * (the terminating line is then still the last one).
+ * string.  If reply_cap is smaller than the reply, whole data lines are
+ * dropped from the end first, so that the terminating line is still the
+ * last one; if even that line does not fit, its text is cut but it keeps
+ * its '\n' (reply_cap >= 2).
  *
  * Returns 0 if the reply ends in "ok", -1 if it ends in "error ...".
  */

@@ -16,11 +16,17 @@ cleanup_fn () {
   _cleanup_cmds+=("$*")
 }
 
+_sanitizer_failed=0
+
 _run_cleanup () {
   local status=$? i
   for (( i = ${#_cleanup_cmds[@]} - 1; i >= 0; i-- )); do
     eval "${_cleanup_cmds[$i]}" || :
   done
+  if [ "$_sanitizer_failed" != 0 ] && [ "$status" = 0 ]; then
+    echo "$0: FAIL: a sanitizer reported errors in nbdkit (see above)" >&2
+    status=1
+  fi
   exit $status
 }
 trap _run_cleanup EXIT INT TERM
@@ -41,19 +47,40 @@ fail () {
   exit 1
 }
 
-# A private temporary directory, removed at exit.
+# A private temporary directory, removed at exit.  Sanitizer reports of
+# the nbdkit processes a test starts land there.
 make_tmpdir () {
   tmpdir=$(mktemp -d "/tmp/zram-test.XXXXXX")
   cleanup_fn "rm -rf '$tmpdir'"
+  export ZRAM_SANITIZER_LOG=$tmpdir/sanitizer
 }
 
 # nbdkit with the sanitizer runtime preloaded when the plugin needs one.
+# A daemonised nbdkit has no terminal, so sanitizer reports go to files
+# named $ZRAM_SANITIZER_LOG.PID, which kill_nbdkit checks.
 run_nbdkit () {
   if [ -n "${ZRAM_PRELOAD:-}" ]; then
-    LD_PRELOAD="$ZRAM_PRELOAD" nbdkit "$@"
+    local log=${ZRAM_SANITIZER_LOG:-/tmp/zram-sanitizer}
+    LD_PRELOAD="$ZRAM_PRELOAD" \
+      ASAN_OPTIONS="${ASAN_OPTIONS:-}:log_path=$log" \
+      UBSAN_OPTIONS="${UBSAN_OPTIONS:-}:log_path=$log" \
+      TSAN_OPTIONS="${TSAN_OPTIONS:-}:log_path=$log" \
+      nbdkit "$@"
   else
     nbdkit "$@"
   fi
+}
+
+# Print and count sanitizer reports written by nbdkit processes so far.
+check_sanitizer_logs () {
+  local f
+  for f in "${ZRAM_SANITIZER_LOG:-/tmp/zram-sanitizer}".*; do
+    [ -s "$f" ] || continue
+    echo "$0: sanitizer report from nbdkit ($f):" >&2
+    cat "$f" >&2
+    rm -f "$f"
+    _sanitizer_failed=1
+  done
 }
 
 # start_nbdkit PIDFILE SOCKET [nbdkit options...] [plugin params...]
@@ -80,10 +107,10 @@ start_nbdkit () {
 # Stop nbdkit by pid and fail if it does not exit within 10 seconds.
 kill_nbdkit () {
   local pid i
-  pid=$(cat "$1" 2>/dev/null) || return 0
-  kill "$pid" 2>/dev/null || return 0
+  pid=$(cat "$1" 2>/dev/null) || { check_sanitizer_logs; return 0; }
+  kill "$pid" 2>/dev/null || { check_sanitizer_logs; return 0; }
   for (( i = 0; i < 100; i++ )); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    kill -0 "$pid" 2>/dev/null || { check_sanitizer_logs; return 0; }
     sleep 0.1
   done
   echo "$0: nbdkit (pid $pid) still running 10 s after SIGTERM" >&2

@@ -20,7 +20,17 @@
 #define ROUNDS 40
 #define PAGE 4096
 
-static char sock[64], pidfile[64], uri[128];
+static char sock[64], pidfile[64], uri[128], sanlog[64];
+
+/* Print any sanitizer report nbdkit wrote; true if there was one. */
+static int
+sanitizer_reported (void)
+{
+  char cmd[256];
+
+  snprintf (cmd, sizeof cmd, "cat %s.* 2>/dev/null | grep . >&2", sanlog);
+  return system (cmd) == 0;
+}
 
 /* Thread t owns bytes [t * slice, (t + 1) * slice) of every page, where
  * slice is PAGE / THREADS rounded down; the tail of each page is owned by
@@ -78,10 +88,22 @@ main (void)
   snprintf (sock, sizeof sock, "/tmp/zram-pw-%d.sock", getpid ());
   snprintf (pidfile, sizeof pidfile, "/tmp/zram-pw-%d.pid", getpid ());
   snprintf (uri, sizeof uri, "nbd+unix:///?socket=%s", sock);
-  snprintf (cmd, sizeof cmd, "%s%s nbdkit -P %s -U %s %s size=%d",
-            preload && *preload ? "LD_PRELOAD=" : "",
-            preload && *preload ? preload : "", pidfile, sock, plugin,
-            PAGES * PAGE);
+  /* Under a sanitizer build nbdkit gets the runtime preloaded, and its
+   * reports (it has no terminal once daemonised) go to a file we read at
+   * the end.
+   */
+  snprintf (sanlog, sizeof sanlog, "/tmp/zram-pw-%d.san", getpid ());
+  if (preload && *preload)
+    snprintf (cmd, sizeof cmd,
+              "LD_PRELOAD=%s ASAN_OPTIONS=$ASAN_OPTIONS:log_path=%s "
+              "UBSAN_OPTIONS=$UBSAN_OPTIONS:log_path=%s "
+              "TSAN_OPTIONS=$TSAN_OPTIONS:log_path=%s "
+              "nbdkit -P %s -U %s %s size=%d",
+              preload, sanlog, sanlog, sanlog, pidfile, sock, plugin,
+              PAGES * PAGE);
+  else
+    snprintf (cmd, sizeof cmd, "nbdkit -P %s -U %s %s size=%d",
+              pidfile, sock, plugin, PAGES * PAGE);
   CHECK (system (cmd) == 0);
   /* nbdkit writes the pidfile once it is ready to serve. */
   for (int i = 0; i < 300 && pid <= 0; ++i) {
@@ -99,7 +121,12 @@ main (void)
     pthread_join (th[t], NULL);
 
   h = nbd_create ();
-  CHECK (h && nbd_connect_uri (h, uri) == 0);
+  if (h == NULL || nbd_connect_uri (h, uri) == -1) {
+    fprintf (stderr, "connect after the writers: %s\n", nbd_get_error ());
+    sanitizer_reported ();
+    kill (pid, SIGTERM);
+    return 1;
+  }
   for (size_t p = 0; p < PAGES; ++p) {
     CHECK (nbd_pread (h, page, PAGE, p * PAGE, 0) == 0);
     for (size_t t = 0; t < THREADS; ++t)
@@ -121,6 +148,10 @@ main (void)
     usleep (100000);
   CHECK (kill (pid, 0) != 0);
   unlink (pidfile);
+  if (sanitizer_reported ()) {
+    fprintf (stderr, "nbdkit reported sanitizer errors\n");
+    return 1;
+  }
   printf ("test-partial-write-threads: %d threads x %d rounds x %d pages ok\n",
           THREADS, ROUNDS, PAGES);
   return 0;

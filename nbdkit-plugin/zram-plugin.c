@@ -17,6 +17,7 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "zram/compiler.h"
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
 
@@ -217,7 +218,7 @@ zram_plugin_cleanup (void)
 }
 
 static void *
-zram_plugin_open (int readonly)
+zram_plugin_open (int readonly UNUSED)
 {
   if (zram_open (zram) == -1) {
     nbdkit_error ("device is being reset; try again");
@@ -227,19 +228,19 @@ zram_plugin_open (int readonly)
 }
 
 static void
-zram_plugin_close (void *handle)
+zram_plugin_close (void *handle UNUSED)
 {
   zram_close (zram);
 }
 
 static int64_t
-zram_plugin_get_size (void *handle)
+zram_plugin_get_size (void *handle UNUSED)
 {
   return zram_disksize (zram);
 }
 
 static int
-zram_plugin_block_size (void *handle,
+zram_plugin_block_size (void *handle UNUSED,
                         uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
 {
   *minimum = 1;               /* sub-page requests are read-modify-write */
@@ -249,25 +250,25 @@ zram_plugin_block_size (void *handle,
 }
 
 static int
-zram_plugin_can_multi_conn (void *handle)
+zram_plugin_can_multi_conn (void *handle UNUSED)
 {
   return 1;                   /* every connection sees one device */
 }
 
 static int
-zram_plugin_can_fua (void *handle)
+zram_plugin_can_fua (void *handle UNUSED)
 {
   return NBDKIT_FUA_NATIVE;   /* writes are durable (in RAM) when they return */
 }
 
 static int
-zram_plugin_can_cache (void *handle)
+zram_plugin_can_cache (void *handle UNUSED)
 {
   return NBDKIT_CACHE_NATIVE; /* everything is in RAM already */
 }
 
 static int
-zram_plugin_can_fast_zero (void *handle)
+zram_plugin_can_fast_zero (void *handle UNUSED)
 {
   return 1;                   /* zeroing only frees slots */
 }
@@ -308,30 +309,30 @@ fail (void)
 }
 
 static int
-zram_plugin_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
-                   uint32_t flags)
+zram_plugin_pread (void *handle UNUSED, void *buf, uint32_t count, uint64_t offset,
+                   uint32_t flags UNUSED)
 {
   mark_io_flusher ();
   return zram_read (zram, buf, count, offset) == -1 ? fail () : 0;
 }
 
 static int
-zram_plugin_pwrite (void *handle, const void *buf, uint32_t count,
-                    uint64_t offset, uint32_t flags)
+zram_plugin_pwrite (void *handle UNUSED, const void *buf, uint32_t count,
+                    uint64_t offset, uint32_t flags UNUSED)
 {
   mark_io_flusher ();
   return zram_write (zram, buf, count, offset) == -1 ? fail () : 0;
 }
 
 static int
-zram_plugin_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+zram_plugin_trim (void *handle UNUSED, uint32_t count, uint64_t offset, uint32_t flags UNUSED)
 {
   mark_io_flusher ();
   return zram_discard (zram, count, offset) == -1 ? fail () : 0;
 }
 
 static int
-zram_plugin_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+zram_plugin_zero (void *handle UNUSED, uint32_t count, uint64_t offset, uint32_t flags UNUSED)
 {
   /* Freed pages read back as zeroes, so zeroing is a discard whether or
    * not the client allowed a hole (NBD_CMD_FLAG_NO_HOLE): the device never
@@ -342,13 +343,13 @@ zram_plugin_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 }
 
 static int
-zram_plugin_flush (void *handle, uint32_t flags)
+zram_plugin_flush (void *handle UNUSED, uint32_t flags UNUSED)
 {
   return 0;                   /* nothing is cached outside the device */
 }
 
 static int
-zram_plugin_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+zram_plugin_cache (void *handle UNUSED, uint32_t count UNUSED, uint64_t offset UNUSED, uint32_t flags)
 {
   if (flags != 0) {
     nbdkit_error ("cache: unknown flags 0x%" PRIx32, flags);
@@ -369,8 +370,8 @@ add_extent (void *opaque, uint64_t offset, uint64_t length,
 }
 
 static int
-zram_plugin_extents (void *handle, uint32_t count, uint64_t offset,
-                     uint32_t flags, struct nbdkit_extents *extents)
+zram_plugin_extents (void *handle UNUSED, uint32_t count, uint64_t offset,
+                     uint32_t flags UNUSED, struct nbdkit_extents *extents)
 {
   return zram_extents (zram, count, offset, add_extent, extents) == -1 ?
          fail () : 0;

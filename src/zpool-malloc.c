@@ -14,6 +14,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 
+#include "zram/compiler.h"
 #include "zpool-impl.h"
 
 /* Per-chunk bookkeeping glibc keeps in front of every block. */
@@ -92,18 +93,19 @@ malloc_free (struct zpool *pool, zpool_handle handle)
 }
 
 static void *
-malloc_map (struct zpool *pool, zpool_handle handle, enum zpool_map_mode mode)
+malloc_map (struct zpool *pool UNUSED, zpool_handle handle,
+            enum zpool_map_mode mode UNUSED)
 {
   return ((struct malloc_obj *) (uintptr_t) handle)->data;
 }
 
 static void
-malloc_unmap (struct zpool *pool, zpool_handle handle)
+malloc_unmap (struct zpool *pool UNUSED, zpool_handle handle UNUSED)
 {
 }
 
 static size_t
-malloc_huge_class_size (const struct zpool *pool)
+malloc_huge_class_size (const struct zpool *pool UNUSED)
 {
   return MALLOC_HUGE_CLASS_SIZE;
 }

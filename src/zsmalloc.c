@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "zram/compiler.h"
 #include "zsmalloc.h"
 
 /* Fullness lists of a class: ZS_NR_FULLNESS groups (the last one full),
@@ -772,7 +773,7 @@ zs_free (struct zpool *pool, zpool_handle h)
 }
 
 static void *
-zs_map (struct zpool *pool, zpool_handle h, enum zpool_map_mode mode)
+zs_map (struct zpool *pool, zpool_handle h, enum zpool_map_mode mode UNUSED)
 {
   struct zs_entry *e = handle_entry (POOL (pool), h);
   uint64_t w = __atomic_load_n (&e->word, __ATOMIC_RELAXED);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "zram/compiler.h"
 #include "zram/slot.h"
 #include "zram/zram.h"
 #include "check.h"
@@ -16,7 +17,7 @@ static struct zram_slot shared_slot;
 static uint64_t counter;        /* guarded by shared_slot's lock */
 
 static void *
-lock_worker (void *arg)
+lock_worker (void *arg UNUSED)
 {
   for (int i = 0; i < ROUNDS; ++i) {
     slot_lock (&shared_slot);

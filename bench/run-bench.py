@@ -85,6 +85,13 @@ def rss_kib(pid):
     raise RuntimeError("no VmRSS for pid %d" % pid)
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process (all its threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """One nbdkit in the foreground (-f) on a fresh unix socket."""
 
@@ -207,6 +214,7 @@ def image_test(ctx, target):
         # of worker threads and their buffers -- can be told apart.
         half = ctx.size // 2 // 4096 * 4096
         rss0 = rss_kib(srv.pid)
+        cpu0 = cpu_seconds(srv.pid)
         secs = 0.0
         rss_mid = None
         for off, length in ((0, half), (half, ctx.size - half)):
@@ -217,8 +225,10 @@ def image_test(ctx, target):
             if rss_mid is None:
                 rss_mid = rss_kib(srv.pid)
         rss1 = rss_kib(srv.pid)
+        cpu1 = cpu_seconds(srv.pid)
         res["image-write"] = {
             "mbps": ctx.size / secs / 1e6,
+            "server_cpu_us_per_op": (cpu1 - cpu0) * 1e6 / (ctx.size / 4096),
             "rss_growth_bytes": (rss1 - rss0) * 1024,
             "rss_per_byte": (rss1 - rss0) * 1024 / ctx.size,
             "rss_marginal_per_byte": (rss1 - rss_mid) * 1024 / (ctx.size - half),
@@ -234,8 +244,12 @@ def image_test(ctx, target):
                 "-m", "read", "-b", "4k", "-q", "16"]
         if target == "null":
             argv.append("-n")       # null reads zeroes: nothing to check
+        cpu1 = cpu_seconds(srv.pid)
         r = json.loads(run_cmd(argv, ctx.timeout))
-        res["image-read"] = {"mbps": r["read_mbps"], "verified": r.get("verified", False)}
+        cpu2 = cpu_seconds(srv.pid)
+        res["image-read"] = {"mbps": r["read_mbps"], "verified": r.get("verified", False),
+                             "server_cpu_us_per_op": (cpu2 - cpu1) * 1e6 / (ctx.size / 4096)}
+        res["image-write"]["load1"] = res["image-read"]["load1"] = os.getloadavg()[0]
     finally:
         err = srv.stop()
     if err:
@@ -253,17 +267,24 @@ def fio_test(ctx, target, test):
         argv = ["fio", "--name=" + test, "--ioengine=nbd", "--uri=" + srv.uri,
                 "--rw=" + rw, "--bs=" + bs, "--iodepth=%d" % depth,
                 "--numjobs=%d" % jobs, "--time_based", "--runtime=%g" % ctx.runtime,
-                "--ramp_time=%g" % ctx.ramp, "--group_reporting",
+                "--group_reporting",
                 "--output-format=json", "--norandommap", "--randrepeat=0",
                 "--buffer_compress_percentage=50", "--buffer_compress_chunk=4k",
                 "--refill_buffers"]
+        cpu0 = cpu_seconds(srv.pid)
         d = json_tail(run_cmd(argv, ctx.timeout))
+        cpu1 = cpu_seconds(srv.pid)
         job = d["jobs"][0]
         if job.get("error"):
             raise RuntimeError("fio job error %s" % job["error"])
         side = job["read"] if rw in ("read", "randread") else job["write"]
+        # Server CPU per request: robust to other load on the machine,
+        # unlike the throughput.  fio runs without ramp so that every
+        # request it counts is one the server did.
         res = {"iops": side["iops"], "mbps": side["bw_bytes"] / 1e6,
-               "lat_us": side["lat_ns"]["mean"] / 1000}
+               "lat_us": side["lat_ns"]["mean"] / 1000,
+               "server_cpu_us_per_op": (cpu1 - cpu0) * 1e6 / max(1, side["total_ios"]),
+               "load1": os.getloadavg()[0]}
     finally:
         err = srv.stop()
     if err:
@@ -374,6 +395,22 @@ def report(ctx, summary, errors, codec, core, mix):
                 cell = "%s [%s-%s]" % (fmt(s["median"], m), fmt(s["min"], m), fmt(s["max"], m))
             row += "%24s" % cell
         p(row)
+    p("")
+
+    p("Server CPU per request (us; user+system of nbdkit, all threads; lower is better;")
+    p("image tests: per 4 KiB page; robust to other load, unlike throughput):")
+    p("%-20s" % "test" + "".join("%16s" % t for t in targets))
+    for test in tests:
+        row = "%-20s" % test
+        for t in targets:
+            v = med(test, t, "server_cpu_us_per_op")
+            row += "%16s" % ("-" if v is None else "%.1f" % v)
+        p(row)
+    loads = [v for bt in summary.values() for bm in bt.values()
+             for k, v in bm.items() if k == "load1"]
+    if loads:
+        p("1-min load average during the tests: median %.2f, max %.2f"
+          % (statistics.median([x["median"] for x in loads]), max(x["max"] for x in loads)))
     p("")
 
     pairs = [(z, peer) for z in ZRAM if z in targets for peer in PEERS if peer in targets]
@@ -600,7 +637,6 @@ def main():
     if ctx.size <= 0 or ctx.size % 4096:
         ap.error("--size must be a positive multiple of 4096")
     ctx.reps, ctx.runtime = a.reps, a.runtime
-    ctx.ramp = 0 if a.smoke else 1
     ctx.timeout = 600
     ctx.targets = [t for t in a.targets.split(",") if t]
     for t in ctx.targets:

@@ -476,96 +476,78 @@ discard_full_page (struct zram_meta *m, uint64_t index)
                 ZRAM_PAGE_SIZE - (off) : end_ - pos_, 1);                      \
        pos_ += (n))
 
-int
-zram_read (struct zram *z, void *buf, uint32_t count, uint64_t offset)
+/* What a data request does to each page it covers. */
+enum io_op { IO_READ, IO_WRITE, IO_DISCARD };
+
+/* The common frame of every data request: enter the read-side section,
+ * check the range against the live size, apply op page by page (stopping
+ * at the first failure, which leaves that page as it was), count a
+ * failure, leave.  buf is written for IO_READ, read for IO_WRITE, unused
+ * for IO_DISCARD.
+ */
+static int
+do_io (struct zram *z, enum io_op op, unsigned char *buf, uint32_t count,
+       uint64_t offset)
 {
   struct zram_meta *m = meta_get (z);
-  unsigned char *p = buf;
   uint64_t index;
   size_t off, n;
   int r = 0;
 
   if (m == NULL) {
-    STAT_ADD (z->offline_reads, 1);
+    STAT_ADD (*(op == IO_READ ? &z->offline_reads : &z->offline_writes), 1);
     return -1;
   }
   if (!range_valid (m, count, offset))
     r = -1;
   else {
     FOR_EACH_PAGE_PIECE (offset, count, index, off, n) {
-      if (read_page (m, index, p, off, n) == -1) {
-        r = -1;
+      switch (op) {
+      case IO_READ:
+        r = read_page (m, index, buf, off, n);
+        break;
+      case IO_WRITE:
+        r = n == ZRAM_PAGE_SIZE ? write_full_page (z, m, index, buf)
+                                : write_partial_page (z, m, index, buf, off, n);
+        break;
+      case IO_DISCARD:
+        /* Whole pages are freed; the ends are zeroed in place. */
+        if (n == ZRAM_PAGE_SIZE)
+          discard_full_page (m, index);
+        else
+          r = write_partial_page (z, m, index, zero_page, off, n);
         break;
       }
-      p += n;
+      if (r == -1)
+        break;
+      if (op != IO_DISCARD)
+        buf += n;
     }
   }
   if (r == -1)
-    STAT_ADD (m->stats.failed_reads, 1);
+    STAT_ADD (*(op == IO_READ ? &m->stats.failed_reads
+                               : &m->stats.failed_writes), 1);
   meta_put (z);
   return r;
+}
+
+int
+zram_read (struct zram *z, void *buf, uint32_t count, uint64_t offset)
+{
+  return do_io (z, IO_READ, buf, count, offset);
 }
 
 int
 zram_write (struct zram *z, const void *buf, uint32_t count, uint64_t offset)
 {
-  struct zram_meta *m = meta_get (z);
-  const unsigned char *p = buf;
-  uint64_t index;
-  size_t off, n;
-  int r = 0;
-
-  if (m == NULL) {
-    STAT_ADD (z->offline_writes, 1);
-    return -1;
-  }
-  if (!range_valid (m, count, offset))
-    r = -1;
-  else {
-    FOR_EACH_PAGE_PIECE (offset, count, index, off, n) {
-      if (n == ZRAM_PAGE_SIZE)
-        r = write_full_page (z, m, index, p);
-      else
-        r = write_partial_page (z, m, index, p, off, n);
-      if (r == -1)
-        break;
-      p += n;
-    }
-  }
-  if (r == -1)
-    STAT_ADD (m->stats.failed_writes, 1);
-  meta_put (z);
-  return r;
+  /* do_io only reads buf for IO_WRITE. */
+  return do_io (z, IO_WRITE, (unsigned char *) buf, count, offset);
 }
 
 int
 zram_discard (struct zram *z, uint32_t count, uint64_t offset)
 {
-  struct zram_meta *m = meta_get (z);
-  uint64_t index;
-  size_t off, n;
-  int r = 0;
-
-  if (m == NULL) {
-    STAT_ADD (z->offline_writes, 1);
-    return -1;
-  }
-  if (!range_valid (m, count, offset))
-    r = -1;
-  else {
-    FOR_EACH_PAGE_PIECE (offset, count, index, off, n) {
-      if (n == ZRAM_PAGE_SIZE)
-        discard_full_page (m, index);
-      else if (write_partial_page (z, m, index, zero_page, off, n) == -1) {
-        r = -1;
-        break;
-      }
-    }
-  }
-  if (r == -1)
-    STAT_ADD (m->stats.failed_writes, 1);
-  meta_put (z);
-  return r;
+  return do_io (z, IO_DISCARD, NULL, count, offset);
 }
 
 int

@@ -529,6 +529,21 @@ def write_csv(path, summary, ctx):
                                 "%.6g" % s["max"], s["n"]])
 
 
+# One colour per target in every panel.
+COLOURS = {"zram-lz4": "#8e44ad", "zram-zstd": "#27ae60", "memory-sparse": "#5dade2",
+           "memory-zstd": "#e67e22", "null": "#f4d03f"}
+
+
+def plot_clauses(datafile, targets):
+    """gnuplot clauses for a clustered histogram of one column per target."""
+    out = []
+    for i, t in enumerate(targets):
+        out.append("%s using %d%s title columnheader(%d) lc rgb '%s'"
+                   % ("'%s'" % datafile if i == 0 else "''", i + 2,
+                      ":xtic(1)" if i == 0 else "", i + 2, COLOURS.get(t, "#888888")))
+    return ", ".join(out)
+
+
 def write_chart(path, summary, ctx, codec):
     """Two panels: throughput relative to memory-sparse, and memory per
     image byte.  Returns a message saying what happened."""
@@ -551,6 +566,17 @@ def write_chart(path, summary, ctx, codec):
                 except (KeyError, ZeroDivisionError):
                     row.append("NaN")
             f.write(" ".join(row) + "\n")
+    d3 = os.path.join(ctx.tmp, "cpu.dat")
+    with open(d3, "w") as f:
+        f.write("test " + " ".join(ctx.targets) + "\n")
+        for test in ctx.test_order:
+            row = [test]
+            for t in ctx.targets:
+                try:
+                    row.append("%.4f" % summary[test][t]["server_cpu_us_per_op"]["median"])
+                except KeyError:
+                    row.append("NaN")
+            f.write(" ".join(row) + "\n")
     d2 = os.path.join(ctx.tmp, "mem.dat")
     with open(d2, "w") as f:
         f.write("what bytes\n")
@@ -566,20 +592,24 @@ def write_chart(path, summary, ctx, codec):
                 f.write("ideal-%s %.4f\n" % (c, codec["codecs"][c]["ideal_bytes"] / (codec["pages"] * 4096)))
     script = os.path.join(ctx.tmp, "chart.gp")
     with open(script, "w") as f:
-        f.write("""set terminal pngcairo size 1400,1000 font ',10' noenhanced
+        f.write("""set terminal pngcairo size 1400,1500 font ',10' noenhanced
 set output '%s'
-set multiplot layout 2,1 title 'nbdkit-zram vs peers (%d MiB memory-like image, median of %d; %s)'
+set multiplot layout 3,1 title 'nbdkit-zram vs peers (%d MiB memory-like image, median of %d; %s)'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set key outside right top
 set grid ytics
 set logscale y
-set yrange [0.05:*]
+set yrange [0.01:*]
 set xtics rotate by -30
 set ylabel 'throughput relative to nbdkit memory allocator=sparse (log)'
 set title 'Throughput (image: MB/s; 4k: IOPS; seq: MB/s) relative to memory-sparse = 1'
-plot '%s' using 2:xtic(1) title columnheader(2)%s, 1 with lines lw 2 lc rgb 'black' title 'sparse = 1'
+plot %s, 1 with lines lw 2 lc rgb 'black' title 'sparse = 1'
+set ylabel 'server CPU per request, us (log)'
+set yrange [*:*]
+set title 'Server CPU time per request (user+system of nbdkit; image: per 4 KiB page); lower is better'
+plot %s
 unset logscale y
 set yrange [0:*]
 set xtics norotate
@@ -589,13 +619,12 @@ set style histogram clustered gap 2
 plot '%s' using 2:xtic(1) title 'bytes per image byte' lc rgb '#4477aa', \
      '' using 0:2:(sprintf('%%.3f', $2)) with labels offset 0,0.8 notitle
 unset multiplot
-""" % (path, ctx.size >> 20, ctx.reps, ctx.machine.get("cpu", "?"), d1,
-            "".join(", '' using %d title columnheader(%d)" % (i, i) for i in range(3, len(targets) + 2)),
-            d2))
+""" % (path, ctx.size >> 20, ctx.reps, ctx.machine.get("cpu", "?"),
+            plot_clauses(d1, targets), plot_clauses(d3, ctx.targets), d2))
     if base not in ctx.targets:
         with open(script) as f:
             text = f.read()
-        text = text.replace("set logscale y\n", "", 1).replace("set yrange [0.05:*]", "set yrange [0:*]")
+        text = text.replace("set logscale y\n", "", 1).replace("set yrange [0.01:*]", "set yrange [0:*]")
         text = text.replace("throughput relative to nbdkit memory allocator=sparse (log)",
                             "throughput (MB/s or IOPS)")
         text = text.replace(" relative to memory-sparse = 1", "")

@@ -50,6 +50,18 @@ check_all_returned (struct zpool *pool)
 }
 
 #define SLOTS   2048            /* model objects per thread */
+
+/* ThreadSanitizer runs this about 20 times slower; keep it to seconds. */
+#if defined(__SANITIZE_THREAD__)
+#define DEFAULT_OPS 40000
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define DEFAULT_OPS 40000
+#endif
+#endif
+#ifndef DEFAULT_OPS
+#define DEFAULT_OPS 100000
+#endif
 #define THREADS 3               /* mutator threads in the concurrent run */
 
 struct obj {
@@ -369,7 +381,7 @@ main (void)
   const char *n = getenv ("ZS_OPS");
 
   seed = s ? strtoull (s, NULL, 0) : 0x5eed2026;
-  nops = n ? strtoul (n, NULL, 0) : 100000;
+  nops = n ? strtoul (n, NULL, 0) : DEFAULT_OPS;
   printf ("seed %#llx, %lu ops (ZS_SEED, ZS_OPS to change)\n", seed, nops);
   run_single (ZPOOL_ZS);
   run_single (ZPOOL_MALLOC);

@@ -70,11 +70,19 @@ now (void)
   return ts.tv_sec;
 }
 
-/* Best effort, non-blocking: for one-line farewells to refused clients. */
+/* Best effort, non-blocking: a one-line farewell to a refused client.
+ * What it already sent is read first: closing a unix socket with unread
+ * input makes the peer's next read fail with ECONNRESET, and the client
+ * would never see the farewell.
+ */
 static void
 send_farewell (int fd, const char *msg)
 {
-  ssize_t r = send (fd, msg, strlen (msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+  char junk[512];
+  ssize_t r;
+
+  r = recv (fd, junk, sizeof junk, MSG_DONTWAIT);
+  r = send (fd, msg, strlen (msg), MSG_NOSIGNAL | MSG_DONTWAIT);
   (void) r;
 }
 

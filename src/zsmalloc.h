@@ -3,7 +3,13 @@
  *
  * The public contract is include/zram/zpool.h; src/zpool.c reaches this
  * allocator through zpool_zs_ops (declared in src/zpool-impl.h).  This
- * header explains the design and names its limits.
+ * header explains the design, names its limits, and holds the internals
+ * shared by its four files:
+ *
+ *   src/zsmalloc.c    the pool: classes, create/destroy, alloc, free, map
+ *   src/zs-handle.c   the handle table and its free lists
+ *   src/zs-span.c     arenas and spans: getting, keeping, releasing memory
+ *   src/zs-compact.c  compaction
  *
  * SIZE CLASSES AND SPANS
  *
@@ -110,6 +116,12 @@
 #ifndef ZRAM_ZSMALLOC_H
 #define ZRAM_ZSMALLOC_H
 
+#include <assert.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "zpool-impl.h"
 
 #define ZS_PAGE_SIZE       4096u
@@ -128,5 +140,299 @@
 #define ZS_MAX_HANDLES     ((uint64_t) ZS_CHUNK_ENTRIES * ZS_MAX_CHUNKS)
 #define ZS_NR_STRIPES      16u                 /* free-handle lists */
 #define ZS_HANDLE_BATCH    64u                 /* fresh handles per refill */
+
+
+/* ---------------------------------------------------------------------- */
+/* Internals shared by zsmalloc.c (pool, alloc, free, map),
+ * zs-handle.c (handle table), zs-span.c (arenas, spans), zs-compact.c.
+ */
+
+/* Fullness lists of a class: ZS_NR_FULLNESS groups (the last one full),
+ * then the list of spans isolated by a running compaction.
+ */
+#define GROUP_FULL      (ZS_NR_FULLNESS - 1)
+#define GROUP_ISOLATED  ZS_NR_FULLNESS
+#define NR_LISTS        (ZS_NR_FULLNESS + 1)
+
+/* Span slot owners: a used slot holds its handle index; a free one holds
+ * SLOT_FREE | the next free slot (SLOT_NONE ends the list).
+ */
+#define SLOT_FREE  UINT32_C(0x80000000)
+#define SLOT_NONE  UINT32_C(0x7fffffff)
+
+struct zs_class;
+
+/* Span memory is mapped ZS_ARENA_BYTES at a time per class, cut into
+ * ranges of the class's span length; free ranges are MADV_DONTNEED'd.
+ */
+struct zs_arena {
+  struct zs_arena *prev, *next; /* in the class's avail or full list */
+  char *base;
+  uint32_t nr_ranges;           /* span ranges in the arena */
+  uint32_t nr_free;             /* free ranges, on the stack below */
+  uint16_t free[];              /* stack of free range numbers */
+};
+
+struct zs_span {
+  struct zs_span *prev, *next;  /* in the class list of its group */
+  char *base;                   /* its range in the arena */
+  struct zs_class *cls;
+  struct zs_arena *arena;
+  uint32_t inuse;               /* used slots */
+  uint32_t free_head;           /* first free slot or SLOT_NONE */
+  unsigned group;               /* list it is on */
+  uint32_t owner[];             /* per slot, see SLOT_FREE */
+};
+
+struct zs_class {
+  pthread_mutex_t lock;
+  uint32_t size;                /* slot size = largest object */
+  uint32_t min_size;            /* smallest object mapped here */
+  uint32_t pages;               /* pages per span */
+  uint32_t objs;                /* slots per span */
+  struct zs_span *lists[NR_LISTS];
+  /* Counters written under lock, read without it (atomic loads). */
+  uint64_t nr_spans;            /* spans mapped */
+  uint64_t live_objects;        /* used slots */
+  uint64_t live_bytes;          /* sum of object sizes */
+  uint64_t nr_group[NR_LISTS];  /* spans per list */
+  struct zs_span *empty;        /* empty spans kept for reuse (next-linked) */
+  uint64_t nr_empty;            /* spans on it */
+  struct zs_arena *avail;       /* arenas with a free range */
+  struct zs_arena *full;        /* arenas without */
+  uint32_t arena_ranges;        /* ranges per arena */
+  uint32_t waiters;             /* atomic: threads blocked on lock */
+} __attribute__ ((aligned (64)));
+
+/* One entry of the handle table; see HANDLES above. */
+struct zs_entry {
+  uint64_t word;                /* atomic: address | size | flags */
+  struct zs_span *span;         /* class lock */
+};
+
+/* The entry word.  Used: bit 0 PIN, bit 1 USED, bits 2-14 the size,
+ * bits 20-63 the address >> 4 (objects are 16-byte aligned, addresses
+ * below 2^48).  Free: bits 20-63 hold the next free handle of its stripe.
+ */
+#define E_PIN        UINT64_C(1)
+#define E_USED       UINT64_C(2)
+#define E_SIZE_SHIFT 2
+#define E_SIZE_MASK  UINT64_C(0x1fff)
+#define E_ADDR_SHIFT 20
+
+static inline uint64_t
+entry_make (const void *addr, size_t size)
+{
+  return ((uint64_t) (uintptr_t) addr >> 4) << E_ADDR_SHIFT
+    | (uint64_t) size << E_SIZE_SHIFT | E_USED;
+}
+
+static inline char *
+entry_addr (uint64_t w)
+{
+  return (char *) (uintptr_t) ((w >> E_ADDR_SHIFT) << 4);
+}
+
+static inline size_t
+entry_size (uint64_t w)
+{
+  return (w >> E_SIZE_SHIFT) & E_SIZE_MASK;
+}
+
+static inline uint64_t
+entry_next_free (uint64_t w)
+{
+  return w >> E_ADDR_SHIFT;
+}
+
+struct zs_stripe {
+  pthread_mutex_t lock;
+  uint64_t head;                /* first free handle, 0 = none */
+} __attribute__ ((aligned (64)));
+
+struct zs_pool {
+  struct zpool base;            /* must come first */
+  struct zs_class *class_of[ZS_NR_SIZES]; /* by (size - 1) / step */
+  unsigned nr_classes;
+  size_t huge_class_size;
+  uint64_t total_pages;         /* atomic: pages in spans */
+  uint64_t span_meta_bytes;     /* atomic: span headers */
+  uint64_t pages_compacted;     /* atomic */
+  pthread_mutex_t compact_lock; /* one compaction at a time */
+
+  /* The handle table. */
+  struct zs_entry **chunks;     /* ZS_MAX_CHUNKS, elements atomic */
+  pthread_mutex_t chunk_lock;   /* serialises chunk allocation */
+  uint64_t nr_chunks;           /* atomic */
+  uint64_t next_fresh;          /* atomic: first never-used index */
+  struct zs_stripe stripes[ZS_NR_STRIPES];
+
+  struct zs_class classes[ZS_NR_SIZES]; /* nr_classes used, by size */
+};
+
+#define POOL(p) ((struct zs_pool *) (p))
+
+/* Lock a class for alloc or free, counting ourselves as a waiter while
+ * blocked, so that compaction knows to step aside (class_yield).
+ */
+static inline void
+class_lock (struct zs_class *cls)
+{
+  if (pthread_mutex_trylock (&cls->lock) == 0)
+    return;
+  __atomic_add_fetch (&cls->waiters, 1, __ATOMIC_RELAXED);
+  pthread_mutex_lock (&cls->lock);
+  __atomic_sub_fetch (&cls->waiters, 1, __ATOMIC_RELAXED);
+}
+
+/* Called by compaction, holding the lock, between two units of work: if
+ * alloc or free is waiting, let it in.  Merely unlocking and relocking is
+ * not enough: the unlocking thread nearly always wins the lock back before
+ * a woken waiter runs, and an alloc could wait for a whole class's
+ * compaction (tens of milliseconds).
+ */
+static inline void
+class_yield (struct zs_class *cls)
+{
+  unsigned spins;
+
+  if (__atomic_load_n (&cls->waiters, __ATOMIC_RELAXED) == 0)
+    return;
+  pthread_mutex_unlock (&cls->lock);
+  for (spins = 0; spins < 1000 &&
+         __atomic_load_n (&cls->waiters, __ATOMIC_RELAXED) > 0; spins++)
+    sched_yield ();
+  pthread_mutex_lock (&cls->lock);
+}
+
+static inline struct zs_entry *
+handle_entry (const struct zs_pool *p, uint64_t h)
+{
+  struct zs_entry *chunk =
+    __atomic_load_n (&p->chunks[h >> ZS_CHUNK_SHIFT], __ATOMIC_ACQUIRE);
+
+  return &chunk[h & (ZS_CHUNK_ENTRIES - 1)];
+}
+
+static inline unsigned
+group_of (const struct zs_class *cls, uint32_t inuse)
+{
+  if (inuse == cls->objs)
+    return GROUP_FULL;
+  return inuse * (ZS_NR_FULLNESS - 1) / cls->objs;
+}
+
+static inline void
+list_add (struct zs_class *cls, struct zs_span *s, unsigned group)
+{
+  s->group = group;
+  s->prev = NULL;
+  s->next = cls->lists[group];
+  if (s->next)
+    s->next->prev = s;
+  cls->lists[group] = s;
+  __atomic_store_n (&cls->nr_group[group], cls->nr_group[group] + 1,
+                    __ATOMIC_RELAXED);
+}
+
+static inline void
+list_del (struct zs_class *cls, struct zs_span *s)
+{
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    cls->lists[s->group] = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  __atomic_store_n (&cls->nr_group[s->group], cls->nr_group[s->group] - 1,
+                    __ATOMIC_RELAXED);
+}
+
+/* Move a non-empty span to the list its fullness calls for.  Spans
+ * isolated by compaction stay where they are until it puts them back.
+ */
+static inline void
+span_regroup (struct zs_class *cls, struct zs_span *s)
+{
+  unsigned g = group_of (cls, s->inuse);
+
+  if (s->group == GROUP_ISOLATED || s->group == g)
+    return;
+  list_del (cls, s);
+  list_add (cls, s, g);
+}
+
+static inline size_t
+span_bytes (const struct zs_class *cls)
+{
+  return (size_t) cls->pages * ZS_PAGE_SIZE;
+}
+
+/* Take a free slot of a span that has one; give it to handle h. */
+static inline uint32_t
+slot_take (struct zs_span *s, uint64_t h)
+{
+  uint32_t slot = s->free_head;
+
+  assert (slot != SLOT_NONE);
+  s->free_head = s->owner[slot] & ~SLOT_FREE;
+  s->owner[slot] = h;
+  s->inuse++;
+  return slot;
+}
+
+static inline void
+slot_release (struct zs_span *s, uint32_t slot)
+{
+  assert (!(s->owner[slot] & SLOT_FREE));
+  s->owner[slot] = SLOT_FREE | s->free_head;
+  s->free_head = slot;
+  s->inuse--;
+}
+
+static inline char *
+slot_addr (const struct zs_span *s, uint32_t slot)
+{
+  return s->base + (size_t) slot * s->cls->size;
+}
+
+/* The fullest span with a free slot, or NULL. */
+static inline struct zs_span *
+fullest_partial (struct zs_class *cls)
+{
+  int g;
+
+  for (g = GROUP_FULL - 1; g >= 0; g--)
+    if (cls->lists[g])
+      return cls->lists[g];
+  return NULL;
+}
+
+static inline void
+class_count (struct zs_class *cls, int64_t objects, int64_t bytes)
+{
+  __atomic_store_n (&cls->live_objects, cls->live_objects + objects,
+                    __ATOMIC_RELAXED);
+  __atomic_store_n (&cls->live_bytes, cls->live_bytes + bytes,
+                    __ATOMIC_RELAXED);
+}
+
+/* zs-handle.c: take a free handle (0 with errno ENOMEM), give one back. */
+extern uint64_t zs_handle_get (struct zs_pool *p);
+extern void zs_handle_put (struct zs_pool *p, uint64_t h);
+
+/* zs-span.c: get an empty span for a class (class lock held; may be
+ * dropped and retaken; NULL with errno ENOMEM); keep a span that became
+ * empty for reuse (class lock held; false: release it instead); release an
+ * empty span to the OS (class lock NOT held); unmap all of a class's
+ * memory (pool being destroyed).
+ */
+extern struct zs_span *zs_span_get (struct zs_pool *p, struct zs_class *cls);
+extern bool zs_span_keep (struct zs_class *cls, struct zs_span *s);
+extern void zs_span_release (struct zs_pool *p, struct zs_span *s);
+extern void zs_class_free_all (struct zs_class *cls);
+
+/* zs-compact.c: the pool's compact operation. */
+extern uint64_t zs_compact (struct zpool *pool);
 
 #endif /* ZRAM_ZSMALLOC_H */

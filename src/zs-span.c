@@ -1,0 +1,186 @@
+/* nbdkit-zram: the zsmalloc-style slab allocator (pool=zs): arenas and spans.
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * Design, locking and the pin handshake are described in src/zsmalloc.h.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "zsmalloc.h"
+
+static void
+arena_link (struct zs_arena **head, struct zs_arena *a)
+{
+  a->prev = NULL;
+  a->next = *head;
+  if (a->next)
+    a->next->prev = a;
+  *head = a;
+}
+
+static void
+arena_unlink (struct zs_arena **head, struct zs_arena *a)
+{
+  if (a->prev)
+    a->prev->next = a->next;
+  else
+    *head = a->next;
+  if (a->next)
+    a->next->prev = a->prev;
+}
+
+/* Map a new arena for a class (no lock held). */
+static struct zs_arena *
+arena_create (struct zs_class *cls)
+{
+  uint32_t n = cls->arena_ranges, i;
+  struct zs_arena *a = malloc (sizeof *a + n * sizeof a->free[0]);
+
+  if (a == NULL)
+    return NULL;
+  a->base = mmap (NULL, n * span_bytes (cls), PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (a->base == MAP_FAILED) {
+    free (a);
+    return NULL;
+  }
+  assert ((uintptr_t) a->base >> 48 == 0);
+  a->nr_ranges = n;
+  a->nr_free = n;
+  for (i = 0; i < n; i++)
+    a->free[i] = n - 1 - i;     /* hand out low addresses first */
+  return a;
+}
+
+/* Get an empty span for the class: a kept one, else a new one in an
+ * arena.  Class lock held on entry and on return; it may be dropped in
+ * between (to map an arena).  Returns NULL with errno ENOMEM.
+ */
+struct zs_span *
+zs_span_get (struct zs_pool *p, struct zs_class *cls)
+{
+  size_t meta = sizeof (struct zs_span) + cls->objs * sizeof (uint32_t);
+  struct zs_span *s;
+  struct zs_arena *a;
+  uint32_t i;
+
+  if ((s = cls->empty) != NULL) {
+    cls->empty = s->next;
+    __atomic_store_n (&cls->nr_empty, cls->nr_empty - 1, __ATOMIC_RELAXED);
+    return s;
+  }
+  s = malloc (meta);
+  if (s == NULL)
+    goto nomem;
+  if (cls->avail == NULL) {
+    pthread_mutex_unlock (&cls->lock);
+    a = arena_create (cls);
+    class_lock (cls);
+    if (a == NULL) {
+      free (s);
+      goto nomem;
+    }
+    arena_link (&cls->avail, a);
+  }
+  a = cls->avail;
+  s->arena = a;
+  s->base = a->base + a->free[--a->nr_free] * span_bytes (cls);
+  if (a->nr_free == 0) {
+    arena_unlink (&cls->avail, a);
+    arena_link (&cls->full, a);
+  }
+  s->cls = cls;
+  s->inuse = 0;
+  s->free_head = 0;
+  for (i = 0; i < cls->objs; i++)
+    s->owner[i] = SLOT_FREE | (i + 1 < cls->objs ? i + 1 : SLOT_NONE);
+  __atomic_add_fetch (&p->total_pages, cls->pages, __ATOMIC_RELAXED);
+  __atomic_add_fetch (&p->span_meta_bytes, meta, __ATOMIC_RELAXED);
+  return s;
+
+ nomem:
+  errno = ENOMEM;
+  return NULL;
+}
+
+/* A span just became empty and is on no list.  Keep it for reuse if the
+ * class keeps fewer than ZS_EMPTY_KEEP_PAGES pages of them, and return
+ * true; else return false: the caller must span_release it after dropping
+ * the class lock.  Class lock held.
+ */
+bool
+zs_span_keep (struct zs_class *cls, struct zs_span *s)
+{
+  if ((cls->nr_empty + 1) * cls->pages > ZS_EMPTY_KEEP_PAGES)
+    return false;
+  s->next = cls->empty;
+  cls->empty = s;
+  __atomic_store_n (&cls->nr_empty, cls->nr_empty + 1, __ATOMIC_RELAXED);
+  return true;
+}
+
+/* Give an empty span's pages back to the OS and its range back to its
+ * arena; unmap the arena if it is then unused.  Class lock NOT held.
+ */
+void
+zs_span_release (struct zs_pool *p, struct zs_span *s)
+{
+  struct zs_class *cls = s->cls;
+  struct zs_arena *a = s->arena, *dead = NULL;
+
+  /* Before the range can be handed out again, so no new data is lost. */
+  madvise (s->base, span_bytes (cls), MADV_DONTNEED);
+  class_lock (cls);
+  a->free[a->nr_free++] = (s->base - a->base) / span_bytes (cls);
+  if (a->nr_free == 1) {
+    arena_unlink (&cls->full, a);
+    arena_link (&cls->avail, a);
+  }
+  if (a->nr_free == a->nr_ranges) {
+    arena_unlink (&cls->avail, a);
+    dead = a;
+  }
+  pthread_mutex_unlock (&cls->lock);
+
+  __atomic_sub_fetch (&p->total_pages, cls->pages, __ATOMIC_RELAXED);
+  __atomic_sub_fetch (&p->span_meta_bytes,
+                      sizeof (struct zs_span) + cls->objs * sizeof (uint32_t),
+                      __ATOMIC_RELAXED);
+  free (s);
+  if (dead) {
+    munmap (dead->base, dead->nr_ranges * span_bytes (cls));
+    free (dead);
+  }
+}
+
+void
+zs_class_free_all (struct zs_class *cls)
+{
+  struct zs_span *s, *next;
+  struct zs_arena *a, *anext;
+  unsigned g;
+
+  for (g = 0; g < NR_LISTS; g++)
+    for (s = cls->lists[g]; s; s = next) {
+      next = s->next;
+      free (s);
+    }
+  for (s = cls->empty; s; s = next) {
+    next = s->next;
+    free (s);
+  }
+  for (a = cls->avail; a; a = anext) {
+    anext = a->next;
+    munmap (a->base, a->nr_ranges * span_bytes (cls));
+    free (a);
+  }
+  for (a = cls->full; a; a = anext) {
+    anext = a->next;
+    munmap (a->base, a->nr_ranges * span_bytes (cls));
+    free (a);
+  }
+}

@@ -9,6 +9,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 set -euo pipefail
 cd "$(dirname "$0")"
+# Debian's python3 first: python3-libnbd (nbdsh) is installed for it.
+export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
 sudo=
 [ "$(id -u)" = 0 ] || sudo=sudo

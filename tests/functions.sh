@@ -7,7 +7,12 @@
 #   ZRAM_PRELOAD       sanitizer runtime to preload into nbdkit (or empty)
 #   srcdir, builddir   tests/ source and build directories
 
-set -u
+# -e: any command that fails, fails the test (a client error must never
+# pass unnoticed).  Debian's tools come first in PATH: nbdsh runs
+# "python3 -m nbd", which needs the system python3 that python3-libnbd
+# belongs to, not another python3 earlier in PATH.
+set -eu
+export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
 _cleanup_cmds=()
 

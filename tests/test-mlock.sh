@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# mlock=true locks the daemonised server's memory (after the fork, where
+# locks must be taken) without populating the whole slot table up front.
+# SPDX-License-Identifier: BSD-3-Clause
+. "$srcdir/functions.sh"
+requires nbdkit nbdsh
+if [ "$(id -u)" != 0 ] && [ "$(ulimit -l)" != unlimited ]; then
+  echo "$0: SKIP: needs root or an unlimited 'ulimit -l'"
+  exit 77
+fi
+make_tmpdir
+
+# A 1 TiB device: its slot table is 4 GiB of address space, which must not
+# be locked (populated) at start-up.
+start_nbdkit "$tmpdir/pid" "$tmpdir/sock" 1T mlock=true
+pid=$(cat "$tmpdir/pid")
+# VmLck counts locked mappings, resident or not (MCL_ONFAULT); VmRSS
+# shows what is really populated.
+status_kib () { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
+[ "$(status_kib VmLck)" -gt 0 ] || fail "nothing locked with mlock=true"
+before=$(status_kib VmRSS)
+[ "$before" -lt 262144 ] || fail "slot table populated at start: VmRSS=$before kB"
+nbdsh -u "$(uri_of "$tmpdir/sock")" -c '
+import os
+for i in range(256):
+    h.pwrite(os.urandom(65536), i * 65536 * 1024)
+'
+after=$(status_kib VmRSS)
+[ "$after" -gt "$((before + 8192))" ] ||
+  fail "stored data not resident: VmRSS $before -> $after kB"
+echo "mlock=true: VmLck $(status_kib VmLck) kB (mapped), VmRSS $before kB at start, $after kB after 16 MiB of random data"
+kill_nbdkit "$tmpdir/pid" || fail "nbdkit did not stop"
+
+# mlock=false (the default) locks nothing.
+start_nbdkit "$tmpdir/pid2" "$tmpdir/sock2" 1G
+[ "$(awk '/VmLck/ {print $2}' "/proc/$(cat "$tmpdir/pid2")/status")" = 0 ] ||
+  fail "memory locked without mlock=true"
+echo "$0: ok"

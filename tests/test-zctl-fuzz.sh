@@ -62,11 +62,11 @@ cat >"$tmpdir/zctl.dict" <<'DICT'
 DICT
 
 cd "$tmpdir"
+status=0
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   ./fuzz-zctl -max_total_time="${FUZZ_SECONDS:-20}" -timeout=10 \
   -rss_limit_mb=1024 -max_len=600 -dict=zctl.dict -print_final_stats=1 \
-  corpus >fuzz.log 2>&1
-status=$?
+  corpus >fuzz.log 2>&1 || status=$?
 tail -n 25 fuzz.log
 [ $status -eq 0 ] || cp fuzz.log "${FUZZ_LOG_COPY:-/dev/null}" 2>/dev/null
 [ $status -eq 0 ] || fail "the fuzzer found a problem (exit $status)"

@@ -275,8 +275,7 @@ cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
                           "(use 'reset force')",
                           s.openers, s.openers == 1 ? "" : "s");
     case ENOMEM:
-      return reply_error (r, ENOMEM, "reset failed: out of memory "
-                          "(the device fails all I/O until a reset succeeds)");
+      return reply_error (r, ENOMEM, "reset failed: out of memory");
     default:
       return reply_error (r, err, "reset failed: %s", strerror (err));
     }

@@ -15,7 +15,7 @@
  * EAGAIN).  Commands:
  *
  *   help                                  list the commands
- *   stats                                 key=value lines, see zctl_execute
+ *   stats                                 key=value lines, see below
  *   reset [force] [algorithm=NAME] [level=N]
  *                                         zram_reset; without "force" it
  *                                         fails with EBUSY while connections
@@ -25,6 +25,13 @@
  *   mem_limit SIZE                        SIZE in bytes or with a K/M/G/T
  *                                         suffix (powers of 1024); 0 = none
  *   mem_used_max 0                        restart the peak at the current use
+ *
+ * "stats" replies with these keys, in this order (zram's names and units;
+ * see struct zram_stats): disksize orig_data_size compr_data_size
+ * mem_used_total mem_limit mem_used_max same_pages pages_compacted
+ * huge_pages huge_pages_since failed_reads failed_writes invalid_io
+ * notify_free algorithm level pool connections initialised.  Clients must
+ * ignore keys they do not know: more may be added.
  *
  * A command that fails changes nothing.  This module is a pure function of
  * (device, line): it does no I/O, so the socket server and the fuzzer share

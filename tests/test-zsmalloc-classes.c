@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "zram/zpool.h"
@@ -254,6 +256,74 @@ test_compact_and_rss (struct zpool *pool)
   check_all_returned (pool);
 }
 
+/* Sanitizers reserve terabytes of address space: no RLIMIT_AS with them. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HAVE_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define HAVE_SANITIZER 1
+#endif
+#endif
+
+/* Out of memory (address space capped in a child process): alloc fails
+ * with ENOMEM, leaves the pool consistent, and works again once memory is
+ * freed.
+ */
+static void
+test_enomem (void)
+{
+#ifndef HAVE_SANITIZER
+  pid_t pid;
+  int status;
+
+  fflush (stdout);              /* or the child prints it again */
+  pid = fork ();
+  CHECK (pid >= 0);
+  if (pid == 0) {
+    struct rlimit rl = { 256 << 20, 256 << 20 };
+    static zpool_handle h[1 << 20];
+    struct zpool *pool = zpool_create (ZPOOL_ZS);
+    struct zpool_stats st;
+    unsigned n = 0, i;
+
+    CHECK (pool != NULL);
+    CHECK (setrlimit (RLIMIT_AS, &rl) == 0);
+    for (;;) {
+      CHECK (n < (1 << 20));
+      errno = 0;
+      h[n] = zpool_alloc (pool, 100 + (n * 37) % 3900);
+      if (h[n] == 0)
+        break;
+      fill (pool, h[n], 100 + (n * 37) % 3900);
+      n++;
+    }
+    CHECK (errno == ENOMEM);
+    zpool_get_stats (pool, &st);
+    CHECK (st.live_objects == n);
+    printf ("ENOMEM after %u objects, %llu MiB\n", n,
+            (unsigned long long) st.total_bytes >> 20);
+    for (i = 0; i < n; i += 2) {
+      verify (pool, h[i], 100 + (i * 37) % 3900);
+      zpool_free (pool, h[i]);
+    }
+    zpool_compact (pool);
+    for (i = 0; i < n / 4; i++) {
+      h[i * 2] = zpool_alloc (pool, 100 + (i * 2 * 37) % 3900);
+      CHECK (h[i * 2] != 0);
+    }
+    for (i = 0; i < n; i++)
+      if (i % 2 == 1 || i / 2 < n / 4)
+        zpool_free (pool, h[i]);
+    check_all_returned (pool);
+    zpool_destroy (pool);
+    fflush (stdout);
+    _exit (0);
+  }
+  CHECK (waitpid (pid, &status, 0) == pid);
+  CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+#endif
+}
+
 int
 main (void)
 {
@@ -265,6 +335,7 @@ main (void)
   test_edges (pool);
   test_compact_and_rss (pool);
   zpool_destroy (pool);
+  test_enomem ();
 
   /* The malloc pool has no classes. */
   pool = zpool_create (ZPOOL_MALLOC);

@@ -102,8 +102,16 @@ bins=( "$(need nbdkit)" "$(need nbd-client)" "$(need mkswap)" "$(need swapon)"
        "$(need swapoff)" "$(need fstrim)" "$(need mke2fs)" "$(need e2fsck)" )
 command -v cpio >/dev/null || skip "cpio not installed"
 
+unit=$here/../../contrib/systemd/nbdkit-zram@.service
+unitconf=$here/../../contrib/systemd/nbdkit-zram.conf.example
+dash=$(need dash)
+command -v python3 >/dev/null || skip "python3 not installed (for unit2sh.py)"
+plugindir=$(nbdkit --dump-config | sed -n 's/^plugindir=//p')
+[ -n "$plugindir" ] || die "nbdkit --dump-config gives no plugindir"
+
 inputs=$( { echo "$kernel"; printf '%s\n' "${modorder[@]}";
             sha256sum "$here/init" "$here/mkguest.sh" "$plugin" "$memhog" \
+                      "$here/unit2sh.py" "$unit" "$unitconf" "$dash" \
                       "$busybox" "${bins[@]}" ${ctltool:+"$ctltool"}; } |
           sha256sum | cut -c1-16)
 initrd=$cache/initrd-$inputs.cpio.gz
@@ -134,6 +142,17 @@ if [ ! -f "$initrd" ]; then
   ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
   [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
   copy_with_libs "$plugin" /zram.so
+  # Installed as "meson install" would, so "nbdkit zram" (the systemd unit)
+  # finds it.
+  mkdir -p "$root$plugindir"
+  ln -s /zram.so "$root$plugindir/nbdkit-zram-plugin.so"
+  # The unit's commands, run by dash: busybox sh would run its own applets
+  # (nbd-client, swapon, mkswap) in place of the real tools.
+  copy_with_libs "$dash" /usr/bin/dash
+  ln -s dash "$root/usr/bin/sh"
+  python3 "$here/unit2sh.py" "$unit" nbd1 > "$root/unit-nbd1.sh" ||
+    die "unit2sh.py failed"
+  cp "$unitconf" "$root/etc/nbdkit-zram.conf.example"
   copy_with_libs "$memhog" /usr/bin/memhog
   [ -n "$ctltool" ] && copy_with_libs "$ctltool" /usr/bin/nbdzramctl
   # nbdinfo (optional) lets the guest read the export's extent map.

@@ -131,18 +131,29 @@ zs_span_release (struct zs_pool *p, struct zs_span *s)
 {
   struct zs_class *cls = s->cls;
   struct zs_arena *a = s->arena, *dead = NULL;
+  bool reusable = true;
 
-  /* Before the range can be handed out again, so no new data is lost. */
-  madvise (s->base, span_bytes (cls), MADV_DONTNEED);
+  /* Before the range can be handed out again, so no new data is lost.
+   * MADV_DONTNEED refuses locked memory (mlockall, the plugin's
+   * mlock=true): then map fresh zero pages over the range, which drops the
+   * old ones.  If even that fails, the range may be unmapped: never hand it
+   * out again (its arena then stays until the pool is destroyed).
+   */
+  if (madvise (s->base, span_bytes (cls), MADV_DONTNEED) == -1 &&
+      mmap (s->base, span_bytes (cls), PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+    reusable = false;
   class_lock (cls);
-  a->free[a->nr_free++] = (s->base - a->base) / span_bytes (cls);
-  if (a->nr_free == 1) {
-    arena_unlink (&cls->full, a);
-    arena_link (&cls->avail, a);
-  }
-  if (a->nr_free == a->nr_ranges) {
-    arena_unlink (&cls->avail, a);
-    dead = a;
+  if (reusable) {
+    a->free[a->nr_free++] = (s->base - a->base) / span_bytes (cls);
+    if (a->nr_free == 1) {
+      arena_unlink (&cls->full, a);
+      arena_link (&cls->avail, a);
+    }
+    if (a->nr_free == a->nr_ranges) {
+      arena_unlink (&cls->avail, a);
+      dead = a;
+    }
   }
   pthread_mutex_unlock (&cls->lock);
 

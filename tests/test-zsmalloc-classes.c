@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -324,6 +325,65 @@ test_enomem (void)
 #endif
 }
 
+/* With all memory locked (the plugin's mlock=true), MADV_DONTNEED fails;
+ * freed spans must still give their pages back.  In a child process.
+ */
+static void
+test_mlocked (void)
+{
+#ifndef HAVE_SANITIZER
+  pid_t pid;
+  int status;
+
+  fflush (stdout);
+  pid = fork ();
+  CHECK (pid >= 0);
+  if (pid == 0) {
+    static zpool_handle h[40000];
+    struct zpool *pool;
+    uint64_t rss0, rss1, rss2;
+    unsigned i;
+
+    if (mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
+      printf ("mlocked: skipped, mlockall: %s\n", strerror (errno));
+      fflush (stdout);
+      _exit (0);
+    }
+    pool = zpool_create (ZPOOL_ZS);
+    CHECK (pool != NULL);
+    rss0 = rss_bytes ();
+    for (i = 0; i < 40000; i++) {
+      h[i] = zpool_alloc (pool, 1000 + i % 2000);
+      CHECK (h[i] != 0);
+      fill (pool, h[i], 1000 + i % 2000);
+    }
+    rss1 = rss_bytes ();
+    /* Keep one in ten: arenas stay mapped, most spans empty out. */
+    for (i = 0; i < 40000; i++)
+      if (i % 10)
+        zpool_free (pool, h[i]);
+    zpool_compact (pool);
+    rss2 = rss_bytes ();
+    printf ("mlocked: rss %llu -> %llu -> %llu MiB, total %llu MiB\n",
+            (unsigned long long) rss0 >> 20, (unsigned long long) rss1 >> 20,
+            (unsigned long long) rss2 >> 20,
+            (unsigned long long) zpool_total_bytes (pool) >> 20);
+    CHECK (rss1 - rss0 > 40 << 20);
+    CHECK (rss2 - rss0 < (rss1 - rss0) / 4);
+    for (i = 0; i < 40000; i += 10) {
+      verify (pool, h[i], 1000 + i % 2000);
+      zpool_free (pool, h[i]);
+    }
+    check_all_returned (pool);
+    zpool_destroy (pool);
+    fflush (stdout);
+    _exit (0);
+  }
+  CHECK (waitpid (pid, &status, 0) == pid);
+  CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+#endif
+}
+
 int
 main (void)
 {
@@ -336,6 +396,7 @@ main (void)
   test_compact_and_rss (pool);
   zpool_destroy (pool);
   test_enomem ();
+  test_mlocked ();
 
   /* The malloc pool has no classes. */
   pool = zpool_create (ZPOOL_MALLOC);

@@ -49,6 +49,11 @@ arena_create (struct zs_class *cls)
     return NULL;
   }
   assert ((uintptr_t) a->base >> 48 == 0);
+  /* A transparent huge page would make the RSS of a sparsely used arena
+   * 2 MiB whatever total_bytes says, and every span release would split
+   * it.  Best effort: the arena works either way.
+   */
+  madvise (a->base, n * span_bytes (cls), MADV_NOHUGEPAGE);
   a->nr_ranges = n;
   a->nr_free = n;
   for (i = 0; i < n; i++)

@@ -89,8 +89,9 @@
  * population wobbles around a span boundary does not give back and fault
  * in pages at every step; they are counted in total_bytes and compaction
  * releases them.  Any other empty span is released at once: its pages get
- * MADV_DONTNEED (RSS falls) and its range returns to the arena; an arena
- * with no span left is munmapped.  Arenas keep the number of mappings low
+ * MADV_DONTNEED (RSS falls; under mlockall, where that fails, fresh pages
+ * are mapped over the range instead) and its range returns to the arena;
+ * an arena with no span left is munmapped.  Arenas are MADV_NOHUGEPAGE.  Arenas keep the number of mappings low
  * (no VMA split per span) and make span birth a pointer pop.
  *
  * Spans sit on per-class lists by fullness (ZS_NR_FULLNESS groups of

@@ -28,6 +28,8 @@
  *     fairness, i.e. readers cannot starve a grace period.
  * Compile with -DONE_FLIP to model a synchronize_rcu with one phase flip:
  * spin must then find a use-after-free (the test checks that it does).
+ * With -DNO_CLAIM, zram_open ignores the claim: spin must then find a
+ * connection open during a reset without force.
  */
 
 #define NREADERS 2
@@ -83,7 +85,11 @@ proctype reader (byte id)
 proctype connection ()
 {
   do
+#ifdef NO_CLAIM
+  :: atomic { nopen++ };                /* a broken zram_open */
+#else
   :: atomic { !claim -> nopen++ };      /* zram_open succeeds */
+#endif
      assert (!resetting_unforced);
      atomic { nopen-- }                 /* zram_close */
   :: atomic { claim -> skip }           /* zram_open: EBUSY */

@@ -2,8 +2,8 @@
 # Model-check the reset protocol (tests/reset-rcu.pml) with spin:
 #  1. safety: no reader touches a freed state, no unforced reset with a
 #     connection open, no deadlock;
-#  2. the same model with a one-flip grace period must FAIL (the check has
-#     teeth: it finds the use-after-free);
+#  2. the same model with a one-flip grace period, or with a zram_open that
+#     ignores the claim, must FAIL (the checks have teeth);
 #  3. liveness: no non-progress cycle of the resetter under weak fairness.
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
@@ -33,7 +33,11 @@ run oneflip "-DONE_FLIP" "-DSAFETY" ""
   fail "a one-flip grace period was not caught"
 grep -q "assertion violated" oneflip.out || fail "oneflip: no assertion violation"
 
+run noclaim "-DNO_CLAIM" "-DSAFETY" ""
+[ "$(errors noclaim)" != "" ] && [ "$(errors noclaim)" != 0 ] ||
+  fail "an open that ignores the claim was not caught"
+
 run liveness "" "-DNP" "-l -f"
 [ "$(errors liveness)" = 0 ] || { cat liveness.out; fail "non-progress cycle found"; }
 grep -q "max search depth too small" liveness.out && fail "search depth too small"
-echo "reset-rcu model: safety and liveness hold; one-flip variant refuted"
+echo "reset-rcu model: safety and liveness hold; one-flip and no-claim variants refuted"

@@ -18,6 +18,9 @@
  *        -> EIO          fine only if the read was not quiet
  *        -> else         FAIL (stale, foreign or torn data)
  *
+ * The resets switch between algorithms (lz4, zstd, lz4hc), and a second
+ * control client keeps asking for stats and compaction meanwhile.
+ *
  * Pages are owned by one worker each, so a page has no concurrent writers.
  * libnbd serialises the synchronous calls of threads sharing a handle; the
  * server sees the connections in parallel.
@@ -219,6 +222,40 @@ run_worker (void *arg)
   return NULL;
 }
 
+/* Stats, compaction and peak resets on a second control connection, all
+ * through the storm: they race with resets and I/O (and must answer).
+ */
+static unsigned long long n_pokes;
+
+static void *
+run_poker (void *arg)
+{
+  static const char *cmds[] = { "stats", "compact", "stats", "mem_used_max 0" };
+  char reply[4096];
+  int fd = ctl_connect (srv.ctl);
+  unsigned i = 0;
+
+  (void) arg;
+  if (fd == -1) {
+    FAIL ("poker: cannot connect to the control socket");
+    return NULL;
+  }
+  while (!atomic_load (&stop)) {
+    const char *cmd = cmds[i++ % 4];
+    int r = ctl_command (fd, cmd, reply, sizeof reply);
+
+    /* compact fails with EIO only while a reset has the device. */
+    if (r == -1 || (r == 1 && strncmp (reply, "error EIO: compact", 18) != 0)) {
+      FAIL ("poker: %s: %s", cmd, r == -1 ? "no reply" : reply);
+      break;
+    }
+    n_pokes++;
+    test_sleep_us (500);
+  }
+  close (fd);
+  return NULL;
+}
+
 /* Final pass, no resets: every page must read back exactly. */
 static void
 verify_all (struct worker *w)
@@ -240,6 +277,11 @@ main (void)
   int conns = 3, threads = 2, ctl, i;
   struct nbd_handle *nbd[MAX_WORKERS];
   static struct worker workers[MAX_WORKERS];
+  static const char *resets_cmds[] = {
+    "reset force", "reset force algorithm=zstd level=1",
+    "reset force algorithm=lz4hc", "reset force algorithm=lz4",
+  };
+  pthread_t poker;
   unsigned long long resets = 0;
   uint64_t seed = (uint64_t) time (NULL);
   char reply[4096];
@@ -284,6 +326,8 @@ main (void)
     }
   }
 
+  pthread_create (&poker, NULL, run_poker, NULL);
+
   /* The storm: reset with force every 1-8 ms. */
   t0 = test_now ();
   deadline = t0 + seconds;
@@ -294,7 +338,7 @@ main (void)
 
       test_sleep_us (1000 + rnd (&rs) % 7000);
       atomic_fetch_add (&started, 1);
-      r = ctl_command (ctl, "reset force", reply, sizeof reply);
+      r = ctl_command (ctl, resets_cmds[resets % 4], reply, sizeof reply);
       atomic_fetch_add (&done, 1);
       if (r != 0) {
         FAIL ("reset force: %s", r == -1 ? "no reply" : reply);
@@ -306,6 +350,7 @@ main (void)
   atomic_store (&stop, true);
   for (i = 0; i < nworkers; i++)
     pthread_join (workers[i].thread, NULL);
+  pthread_join (poker, NULL);
 
   /* Quiet now: everything must be exact. */
   if (!atomic_load (&failed))
@@ -321,11 +366,11 @@ main (void)
 
   printf ("resets %llu; reads %llu (verified %llu, zeroes after reset %llu, "
           "EIO %llu, data after a reset %llu); writes %llu, trims %llu "
-          "(EIO %llu)\n", resets, atomic_load (&n_reads),
+          "(EIO %llu); %llu stats/compact\n", resets, atomic_load (&n_reads),
           atomic_load (&n_verified), atomic_load (&n_zero_after_reset),
           atomic_load (&n_read_eio), atomic_load (&n_data_after_reset),
           atomic_load (&n_writes), atomic_load (&n_trims),
-          atomic_load (&n_write_eio));
+          atomic_load (&n_write_eio), n_pokes);
 
   /* The storm must have been a storm, or the test proves nothing. */
   if (!atomic_load (&failed)) {

@@ -109,11 +109,18 @@ expect 0 "${c[@]}" compact
 grep -q '^pages_freed=[0-9]*$' "$tmpdir/out" || fail "compact: $(cat "$tmpdir/out")"
 expect 0 "${c[@]}" stats
 grep -q '^connections=0$' "$tmpdir/out" || fail "stats: $(cat "$tmpdir/out")"
+# Options after the command; stats as JSON.
+expect 0 "$ctl" stats --json -s "$tmpdir/ctl"
+grep -q '^   "algorithm": "zstd",$' "$tmpdir/out" || fail "stats --json: $(cat "$tmpdir/out")"
+grep -q '^   "disksize": 67108864,$' "$tmpdir/out" || fail "stats --json: $(cat "$tmpdir/out")"
 
 # Usage errors: 1.
 expect 1 "${c[@]}" frobnicate
 expect 1 "${c[@]}" mem-limit
 expect 1 "${c[@]}" reset --bogus
+expect 1 "${c[@]}" --force
+expect 1 "${c[@]}" compact --algorithm zstd
+expect 1 "${c[@]}" reset now
 expect 1 "${c[@]}" mem-limit "1M
 reset force"
 expect 1 env -u NBDZRAMCTL_SOCKET "$ctl"

@@ -308,6 +308,7 @@ show_table (bool bytes, bool headings, bool json)
 {
   struct reply r;
   char cell[NCOLS][64];
+  int width[NCOLS];
   bool have_ratio;
   double ratio = 0;
   size_t i;
@@ -367,28 +368,25 @@ show_table (bool bytes, bool headings, bool json)
     return EXIT_OK;
   }
 
-  if (headings) {
-    for (i = 0; i < NCOLS; i++) {
-      int w = (int) strlen (cell[i]);
-      int h = (int) strlen (columns[i].name);
+  /* Each column as wide as the wider of its heading and its value;
+   * without headings, as wide as the value (one row: nothing to align).
+   */
+  for (i = 0; i < NCOLS; i++) {
+    int w = (int) strlen (cell[i]);
 
-      if (w < h)
-        w = h;
-      if (columns[i].type == COL_STRING)
-        printf ("%s%-*s", i ? " " : "", w, columns[i].name);
-      else
-        printf ("%s%*s", i ? " " : "", w, columns[i].name);
-    }
+    if (headings && w < (int) strlen (columns[i].name))
+      w = (int) strlen (columns[i].name);
+    width[i] = w;
+  }
+  if (headings) {
+    for (i = 0; i < NCOLS; i++)
+      printf (columns[i].type == COL_STRING ? "%s%-*s" : "%s%*s",
+              i ? " " : "", width[i], columns[i].name);
     putchar ('\n');
   }
-  for (i = 0; i < NCOLS; i++) {
-    int w = headings ? (int) strlen (columns[i].name) : 0;
-
-    if (columns[i].type == COL_STRING)
-      printf ("%s%-*s", i ? " " : "", w, cell[i]);
-    else
-      printf ("%s%*s", i ? " " : "", w, cell[i]);
-  }
+  for (i = 0; i < NCOLS; i++)
+    printf (columns[i].type == COL_STRING ? "%s%-*s" : "%s%*s",
+            i ? " " : "", width[i], cell[i]);
   putchar ('\n');
   return EXIT_OK;
 }
@@ -454,36 +452,11 @@ simple_command (const char *cmd)
 }
 
 static int
-cmd_reset (int argc, char **argv)
+cmd_reset (bool force, const char *algo, const char *level)
 {
-  static const struct option opts[] = {
-    { "force",     no_argument,       NULL, 'f' },
-    { "algorithm", required_argument, NULL, 'a' },
-    { "level",     required_argument, NULL, 'l' },
-    { NULL }
-  };
-  const char *algo = NULL, *level = NULL;
-  bool force = false;
   char cmd[ZCTL_LINE_MAX + 1];
   size_t n;
-  int c;
 
-  optind = 1;
-  while ((c = getopt_long (argc, argv, "+fa:l:", opts, NULL)) != -1) {
-    switch (c) {
-    case 'f': force = true; break;
-    case 'a': algo = check_word ("algorithm", optarg); break;
-    case 'l': level = check_word ("level", optarg); break;
-    default:
-      usage (stderr);
-      return EXIT_USAGE;
-    }
-  }
-  if (optind != argc) {
-    fprintf (stderr, "%s: reset: unexpected argument '%s'\n",
-             progname, argv[optind]);
-    return EXIT_USAGE;
-  }
   n = snprintf (cmd, sizeof cmd, "reset%s", force ? " force" : "");
   if (algo && n < sizeof cmd)
     n += snprintf (cmd + n, sizeof cmd - n, " algorithm=%s", algo);
@@ -499,6 +472,9 @@ cmd_reset (int argc, char **argv)
 int
 main (int argc, char **argv)
 {
+  /* Options may come before or after the command (GNU style).  --force,
+   * --algorithm and --level belong to "reset" only.
+   */
   static const struct option opts[] = {
     { "socket",     required_argument, NULL, 's' },
     { "bytes",      no_argument,       NULL, 'b' },
@@ -506,15 +482,18 @@ main (int argc, char **argv)
     { "json",       no_argument,       NULL, 'J' },
     { "help",       no_argument,       NULL, 'h' },
     { "version",    no_argument,       NULL, 'V' },
+    { "force",      no_argument,       NULL, 'f' },
+    { "algorithm",  required_argument, NULL, 'a' },
+    { "level",      required_argument, NULL, 'l' },
     { NULL }
   };
-  bool bytes = false, headings = true, json = false;
-  const char *sub;
+  bool bytes = false, headings = true, json = false, force = false;
+  const char *algo = NULL, *level = NULL, *sub;
   char cmd[ZCTL_LINE_MAX + 1];
-  int c;
+  int c, nargs;
 
   socket_path = getenv ("NBDZRAMCTL_SOCKET");
-  while ((c = getopt_long (argc, argv, "+s:bnJhV", opts, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "s:bnJhVfa:l:", opts, NULL)) != -1) {
     switch (c) {
     case 's': socket_path = optarg; break;
     case 'b': bytes = true; break;
@@ -522,28 +501,34 @@ main (int argc, char **argv)
     case 'J': json = true; break;
     case 'h': usage (stdout); return EXIT_OK;
     case 'V': printf ("%s %s\n", progname, PACKAGE_VERSION); return EXIT_OK;
+    case 'f': force = true; break;
+    case 'a': algo = check_word ("algorithm", optarg); break;
+    case 'l': level = check_word ("level", optarg); break;
     default: usage (stderr); return EXIT_USAGE;
     }
+  }
+  sub = optind < argc ? argv[optind] : NULL;
+  nargs = argc - optind;
+  if ((force || algo || level) && (sub == NULL || strcmp (sub, "reset") != 0)) {
+    fprintf (stderr, "%s: --force, --algorithm and --level go with "
+             "'reset' only\n", progname);
+    return EXIT_USAGE;
   }
   if (socket_path == NULL || *socket_path == '\0') {
     fprintf (stderr, "%s: no control socket: use -s PATH "
              "(the plugin's ctl= parameter)\n", progname);
     return EXIT_USAGE;
   }
-  if (optind == argc)
+  if (sub == NULL)
     return show_table (bytes, headings, json);
-
-  sub = argv[optind];
-  argc -= optind;
-  argv += optind;
-  if (strcmp (sub, "stats") == 0 && argc == 1)
+  if (strcmp (sub, "stats") == 0 && nargs == 1)
     return show_stats (json);
-  if (strcmp (sub, "reset") == 0)
-    return cmd_reset (argc, argv);
-  if (strcmp (sub, "compact") == 0 && argc == 1)
+  if (strcmp (sub, "reset") == 0 && nargs == 1)
+    return cmd_reset (force, algo, level);
+  if (strcmp (sub, "compact") == 0 && nargs == 1)
     return simple_command ("compact");
-  if (strcmp (sub, "mem-limit") == 0 && argc == 2) {
-    snprintf (cmd, sizeof cmd, "mem_limit %s", check_word ("size", argv[1]));
+  if (strcmp (sub, "mem-limit") == 0 && nargs == 2) {
+    snprintf (cmd, sizeof cmd, "mem_limit %s", check_word ("size", argv[optind + 1]));
     return simple_command (cmd);
   }
   fprintf (stderr, "%s: unknown command or wrong arguments: %s "

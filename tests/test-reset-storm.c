@@ -283,6 +283,7 @@ main (void)
   };
   pthread_t poker;
   unsigned long long resets = 0;
+  double reset_time = 0, reset_max = 0;
   uint64_t seed = (uint64_t) time (NULL);
   char reply[4096];
 
@@ -337,9 +338,16 @@ main (void)
       int r;
 
       test_sleep_us (1000 + rnd (&rs) % 7000);
+      double t1, t2;
+
       atomic_fetch_add (&started, 1);
+      t1 = test_now ();
       r = ctl_command (ctl, resets_cmds[resets % 4], reply, sizeof reply);
+      t2 = test_now ();
       atomic_fetch_add (&done, 1);
+      reset_time += t2 - t1;
+      if (t2 - t1 > reset_max)
+        reset_max = t2 - t1;
       if (r != 0) {
         FAIL ("reset force: %s", r == -1 ? "no reply" : reply);
         break;
@@ -371,6 +379,11 @@ main (void)
           atomic_load (&n_read_eio), atomic_load (&n_data_after_reset),
           atomic_load (&n_writes), atomic_load (&n_trims),
           atomic_load (&n_write_eio), n_pokes);
+
+  if (resets > 0)
+    printf ("reset round trip through the control socket under I/O: "
+            "mean %.2f ms, max %.2f ms\n", reset_time * 1e3 / resets,
+            reset_max * 1e3);
 
   /* The storm must have been a storm, or the test proves nothing. */
   if (!atomic_load (&failed)) {

@@ -18,6 +18,7 @@
 #include <nbdkit-plugin.h>
 
 #include "zram/compiler.h"
+#include "zram/compactor.h"
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
 
@@ -42,6 +43,7 @@ static char *ctl_path;             /* ctl=PATH, made absolute */
 
 static struct zram *zram;
 static struct zctl_server *ctl_server;
+static struct zram_compactor *compactor;
 
 /* Whether this worker thread has tried PR_SET_IO_FLUSHER, and whether the
  * one warning about a refusal has been printed.
@@ -206,6 +208,13 @@ zram_plugin_after_fork (void)
     nbdkit_error ("ctl: cannot start the control socket thread: %m");
     return -1;
   }
+  /* Background compaction when fragmentation passes the threshold. */
+  compactor = zram_compactor_start (zram, ZRAM_COMPACTOR_DEFAULT_INTERVAL_MS,
+                                    ZRAM_COMPACTOR_DEFAULT_THRESHOLD);
+  if (compactor == NULL) {
+    nbdkit_error ("cannot start the background compaction thread: %m");
+    return -1;
+  }
   return 0;
 }
 
@@ -213,6 +222,8 @@ zram_plugin_after_fork (void)
 static void
 zram_plugin_cleanup (void)
 {
+  zram_compactor_stop (compactor);
+  compactor = NULL;
   zctl_server_stop (ctl_server);
   ctl_server = NULL;
 }

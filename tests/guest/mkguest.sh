@@ -105,13 +105,14 @@ command -v cpio >/dev/null || skip "cpio not installed"
 unit=$here/../../contrib/systemd/nbdkit-zram@.service
 unitconf=$here/../../contrib/systemd/nbdkit-zram.conf.example
 dash=$(need dash)
+usage=$here/../../doc/usage.md
 command -v python3 >/dev/null || skip "python3 not installed (for unit2sh.py)"
 plugindir=$(nbdkit --dump-config | sed -n 's/^plugindir=//p')
 [ -n "$plugindir" ] || die "nbdkit --dump-config gives no plugindir"
 
 inputs=$( { echo "$kernel"; printf '%s\n' "${modorder[@]}";
             sha256sum "$here/init" "$here/mkguest.sh" "$plugin" "$memhog" \
-                      "$here/unit2sh.py" "$unit" "$unitconf" "$dash" \
+                      "$here/unit2sh.py" "$unit" "$unitconf" "$dash" "$usage" \
                       "$busybox" "${bins[@]}" ${ctltool:+"$ctltool"}; } |
           sha256sum | cut -c1-16)
 initrd=$cache/initrd-$inputs.cpio.gz
@@ -153,6 +154,19 @@ if [ ! -f "$initrd" ]; then
   python3 "$here/unit2sh.py" "$unit" nbd1 > "$root/unit-nbd1.sh" ||
     die "unit2sh.py failed"
   cp "$unitconf" "$root/etc/nbdkit-zram.conf.example"
+  # The usage doc's command blocks, run as written by the guest.
+  mkdir "$root/doc"
+  for sec in "Use as swap" "Use as a filesystem" "Reset and statistics"; do
+    awk -v sec="## $sec" -v out="$root/doc/$(echo "$sec" | tr 'A-Z ' 'a-z-')" '
+      $0 == sec { on = 1; next }
+      on && /^## / { on = 0 }
+      on && /^```sh$/ { n++; blk = 1; next }
+      on && /^```$/ { blk = 0; next }
+      on && blk { print > (out "-" n ".sh") }' "$usage"
+  done
+  # All modules are loaded by /init: the doc's "modprobe nbd" must succeed.
+  printf '#!/bin/sh\ngrep -q "^$1 " /proc/modules\n' > "$root/usr/sbin/modprobe"
+  chmod 0755 "$root/usr/sbin/modprobe"
   copy_with_libs "$memhog" /usr/bin/memhog
   [ -n "$ctltool" ] && copy_with_libs "$ctltool" /usr/bin/nbdzramctl
   # nbdinfo (optional) lets the guest read the export's extent map.

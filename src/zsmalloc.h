@@ -91,8 +91,38 @@
  * releases them.  Any other empty span is released at once: its pages get
  * MADV_DONTNEED (RSS falls; under mlockall, where that fails, fresh pages
  * are mapped over the range instead) and its range returns to the arena;
- * an arena with no span left is munmapped.  Arenas are MADV_NOHUGEPAGE.  Arenas keep the number of mappings low
- * (no VMA split per span) and make span birth a pointer pop.
+ * an arena with no span left is munmapped.  Arenas are MADV_NOHUGEPAGE.
+ * Arenas keep the number of mappings low (no VMA split per span) and make
+ * span birth a pointer pop.
+ *
+ * WHAT A WRITE INTO A FRESH POOL COSTS (measured 2026-11-22, 2-CPU VM)
+ *
+ * The allocator's code is under 1 % of a write.  What a write into a fresh
+ * pool pays beyond the codec is the kernel's first-touch fault on each new
+ * page of span memory: one per 4 KiB stored, 0.44-0.6 per page written,
+ * 1.6-2 us each on this VM, so 15-25 % of an LZ4 compression.  Any pool
+ * that takes fresh pages pays it: in bench-core pool=malloc looks cheaper
+ * only because glibc hands the next device the heap the previous one freed
+ * (0.01 faults per page); with malloc_trim (0) after each zram_destroy both
+ * pools come out at 1.17-1.24x raw LZ4.  Once memory is reused
+ * (overwrites) the zs write path is 1.04-1.07x raw LZ4.  Tried against the
+ * faults and dropped, as they did not pay:
+ *
+ *   MADV_POPULATE_WRITE    per span or per arena: populating costs what
+ *                          faulting does (1.7-2.7 us a page, in batches of
+ *                          1 to 512 pages), and per arena it fills 2 MiB
+ *                          for each class in use
+ *   MADV_HUGEPAGE arenas   2 MiB aligned: 0.15 us per 4 KiB when the kernel
+ *                          has a huge page at hand, but 8.7 us per 4 KiB on
+ *                          a first run (bench-core's first rep 11x slower),
+ *                          2 MiB of RSS per class in use, khugepaged may
+ *                          refill released holes, and counting whole huge
+ *                          pages honestly breaks the fill target (1.03 at
+ *                          113 MiB leaves no room for a 2 MiB tail)
+ *   prefetch, NT stores    prefetching the object before the copy, or
+ *                          copying it with non-temporal stores: no change
+ *   more kept spans        128 instead of 16 pages a class: no change,
+ *                          overwrites fault only 0.005-0.02 times a page
  *
  * Spans sit on per-class lists by fullness (ZS_NR_FULLNESS groups of
  * tenths, plus full); alloc takes a slot in the fullest non-full span, and

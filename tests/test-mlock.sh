@@ -8,6 +8,11 @@ if [ "$(id -u)" != 0 ] && [ "$(ulimit -l)" != unlimited ]; then
   echo "$0: SKIP: needs root or an unlimited 'ulimit -l'"
   exit 77
 fi
+if [ -n "${ZRAM_PRELOAD:-}" ]; then
+  # ASan's and TSan's runtimes intercept mlockall and make it a no-op.
+  echo "$0: SKIP: mlockall is a no-op under a sanitizer runtime"
+  exit 77
+fi
 make_tmpdir
 
 # A 1 TiB device: its slot table is 4 GiB of address space, which must not

@@ -13,6 +13,13 @@
 #   ZRAM_PLUGIN   path of zram.so        MEMHOG      tests/guest/memhog
 #   NBDZRAMCTL    nbdzramctl (optional)  ZRAM_GUEST_CACHE  cache directory
 #   ZRAM_GUEST_TIMEOUT  seconds before qemu is killed (default 600)
+#   ZRAM_GUEST_APPEND   more kernel command line for the guest's /init:
+#     zt.pressure=4096|default  also swap under whole-machine memory pressure
+#                         in that run (a hog bigger than free memory, no
+#                         cgroup).  Off by default: it deadlocks today, see
+#                         "Use as swap" in doc/usage.md.
+#     zt.over=MIB         how far past MemAvailable that hog goes (128)
+#     zt.params=k=v,...   more plugin parameters;  zt.debug=1  progress lines
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -51,7 +58,7 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
   -accel tcg -cpu max -smp 1 -m 768 \
   -nographic -no-reboot -nodefaults -serial stdio -nic none \
   -kernel "$kernel" -initrd "$initrd" \
-  -append "console=ttyS0 panic=-1 loglevel=4 zt.bs=4096,default zt.mlock=true" \
+  -append "console=ttyS0 panic=-1 loglevel=4 zt.bs=4096,default zt.mlock=true ${ZRAM_GUEST_APPEND:-}" \
   < /dev/null > "$log" 2>&1
 rc=$?
 secs=$(( $(date +%s) - start ))

@@ -15,55 +15,10 @@
  * one page serialise and none is lost.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "zram/slot.h"
-#include "zram/zram.h"
-#include "rcu.h"
-
-/* Statistics of one initialisation; all updated with relaxed atomics. */
-struct meta_stats {
-  uint64_t pages_stored;      /* slots holding a page (SAME included) */
-  uint64_t compr_data_size;   /* bytes of objects, HUGE counted as a page */
-  uint64_t same_pages;        /* SAME slots */
-  uint64_t huge_pages;        /* HUGE slots */
-  uint64_t huge_pages_since;  /* HUGE stores since init */
-  uint64_t mem_used_max;      /* peak pool bytes */
-  uint64_t failed_reads;      /* reads failed for any reason */
-  uint64_t failed_writes;     /* writes failed for any reason */
-  uint64_t invalid_io;        /* requests beyond the device end */
-  uint64_t notify_free;       /* pages freed by discard */
-};
-
-/* One initialisation of the device: replaced whole by a reset. */
-struct zram_meta {
-  uint64_t disksize;
-  uint64_t nr_pages;
-  struct zram_slot *table;
-  struct zpool *pool;
-  enum zpool_kind pool_kind;
-  struct zcomp *comp;
-  size_t huge_class_size;     /* objects this large or larger are stored raw */
-  struct meta_stats stats;
-};
-
-/* Openers word: the number of open connections, plus a claim bit that a
- * reset without force sets in the same atomic step as it checks for zero.
- */
-#define OPENERS_CLAIM (UINT64_C(1) << 63)
-
-struct zram {
-  struct zram_meta *meta;     /* RCU-published; NULL while resetting */
-  pthread_mutex_t ctl_lock;   /* serialises the control path only */
-  uint64_t disksize;          /* fixed for the device's life */
-  uint64_t mem_limit;         /* atomic; 0 = none */
-  uint64_t openers;           /* atomic; see OPENERS_CLAIM */
-  uint64_t offline_reads;     /* atomic: reads failed while unpublished */
-  uint64_t offline_writes;    /* atomic: writes failed while unpublished */
-  int rcu_sync;               /* address for ThreadSanitizer's benefit */
-};
+#include "zram-impl.h"
 
 /* A page state prepared outside the slot lock, or taken out of a slot. */
 struct page_state {
@@ -72,17 +27,14 @@ struct page_state {
   uint64_t flags;             /* SLOT_BIT (SLOT_SAME) / SLOT_BIT (SLOT_HUGE) */
 };
 
-/* Scratch pages of each request thread, allocated with the thread (static
- * TLS-like), so the write path needs no allocation besides the object.
+/* Scratch pages of each request thread.  glibc allocates a dlopened
+ * module's TLS on the thread's first use, so from a worker's second request
+ * on, the write path allocates nothing but the object itself.
  */
 static __thread unsigned char tls_page[ZRAM_PAGE_SIZE] __attribute__ ((aligned (64)));
 static __thread unsigned char tls_cbuf[ZRAM_PAGE_SIZE] __attribute__ ((aligned (64)));
 
 static const unsigned char zero_page[ZRAM_PAGE_SIZE];
-
-#define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)
-#define STAT_SUB(field, n) __atomic_sub_fetch (&(field), (n), __ATOMIC_RELAXED)
-#define STAT_GET(field) __atomic_load_n (&(field), __ATOMIC_RELAXED)
 
 /* --- initialisation ----------------------------------------------------- */
 
@@ -97,10 +49,8 @@ config_valid (const struct zram_config *config)
   return 1;
 }
 
-static void meta_destroy (struct zram_meta *m);
-
-static struct zram_meta *
-meta_create (const struct zram_config *config)
+struct zram_meta *
+zram_meta_create (const struct zram_config *config)
 {
   struct zram_meta *m;
 
@@ -125,7 +75,7 @@ meta_create (const struct zram_config *config)
   return m;
 
  err:
-  meta_destroy (m);
+  zram_meta_destroy (m);
   return NULL;
 }
 
@@ -133,8 +83,8 @@ meta_create (const struct zram_config *config)
  * the table once every object is found, so a large, lightly used device is
  * freed quickly.
  */
-static void
-meta_destroy (struct zram_meta *m)
+void
+zram_meta_destroy (struct zram_meta *m)
 {
   int saved_errno = errno;
 
@@ -169,7 +119,7 @@ zram_create (const struct zram_config *config)
   z = calloc (1, sizeof *z);
   if (z == NULL)
     return NULL;
-  z->meta = meta_create (config);
+  z->meta = zram_meta_create (config);
   if (z->meta == NULL) {
     free (z);
     return NULL;
@@ -184,7 +134,7 @@ zram_destroy (struct zram *z)
 {
   if (z == NULL)
     return;
-  meta_destroy (z->meta);
+  zram_meta_destroy (z->meta);
   pthread_mutex_destroy (&z->ctl_lock);
   free (z);
 }
@@ -193,35 +143,6 @@ uint64_t
 zram_disksize (const struct zram *z)
 {
   return z->disksize;
-}
-
-/* --- read side of RCU --------------------------------------------------- */
-
-/* Enter a read-side section and return the live state, or leave it again
- * and return NULL (errno EIO) while a reset has the device unpublished.
- */
-static struct zram_meta *
-meta_get (struct zram *z)
-{
-  struct zram_meta *m;
-
-  urcu_bp_read_lock ();
-  /* Pairs with the release store in zram_reset: a non-NULL pointer comes
-   * with the fully initialised state it points to.
-   */
-  m = __atomic_load_n (&z->meta, __ATOMIC_ACQUIRE);
-  if (m == NULL) {
-    urcu_bp_read_unlock ();
-    errno = EIO;
-  }
-  return m;
-}
-
-static void
-meta_put (struct zram *z)
-{
-  rcu_reader_done (&z->rcu_sync);
-  urcu_bp_read_unlock ();
 }
 
 /* Check [offset, offset+count) against the live size. */
@@ -591,174 +512,4 @@ zram_extents (struct zram *z, uint32_t count, uint64_t offset,
   }
   meta_put (z);
   return r;
-}
-
-/* --- openers ------------------------------------------------------------- */
-
-int
-zram_open (struct zram *z)
-{
-  uint64_t v = __atomic_load_n (&z->openers, __ATOMIC_RELAXED);
-
-  do {
-    if (v & OPENERS_CLAIM) {
-      errno = EBUSY;
-      return -1;
-    }
-  } while (!__atomic_compare_exchange_n (&z->openers, &v, v + 1, true,
-                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
-  return 0;
-}
-
-void
-zram_close (struct zram *z)
-{
-  __atomic_sub_fetch (&z->openers, 1, __ATOMIC_ACQ_REL);
-}
-
-/* --- control path -------------------------------------------------------- */
-
-int
-zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
-{
-  struct zram_config config;
-  struct zram_meta *old, *fresh;
-  uint64_t zero = 0;
-  int r = -1;
-
-  pthread_mutex_lock (&z->ctl_lock);
-
-  /* Describe the new state from the old one, changed as asked. */
-  old = z->meta;              /* only the control path changes it: no RCU */
-  config.disksize = z->disksize;
-  config.algo = old ? zcomp_get_algo (old->comp) : ZCOMP_DEFAULT_ALGO;
-  config.level = old ? zcomp_get_level (old->comp) : 0;
-  config.pool = old ? old->pool_kind : ZPOOL_ZS;
-  if (new_config) {
-    if (new_config->disksize != z->disksize) {
-      errno = EINVAL;
-      goto out;
-    }
-    config.algo = new_config->algo;
-    config.level = new_config->level;
-    config.pool = new_config->pool;
-  }
-
-  /* Build the new state first: a bad level or no memory leaves the
-   * device as it was.
-   */
-  fresh = meta_create (&config);
-  if (fresh == NULL)
-    goto out;
-
-  /* Without force, claim the device only if nobody has it open.  Testing
-   * for zero and setting the claim in one compare-and-swap closes the race
-   * of a connection arriving between the check and the reset: zram_open
-   * fails with EBUSY while the claim is set.
-   */
-  if (!force &&
-      !__atomic_compare_exchange_n (&z->openers, &zero, OPENERS_CLAIM, false,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-    meta_destroy (fresh);
-    errno = EBUSY;
-    goto out;
-  }
-
-  /* Unpublish: requests starting from now on find NULL and fail with EIO.
-   * Requests already inside a read-side section keep using old; the grace
-   * period waits for every one of them to finish, after which nothing can
-   * reach old and it is freed.
-   */
-  old = __atomic_exchange_n (&z->meta, NULL, __ATOMIC_ACQ_REL);
-  urcu_bp_synchronize_rcu ();
-  rcu_grace_period_done (&z->rcu_sync);
-  meta_destroy (old);
-
-  __atomic_store_n (&z->offline_reads, 0, __ATOMIC_RELAXED);
-  __atomic_store_n (&z->offline_writes, 0, __ATOMIC_RELAXED);
-  /* Publish: the release store makes every write that built fresh visible
-   * to a reader that loads the pointer with acquire (meta_get).
-   */
-  __atomic_store_n (&z->meta, fresh, __ATOMIC_RELEASE);
-
-  if (!force)
-    __atomic_fetch_and (&z->openers, ~OPENERS_CLAIM, __ATOMIC_ACQ_REL);
-  r = 0;
-
- out:
-  pthread_mutex_unlock (&z->ctl_lock);
-  return r;
-}
-
-void
-zram_get_stats (struct zram *z, struct zram_stats *s)
-{
-  struct zram_meta *m;
-  struct zpool_stats ps;
-
-  memset (s, 0, sizeof *s);
-  s->disksize = z->disksize;
-  s->mem_limit = __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED);
-  s->openers = __atomic_load_n (&z->openers, __ATOMIC_RELAXED) & ~OPENERS_CLAIM;
-  s->failed_reads = STAT_GET (z->offline_reads);
-  s->failed_writes = STAT_GET (z->offline_writes);
-
-  m = meta_get (z);
-  if (m == NULL)
-    return;                   /* resetting: report an empty device */
-  s->initialised = true;
-  zpool_get_stats (m->pool, &ps);
-  s->orig_data_size = STAT_GET (m->stats.pages_stored) << ZRAM_PAGE_SHIFT;
-  s->compr_data_size = STAT_GET (m->stats.compr_data_size);
-  s->mem_used_total = ps.total_bytes;
-  s->mem_used_max = STAT_GET (m->stats.mem_used_max);
-  if (s->mem_used_max < s->mem_used_total)
-    s->mem_used_max = s->mem_used_total;
-  s->same_pages = STAT_GET (m->stats.same_pages);
-  s->pages_compacted = ps.pages_compacted;
-  s->huge_pages = STAT_GET (m->stats.huge_pages);
-  s->huge_pages_since = STAT_GET (m->stats.huge_pages_since);
-  s->failed_reads += STAT_GET (m->stats.failed_reads);
-  s->failed_writes += STAT_GET (m->stats.failed_writes);
-  s->invalid_io = STAT_GET (m->stats.invalid_io);
-  s->notify_free = STAT_GET (m->stats.notify_free);
-  s->algo = zcomp_get_algo (m->comp);
-  s->level = zcomp_get_level (m->comp);
-  s->pool = m->pool_kind;
-  meta_put (z);
-}
-
-void
-zram_set_mem_limit (struct zram *z, uint64_t bytes)
-{
-  __atomic_store_n (&z->mem_limit, bytes, __ATOMIC_RELAXED);
-}
-
-void
-zram_reset_mem_used_max (struct zram *z)
-{
-  struct zram_meta *m = meta_get (z);
-
-  if (m == NULL)
-    return;
-  __atomic_store_n (&m->stats.mem_used_max, zpool_total_bytes (m->pool),
-                    __ATOMIC_RELAXED);
-  meta_put (z);
-}
-
-int64_t
-zram_compact (struct zram *z)
-{
-  int64_t pages = -1;
-
-  pthread_mutex_lock (&z->ctl_lock);
-  /* The control mutex keeps reset away, so the state cannot be freed under
-   * us even though compaction may run long outside any read-side section.
-   */
-  if (z->meta)
-    pages = zpool_compact (z->meta->pool);
-  else
-    errno = EIO;
-  pthread_mutex_unlock (&z->ctl_lock);
-  return pages;
 }

@@ -1,0 +1,181 @@
+/* nbdkit-zram: openers and the control path of the device (see
+ * include/zram/zram.h): reset, statistics, limits, compaction.
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * Everything here that changes the published state runs under ctl_lock,
+ * which the data path never takes.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "zram-impl.h"
+
+/* --- openers ------------------------------------------------------------- */
+
+int
+zram_open (struct zram *z)
+{
+  uint64_t v = __atomic_load_n (&z->openers, __ATOMIC_RELAXED);
+
+  do {
+    if (v & OPENERS_CLAIM) {
+      errno = EBUSY;
+      return -1;
+    }
+  } while (!__atomic_compare_exchange_n (&z->openers, &v, v + 1, true,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+  return 0;
+}
+
+void
+zram_close (struct zram *z)
+{
+  __atomic_sub_fetch (&z->openers, 1, __ATOMIC_ACQ_REL);
+}
+
+/* --- control path -------------------------------------------------------- */
+
+int
+zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
+{
+  struct zram_config config;
+  struct zram_meta *old, *fresh;
+  uint64_t zero = 0;
+  int r = -1;
+
+  pthread_mutex_lock (&z->ctl_lock);
+
+  /* Describe the new state from the old one, changed as asked. */
+  old = z->meta;              /* only the control path changes it: no RCU */
+  config.disksize = z->disksize;
+  config.algo = old ? zcomp_get_algo (old->comp) : ZCOMP_DEFAULT_ALGO;
+  config.level = old ? zcomp_get_level (old->comp) : 0;
+  config.pool = old ? old->pool_kind : ZPOOL_ZS;
+  if (new_config) {
+    if (new_config->disksize != z->disksize) {
+      errno = EINVAL;
+      goto out;
+    }
+    config.algo = new_config->algo;
+    config.level = new_config->level;
+    config.pool = new_config->pool;
+  }
+
+  /* Build the new state first: a bad level or no memory leaves the
+   * device as it was.
+   */
+  fresh = zram_meta_create (&config);
+  if (fresh == NULL)
+    goto out;
+
+  /* Without force, claim the device only if nobody has it open.  Testing
+   * for zero and setting the claim in one compare-and-swap closes the race
+   * of a connection arriving between the check and the reset: zram_open
+   * fails with EBUSY while the claim is set.
+   */
+  if (!force &&
+      !__atomic_compare_exchange_n (&z->openers, &zero, OPENERS_CLAIM, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+    zram_meta_destroy (fresh);
+    errno = EBUSY;
+    goto out;
+  }
+
+  /* Unpublish: requests starting from now on find NULL and fail with EIO.
+   * Requests already inside a read-side section keep using old; the grace
+   * period waits for every one of them to finish, after which nothing can
+   * reach old and it is freed.
+   */
+  old = __atomic_exchange_n (&z->meta, NULL, __ATOMIC_ACQ_REL);
+  urcu_bp_synchronize_rcu ();
+  rcu_grace_period_done (&z->rcu_sync);
+  zram_meta_destroy (old);
+
+  __atomic_store_n (&z->offline_reads, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&z->offline_writes, 0, __ATOMIC_RELAXED);
+  /* Publish: the release store makes every write that built fresh visible
+   * to a reader that loads the pointer with acquire (meta_get).
+   */
+  __atomic_store_n (&z->meta, fresh, __ATOMIC_RELEASE);
+
+  if (!force)
+    __atomic_fetch_and (&z->openers, ~OPENERS_CLAIM, __ATOMIC_ACQ_REL);
+  r = 0;
+
+ out:
+  pthread_mutex_unlock (&z->ctl_lock);
+  return r;
+}
+
+void
+zram_get_stats (struct zram *z, struct zram_stats *s)
+{
+  struct zram_meta *m;
+  struct zpool_stats ps;
+
+  memset (s, 0, sizeof *s);
+  s->disksize = z->disksize;
+  s->mem_limit = __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED);
+  s->openers = __atomic_load_n (&z->openers, __ATOMIC_RELAXED) & ~OPENERS_CLAIM;
+  s->failed_reads = STAT_GET (z->offline_reads);
+  s->failed_writes = STAT_GET (z->offline_writes);
+
+  m = meta_get (z);
+  if (m == NULL)
+    return;                   /* resetting: report an empty device */
+  s->initialised = true;
+  zpool_get_stats (m->pool, &ps);
+  s->orig_data_size = STAT_GET (m->stats.pages_stored) << ZRAM_PAGE_SHIFT;
+  s->compr_data_size = STAT_GET (m->stats.compr_data_size);
+  s->mem_used_total = ps.total_bytes;
+  s->mem_used_max = STAT_GET (m->stats.mem_used_max);
+  if (s->mem_used_max < s->mem_used_total)
+    s->mem_used_max = s->mem_used_total;
+  s->same_pages = STAT_GET (m->stats.same_pages);
+  s->pages_compacted = ps.pages_compacted;
+  s->huge_pages = STAT_GET (m->stats.huge_pages);
+  s->huge_pages_since = STAT_GET (m->stats.huge_pages_since);
+  s->failed_reads += STAT_GET (m->stats.failed_reads);
+  s->failed_writes += STAT_GET (m->stats.failed_writes);
+  s->invalid_io = STAT_GET (m->stats.invalid_io);
+  s->notify_free = STAT_GET (m->stats.notify_free);
+  s->algo = zcomp_get_algo (m->comp);
+  s->level = zcomp_get_level (m->comp);
+  s->pool = m->pool_kind;
+  meta_put (z);
+}
+
+void
+zram_set_mem_limit (struct zram *z, uint64_t bytes)
+{
+  __atomic_store_n (&z->mem_limit, bytes, __ATOMIC_RELAXED);
+}
+
+void
+zram_reset_mem_used_max (struct zram *z)
+{
+  struct zram_meta *m = meta_get (z);
+
+  if (m == NULL)
+    return;
+  __atomic_store_n (&m->stats.mem_used_max, zpool_total_bytes (m->pool),
+                    __ATOMIC_RELAXED);
+  meta_put (z);
+}
+
+int64_t
+zram_compact (struct zram *z)
+{
+  int64_t pages = -1;
+
+  pthread_mutex_lock (&z->ctl_lock);
+  /* The control mutex keeps reset away, so the state cannot be freed under
+   * us even though compaction may run long outside any read-side section.
+   */
+  if (z->meta)
+    pages = zpool_compact (z->meta->pool);
+  else
+    errno = EIO;
+  pthread_mutex_unlock (&z->ctl_lock);
+  return pages;
+}

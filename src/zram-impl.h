@@ -1,0 +1,101 @@
+/* nbdkit-zram: what the device's two source files share (not a public API).
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * src/zram.c holds creation and the data path; src/zram-control.c the
+ * openers and the control path (reset, statistics, limits, compaction).
+ */
+#ifndef ZRAM_ZRAM_IMPL_H
+#define ZRAM_ZRAM_IMPL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "zram/slot.h"
+#include "zram/zram.h"
+#include "rcu.h"
+
+/* Statistics of one initialisation; all updated with relaxed atomics. */
+struct meta_stats {
+  uint64_t pages_stored;      /* slots holding a page (SAME included) */
+  uint64_t compr_data_size;   /* bytes of objects, HUGE counted as a page */
+  uint64_t same_pages;        /* SAME slots */
+  uint64_t huge_pages;        /* HUGE slots */
+  uint64_t huge_pages_since;  /* HUGE stores since init */
+  uint64_t mem_used_max;      /* peak pool bytes */
+  uint64_t failed_reads;      /* reads failed for any reason */
+  uint64_t failed_writes;     /* writes failed for any reason */
+  uint64_t invalid_io;        /* requests beyond the device end */
+  uint64_t notify_free;       /* pages freed by discard */
+};
+
+/* One initialisation of the device: replaced whole by a reset. */
+struct zram_meta {
+  uint64_t disksize;
+  uint64_t nr_pages;
+  struct zram_slot *table;
+  struct zpool *pool;
+  enum zpool_kind pool_kind;
+  struct zcomp *comp;
+  size_t huge_class_size;     /* objects this large or larger are stored raw */
+  struct meta_stats stats;
+};
+
+/* Openers word: the number of open connections, plus a claim bit that a
+ * reset without force sets in the same atomic step as it checks for zero.
+ */
+#define OPENERS_CLAIM (UINT64_C(1) << 63)
+
+struct zram {
+  struct zram_meta *meta;     /* RCU-published; NULL while resetting */
+  pthread_mutex_t ctl_lock;   /* serialises the control path only */
+  uint64_t disksize;          /* fixed for the device's life */
+  uint64_t mem_limit;         /* atomic; 0 = none */
+  uint64_t openers;           /* atomic; see OPENERS_CLAIM */
+  uint64_t offline_reads;     /* atomic: reads failed while unpublished */
+  uint64_t offline_writes;    /* atomic: writes failed while unpublished */
+  int rcu_sync;               /* address for ThreadSanitizer's benefit */
+};
+
+#define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)
+#define STAT_SUB(field, n) __atomic_sub_fetch (&(field), (n), __ATOMIC_RELAXED)
+#define STAT_GET(field) __atomic_load_n (&(field), __ATOMIC_RELAXED)
+
+/* Build one initialisation from a valid config: compressor, reserved slot
+ * table, empty pool.  NULL with errno EINVAL or ENOMEM.
+ */
+extern struct zram_meta *zram_meta_create (const struct zram_config *config);
+
+/* Free every object, then the pool, table and compressor.  No reader may
+ * still use m (after a grace period, or with no readers at all).
+ */
+extern void zram_meta_destroy (struct zram_meta *m);
+
+/* Enter a read-side section and return the live state, or leave it again
+ * and return NULL (errno EIO) while a reset has the device unpublished.
+ */
+static inline struct zram_meta *
+meta_get (struct zram *z)
+{
+  struct zram_meta *m;
+
+  urcu_bp_read_lock ();
+  /* Pairs with the release store in zram_reset: a non-NULL pointer comes
+   * with the fully initialised state it points to.
+   */
+  m = __atomic_load_n (&z->meta, __ATOMIC_ACQUIRE);
+  if (m == NULL) {
+    urcu_bp_read_unlock ();
+    errno = EIO;
+  }
+  return m;
+}
+
+static inline void
+meta_put (struct zram *z)
+{
+  rcu_reader_done (&z->rcu_sync);
+  urcu_bp_read_unlock ();
+}
+
+#endif /* ZRAM_ZRAM_IMPL_H */

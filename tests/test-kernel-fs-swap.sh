@@ -107,6 +107,14 @@ report () {
 
 allocated_at_most () { [ "$(allocated)" -le "$1" ]; }
 
+swap_used_kib () { awk -v d="$swapdev" '$1 == d { print $4 }' /proc/swaps; }
+
+# The device holds no more than the swap slots in use (plus the header and
+# 4 MiB of slack for discards still in flight).
+matches_swap_used () {
+  [ "$(allocated)" -le $(( $(swap_used_kib) * 1024 + 4 * 1048576 )) ]
+}
+
 wait_for () {                   # wait_for SECONDS COMMAND...
   local i n=$(( $1 * 10 )); shift
   for (( i = 0; i < n; i++ )); do
@@ -296,9 +304,14 @@ if [ -n "$MEMHOG" ] && [ -x "$MEMHOG" ] && make_cgroup; then
   [ "$peak" -ge $(( 16 * 1048576 )) ] || fail "device never held the swapped pages (peak $peak)"
   report "after memhog"
   # The hog has exited; its slots are free and (with --discard) discarded in
-  # the background.  The device must shrink back.
-  wait_for 20 allocated_at_most 1048576 ||
-    fail "swap discard did not release memory: $peak -> $(allocated)"
+  # the background, so the device must shrink to what swap still uses.  Not
+  # to zero: this swap is the whole host's while it is on, and on a busy
+  # machine other processes' pages may be swapped out to it meanwhile.
+  # Swap writes still queued when the hog exited land first; under a
+  # sanitizer build that backlog takes a while, hence the generous wait (it
+  # returns at once in a plain build).
+  wait_for 120 matches_swap_used ||
+    fail "swap discard did not release memory: device holds $(allocated) bytes, swap uses $(swap_used_kib) KiB"
   report "slots discarded"
 else
   echo "    (no memory cgroup or memhog here: swap traffic step skipped)"

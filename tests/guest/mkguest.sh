@@ -117,8 +117,9 @@ inputs=$( { echo "$kernel"; printf '%s\n' "${modorder[@]}";
           sha256sum | cut -c1-16)
 initrd=$cache/initrd-$inputs.cpio.gz
 if [ ! -f "$initrd" ]; then
-  # Drop stale images; the kernels stay.
-  rm -f "$cache"/initrd-*.cpio.gz
+  # Drop images unused for a day (another build's may be in use now); the
+  # kernels stay.
+  find "$cache" -maxdepth 1 -name 'initrd-*.cpio.gz' -mtime +0 -delete
   root=$(mktemp -d "$cache/root.XXXXXX")
   trap 'rm -rf "$root"' EXIT
   mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,mnt,etc,lib/modules,lib64}
@@ -183,5 +184,6 @@ if [ ! -f "$initrd" ]; then
   mv "$initrd.tmp" "$initrd"
 fi
 
+touch "$initrd"                 # in use: keep it from the clean-up above
 echo "kernel $kernel"
 echo "initrd $initrd"

@@ -40,6 +40,10 @@ command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not install
 if ldd "$PLUGIN" 2>/dev/null | grep -q -E 'lib(a|t|ub)san'; then
   skip "plugin built with a sanitizer; the guest test runs in the plain build"
 fi
+# Can qemu run here at all (TCG, no display)?
+printf 'quit\n' | timeout 60 qemu-system-x86_64 -accel tcg -machine pc \
+    -nodefaults -display none -monitor stdio -S > /dev/null 2>&1 ||
+  skip "qemu-system-x86_64 cannot start a TCG machine here"
 [ -x "$CTLTOOL" ] || CTLTOOL=
 
 out=$("$here/guest/mkguest.sh" "$CACHE" "$PLUGIN" "$MEMHOG" $CTLTOOL)

@@ -214,4 +214,25 @@ ctl_stat (const char *reply, const char *key)
   return -1;
 }
 
+/* For the multi-threaded NBD tests, which define "failed" (atomic_int)
+ * and "stop" (atomic_bool): report, mark the test failed, stop all threads.
+ */
+#define FAIL(...)                                               \
+  do {                                                          \
+    fprintf (stderr, "FAIL: " __VA_ARGS__);                     \
+    fputc ('\n', stderr);                                       \
+    atomic_store (&failed, 1);                                  \
+    atomic_store (&stop, true);                                 \
+  } while (0)
+
+/* A small xorshift generator, reproducible from its seed. */
+static inline uint64_t
+rnd (uint64_t *s)
+{
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
 #endif /* ZRAM_CTL_TEST_UTIL_H */

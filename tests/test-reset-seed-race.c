@@ -31,23 +31,6 @@ static atomic_bool quiet;               /* churners: no new connection */
 static atomic_int failed;
 static atomic_ullong n_sessions, n_refused, n_checked;
 
-#define FAIL(...)                                               \
-  do {                                                          \
-    fprintf (stderr, "FAIL: " __VA_ARGS__);                     \
-    fputc ('\n', stderr);                                       \
-    atomic_store (&failed, 1);                                  \
-    atomic_store (&stop, true);                                 \
-  } while (0)
-
-static uint64_t
-rnd (uint64_t *s)
-{
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
-
 struct churner {
   pthread_t thread;
   int id;

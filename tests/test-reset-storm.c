@@ -65,15 +65,6 @@ struct worker {
   uint64_t rng;
 };
 
-static uint64_t
-rnd (uint64_t *s)
-{
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
-
 /* Page content for a tag: compressible, not same-filled, self-describing. */
 static void
 fill (unsigned char *buf, uint32_t tag)
@@ -97,14 +88,6 @@ is_zero (const unsigned char *buf)
       return false;
   return true;
 }
-
-#define FAIL(...)                                               \
-  do {                                                          \
-    fprintf (stderr, "FAIL: " __VA_ARGS__);                     \
-    fputc ('\n', stderr);                                       \
-    atomic_store (&failed, 1);                                  \
-    atomic_store (&stop, true);                                 \
-  } while (0)
 
 /* Snapshot before a request: quiet if no reset is in progress. */
 static void

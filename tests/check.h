@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* check_failures is used only by the tests that use EXPECT. */
+#define UNUSED_VAR __attribute__ ((unused))
+
 /* Unlike assert, never compiled out, and says where and what. */
 #define CHECK(cond)                                                          \
   do {                                                                       \
@@ -15,6 +18,20 @@
                __FILE__, __LINE__, __func__, #cond);                         \
       abort ();                                                              \
     }                                                                        \
+  } while (0)
+
+/* Like CHECK, but prints a message (printf-style) and carries on, so one
+ * run lists every failure; main returns non-zero if check_failures > 0.
+ */
+static int check_failures UNUSED_VAR;
+#define EXPECT(cond, ...)                                                \
+  do {                                                                   \
+    if (!(cond)) {                                                       \
+      fprintf (stderr, "%s:%d: FAIL: %s: ", __FILE__, __LINE__, #cond);  \
+      fprintf (stderr, __VA_ARGS__);                                     \
+      fputc ('\n', stderr);                                              \
+      check_failures++;                                                  \
+    }                                                                    \
   } while (0)
 
 /* A small reproducible generator (xorshift64*). */

@@ -20,18 +20,7 @@
 #include "zram/zctl.h"
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      fprintf (stderr, "%s:%d: FAIL: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf (stderr, __VA_ARGS__);                                    \
-      fputc ('\n', stderr);                                             \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
+#include "check.h"
 
 static char path[108];
 
@@ -151,8 +140,8 @@ main (void)
   fd = open (path, O_CREAT | O_WRONLY, 0644);
   close (fd);
   srv = zctl_server_bind (path, z, err, sizeof err);
-  CHECK (srv == NULL && strstr (err, "not a socket"), "%s", err);
-  CHECK (stat (path, &st) == 0 && S_ISREG (st.st_mode), "regular file removed");
+  EXPECT (srv == NULL && strstr (err, "not a socket"), "%s", err);
+  EXPECT (stat (path, &st) == 0 && S_ISREG (st.st_mode), "regular file removed");
   unlink (path);
 
   /* Too long a path. */
@@ -160,27 +149,27 @@ main (void)
     char longp[200];
     memset (longp, 'a', sizeof longp - 1);
     longp[sizeof longp - 1] = '\0';
-    CHECK (zctl_server_bind (longp, z, err, sizeof err) == NULL &&
+    EXPECT (zctl_server_bind (longp, z, err, sizeof err) == NULL &&
            errno == ENAMETOOLONG, "%s", err);
   }
 
   /* A stale socket is replaced; the new one has mode 0600. */
   make_stale_socket ();
   srv = zctl_server_bind (path, z, err, sizeof err);
-  CHECK (srv != NULL, "bind over stale socket: %s", err);
+  EXPECT (srv != NULL, "bind over stale socket: %s", err);
   if (srv == NULL)
     return 1;
-  CHECK (stat (path, &st) == 0 && S_ISSOCK (st.st_mode) &&
+  EXPECT (stat (path, &st) == 0 && S_ISSOCK (st.st_mode) &&
          (st.st_mode & 0777) == 0600, "mode %o", st.st_mode & 0777);
-  CHECK (zctl_server_start (srv) == 0, "start: %m");
+  EXPECT (zctl_server_start (srv) == 0, "start: %m");
 
   /* A live socket is not stolen, and keeps working. */
   srv2 = zctl_server_bind (path, z, err, sizeof err);
-  CHECK (srv2 == NULL && strstr (err, "running server"), "%s", err);
+  EXPECT (srv2 == NULL && strstr (err, "running server"), "%s", err);
   fd = dial ();
-  CHECK (fd >= 0, "dial after refused steal: %m");
+  EXPECT (fd >= 0, "dial after refused steal: %m");
   r = ask (fd, "stats\n", 6);
-  CHECK (ends_ok (r) && strstr (r, "disksize=1048576\n"), "%s", r);
+  EXPECT (ends_ok (r) && strstr (r, "disksize=1048576\n"), "%s", r);
 
   /* Several commands in one write, answered in order. */
   {
@@ -189,7 +178,7 @@ main (void)
     double end = now () + 5;
     const char *ok1, *stats;
 
-    CHECK (send (fd, "help\nstats\n", 11, 0) == 11, "send");
+    EXPECT (send (fd, "help\nstats\n", 11, 0) == 11, "send");
     while (now () < end && (len < 3 || !strstr (buf, "disksize=") ||
                             strcmp (buf + len - 3, "ok\n") != 0)) {
       ssize_t n = recv (fd, buf + len, sizeof buf - 1 - len, MSG_DONTWAIT);
@@ -201,7 +190,7 @@ main (void)
     }
     ok1 = strstr (buf, "\nok\n");
     stats = strstr (buf, "disksize=");
-    CHECK (strncmp (buf, "command=", 8) == 0 && ok1 && stats && ok1 < stats &&
+    EXPECT (strncmp (buf, "command=", 8) == 0 && ok1 && stats && ok1 < stats &&
            ends_ok (buf), "%s", buf);
   }
 
@@ -209,16 +198,16 @@ main (void)
   memset (big, 'x', sizeof big);
   big[sizeof big - 1] = '\n';
   r = ask (fd, big, sizeof big);
-  CHECK (strncmp (r, "error E2BIG:", 12) == 0, "%s", r);
+  EXPECT (strncmp (r, "error E2BIG:", 12) == 0, "%s", r);
   r = ask (fd, "mem_limit 1M\n", 13);
-  CHECK (strcmp (r, "ok\n") == 0, "after long line: %s", r);
+  EXPECT (strcmp (r, "ok\n") == 0, "after long line: %s", r);
   /* Binary garbage: NUL, high bytes, escape codes. */
   r = ask (fd, "mem_limit 5M\0\n", 14);
-  CHECK (strncmp (r, "error EINVAL:", 13) == 0, "%s", r);
+  EXPECT (strncmp (r, "error EINVAL:", 13) == 0, "%s", r);
   r = ask (fd, "\xff\xfe\x1b[2J\n", 7);
-  CHECK (strncmp (r, "error EINVAL:", 13) == 0, "%s", r);
+  EXPECT (strncmp (r, "error EINVAL:", 13) == 0, "%s", r);
   r = ask (fd, "stats\r\n", 7);
-  CHECK (ends_ok (r) && strstr (r, "mem_limit=1048576\n"), "garbage changed "
+  EXPECT (ends_ok (r) && strstr (r, "mem_limit=1048576\n"), "garbage changed "
          "the limit: %s", r);
   close (fd);
 
@@ -226,9 +215,9 @@ main (void)
    * and never reads, do not slow down a third.
    */
   hung = dial ();
-  CHECK (hung >= 0 && send (hung, "sta", 3, 0) == 3, "hung client");
+  EXPECT (hung >= 0 && send (hung, "sta", 3, 0) == 3, "hung client");
   greedy = dial ();
-  CHECK (greedy >= 0, "greedy client");
+  EXPECT (greedy >= 0, "greedy client");
   {
     int flags = fcntl (greedy, F_GETFL);
     long sent = 0;
@@ -241,13 +230,13 @@ main (void)
         break;
       sent += n;
     }
-    CHECK (sent > 0, "greedy sent nothing");
+    EXPECT (sent > 0, "greedy sent nothing");
   }
   t0 = now ();
   fd = dial ();
   r = ask (fd, "stats\n", 6);
-  CHECK (ends_ok (r), "%s", r);
-  CHECK (now () - t0 < 2.0, "stats took %.3f s beside stuck clients", now () - t0);
+  EXPECT (ends_ok (r), "%s", r);
+  EXPECT (now () - t0 < 2.0, "stats took %.3f s beside stuck clients", now () - t0);
   close (fd);
 
   /* At most ZCTL_MAX_CLIENTS: the next one is told EAGAIN and closed. */
@@ -256,10 +245,10 @@ main (void)
   /* Make sure the server has accepted them all before the extra one. */
   for (i = 0; i < ZCTL_MAX_CLIENTS - 2; i++) {
     r = ask (fds[i], "help\n", 5);
-    CHECK (ends_ok (r), "client %d: %s", i, r);
+    EXPECT (ends_ok (r), "client %d: %s", i, r);
   }
   fd = dial ();
-  CHECK (fd >= 0, "extra dial");
+  EXPECT (fd >= 0, "extra dial");
   /* It asks at once: its unread command must not turn the farewell into
    * a connection reset.
    */
@@ -268,7 +257,7 @@ main (void)
   {
     char buf[256];
     ssize_t n = read_reply (fd, buf, sizeof buf, 5);
-    CHECK (n > 0 && strncmp (buf, "error EAGAIN:", 13) == 0, "%s",
+    EXPECT (n > 0 && strncmp (buf, "error EAGAIN:", 13) == 0, "%s",
            n > 0 ? buf : "(nothing)");
   }
   close (fd);
@@ -285,7 +274,7 @@ main (void)
       break;
     usleep (10000);
   }
-  CHECK (ends_ok (r), "slots not freed: %s", r);
+  EXPECT (ends_ok (r), "slots not freed: %s", r);
 
   /* Peer check: another uid is refused even if the file mode allowed it. */
   if (geteuid () == 0) {
@@ -310,7 +299,7 @@ main (void)
       _exit (n > 0 && strncmp (buf, "error EACCES:", 13) == 0 ? 0 : 4);
     }
     waitpid (pid, &status, 0);
-    CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+    EXPECT (WIFEXITED (status) && WEXITSTATUS (status) == 0,
            "uid 65534 not refused (child status %d)", status);
     chmod (path, 0600);
   }
@@ -322,26 +311,26 @@ main (void)
    */
   t0 = now ();
   zctl_server_stop (srv);
-  CHECK (now () - t0 < 2.0, "stop took %.3f s", now () - t0);
-  CHECK (lstat (path, &st) == -1 && errno == ENOENT, "socket file left behind");
+  EXPECT (now () - t0 < 2.0, "stop took %.3f s", now () - t0);
+  EXPECT (lstat (path, &st) == -1 && errno == ENOENT, "socket file left behind");
   close (hung);
 
   /* Stop of a server that never started; and a successor's file is not
    * removed by its predecessor.
    */
   srv = zctl_server_bind (path, z, err, sizeof err);
-  CHECK (srv != NULL, "rebind: %s", err);
+  EXPECT (srv != NULL, "rebind: %s", err);
   unlink (path);
   make_stale_socket ();
   zctl_server_stop (srv);
-  CHECK (lstat (path, &st) == 0, "stop removed a file it did not create");
+  EXPECT (lstat (path, &st) == 0, "stop removed a file it did not create");
   unlink (path);
   zctl_server_stop (NULL);
 
   rmdir (dir);
   zram_destroy (z);
-  if (failures) {
-    fprintf (stderr, "%d failure(s)\n", failures);
+  if (check_failures) {
+    fprintf (stderr, "%d failure(s)\n", check_failures);
     return 1;
   }
   printf ("test-zctl-server: all passed\n");

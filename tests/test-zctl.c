@@ -11,18 +11,7 @@
 
 #include "zram/zctl.h"
 #include "zram/zram.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      fprintf (stderr, "%s:%d: FAIL: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf (stderr, __VA_ARGS__);                                    \
-      fputc ('\n', stderr);                                             \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
+#include "check.h"
 
 static char reply[ZCTL_REPLY_MAX];
 
@@ -196,13 +185,13 @@ main (void)
   }
 
   /* help */
-  CHECK (run (z, "help") == 0 && ends_ok (), "%s", reply);
-  CHECK (strstr (reply, "command=reset [force]") != NULL, "%s", reply);
-  CHECK (strncmp (reply, "ok", 2) != 0 && strncmp (reply, "error", 5) != 0,
+  EXPECT (run (z, "help") == 0 && ends_ok (), "%s", reply);
+  EXPECT (strstr (reply, "command=reset [force]") != NULL, "%s", reply);
+  EXPECT (strncmp (reply, "ok", 2) != 0 && strncmp (reply, "error", 5) != 0,
          "help text starts like a terminating line");
 
   /* stats, on an empty device */
-  CHECK (run (z, "stats") == 0 && ends_ok (), "%s", reply);
+  EXPECT (run (z, "stats") == 0 && ends_ok (), "%s", reply);
   {
     static const char *keys[] = {
       "disksize", "orig_data_size", "compr_data_size", "mem_used_total",
@@ -212,111 +201,111 @@ main (void)
       "connections", "initialised",
     };
     for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
-      CHECK (value (keys[i]) != NULL, "stats lacks %s", keys[i]);
+      EXPECT (value (keys[i]) != NULL, "stats lacks %s", keys[i]);
   }
-  CHECK (strcmp (value ("disksize"), "4194304") == 0, "%s", value ("disksize"));
-  CHECK (strcmp (value ("algorithm"), "lz4") == 0, "%s", value ("algorithm"));
-  CHECK (strcmp (value ("pool"), "malloc") == 0, "%s", value ("pool"));
-  CHECK (strcmp (value ("orig_data_size"), "0") == 0, "%s", reply);
-  CHECK (strcmp (value ("initialised"), "1") == 0, "%s", reply);
+  EXPECT (strcmp (value ("disksize"), "4194304") == 0, "%s", value ("disksize"));
+  EXPECT (strcmp (value ("algorithm"), "lz4") == 0, "%s", value ("algorithm"));
+  EXPECT (strcmp (value ("pool"), "malloc") == 0, "%s", value ("pool"));
+  EXPECT (strcmp (value ("orig_data_size"), "0") == 0, "%s", reply);
+  EXPECT (strcmp (value ("initialised"), "1") == 0, "%s", reply);
 
   /* A trailing '\r' is tolerated (telnet-style clients). */
-  CHECK (zctl_execute (z, "stats\r", 6, reply, sizeof reply) == 0 && ends_ok (),
+  EXPECT (zctl_execute (z, "stats\r", 6, reply, sizeof reply) == 0 && ends_ok (),
          "%s", reply);
   /* Words separated by several blanks and tabs. */
-  CHECK (run (z, " \t mem_limit \t 0 ") == 0 && ends_ok (), "%s", reply);
+  EXPECT (run (z, " \t mem_limit \t 0 ") == 0 && ends_ok (), "%s", reply);
 
   /* Store two pages, then show that every bad command leaves them and
    * every statistic alone.
    */
   fill (page, 1);
-  CHECK (zram_write (z, page, sizeof page, 0) == 0, "write: %m");
+  EXPECT (zram_write (z, page, sizeof page, 0) == 0, "write: %m");
   fill (page, 2);
-  CHECK (zram_write (z, page, sizeof page, 5 * ZRAM_PAGE_SIZE) == 0, "write: %m");
-  CHECK (zram_open (z) == 0, "open");
-  CHECK (run (z, "mem_limit 1G") == 0, "%s", reply);
+  EXPECT (zram_write (z, page, sizeof page, 5 * ZRAM_PAGE_SIZE) == 0, "write: %m");
+  EXPECT (zram_open (z) == 0, "open");
+  EXPECT (run (z, "mem_limit 1G") == 0, "%s", reply);
   snapshot (z, &before);
-  CHECK (before.orig_data_size == 2 * ZRAM_PAGE_SIZE, "%" PRIu64,
+  EXPECT (before.orig_data_size == 2 * ZRAM_PAGE_SIZE, "%" PRIu64,
          before.orig_data_size);
 
   for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    CHECK (run (z, bad[i].line) == -1 && is_error (bad[i].err),
+    EXPECT (run (z, bad[i].line) == -1 && is_error (bad[i].err),
            "'%s' -> %s", bad[i].line, reply);
     snapshot (z, &after);
-    CHECK (same_stats (&before, &after), "'%s' changed the stats", bad[i].line);
+    EXPECT (same_stats (&before, &after), "'%s' changed the stats", bad[i].line);
   }
   /* Embedded NUL: the line is the full length, not up to the NUL. */
-  CHECK (zctl_execute (z, "reset\0force", 11, reply, sizeof reply) == -1 &&
+  EXPECT (zctl_execute (z, "reset\0force", 11, reply, sizeof reply) == -1 &&
          is_error ("EINVAL"), "%s", reply);
   /* Too long, even if the first words are a valid command. */
   memset (line, ' ', sizeof line);
   memcpy (line, "reset force", 11);
-  CHECK (zctl_execute (z, line, ZCTL_LINE_MAX + 1, reply, sizeof reply) == -1 &&
+  EXPECT (zctl_execute (z, line, ZCTL_LINE_MAX + 1, reply, sizeof reply) == -1 &&
          is_error ("E2BIG"), "%s", reply);
-  CHECK (zctl_execute (z, line, sizeof line, reply, sizeof reply) == -1 &&
+  EXPECT (zctl_execute (z, line, sizeof line, reply, sizeof reply) == -1 &&
          is_error ("E2BIG"), "%s", reply);
   /* Exactly the limit is fine. */
   memset (line, ' ', sizeof line);
   memcpy (line, "stats", 5);
-  CHECK (zctl_execute (z, line, ZCTL_LINE_MAX, reply, sizeof reply) == 0 &&
+  EXPECT (zctl_execute (z, line, ZCTL_LINE_MAX, reply, sizeof reply) == 0 &&
          ends_ok (), "%s", reply);
   /* Binary garbage of every byte value. */
   for (i = 0; i < 256; i++) {
     line[0] = 's'; line[1] = (char) i; line[2] = 'x';
     zctl_execute (z, line, 3, reply, sizeof reply);
-    CHECK (strncmp (reply, "error ", 6) == 0, "byte %zu: %s", i, reply);
+    EXPECT (strncmp (reply, "error ", 6) == 0, "byte %zu: %s", i, reply);
   }
   snapshot (z, &after);
-  CHECK (same_stats (&before, &after), "garbage changed the stats");
-  CHECK (page_is (z, 0, 1) && page_is (z, 5, 2), "data changed by bad commands");
+  EXPECT (same_stats (&before, &after), "garbage changed the stats");
+  EXPECT (page_is (z, 0, 1) && page_is (z, 5, 2), "data changed by bad commands");
 
   /* reset without force while a connection is open: EBUSY, data intact. */
-  CHECK (zram_open (z) == 0, "open");
-  CHECK (run (z, "reset") == -1 && is_error ("EBUSY"), "%s", reply);
-  CHECK (strstr (reply, "2 connections open (use 'reset force')") != NULL,
+  EXPECT (zram_open (z) == 0, "open");
+  EXPECT (run (z, "reset") == -1 && is_error ("EBUSY"), "%s", reply);
+  EXPECT (strstr (reply, "2 connections open (use 'reset force')") != NULL,
          "%s", reply);
-  CHECK (page_is (z, 0, 1), "reset EBUSY lost data");
+  EXPECT (page_is (z, 0, 1), "reset EBUSY lost data");
   zram_close (z);
-  CHECK (run (z, "reset algorithm=zstd") == -1 && is_error ("EBUSY"), "%s", reply);
-  CHECK (strstr (reply, "1 connection open") != NULL, "%s", reply);
+  EXPECT (run (z, "reset algorithm=zstd") == -1 && is_error ("EBUSY"), "%s", reply);
+  EXPECT (strstr (reply, "1 connection open") != NULL, "%s", reply);
   snapshot (z, &after);
-  CHECK (after.algo == ZCOMP_LZ4, "refused reset changed the algorithm");
+  EXPECT (after.algo == ZCOMP_LZ4, "refused reset changed the algorithm");
 
   /* reset force with the connection still open: data gone. */
-  CHECK (run (z, "reset force") == 0 && ends_ok (), "%s", reply);
-  CHECK (page_is (z, 0, 0) && page_is (z, 5, 0), "reset force kept data");
+  EXPECT (run (z, "reset force") == 0 && ends_ok (), "%s", reply);
+  EXPECT (page_is (z, 0, 0) && page_is (z, 5, 0), "reset force kept data");
   snapshot (z, &after);
-  CHECK (after.orig_data_size == 0 && after.openers == 1, "%" PRIu64 " %" PRIu64,
+  EXPECT (after.orig_data_size == 0 && after.openers == 1, "%" PRIu64 " %" PRIu64,
          after.orig_data_size, after.openers);
-  CHECK (after.mem_limit == 1 << 30, "mem_limit lost by reset");
+  EXPECT (after.mem_limit == 1 << 30, "mem_limit lost by reset");
 
   /* reset without force once closed; with a new algorithm and level. */
   zram_close (z);
-  CHECK (run (z, "reset algorithm=zstd level=3") == 0, "%s", reply);
+  EXPECT (run (z, "reset algorithm=zstd level=3") == 0, "%s", reply);
   run (z, "stats");
-  CHECK (strcmp (value ("algorithm"), "zstd") == 0 &&
+  EXPECT (strcmp (value ("algorithm"), "zstd") == 0 &&
          strcmp (value ("level"), "3") == 0, "%s", reply);
-  CHECK (run (z, "reset level=5") == 0, "%s", reply);
+  EXPECT (run (z, "reset level=5") == 0, "%s", reply);
   run (z, "stats");
-  CHECK (strcmp (value ("algorithm"), "zstd") == 0 &&
+  EXPECT (strcmp (value ("algorithm"), "zstd") == 0 &&
          strcmp (value ("level"), "5") == 0, "%s", reply);
-  CHECK (run (z, "reset force algorithm=lz4hc") == 0, "%s", reply);
+  EXPECT (run (z, "reset force algorithm=lz4hc") == 0, "%s", reply);
   run (z, "stats");
-  CHECK (strcmp (value ("algorithm"), "lz4hc") == 0, "%s", reply);
-  CHECK (run (z, "reset") == 0, "%s", reply);
+  EXPECT (strcmp (value ("algorithm"), "lz4hc") == 0, "%s", reply);
+  EXPECT (run (z, "reset") == 0, "%s", reply);
   run (z, "stats");
-  CHECK (strcmp (value ("algorithm"), "lz4hc") == 0, "plain reset kept %s",
+  EXPECT (strcmp (value ("algorithm"), "lz4hc") == 0, "plain reset kept %s",
          value ("algorithm"));
-  CHECK (strcmp (value ("pool"), "malloc") == 0, "pool changed: %s", reply);
+  EXPECT (strcmp (value ("pool"), "malloc") == 0, "pool changed: %s", reply);
 
   /* mem_limit: suffixes, and writes past it fail with ENOSPC. */
-  CHECK (run (z, "mem_limit 64K") == 0, "%s", reply);
+  EXPECT (run (z, "mem_limit 64K") == 0, "%s", reply);
   run (z, "stats");
-  CHECK (strcmp (value ("mem_limit"), "65536") == 0, "%s", reply);
-  CHECK (run (z, "mem_limit 2GiB") == 0, "%s", reply);
+  EXPECT (strcmp (value ("mem_limit"), "65536") == 0, "%s", reply);
+  EXPECT (run (z, "mem_limit 2GiB") == 0, "%s", reply);
   run (z, "stats");
-  CHECK (strcmp (value ("mem_limit"), "2147483648") == 0, "%s", reply);
-  CHECK (run (z, "mem_limit 16384") == 0, "%s", reply);
+  EXPECT (strcmp (value ("mem_limit"), "2147483648") == 0, "%s", reply);
+  EXPECT (run (z, "mem_limit 16384") == 0, "%s", reply);
   {
     uint64_t fw;
     int err = 0;
@@ -337,67 +326,67 @@ main (void)
         break;
       }
     }
-    CHECK (err == ENOSPC, "no ENOSPC after %u pages (errno %d)", j, err);
+    EXPECT (err == ENOSPC, "no ENOSPC after %u pages (errno %d)", j, err);
     zram_get_stats (z, &after);
-    CHECK (after.failed_writes == fw + 1, "failed_writes %" PRIu64 " -> %" PRIu64,
+    EXPECT (after.failed_writes == fw + 1, "failed_writes %" PRIu64 " -> %" PRIu64,
            fw, after.failed_writes);
-    CHECK (after.mem_used_total <= 16384 + ZRAM_PAGE_SIZE, "%" PRIu64,
+    EXPECT (after.mem_used_total <= 16384 + ZRAM_PAGE_SIZE, "%" PRIu64,
            after.mem_used_total);
   }
-  CHECK (run (z, "mem_limit 0") == 0, "%s", reply);
+  EXPECT (run (z, "mem_limit 0") == 0, "%s", reply);
   run (z, "stats");
-  CHECK (strcmp (value ("mem_limit"), "0") == 0, "%s", reply);
+  EXPECT (strcmp (value ("mem_limit"), "0") == 0, "%s", reply);
 
   /* mem_used_max 0 restarts the peak at the current use. */
-  CHECK (run (z, "reset") == 0, "%s", reply);
+  EXPECT (run (z, "reset") == 0, "%s", reply);
   fill (page, 3);
   for (i = 0; i < 64; i++)
     zram_write (z, page, sizeof page, i * ZRAM_PAGE_SIZE);
-  CHECK (zram_discard (z, 64 * ZRAM_PAGE_SIZE, 0) == 0, "discard");
+  EXPECT (zram_discard (z, 64 * ZRAM_PAGE_SIZE, 0) == 0, "discard");
   zram_get_stats (z, &before);
-  CHECK (run (z, "mem_used_max 0") == 0 && ends_ok (), "%s", reply);
+  EXPECT (run (z, "mem_used_max 0") == 0 && ends_ok (), "%s", reply);
   zram_get_stats (z, &after);
-  CHECK (after.mem_used_max == after.mem_used_total &&
+  EXPECT (after.mem_used_max == after.mem_used_total &&
          after.mem_used_max <= before.mem_used_max, "%" PRIu64 " %" PRIu64,
          before.mem_used_max, after.mem_used_max);
 
   /* compact */
-  CHECK (run (z, "compact") == 0 && ends_ok (), "%s", reply);
-  CHECK (value ("pages_freed") != NULL, "%s", reply);
+  EXPECT (run (z, "compact") == 0 && ends_ok (), "%s", reply);
+  EXPECT (value ("pages_freed") != NULL, "%s", reply);
 
   /* A small reply buffer keeps whole lines and the terminating line. */
   {
     char small[48];
     size_t len;
 
-    CHECK (zctl_execute (z, "stats", 5, small, sizeof small) == 0, "small");
+    EXPECT (zctl_execute (z, "stats", 5, small, sizeof small) == 0, "small");
     len = strlen (small);
-    CHECK (len < sizeof small && len >= 3 &&
+    EXPECT (len < sizeof small && len >= 3 &&
            strcmp (small + len - 3, "ok\n") == 0, "'%s'", small);
-    CHECK (strncmp (small, "disksize=", 9) == 0, "'%s'", small);
-    CHECK (zctl_execute (z, "bogus", 5, small, 10) == -1 &&
+    EXPECT (strncmp (small, "disksize=", 9) == 0, "'%s'", small);
+    EXPECT (zctl_execute (z, "bogus", 5, small, 10) == -1 &&
            strcmp (small, "error EI\n") == 0, "'%s'", small);
   }
 
   /* zctl_parse_size */
-  CHECK (zctl_parse_size ("0", &sz) == 0 && sz == 0, "0");
-  CHECK (zctl_parse_size ("4096", &sz) == 0 && sz == 4096, "4096");
-  CHECK (zctl_parse_size ("1k", &sz) == 0 && sz == 1024, "1k");
-  CHECK (zctl_parse_size ("3M", &sz) == 0 && sz == 3 << 20, "3M");
-  CHECK (zctl_parse_size ("1GB", &sz) == 0 && sz == 1 << 30, "1GB");
-  CHECK (zctl_parse_size ("2TiB", &sz) == 0 && sz == 2ULL << 40, "2TiB");
-  CHECK (zctl_parse_size ("16777215T", &sz) == 0 && sz == 16777215ULL << 40, "max T");
-  CHECK (zctl_parse_size ("16777216T", &sz) == -1 && errno == ERANGE, "T overflow");
-  CHECK (zctl_parse_size ("18446744073709551615", &sz) == 0 && sz == ~0ULL, "max");
-  CHECK (zctl_parse_size ("18446744073709551616", &sz) == -1 && errno == ERANGE, "ovf");
-  CHECK (zctl_parse_size ("", &sz) == -1 && errno == EINVAL, "empty");
-  CHECK (zctl_parse_size ("1iB", &sz) == -1 && errno == EINVAL, "1iB");
-  CHECK (zctl_parse_size ("1KK", &sz) == -1 && errno == EINVAL, "1KK");
-  CHECK (zctl_parse_size (" 1", &sz) == -1 && errno == EINVAL, "space");
+  EXPECT (zctl_parse_size ("0", &sz) == 0 && sz == 0, "0");
+  EXPECT (zctl_parse_size ("4096", &sz) == 0 && sz == 4096, "4096");
+  EXPECT (zctl_parse_size ("1k", &sz) == 0 && sz == 1024, "1k");
+  EXPECT (zctl_parse_size ("3M", &sz) == 0 && sz == 3 << 20, "3M");
+  EXPECT (zctl_parse_size ("1GB", &sz) == 0 && sz == 1 << 30, "1GB");
+  EXPECT (zctl_parse_size ("2TiB", &sz) == 0 && sz == 2ULL << 40, "2TiB");
+  EXPECT (zctl_parse_size ("16777215T", &sz) == 0 && sz == 16777215ULL << 40, "max T");
+  EXPECT (zctl_parse_size ("16777216T", &sz) == -1 && errno == ERANGE, "T overflow");
+  EXPECT (zctl_parse_size ("18446744073709551615", &sz) == 0 && sz == ~0ULL, "max");
+  EXPECT (zctl_parse_size ("18446744073709551616", &sz) == -1 && errno == ERANGE, "ovf");
+  EXPECT (zctl_parse_size ("", &sz) == -1 && errno == EINVAL, "empty");
+  EXPECT (zctl_parse_size ("1iB", &sz) == -1 && errno == EINVAL, "1iB");
+  EXPECT (zctl_parse_size ("1KK", &sz) == -1 && errno == EINVAL, "1KK");
+  EXPECT (zctl_parse_size (" 1", &sz) == -1 && errno == EINVAL, "space");
 
   zram_destroy (z);
-  if (failures) {
-    fprintf (stderr, "%d failure(s)\n", failures);
+  if (check_failures) {
+    fprintf (stderr, "%d failure(s)\n", check_failures);
     return 1;
   }
   printf ("test-zctl: all passed\n");

@@ -313,6 +313,19 @@ if [ -n "$MEMHOG" ] && [ -x "$MEMHOG" ] && make_cgroup; then
   wait_for 120 matches_swap_used ||
     fail "swap discard did not release memory: device holds $(allocated) bytes, swap uses $(swap_used_kib) KiB"
   report "slots discarded"
+
+  # The contrast that makes --discard required over NBD (there is no
+  # swap-slot-free notification): swapped on without it, the same hog
+  # leaves its pages in the device after it has exited.
+  swapoff "$loopdev" || fail "swapoff"
+  swapon "$loopdev" || fail "swapon (no discard)"
+  sh -c 'echo $$ > "$1/cgroup.procs" && exec "$2" 160 1' sh "$cgroup" "$MEMHOG" ||
+    fail "memhog (swap without discard)"
+  sleep 3
+  kept=$(allocated)
+  echo "    swap without --discard: the device still holds $kept bytes after the hog exited"
+  [ "$kept" -ge $(( peak / 2 )) ] ||
+    fail "without --discard the device emptied too ($kept of $peak bytes): the check above proves nothing"
 else
   echo "    (no memory cgroup or memhog here: swap traffic step skipped)"
 fi

@@ -17,7 +17,7 @@
 #     zt.pressure=4096|default  also swap under whole-machine memory pressure
 #                         in that run (a hog bigger than free memory, no
 #                         cgroup).  Off by default: it deadlocks today, see
-#                         "Use as swap" in doc/usage.md.
+#                         "Use as swap" in README.md.
 #     zt.over=MIB         how far past MemAvailable that hog goes (128)
 #     zt.params=k=v,...   more plugin parameters;  zt.debug=1  progress lines
 set -u

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# nbdkit-zram: the "Use from QEMU" commands of doc/usage.md work as written.
+# nbdkit-zram: the "Use from QEMU" commands of README.md work as written.
 # Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
 #
 # qemu-img info and convert, qemu-io write/discard/read against the

@@ -105,7 +105,7 @@ command -v cpio >/dev/null || skip "cpio not installed"
 unit=$here/../../contrib/systemd/nbdkit-zram@.service
 unitconf=$here/../../contrib/systemd/nbdkit-zram.conf.example
 dash=$(need dash)
-usage=$here/../../doc/usage.md
+usage=$here/../../README.md
 command -v python3 >/dev/null || skip "python3 not installed (for unit2sh.py)"
 plugindir=$(nbdkit --dump-config | sed -n 's/^plugindir=//p')
 [ -n "$plugindir" ] || die "nbdkit --dump-config gives no plugindir"

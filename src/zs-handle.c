@@ -48,23 +48,25 @@ my_stripe (void)
   return stripe;
 }
 
-/* Move up to ZS_HANDLE_BATCH free handles from another stripe to st,
- * whose lock the caller holds and whose list is empty.  Only try-locks
- * others, so two threads stealing from each other cannot deadlock.  This
- * keeps the table from growing when some threads mostly allocate and
- * others mostly free.  Returns true if it got any.
+/* Take up to ZS_HANDLE_BATCH free handles from the first other stripe
+ * that has any, as a chain first..last (last's link is left for the
+ * caller to set).  The caller holds no stripe lock, so locking the others
+ * one at a time, blocking, cannot deadlock.  Blocking matters: with only
+ * a try-lock, a thread that allocates while another frees saw the freeing
+ * stripe busy most of the time, took fresh handles instead, and the table
+ * grew with the number of allocations.  Returns true if it got any.
  */
 static bool
-handle_steal (struct zs_pool *p, struct zs_stripe *st)
+handle_steal (struct zs_pool *p, unsigned self, uint64_t *firstp,
+              uint64_t *lastp)
 {
-  unsigned self = st - p->stripes, k, n;
   uint64_t first, last, next;
+  unsigned k, n;
 
   for (k = 1; k < ZS_NR_STRIPES; k++) {
     struct zs_stripe *o = &p->stripes[(self + k) % ZS_NR_STRIPES];
 
-    if (pthread_mutex_trylock (&o->lock) != 0)
-      continue;
+    pthread_mutex_lock (&o->lock);
     first = last = o->head;
     if (first == 0) {
       pthread_mutex_unlock (&o->lock);
@@ -80,9 +82,8 @@ handle_steal (struct zs_pool *p, struct zs_stripe *st)
     o->head = entry_next_free (__atomic_load_n (&handle_entry (p, last)->word,
                                                 __ATOMIC_RELAXED));
     pthread_mutex_unlock (&o->lock);
-    __atomic_store_n (&handle_entry (p, last)->word, st->head << E_ADDR_SHIFT,
-                      __ATOMIC_RELAXED);
-    st->head = first;
+    *firstp = first;
+    *lastp = last;
     return true;
   }
   return false;
@@ -96,7 +97,23 @@ zs_handle_get (struct zs_pool *p)
   uint64_t h, first, i;
 
   pthread_mutex_lock (&st->lock);
-  if (st->head == 0 && !handle_steal (p, st)) {
+  if (st->head == 0) {
+    uint64_t last;
+    bool stolen;
+
+    /* Steal without holding our own lock (see handle_steal), then put
+     * the chain in front of whatever our stripe got meanwhile.
+     */
+    pthread_mutex_unlock (&st->lock);
+    stolen = handle_steal (p, st - p->stripes, &first, &last);
+    pthread_mutex_lock (&st->lock);
+    if (stolen) {
+      __atomic_store_n (&handle_entry (p, last)->word,
+                        st->head << E_ADDR_SHIFT, __ATOMIC_RELAXED);
+      st->head = first;
+    }
+  }
+  if (st->head == 0) {
     first = __atomic_fetch_add (&p->next_fresh, ZS_HANDLE_BATCH,
                                 __ATOMIC_RELAXED);
     /* A batch never straddles chunks: ZS_HANDLE_BATCH divides them. */

@@ -148,24 +148,12 @@ main (int argc, char *argv[])
     fprintf (stderr, "bench-codec: bad -r (1..16) or -s (multiple of 4096)\n");
     return 2;
   }
-  if (image) {
-    uint64_t sz;
-    img = bench_read_file (image, &sz);
+  {
+    uint64_t sz = (uint64_t) size;
+    img = bench_load_image (image, &sz, seed, 1);
     if (img == NULL)
       return 1;
-    size = (int64_t) (sz / PAGE * PAGE);
-  }
-  else {
-    struct imgen_mix mix;
-    struct imgen_stats st;
-    img = malloc ((size_t) size);
-    if (img == NULL) {
-      perror ("malloc");
-      return 1;
-    }
-    imgen_default_mix (&mix);
-    imgen_generate (img, (uint64_t) size, seed, &mix, &st);
-    imgen_print_mix (stdout, &st);
+    size = (int64_t) sz;
   }
   npages = (uint64_t) size / PAGE;
   /* Each page gets its own output slot so decompression reads cold-ish data

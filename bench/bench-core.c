@@ -375,22 +375,12 @@ main (int argc, char *argv[])
              MAX_REPS, MAX_THREADS);
     return 2;
   }
-  if (image) {
-    uint64_t sz;
-    img = bench_read_file (image, &sz);
+  {
+    uint64_t sz = (uint64_t) size;
+    img = bench_load_image (image, &sz, seed, 0);
     if (img == NULL)
       return 1;
-    size = (int64_t) (sz / PAGE * PAGE);
-  }
-  else {
-    struct imgen_mix mix;
-    img = malloc ((size_t) size);
-    if (img == NULL) {
-      perror ("malloc");
-      return 1;
-    }
-    imgen_default_mix (&mix);
-    imgen_generate (img, (uint64_t) size, seed, &mix, NULL);
+    size = (int64_t) sz;
   }
   npages = (uint64_t) size / PAGE;
   if (npages == 0) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bench-util.h"
+#include "image-gen.h"
 
 int64_t
 bench_parse_size (const char *str)
@@ -88,4 +89,30 @@ bench_read_file (const char *path, uint64_t *size)
   if (fd >= 0)
     close (fd);
   return buf;
+}
+
+void *
+bench_load_image (const char *path, uint64_t *size, uint64_t seed,
+                  int print_mix)
+{
+  struct imgen_mix mix;
+  struct imgen_stats st;
+  void *img;
+
+  if (path) {
+    img = bench_read_file (path, size);
+    if (img)
+      *size = *size / IMGEN_PAGE_SIZE * IMGEN_PAGE_SIZE;
+    return img;
+  }
+  img = malloc (*size);
+  if (img == NULL) {
+    perror ("malloc");
+    return NULL;
+  }
+  imgen_default_mix (&mix);
+  imgen_generate (img, *size, seed, &mix, &st);
+  if (print_mix)
+    imgen_print_mix (stdout, &st);
+  return img;
 }

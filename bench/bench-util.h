@@ -25,4 +25,13 @@ extern double bench_cpu_now (void);
  */
 extern void *bench_read_file (const char *path, uint64_t *size);
 
+/* The benchmark's input: the file `path` if not NULL (its size rounded
+ * down to whole pages is stored in *size), else a generated memory-like
+ * image of *size bytes from `seed` with the default mix, whose mix is
+ * printed to stdout if print_mix.  Returns NULL (and prints why) on error.
+ * Free with free(3).
+ */
+extern void *bench_load_image (const char *path, uint64_t *size, uint64_t seed,
+                               int print_mix);
+
 #endif /* ZRAM_BENCH_UTIL_H */

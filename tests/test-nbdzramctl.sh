@@ -65,7 +65,9 @@ expect 0 "${c[@]}" mem-limit 1M
 [ "$(stat_of mem_limit)" = 1048576 ] || fail "mem_limit not set"
 failed0=$(stat_of failed_writes)
 head -c 8M /dev/urandom >"$tmpdir/random"
-if nbdcopy "$tmpdir/random" "$uri" 2>"$tmpdir/copyerr"; then
+# --synchronous: nbdkit 1.32.5 aborts (raw_send_socket: sock >= 0) when a
+# client that fails a request drops the connection with others in flight.
+if nbdcopy --synchronous "$tmpdir/random" "$uri" 2>"$tmpdir/copyerr"; then
   fail "8 MiB of random data fit under a 1 MiB limit"
 fi
 grep -qi "no space left" "$tmpdir/copyerr" || fail "not ENOSPC: $(cat "$tmpdir/copyerr")"

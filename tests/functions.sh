@@ -10,9 +10,13 @@
 # -e: any command that fails, fails the test (a client error must never
 # pass unnoticed).  Debian's tools come first in PATH: nbdsh runs
 # "python3 -m nbd", which needs the system python3 that python3-libnbd
-# belongs to, not another python3 earlier in PATH.
+# belongs to, not another python3 earlier in PATH.  The one exception is
+# the nbdkit under test: NBDKIT (exported by dev.sh, see README.md) names a
+# binary whose directory then comes first, so that a server without the
+# client hang-up abort of nbdkit < 1.33.10 is tested, not Debian 12's.
 set -eu
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+[ -z "${NBDKIT:-}" ] || PATH="$(dirname "$NBDKIT"):$PATH"
 
 _cleanup_cmds=()
 

@@ -4,6 +4,9 @@
 #   ./dev.sh run    install what is missing, build, serve a 1 GiB device
 #   ./dev.sh test   install what is missing, build, run the whole suite
 #                   (plain build, then ASan+UBSan, then TSan)
+#   ./dev.sh nbdkit print the path of the nbdkit that run and test use,
+#                   building it first if needed (see "Which nbdkit" in
+#                   README.md)
 #
 # Runs as root, or as a user with sudo (used only for apt-get).
 # SPDX-License-Identifier: BSD-3-Clause
@@ -61,9 +64,10 @@ elif [ "$(id -u)" = 0 ]; then
 else
   nbdkit_cache=${XDG_CACHE_HOME:-$HOME/.cache}/nbdkit-zram
 fi
-# Only what building the server from a Debian source package needs beyond
-# build_packages (gcc, pkg-config, libzstd-dev for allocator=zstd).
-nbdkit_build_packages=(make dpkg-dev patch xz-utils debian-archive-keyring)
+# What building the server from a Debian source package needs (libzstd-dev:
+# the memory plugin's allocator=zstd, a benchmark baseline).
+nbdkit_build_packages=(gcc libc6-dev make pkg-config libzstd-dev dpkg-dev
+                       patch xz-utils debian-archive-keyring)
 
 nbdkit_version () {             # nbdkit_version PROGRAM: "1.32.5", or nothing
   "$1" --version 2>/dev/null | awk '$1 == "nbdkit" { print $2; exit }'
@@ -275,8 +279,14 @@ cmd_test () {
   [ "$failed" -eq 0 ]
 }
 
+cmd_nbdkit () {
+  use_fixed_nbdkit >&2
+  echo "$NBDKIT"
+}
+
 case "${1:-}" in
   run) cmd_run ;;
   test) cmd_test ;;
-  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+  nbdkit) cmd_nbdkit ;;
+  *) echo "usage: $0 run|test|nbdkit" >&2; exit 2 ;;
 esac

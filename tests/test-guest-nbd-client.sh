@@ -14,12 +14,16 @@
 #   NBDZRAMCTL    nbdzramctl (optional)  ZRAM_GUEST_CACHE  cache directory
 #   ZRAM_GUEST_TIMEOUT  seconds before qemu is killed (default 600)
 #   ZRAM_GUEST_APPEND   more kernel command line for the guest's /init:
-#     zt.pressure=4096|default  also swap under whole-machine memory pressure
-#                         in that run (a hog bigger than free memory, no
-#                         cgroup).  Off by default: it deadlocks today, see
-#                         "Use as swap" in README.md.
-#     zt.over=MIB         how far past MemAvailable that hog goes (128)
-#     zt.params=k=v,...   more plugin parameters;  zt.debug=1  progress lines
+#     zt.pressure=1       also swap under whole-machine memory pressure (a
+#                         hog bigger than free memory, no cgroup; see
+#                         pressure_test in tests/guest/init)
+#     zt.over=MIB[,MIB..] how far past MemAvailable the hog goes (128)
+#     zt.runs=N           runs for each of those (1)
+#     zt.params=k=v,...   more plugin parameters
+#     zt.bs=none          skip the per-block-size runs (for experiments)
+#   ZRAM_GUEST_RUN_LIMIT  seconds one pressure run may take before the
+#                       guest counts as stalled and is stopped (300)
+# With pressure runs, a table of their results ends the output.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +32,7 @@ MEMHOG=${MEMHOG:-}
 CTLTOOL=${NBDZRAMCTL:-}
 CACHE=${ZRAM_GUEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/nbdkit-zram-guest}
 TIMEOUT=${ZRAM_GUEST_TIMEOUT:-600}
+RUN_LIMIT=${ZRAM_GUEST_RUN_LIMIT:-300}
 
 skip () { echo "SKIP: $*"; exit 77; }
 fail () { echo "FAIL: $*"; exit 1; }
@@ -63,13 +68,40 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
   -nographic -no-reboot -nodefaults -serial stdio -nic none \
   -kernel "$kernel" -initrd "$initrd" \
   -append "console=ttyS0 panic=-1 loglevel=4 zt.bs=4096,default zt.mlock=true ${ZRAM_GUEST_APPEND:-}" \
-  < /dev/null > "$log" 2>&1
+  < /dev/null > "$log" 2>&1 &
+qemu=$!
+# A guest stalled for good under memory pressure says nothing more: stop
+# it once a pressure run has gone RUN_LIMIT seconds without a result.
+stalled=
+while kill -0 $qemu 2>/dev/null; do
+  sleep 5
+  last=$(tr -d '\r' < "$log" | grep '^ZRAM-PRESSURE: ' | tail -n1)
+  case $last in
+  *" start "*)
+    [ -n "${run_seen:-}" ] && [ "$run_seen" = "$last" ] || { run_seen=$last; run_t0=$(date +%s); }
+    if [ $(( $(date +%s) - run_t0 )) -ge "$RUN_LIMIT" ]; then
+      stalled=$(echo "$last" | sed 's/^ZRAM-PRESSURE: \(over=[0-9]* run=[0-9]*\).*/\1/')
+      kill "$qemu" 2>/dev/null
+    fi ;;
+  esac
+done
+wait $qemu
 rc=$?
-secs=$(( $(date +%s) - start ))
 # Show what the guest said (kernel log lines are few at loglevel=4).
 tr -d '\r' < "$log"
 echo "qemu exited with $rc after $secs s"
+if grep -q '^ZRAM-PRESSURE: ' "$log" || [ -n "$stalled" ]; then
+  echo "whole-machine memory pressure runs:"
+  printf '  %-9s %-4s %-12s %6s %12s %9s\n' over run result secs pswpout oom_kills
+  tr -d '\r' < "$log" | sed -n 's/^ZRAM-PRESSURE: over=\([0-9]*\) run=\([0-9]*\) result=\([^ ]*\) secs=\([0-9]*\) pswpout=\([^ ]*\) oom_kills=\([0-9]*\).*/\1 \2 \3 \4 \5 \6/p' |
+    while read -r o r res sec out oom; do
+      printf '  %-9s %-4s %-12s %6s %12s %9s\n' "+$o MiB" "$r" "$res" "$sec" "$out" "$oom"
+    done
+  [ -z "$stalled" ] || echo "  $stalled: no result within $RUN_LIMIT s, guest stopped (stalled)"
+fi
+[ -z "$stalled" ] || fail "the guest stalled under memory pressure ($stalled)"
 [ $rc = 124 ] || [ $rc = 137 ] && fail "guest timed out after $TIMEOUT s"
+grep -q 'blocked for more than' "$log" && fail "the guest kernel reported a hung task"
 grep -q '^ZRAM-GUEST: FAIL' "$log" && fail "the guest reported a failure"
 grep -q '^ZRAM-GUEST: PASS' "$log" || fail "the guest gave no PASS marker"
 echo "PASS: swap and ext4 through nbd.ko in a $secs s guest run"

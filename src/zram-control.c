@@ -65,7 +65,7 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   /* Build the new state first: a bad level or no memory leaves the
    * device as it was.
    */
-  fresh = zram_meta_create (&config);
+  fresh = zram_meta_create (&config, z->guard);
   if (fresh == NULL)
     goto out;
 

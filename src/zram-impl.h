@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "zram/mem-guard.h"
 #include "zram/slot.h"
 #include "zram/thread-ctx.h"
 #include "zram/zram.h"
@@ -51,6 +52,7 @@ struct zram_meta {
 struct zram {
   struct zram_meta *meta;     /* RCU-published; NULL while resetting */
   pthread_mutex_t ctl_lock;   /* serialises the control path only */
+  struct zram_mem_guard *guard; /* the cgroup ceiling, gate of every pool */
   uint64_t disksize;          /* fixed for the device's life */
   uint64_t mem_limit;         /* atomic; 0 = none */
   uint64_t openers;           /* atomic; see OPENERS_CLAIM */
@@ -67,9 +69,11 @@ struct zram {
 #define STAT_GET(field) __atomic_load_n (&(field), __ATOMIC_RELAXED)
 
 /* Build one initialisation from a valid config: compressor, reserved slot
- * table, empty pool.  NULL with errno EINVAL or ENOMEM.
+ * table, empty pool, whose growth guard gates (if not NULL).  NULL with
+ * errno EINVAL or ENOMEM.
  */
-extern struct zram_meta *zram_meta_create (const struct zram_config *config);
+extern struct zram_meta *zram_meta_create (const struct zram_config *config,
+                                           struct zram_mem_guard *guard);
 
 /* Free every object, then the pool, table and compressor.  No reader may
  * still use m (after a grace period, or with no readers at all).

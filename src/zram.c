@@ -52,7 +52,7 @@ config_valid (const struct zram_config *config)
 }
 
 struct zram_meta *
-zram_meta_create (const struct zram_config *config)
+zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard)
 {
   struct zram_meta *m;
 
@@ -73,6 +73,11 @@ zram_meta_create (const struct zram_config *config)
   m->pool = zpool_create (config->pool);
   if (m->pool == NULL)
     goto err;
+  /* Under a memory cgroup, growth past its limit would not fail but wake
+   * the OOM killer: refuse it before (include/zram/mem-guard.h).
+   */
+  if (guard)
+    zpool_set_grow_gate (m->pool, zram_mem_guard_gate, guard);
   m->huge_class_size = zpool_huge_class_size (m->pool);
   return m;
 
@@ -121,8 +126,14 @@ zram_create (const struct zram_config *config)
   z = calloc (1, sizeof *z);
   if (z == NULL)
     return NULL;
-  z->meta = zram_meta_create (config);
+  z->guard = zram_mem_guard_create (NULL, NULL);
+  if (z->guard == NULL) {
+    free (z);
+    return NULL;
+  }
+  z->meta = zram_meta_create (config, z->guard);
   if (z->meta == NULL) {
+    zram_mem_guard_destroy (z->guard);
     free (z);
     return NULL;
   }
@@ -137,6 +148,7 @@ zram_destroy (struct zram *z)
   if (z == NULL)
     return;
   zram_meta_destroy (z->meta);
+  zram_mem_guard_destroy (z->guard);
   pthread_mutex_destroy (&z->ctl_lock);
   free (z);
 }

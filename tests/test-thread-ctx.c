@@ -332,7 +332,7 @@ oom_child (bool holders)
   zram_destroy (o.z);
 }
 
-static void
+static void __attribute__ ((unused))
 test_out_of_memory (bool holders)
 {
   pid_t pid;

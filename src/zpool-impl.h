@@ -8,6 +8,8 @@
 #ifndef ZRAM_ZPOOL_IMPL_H
 #define ZRAM_ZPOOL_IMPL_H
 
+#include <stdbool.h>
+
 #include "zram/zpool.h"
 
 struct zpool_ops {
@@ -25,6 +27,9 @@ struct zpool_ops {
   /* NULL: the pool has no size classes (zpool_class_stats fails ENOTSUP). */
   int (*class_stats) (const struct zpool *pool, unsigned index,
                       struct zpool_class_stats *stats);
+  /* NULL: the pool cannot keep a reserve (ENOTSUP). */
+  int (*set_reserve) (struct zpool *pool, uint64_t bytes, unsigned wait_ms);
+  int (*reserve_start) (struct zpool *pool);
 };
 
 /* Implementations zero the whole struct when they create a pool. */
@@ -33,6 +38,7 @@ struct zpool {
   zpool_grow_fn grow_fn;        /* NULL: no growth gate */
   void *grow_opaque;
   uint64_t grow_next;           /* atomic: total_bytes allowed unchecked */
+  bool reserve;                 /* zpool_set_reserve succeeded */
 };
 
 extern const struct zpool_ops zpool_malloc_ops;   /* src/zpool-malloc.c */

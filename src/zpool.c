@@ -92,7 +92,11 @@ zpool_alloc (struct zpool *pool, size_t size)
     errno = EINVAL;
     return 0;
   }
-  if (pool->grow_fn && grow_gate_pass (pool, size) == -1)
+  /* With a reserve, allocations take memory the refill thread has taken
+   * already, asking the gate first: the request path does not read the
+   * gate's files (which would also touch new stack).
+   */
+  if (pool->grow_fn && !pool->reserve && grow_gate_pass (pool, size) == -1)
     return 0;
   return pool->ops->alloc (pool, size);
 }
@@ -132,6 +136,33 @@ zpool_get_stats (const struct zpool *pool, struct zpool_stats *stats)
 {
   memset (stats, 0, sizeof *stats);
   pool->ops->get_stats (pool, stats);
+}
+
+int
+zpool_set_reserve (struct zpool *pool, uint64_t bytes, unsigned wait_ms)
+{
+  if (pool->ops->set_reserve == NULL) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  if (bytes < ZPOOL_RESERVE_MIN || wait_ms > ZPOOL_RESERVE_MAX_WAIT_MS) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (pool->ops->set_reserve (pool, bytes, wait_ms) == -1)
+    return -1;
+  pool->reserve = true;
+  return 0;
+}
+
+int
+zpool_reserve_start (struct zpool *pool)
+{
+  if (pool->ops->reserve_start == NULL) {
+    errno = EINVAL;
+    return -1;
+  }
+  return pool->ops->reserve_start (pool);
 }
 
 uint64_t

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "zsmalloc.h"
 
@@ -93,13 +94,71 @@ handle_steal (struct zs_pool *p, unsigned self, uint64_t *firstp,
   return false;
 }
 
+/* Take ZS_HANDLE_BATCH fresh indices.  With a reserve only indices whose
+ * table entries the refill thread has populated (below table_ready) are
+ * taken; failing that, -1 with errno EAGAIN.  Else -1 with ENOMEM when the
+ * table is full or a chunk cannot be allocated.
+ */
+static int
+fresh_batch (struct zs_pool *p, uint64_t *firstp)
+{
+  uint64_t first = __atomic_load_n (&p->next_fresh, __ATOMIC_RELAXED);
+
+  if (p->reserve.pages == 0)
+    first = __atomic_fetch_add (&p->next_fresh, ZS_HANDLE_BATCH,
+                                __ATOMIC_RELAXED);
+  else
+    do {
+      if (first + ZS_HANDLE_BATCH >
+          __atomic_load_n (&p->table_ready, __ATOMIC_ACQUIRE)) {
+        errno = EAGAIN;
+        return -1;
+      }
+    } while (!__atomic_compare_exchange_n (&p->next_fresh, &first,
+                                           first + ZS_HANDLE_BATCH, true,
+                                           __ATOMIC_RELAXED,
+                                           __ATOMIC_RELAXED));
+  /* A batch never straddles chunks: ZS_HANDLE_BATCH divides them.  With a
+   * reserve the chunk exists already (zs_handle_prefault).
+   */
+  if (first + ZS_HANDLE_BATCH > ZS_MAX_HANDLES ||
+      ensure_chunk (p, first) == -1) {
+    errno = ENOMEM;
+    return -1;
+  }
+  *firstp = first;
+  return 0;
+}
+
+/* With a reserve, wake the refill thread once half the populated margin
+ * of the handle table is used.
+ */
+static void
+table_check_low (struct zs_pool *p, uint64_t first)
+{
+  struct zs_reserve *r = &p->reserve;
+
+  if (r->pages == 0 ||
+      first + r->table_margin / 2 <
+      __atomic_load_n (&p->table_ready, __ATOMIC_RELAXED))
+    return;
+  pthread_mutex_lock (&p->page_lock);
+  if (!r->kicked) {
+    r->kicked = true;
+    pthread_cond_signal (&r->wake);
+  }
+  pthread_mutex_unlock (&p->page_lock);
+}
+
 /* Take a free handle index.  Returns 0 with errno ENOMEM on failure. */
 uint64_t
 zs_handle_get (struct zs_pool *p)
 {
   struct zs_stripe *st = &p->stripes[my_stripe ()];
+  struct timespec deadline = { 0, 0 };
   uint64_t h, first, i;
 
+ again:
   pthread_mutex_lock (&st->lock);
   if (st->head == 0) {
     uint64_t last;
@@ -118,15 +177,22 @@ zs_handle_get (struct zs_pool *p)
     }
   }
   if (st->head == 0) {
-    first = __atomic_fetch_add (&p->next_fresh, ZS_HANDLE_BATCH,
-                                __ATOMIC_RELAXED);
-    /* A batch never straddles chunks: ZS_HANDLE_BATCH divides them. */
-    if (first + ZS_HANDLE_BATCH > ZS_MAX_HANDLES ||
-        ensure_chunk (p, first) == -1) {
+    if (fresh_batch (p, &first) == -1) {
       pthread_mutex_unlock (&st->lock);
+      if (errno != EAGAIN)
+        return 0;
+      /* Short of populated table: wait for the refill thread. */
+      pthread_mutex_lock (&p->page_lock);
+      if (zs_reserve_wait (p, &deadline)) {
+        pthread_mutex_unlock (&p->page_lock);
+        goto again;
+      }
+      zs_reserve_fail (p);
+      pthread_mutex_unlock (&p->page_lock);
       errno = ENOMEM;
       return 0;
     }
+    table_check_low (p, first);
     /* Link the batch, skipping index 0 (never a valid handle). */
     for (i = first + ZS_HANDLE_BATCH; i-- > first && i != 0; ) {
       __atomic_store_n (&handle_entry (p, i)->word,
@@ -139,6 +205,30 @@ zs_handle_get (struct zs_pool *p)
                                                __ATOMIC_RELAXED));
   pthread_mutex_unlock (&st->lock);
   return h;
+}
+
+int
+zs_handle_prefault (struct zs_pool *p, uint64_t margin)
+{
+  uint64_t want = __atomic_load_n (&p->next_fresh, __ATOMIC_RELAXED) + margin;
+  uint64_t i = __atomic_load_n (&p->table_ready, __ATOMIC_RELAXED);
+
+  if (want > ZS_MAX_HANDLES)
+    want = ZS_MAX_HANDLES;
+  /* 128 entries are 2 KiB: touching the first and the last of each run
+   * touches every page of the run.  The touch is an atomic or of nothing,
+   * harmless to an entry that another thread is using (entries beyond
+   * next_fresh are unused, but a batch may be taken meanwhile).
+   */
+  for (; i < want; i += 128) {
+    if (ensure_chunk (p, i) == -1)
+      return -1;
+    __atomic_fetch_or (&handle_entry (p, i)->word, 0, __ATOMIC_RELAXED);
+    __atomic_fetch_or (&handle_entry (p, i + 127)->word, 0, __ATOMIC_RELAXED);
+    /* Release: a batch below table_ready finds its chunk published. */
+    __atomic_store_n (&p->table_ready, i + 128, __ATOMIC_RELEASE);
+  }
+  return 0;
 }
 
 void

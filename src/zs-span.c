@@ -1,7 +1,8 @@
-/* nbdkit-zram: the zsmalloc-style slab allocator (pool=zs): arenas and spans.
+/* nbdkit-zram: the zsmalloc-style slab allocator (pool=zs): arenas, blocks,
+ * spans and span headers.
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  *
- * Design, locking and the pin handshake are described in src/zsmalloc.h.
+ * Design, locking and the reserve are described in src/zsmalloc.h.
  */
 #include <assert.h>
 #include <errno.h>
@@ -33,19 +34,20 @@ arena_unlink (struct zs_arena **head, struct zs_arena *a)
     a->next->prev = a->prev;
 }
 
-/* Map a new arena for a class (no lock held). */
+/* Map a new arena, all its blocks virgin.  NULL with errno ENOMEM. */
 static struct zs_arena *
-arena_create (struct zs_class *cls)
+arena_create (void)
 {
-  uint32_t n = cls->arena_ranges, i;
-  struct zs_arena *a = malloc (sizeof *a + n * sizeof a->free[0]);
+  struct zs_arena *a = malloc (sizeof *a);
+  uint32_t i;
 
   if (a == NULL)
     return NULL;
-  a->base = mmap (NULL, n * span_bytes (cls), PROT_READ | PROT_WRITE,
+  a->base = mmap (NULL, ZS_ARENA_BYTES, PROT_READ | PROT_WRITE,
                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (a->base == MAP_FAILED) {
     free (a);
+    errno = ENOMEM;
     return NULL;
   }
   assert ((uintptr_t) a->base >> 48 == 0);
@@ -53,24 +55,320 @@ arena_create (struct zs_class *cls)
    * 2 MiB whatever total_bytes says, and every span release would split
    * it.  Best effort: the arena works either way.
    */
-  madvise (a->base, n * span_bytes (cls), MADV_NOHUGEPAGE);
-  a->nr_ranges = n;
-  a->nr_free = n;
-  for (i = 0; i < n; i++)
-    a->free[i] = n - 1 - i;     /* hand out low addresses first */
+  madvise (a->base, ZS_ARENA_BYTES, MADV_NOHUGEPAGE);
+  a->nr_virgin = ZS_ARENA_BLOCKS;
+  for (i = 0; i < ZS_ARENA_BLOCKS; i++) {
+    a->virgin[i] = ZS_ARENA_BLOCKS - 1 - i;   /* low addresses first */
+    a->blocks[i].arena = a;
+    a->blocks[i].base = a->base + (size_t) i * ZS_BLOCK_BYTES;
+    a->blocks[i].used = 0;
+    a->blocks[i].run = 0;
+    a->blocks[i].state = BLOCK_VIRGIN;
+  }
   return a;
 }
 
-/* Get an empty span for the class: a kept one, else a new one in an
- * arena.  Class lock held on entry and on return; it may be dropped in
- * between (to map an arena).  Returns NULL with errno ENOMEM.
+void
+zs_arena_unmap (struct zs_arena *a)
+{
+  munmap (a->base, ZS_ARENA_BYTES);
+  free (a);
+}
+
+int
+zs_pages_discard (char *base, size_t bytes)
+{
+  /* MADV_DONTNEED refuses locked memory (mlockall, the plugin's
+   * mlock=true): then map fresh zero pages over the range, which drops the
+   * old ones.
+   */
+  if (madvise (base, bytes, MADV_DONTNEED) == 0)
+    return 0;
+  if (mmap (base, bytes, PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED)
+    return 0;
+  return -1;
+}
+
+/* --- blocks (page_lock held throughout) ---------------------------------- */
+
+#define RUN_MASK(k) ((1u << (k)) - 1)
+
+/* Longest run of zero bits in the low ZS_BLOCK_PAGES bits of used. */
+static unsigned
+longest_run (unsigned used)
+{
+  unsigned i, cur = 0, best = 0;
+
+  for (i = 0; i < ZS_BLOCK_PAGES; i++) {
+    cur = (used >> i) & 1 ? 0 : cur + 1;
+    if (cur > best)
+      best = cur;
+  }
+  return best;
+}
+
+/* Put a LISTED block on the list of its longest free run (none if full). */
+static void
+block_link (struct zs_pool *p, struct zs_block *b)
+{
+  unsigned r = longest_run (b->used);
+
+  b->run = r;
+  b->prev = NULL;
+  b->next = NULL;
+  if (r == 0)
+    return;
+  b->next = p->runs[r];
+  if (b->next)
+    b->next->prev = b;
+  p->runs[r] = b;
+}
+
+static void
+block_unlink (struct zs_pool *p, struct zs_block *b)
+{
+  if (b->run == 0)
+    return;
+  if (b->prev)
+    b->prev->next = b->next;
+  else
+    p->runs[b->run] = b->next;
+  if (b->next)
+    b->next->prev = b->prev;
+}
+
+static bool
+have_reserve (const struct zs_pool *p)
+{
+  return p->reserve.pages != 0;
+}
+
+static void
+count_free (struct zs_pool *p, int64_t pages, int64_t whole)
+{
+  __atomic_store_n (&p->free_pages, p->free_pages + pages, __ATOMIC_RELAXED);
+  __atomic_store_n (&p->whole_blocks, p->whole_blocks + whole,
+                    __ATOMIC_RELAXED);
+}
+
+/* Take a virgin block from an arena, mapping a new arena if none has one.
+ * page_lock is dropped around the mmap.  NULL with errno ENOMEM.
+ */
+struct zs_block *
+zs_block_take_virgin (struct zs_pool *p)
+{
+  struct zs_arena *a;
+  struct zs_block *b;
+
+  if (p->arenas_avail == NULL) {
+    pthread_mutex_unlock (&p->page_lock);
+    a = arena_create ();
+    pthread_mutex_lock (&p->page_lock);
+    if (a == NULL)
+      return NULL;
+    arena_link (&p->arenas_avail, a);
+  }
+  a = p->arenas_avail;
+  b = &a->blocks[a->virgin[--a->nr_virgin]];
+  if (a->nr_virgin == 0) {
+    arena_unlink (&p->arenas_avail, a);
+    arena_link (&p->arenas_full, a);
+  }
+  assert (b->state == BLOCK_VIRGIN);
+  b->state = BLOCK_MOVING;
+  b->used = 0;
+  return b;
+}
+
+void
+zs_block_add_free (struct zs_pool *p, struct zs_block *b)
+{
+  assert (b->state == BLOCK_MOVING && b->used == 0);
+  b->state = BLOCK_LISTED;
+  block_link (p, b);
+  count_free (p, ZS_BLOCK_PAGES, 1);
+}
+
+struct zs_block *
+zs_block_take_whole (struct zs_pool *p)
+{
+  struct zs_block *b = p->runs[ZS_BLOCK_PAGES];
+
+  if (b == NULL)
+    return NULL;
+  assert (b->used == 0);
+  block_unlink (p, b);
+  b->state = BLOCK_MOVING;
+  count_free (p, -(int64_t) ZS_BLOCK_PAGES, -1);
+  return b;
+}
+
+struct zs_arena *
+zs_block_make_virgin (struct zs_pool *p, struct zs_block *b)
+{
+  struct zs_arena *a = b->arena;
+
+  assert (b->state == BLOCK_MOVING && b->used == 0);
+  b->state = BLOCK_VIRGIN;
+  a->virgin[a->nr_virgin++] = b - a->blocks;
+  if (a->nr_virgin == 1) {
+    arena_unlink (&p->arenas_full, a);
+    arena_link (&p->arenas_avail, a);
+  }
+  if (a->nr_virgin < ZS_ARENA_BLOCKS)
+    return NULL;
+  arena_unlink (&p->arenas_avail, a);
+  return a;
+}
+
+/* Take k free pages in a row, from the listed block whose longest free
+ * run fits most tightly.  Without a reserve, a virgin block is taken when
+ * no listed block has room (its pages are faulted in by their first
+ * use); with one, NULL instead (the reserve is short).  NULL with errno
+ * ENOMEM.
+ */
+static char *
+pages_take_in (struct zs_pool *p, struct zs_block *b, unsigned k)
+{
+  unsigned o;
+
+  for (o = 0; (b->used >> o) & RUN_MASK (k); o++)
+    ;
+  assert (o + k <= ZS_BLOCK_PAGES);
+  count_free (p, -(int64_t) k, b->used == 0 ? -1 : 0);
+  block_unlink (p, b);
+  b->used |= RUN_MASK (k) << o;
+  block_link (p, b);
+  return b->base + (size_t) o * ZS_PAGE_SIZE;
+}
+
+static char *
+pages_take (struct zs_pool *p, unsigned k, struct zs_block **bp)
+{
+  struct zs_block *b = NULL;
+  unsigned r;
+
+  for (r = k; r <= ZS_BLOCK_PAGES && b == NULL; r++)
+    b = p->runs[r];
+  if (b == NULL) {
+    if (have_reserve (p)) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    b = zs_block_take_virgin (p);
+    if (b == NULL)
+      return NULL;
+    zs_block_add_free (p, b);
+  }
+  *bp = b;
+  return pages_take_in (p, b, k);
+}
+
+/* Give back k pages taken by pages_take.  Without a reserve, a block left
+ * with no page in use becomes virgin (the caller discarded the pages), and
+ * an arena left with only virgin blocks is returned for the caller to
+ * unmap once page_lock is dropped; else NULL.
+ */
+static struct zs_arena *
+pages_put (struct zs_pool *p, struct zs_block *b, char *base, unsigned k)
+{
+  unsigned o = (base - b->base) / ZS_PAGE_SIZE;
+
+  assert (b->state == BLOCK_LISTED);
+  assert ((b->used & (RUN_MASK (k) << o)) == (RUN_MASK (k) << o));
+  block_unlink (p, b);
+  b->used &= ~(RUN_MASK (k) << o);
+  count_free (p, k, b->used == 0 ? 1 : 0);
+  if (b->used == 0 && !have_reserve (p)) {
+    count_free (p, -(int64_t) ZS_BLOCK_PAGES, -1);
+    b->state = BLOCK_MOVING;
+    return zs_block_make_virgin (p, b);
+  }
+  block_link (p, b);
+  return NULL;
+}
+
+/* --- span headers (page_lock held) --------------------------------------- */
+
+static size_t
+header_bytes (const struct zs_class *cls)
+{
+  return (size_t) (cls->hdr_bucket + 1) * ZS_HDR_ALIGN;
+}
+
+/* A header for a span of cls, from the free list of its size; a list that
+ * is empty gets a page cut into headers.  NULL with errno ENOMEM.
+ */
+static struct zs_span *
+header_take (struct zs_pool *p, struct zs_class *cls)
+{
+  void **head = &p->hdr_free[cls->hdr_bucket];
+  size_t size = header_bytes (cls), off;
+  struct zs_block *b;
+  char *page;
+  void *h;
+
+  if (*head == NULL) {
+    /* Header pages are never given back: they come from blocks of their
+     * own, taken whole, so that they pin no block that spans share (its
+     * free pages could never be trimmed).
+     */
+    if (p->hdr_block == NULL || p->hdr_block_cut == ZS_BLOCK_PAGES) {
+      if (pages_take (p, ZS_BLOCK_PAGES, &b) == NULL)
+        return NULL;
+      p->hdr_block = b;
+      p->hdr_block_cut = 0;
+      __atomic_store_n (&p->hdr_pages, p->hdr_pages + ZS_BLOCK_PAGES,
+                        __ATOMIC_RELAXED);
+    }
+    page = p->hdr_block->base + (size_t) p->hdr_block_cut++ * ZS_PAGE_SIZE;
+    for (off = 0; off + size <= ZS_PAGE_SIZE; off += size) {
+      *(void **) (page + off) = *head;
+      *head = page + off;
+    }
+  }
+  h = *head;
+  *head = *(void **) h;
+  return h;
+}
+
+static void
+header_put (struct zs_pool *p, struct zs_class *cls, struct zs_span *s)
+{
+  void **head = &p->hdr_free[cls->hdr_bucket];
+
+  *(void **) s = *head;
+  *head = s;
+}
+
+/* --- spans ---------------------------------------------------------------- */
+
+/* Wake the refill thread when the whole free blocks fall below the low
+ * watermark (page_lock held).
+ */
+static void
+reserve_check_low (struct zs_pool *p)
+{
+  struct zs_reserve *r = &p->reserve;
+
+  if (r->pages && !r->kicked && p->whole_blocks * ZS_BLOCK_PAGES < r->low) {
+    r->kicked = true;
+    pthread_cond_signal (&r->wake);
+  }
+}
+
+/* Get an empty span for the class: a kept one, else a new one.  Class
+ * lock held on entry and on return; it may be dropped in between (to wait
+ * for the reserve).  Returns NULL with errno ENOMEM.
  */
 struct zs_span *
 zs_span_get (struct zs_pool *p, struct zs_class *cls)
 {
-  size_t meta = sizeof (struct zs_span) + cls->objs * sizeof (uint32_t);
+  struct timespec deadline = { 0, 0 };
   struct zs_span *s;
-  struct zs_arena *a;
+  struct zs_block *b;
+  char *base;
   uint32_t i;
 
   if ((s = cls->empty) != NULL) {
@@ -78,38 +376,49 @@ zs_span_get (struct zs_pool *p, struct zs_class *cls)
     __atomic_store_n (&cls->nr_empty, cls->nr_empty - 1, __ATOMIC_RELAXED);
     return s;
   }
-  s = malloc (meta);
-  if (s == NULL)
-    goto nomem;
-  if (cls->avail == NULL) {
-    pthread_mutex_unlock (&cls->lock);
-    a = arena_create (cls);
-    class_lock (cls);
-    if (a == NULL) {
-      free (s);
-      goto nomem;
+  pthread_mutex_lock (&p->page_lock);
+  for (;;) {
+    s = header_take (p, cls);
+    if (s != NULL) {
+      base = pages_take (p, cls->pages, &b);
+      if (base != NULL)
+        break;
+      header_put (p, cls, s);
     }
-    arena_link (&cls->avail, a);
+    if (!have_reserve (p)) {
+      pthread_mutex_unlock (&p->page_lock);
+      errno = ENOMEM;
+      return NULL;
+    }
+    /* Short of reserve: wait for the refill thread without the class
+     * lock (lock order: class lock, then page_lock).
+     */
+    pthread_mutex_unlock (&p->page_lock);
+    pthread_mutex_unlock (&cls->lock);
+    pthread_mutex_lock (&p->page_lock);
+    if (!zs_reserve_wait (p, &deadline)) {
+      zs_reserve_fail (p);
+      pthread_mutex_unlock (&p->page_lock);
+      class_lock (cls);
+      errno = ENOMEM;
+      return NULL;
+    }
+    pthread_mutex_unlock (&p->page_lock);
+    class_lock (cls);
+    pthread_mutex_lock (&p->page_lock);
   }
-  a = cls->avail;
-  s->arena = a;
-  s->base = a->base + a->free[--a->nr_free] * span_bytes (cls);
-  if (a->nr_free == 0) {
-    arena_unlink (&cls->avail, a);
-    arena_link (&cls->full, a);
-  }
+  reserve_check_low (p);
+  pthread_mutex_unlock (&p->page_lock);
+
+  s->block = b;
+  s->base = base;
   s->cls = cls;
   s->inuse = 0;
   s->free_head = 0;
   for (i = 0; i < cls->objs; i++)
     s->owner[i] = SLOT_FREE | (i + 1 < cls->objs ? i + 1 : SLOT_NONE);
   __atomic_add_fetch (&p->total_pages, cls->pages, __ATOMIC_RELAXED);
-  __atomic_add_fetch (&p->span_meta_bytes, meta, __ATOMIC_RELAXED);
   return s;
-
- nomem:
-  errno = ENOMEM;
-  return NULL;
 }
 
 /* A span just became empty and is on no list.  Keep it for reuse if the
@@ -128,75 +437,45 @@ zs_span_keep (struct zs_class *cls, struct zs_span *s)
   return true;
 }
 
-/* Give an empty span's pages back to the OS and its range back to its
- * arena; unmap the arena if it is then unused.  Class lock NOT held.
+/* Release an empty span: its pages go back to their block, its header to
+ * the slab.  Without a reserve the pages are given back to the OS first,
+ * before anyone can take them again, so no new data is lost; if that
+ * fails the pages stay in use for good (their arena then stays until the
+ * pool is destroyed).  With a reserve they stay populated: they are
+ * reserve now.  Class lock NOT held.
  */
 void
 zs_span_release (struct zs_pool *p, struct zs_span *s)
 {
   struct zs_class *cls = s->cls;
-  struct zs_arena *a = s->arena, *dead = NULL;
+  struct zs_arena *dead = NULL;
   bool reusable = true;
 
-  /* Before the range can be handed out again, so no new data is lost.
-   * MADV_DONTNEED refuses locked memory (mlockall, the plugin's
-   * mlock=true): then map fresh zero pages over the range, which drops the
-   * old ones.  If even that fails, the range may be unmapped: never hand it
-   * out again (its arena then stays until the pool is destroyed).
-   */
-  if (madvise (s->base, span_bytes (cls), MADV_DONTNEED) == -1 &&
-      mmap (s->base, span_bytes (cls), PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
-    reusable = false;
-  class_lock (cls);
-  if (reusable) {
-    a->free[a->nr_free++] = (s->base - a->base) / span_bytes (cls);
-    if (a->nr_free == 1) {
-      arena_unlink (&cls->full, a);
-      arena_link (&cls->avail, a);
-    }
-    if (a->nr_free == a->nr_ranges) {
-      arena_unlink (&cls->avail, a);
-      dead = a;
-    }
-  }
-  pthread_mutex_unlock (&cls->lock);
+  if (!have_reserve (p))
+    reusable = zs_pages_discard (s->base, span_bytes (cls)) == 0;
+  pthread_mutex_lock (&p->page_lock);
+  if (reusable)
+    dead = pages_put (p, s->block, s->base, cls->pages);
+  header_put (p, cls, s);
+  pthread_mutex_unlock (&p->page_lock);
 
   __atomic_sub_fetch (&p->total_pages, cls->pages, __ATOMIC_RELAXED);
-  __atomic_sub_fetch (&p->span_meta_bytes,
-                      sizeof (struct zs_span) + cls->objs * sizeof (uint32_t),
-                      __ATOMIC_RELAXED);
-  free (s);
-  if (dead) {
-    munmap (dead->base, dead->nr_ranges * span_bytes (cls));
-    free (dead);
-  }
+  if (dead)
+    zs_arena_unmap (dead);
 }
 
 void
-zs_class_free_all (struct zs_class *cls)
+zs_pages_destroy (struct zs_pool *p)
 {
-  struct zs_span *s, *next;
-  struct zs_arena *a, *anext;
-  unsigned g;
+  struct zs_arena *a, *next;
 
-  for (g = 0; g < NR_LISTS; g++)
-    for (s = cls->lists[g]; s; s = next) {
-      next = s->next;
-      free (s);
-    }
-  for (s = cls->empty; s; s = next) {
-    next = s->next;
-    free (s);
+  for (a = p->arenas_avail; a; a = next) {
+    next = a->next;
+    zs_arena_unmap (a);
   }
-  for (a = cls->avail; a; a = anext) {
-    anext = a->next;
-    munmap (a->base, a->nr_ranges * span_bytes (cls));
-    free (a);
+  for (a = p->arenas_full; a; a = next) {
+    next = a->next;
+    zs_arena_unmap (a);
   }
-  for (a = cls->full; a; a = anext) {
-    anext = a->next;
-    munmap (a->base, a->nr_ranges * span_bytes (cls));
-    free (a);
-  }
+  p->arenas_avail = p->arenas_full = NULL;
 }

@@ -53,6 +53,7 @@ zs_create (void)
   }
   pthread_mutex_init (&p->compact_lock, NULL);
   pthread_mutex_init (&p->chunk_lock, NULL);
+  pthread_mutex_init (&p->page_lock, NULL);
   for (i = 0; i < ZS_NR_STRIPES; i++)
     pthread_mutex_init (&p->stripes[i].lock, NULL);
 
@@ -85,9 +86,12 @@ zs_create (void)
   for (k = 0; k < (int) ZS_NR_SIZES; k++)
     p->class_of[k] = &p->classes[n - 1 - (p->class_of[k] - p->classes)];
   for (i = 0; i < n; i++) {
+    size_t hdr = sizeof (struct zs_span) + p->classes[i].objs * sizeof (uint32_t);
+
     pthread_mutex_init (&p->classes[i].lock, NULL);
-    p->classes[i].arena_ranges =
-      ZS_ARENA_BYTES / (p->classes[i].pages * ZS_PAGE_SIZE);
+    /* Span headers come from a slab of the next multiple of 64 bytes. */
+    p->classes[i].hdr_bucket = (hdr + ZS_HDR_ALIGN - 1) / ZS_HDR_ALIGN - 1;
+    assert (p->classes[i].hdr_bucket < ZS_HDR_BUCKETS);
   }
   return &p->base;
 }
@@ -98,10 +102,13 @@ zs_destroy (struct zpool *pool)
   struct zs_pool *p = POOL (pool);
   unsigned i;
 
-  for (i = 0; i < p->nr_classes; i++) {
-    zs_class_free_all (&p->classes[i]);
+  /* Spans and their headers live in the arenas: unmapping those frees
+   * them all.
+   */
+  zs_reserve_stop (p);
+  zs_pages_destroy (p);
+  for (i = 0; i < p->nr_classes; i++)
     pthread_mutex_destroy (&p->classes[i].lock);
-  }
   for (i = 0; i < ZS_MAX_CHUNKS && p->chunks[i]; i++)
     free (p->chunks[i]);
   free (p->chunks);
@@ -109,6 +116,7 @@ zs_destroy (struct zpool *pool)
     pthread_mutex_destroy (&p->stripes[i].lock);
   pthread_mutex_destroy (&p->chunk_lock);
   pthread_mutex_destroy (&p->compact_lock);
+  pthread_mutex_destroy (&p->page_lock);
   free (p);
 }
 
@@ -261,7 +269,18 @@ zs_get_stats (const struct zpool *pool, struct zpool_stats *stats)
     + ZS_MAX_CHUNKS * sizeof *p->chunks
     + __atomic_load_n (&p->nr_chunks, __ATOMIC_RELAXED)
       * ZS_CHUNK_ENTRIES * sizeof (struct zs_entry)
-    + __atomic_load_n (&p->span_meta_bytes, __ATOMIC_RELAXED);
+    + __atomic_load_n (&p->hdr_pages, __ATOMIC_RELAXED) * ZS_PAGE_SIZE;
+  if (p->reserve.pages) {
+    stats->reserve_bytes = p->reserve.pages * ZS_PAGE_SIZE;
+    stats->reserve_free = __atomic_load_n (&p->free_pages, __ATOMIC_RELAXED)
+      * ZS_PAGE_SIZE;
+    stats->reserve_refills = __atomic_load_n (&p->reserve.refills,
+                                              __ATOMIC_RELAXED);
+    stats->reserve_empty = __atomic_load_n (&p->reserve.empty,
+                                            __ATOMIC_RELAXED);
+    stats->reserve_failed = __atomic_load_n (&p->reserve.failed,
+                                             __ATOMIC_RELAXED);
+  }
 }
 
 static int
@@ -305,4 +324,6 @@ const struct zpool_ops zpool_zs_ops = {
   .get_stats = zs_get_stats,
   .compact = zs_compact,
   .class_stats = zs_class_stats,
+  .set_reserve = zs_set_reserve,
+  .reserve_start = zs_reserve_start,
 };

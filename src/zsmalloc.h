@@ -8,7 +8,9 @@
  *
  *   src/zsmalloc.c    the pool: classes, create/destroy, alloc, free, map
  *   src/zs-handle.c   the handle table and its free lists
- *   src/zs-span.c     arenas and spans: getting, keeping, releasing memory
+ *   src/zs-span.c     arenas, blocks and spans: getting, keeping, releasing
+ *                     memory; span headers
+ *   src/zs-reserve.c  the locked reserve and its refill thread
  *   src/zs-compact.c  compaction
  *
  * SIZE CLASSES AND SPANS
@@ -77,25 +79,61 @@
  * class (they count themselves as waiters while blocked), so none waits
  * longer than the move of one span's objects.
  *
- * ARENAS AND RETURNING MEMORY
+ * ARENAS, BLOCKS AND RETURNING MEMORY
  *
- * Span memory is mapped per class ZS_ARENA_BYTES (2 MiB) at a time and cut
- * into ranges of the class's span length:
+ * Span memory is mapped ZS_ARENA_BYTES (2 MiB) at a time for the whole
+ * pool and cut into blocks of ZS_BLOCK_PAGES (8) pages, the longest span.
+ * A span of k pages takes k free pages in a row inside one block; the
+ * blocks of every class are shared, so pages freed by one class serve any
+ * other.  Blocks in use sit on pool lists by their longest run of free
+ * pages (1..8; full blocks on none), and a span takes the block whose
+ * longest run fits most tightly, which keeps whole free blocks whole:
  *
- *   arena (one mmap)  | span | span | free | span | free | ... |
- *                                     ^ MADV_DONTNEED'd, no RSS
+ *   arena (one mmap) | block | block | block | ... 64 blocks ...  |
+ *   block (8 pages)  | span of class A (3) | B (1) | free | free | ... |
+ *   runs[2] -> blocks whose longest free run is 2 pages -> ...
+ *
+ * Blocks not in use are "virgin": unpopulated, on their arena's stack.
+ * One pool-wide page_lock guards blocks, arenas and the span header slab;
+ * it is taken once per span made or released, never per object, and
+ * always after a class lock, never before.
  *
  * A span whose last object is freed (or moved away by compaction) leaves
  * its list under the class lock.  Up to ZS_EMPTY_KEEP_PAGES pages of such
  * empty spans per class are kept whole for reuse, so that a class whose
  * population wobbles around a span boundary does not give back and fault
  * in pages at every step; they are counted in total_bytes and compaction
- * releases them.  Any other empty span is released at once: its pages get
- * MADV_DONTNEED (RSS falls; under mlockall, where that fails, fresh pages
- * are mapped over the range instead) and its range returns to the arena;
- * an arena with no span left is munmapped.  Arenas are MADV_NOHUGEPAGE.
- * Arenas keep the number of mappings low (no VMA split per span) and make
- * span birth a pointer pop.
+ * releases them.  Any other empty span is released at once.  Without a
+ * reserve its pages get MADV_DONTNEED (RSS falls; under mlockall, where
+ * that fails, fresh pages are mapped over the range instead), a block
+ * left with no page in use becomes virgin again, and an arena with only
+ * virgin blocks is munmapped.  Arenas are MADV_NOHUGEPAGE; they keep the
+ * number of mappings low (no VMA split per span).
+ *
+ * Span headers (struct zs_span and its owner array) are carved from whole
+ * blocks taken for them, page by page, in slabs of 64-byte multiples, one
+ * free list per size; a freed header is kept for the next span of that
+ * size, and header blocks are never given back before the pool is
+ * destroyed.  So the
+ * only memory a new span needs is pages of blocks, which is what the
+ * reserve keeps ready.
+ *
+ * THE RESERVE (src/zs-reserve.c; off unless zpool_set_reserve is called)
+ *
+ * With a reserve, the request path never takes a virgin block and never
+ * makes an arena or a handle table chunk: it takes span pages and header
+ * pages only from blocks already populated, and handles only from table
+ * entries already populated.  Released pages stay populated and go back
+ * to the block lists; free pages in listed blocks are the reserve.  One
+ * refill thread, the only one that waits for memory, populates virgin
+ * blocks (MADV_POPULATE_WRITE) while the whole free blocks are fewer than
+ * the low watermark, until they reach the high one (the reserve's size),
+ * populates the handle table ahead of use, and gives whole free blocks
+ * back (MADV_DONTNEED, or the mapping over) while the free pages exceed
+ * the size by half.  A span or handle that finds the reserve short wakes
+ * the thread and waits for it at most the reserve's wait, then fails
+ * with ENOMEM.  Populated is not locked: the process locks its memory
+ * (mlockall MCL_FUTURE | MCL_ONFAULT) for the reserve to stay in RAM.
  *
  * WHAT A WRITE INTO A FRESH POOL COSTS (measured 2026-11-22, 2-CPU VM)
  *
@@ -154,6 +192,7 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "zpool-impl.h"
 
@@ -163,7 +202,12 @@
 #define ZS_MAX_SPAN_PAGES  8u                  /* longest span, in pages */
 
 #define ZS_ARENA_BYTES     (2u << 20)         /* span memory mapped at once */
+#define ZS_BLOCK_PAGES     ZS_MAX_SPAN_PAGES  /* pages in a block */
+#define ZS_BLOCK_BYTES     (ZS_BLOCK_PAGES * ZS_PAGE_SIZE)
+#define ZS_ARENA_BLOCKS    (ZS_ARENA_BYTES / ZS_BLOCK_BYTES)
 #define ZS_EMPTY_KEEP_PAGES 16u               /* empty span pages a class keeps */
+#define ZS_HDR_ALIGN       64u                /* span header slab granularity */
+#define ZS_HDR_BUCKETS     (ZS_PAGE_SIZE / ZS_HDR_ALIGN)
 
 #define ZS_NR_FULLNESS     ZPOOL_FULLNESS_GROUPS /* 10 partial groups + full */
 
@@ -195,22 +239,39 @@
 
 struct zs_class;
 
-/* Span memory is mapped ZS_ARENA_BYTES at a time per class, cut into
- * ranges of the class's span length; free ranges are MADV_DONTNEED'd.
+enum zs_block_state {
+  BLOCK_VIRGIN,                 /* unpopulated, on its arena's stack */
+  BLOCK_LISTED,                 /* in use: on runs[run], or full (run 0) */
+  BLOCK_MOVING,                 /* the refill thread is populating or
+                                   releasing it (page_lock not held) */
+};
+
+/* A block of ZS_BLOCK_PAGES pages of an arena; page_lock guards it. */
+struct zs_block {
+  struct zs_block *prev, *next; /* in the pool's runs[run] list */
+  struct zs_arena *arena;
+  char *base;
+  uint8_t used;                 /* bit i: page i is in use */
+  uint8_t run;                  /* longest run of free pages; its list */
+  uint8_t state;                /* enum zs_block_state */
+};
+
+/* Span memory is mapped ZS_ARENA_BYTES at a time for the whole pool and
+ * cut into ZS_ARENA_BLOCKS blocks.
  */
 struct zs_arena {
-  struct zs_arena *prev, *next; /* in the class's avail or full list */
+  struct zs_arena *prev, *next; /* in the pool's avail or full list */
   char *base;
-  uint32_t nr_ranges;           /* span ranges in the arena */
-  uint32_t nr_free;             /* free ranges, on the stack below */
-  uint16_t free[];              /* stack of free range numbers */
+  uint32_t nr_virgin;           /* virgin blocks, on the stack below */
+  uint16_t virgin[ZS_ARENA_BLOCKS];
+  struct zs_block blocks[ZS_ARENA_BLOCKS];
 };
 
 struct zs_span {
   struct zs_span *prev, *next;  /* in the class list of its group */
-  char *base;                   /* its range in the arena */
+  char *base;                   /* its pages in the block */
   struct zs_class *cls;
-  struct zs_arena *arena;
+  struct zs_block *block;
   uint32_t inuse;               /* used slots */
   uint32_t free_head;           /* first free slot or SLOT_NONE */
   unsigned group;               /* list it is on */
@@ -231,9 +292,7 @@ struct zs_class {
   uint64_t nr_group[NR_LISTS];  /* spans per list */
   struct zs_span *empty;        /* empty spans kept for reuse (next-linked) */
   uint64_t nr_empty;            /* spans on it */
-  struct zs_arena *avail;       /* arenas with a free range */
-  struct zs_arena *full;        /* arenas without */
-  uint32_t arena_ranges;        /* ranges per arena */
+  uint32_t hdr_bucket;          /* its span headers' slab: bytes / 64 - 1 */
   uint32_t waiters;             /* atomic: threads blocked on lock */
 } __attribute__ ((aligned (64)));
 
@@ -283,21 +342,55 @@ struct zs_stripe {
   uint64_t head;                /* first free handle, 0 = none */
 } __attribute__ ((aligned (64)));
 
+/* The reserve (src/zs-reserve.c).  pages == 0: no reserve. */
+struct zs_reserve {
+  uint64_t pages;               /* size, the high watermark */
+  uint64_t low;                 /* refill while whole free blocks hold
+                                   fewer pages than this */
+  unsigned wait_ms;             /* longest wait of a request for it */
+  uint64_t table_margin;        /* handles populated ahead of use */
+  pthread_cond_t added;         /* page_lock; CLOCK_MONOTONIC: the refill
+                                   thread added stock (or gave up) */
+  pthread_cond_t wake;          /* page_lock; CLOCK_MONOTONIC: wake it */
+  bool kicked;                  /* page_lock: wake was signalled */
+  bool stopping;                /* page_lock */
+  bool running;                 /* the thread exists */
+  pthread_t thread;
+  uint64_t refills;             /* atomic: refill rounds that added stock */
+  uint64_t empty;               /* atomic: requests that found it short */
+  uint64_t failed;              /* atomic: requests failed for want of it */
+};
+
 struct zs_pool {
   struct zpool base;            /* must come first */
   struct zs_class *class_of[ZS_NR_SIZES]; /* by (size - 1) / step */
   unsigned nr_classes;
   size_t huge_class_size;
   uint64_t total_pages;         /* atomic: pages in spans */
-  uint64_t span_meta_bytes;     /* atomic: span headers */
   uint64_t pages_compacted;     /* atomic */
   pthread_mutex_t compact_lock; /* one compaction at a time */
+
+  /* Span memory (src/zs-span.c), under page_lock. */
+  pthread_mutex_t page_lock;
+  struct zs_block *runs[ZS_BLOCK_PAGES + 1]; /* listed blocks by longest
+                                   free run; runs[0] unused */
+  struct zs_arena *arenas_avail; /* arenas with a virgin block */
+  struct zs_arena *arenas_full; /* arenas without */
+  uint64_t free_pages;          /* atomic reads: free pages of listed blocks */
+  uint64_t whole_blocks;        /* atomic reads: listed blocks all free */
+  uint64_t hdr_pages;           /* atomic reads: pages of header blocks */
+  void *hdr_free[ZS_HDR_BUCKETS]; /* free headers by size, next-linked */
+  struct zs_block *hdr_block;   /* the header block being cut */
+  unsigned hdr_block_cut;       /* its pages cut into headers so far */
+  struct zs_reserve reserve;
 
   /* The handle table. */
   struct zs_entry **chunks;     /* ZS_MAX_CHUNKS, elements atomic */
   pthread_mutex_t chunk_lock;   /* serialises chunk allocation */
   uint64_t nr_chunks;           /* atomic */
   uint64_t next_fresh;          /* atomic: first never-used index */
+  uint64_t table_ready;         /* atomic: with a reserve, entries below
+                                   this index are populated */
   struct zs_stripe stripes[ZS_NR_STRIPES];
 
   struct zs_class classes[ZS_NR_SIZES]; /* nr_classes used, by size */
@@ -469,13 +562,52 @@ extern void zs_handle_put (struct zs_pool *p, uint64_t h);
 /* zs-span.c: get an empty span for a class (class lock held; may be
  * dropped and retaken; NULL with errno ENOMEM); keep a span that became
  * empty for reuse (class lock held; false: release it instead); release an
- * empty span to the OS (class lock NOT held); unmap all of a class's
- * memory (pool being destroyed).
+ * empty span (class lock NOT held); unmap all the pool's memory (pool
+ * being destroyed).
  */
 extern struct zs_span *zs_span_get (struct zs_pool *p, struct zs_class *cls);
 extern bool zs_span_keep (struct zs_class *cls, struct zs_span *s);
 extern void zs_span_release (struct zs_pool *p, struct zs_span *s);
-extern void zs_class_free_all (struct zs_class *cls);
+extern void zs_pages_destroy (struct zs_pool *p);
+
+/* zs-span.c, for the refill thread (page_lock held unless said): take a
+ * virgin block, mapping an arena if none is left (page_lock dropped and
+ * retaken around the mmap; NULL with errno ENOMEM), the block then MOVING;
+ * list a populated MOVING block as free stock; take a whole free block
+ * out of the lists (NULL if none), then MOVING; make a MOVING block virgin
+ * again, its pages already released (returns an arena to unmap with
+ * zs_arena_unmap after dropping page_lock, or NULL).
+ */
+extern struct zs_block *zs_block_take_virgin (struct zs_pool *p);
+extern void zs_block_add_free (struct zs_pool *p, struct zs_block *b);
+extern struct zs_block *zs_block_take_whole (struct zs_pool *p);
+extern struct zs_arena *zs_block_make_virgin (struct zs_pool *p,
+                                              struct zs_block *b);
+extern void zs_arena_unmap (struct zs_arena *a);
+
+/* Give pages back to the OS: MADV_DONTNEED, or under mlockall (where that
+ * fails) fresh pages mapped over them.  -1 if neither worked.
+ */
+extern int zs_pages_discard (char *base, size_t bytes);
+
+/* zs-reserve.c: the request path found the reserve short (page_lock
+ * held, no class lock): count it, wake the refill thread, and wait for it
+ * to add stock until *deadline (set on the first call, when
+ * deadline->tv_sec == 0).  Returns false once the deadline has passed
+ * (the caller then fails with ENOMEM and counts it with zs_reserve_fail).
+ * Stop the refill thread (pool being destroyed).
+ */
+extern bool zs_reserve_wait (struct zs_pool *p, struct timespec *deadline);
+extern void zs_reserve_fail (struct zs_pool *p);
+extern void zs_reserve_stop (struct zs_pool *p);
+extern int zs_set_reserve (struct zpool *pool, uint64_t bytes, unsigned wait_ms);
+extern int zs_reserve_start (struct zpool *pool);
+
+/* zs-handle.c: with a reserve, populate the handle table so that entries
+ * up to next_fresh + margin exist and are resident (refill thread; may
+ * wait for memory).  Returns -1 with errno ENOMEM.
+ */
+extern int zs_handle_prefault (struct zs_pool *p, uint64_t margin);
 
 /* zs-compact.c: the pool's compact operation. */
 extern uint64_t zs_compact (struct zpool *pool);

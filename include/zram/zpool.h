@@ -16,7 +16,8 @@
  *                 design, locking and limits are described in
  *                 src/zsmalloc.h.  map and unmap take no lock; alloc and
  *                 free lock one size class; objects are never copied on
- *                 map (a span is contiguous memory).
+ *                 map (a span is contiguous memory).  It can keep a
+ *                 reserve of populated memory (zpool_set_reserve).
  *
  * The allocator knows nothing of pages, slots or NBD.
  *
@@ -60,6 +61,15 @@ struct zpool_stats {
   uint64_t pages_compacted;  /* OS pages released by compaction, ever */
   uint64_t meta_bytes;       /* allocator bookkeeping outside total_bytes
                                 (handle table, span headers); 0 if none */
+  /* The reserve (zpool_set_reserve); all 0 without one. */
+  uint64_t reserve_bytes;    /* its size (high watermark) */
+  uint64_t reserve_free;     /* populated memory free for new spans now,
+                                outside total_bytes */
+  uint64_t reserve_refills;  /* refill rounds that added memory */
+  uint64_t reserve_empty;    /* allocations that found it short and had
+                                to wait (or fail) */
+  uint64_t reserve_failed;   /* allocations failed (ENOMEM) because it
+                                stayed short for the whole wait */
 };
 
 /* Spans of a class are grouped by fullness: group g < 10 holds spans whose
@@ -148,6 +158,53 @@ typedef int (*zpool_grow_fn) (void *opaque, uint64_t total_bytes);
  */
 extern void zpool_set_grow_gate (struct zpool *pool, zpool_grow_fn fn,
                                  void *opaque);
+
+/* THE RESERVE
+ *
+ * A pool whose memory backs swap must not need new memory to store a page:
+ * when the whole machine is out of memory, a page fault of the thread
+ * storing a page waits in reclaim for swap-out, which waits for that very
+ * store.  A reserve keeps populated memory ready so that allocation never
+ * faults in new memory: zpool_alloc takes memory only from the reserve,
+ * and one background thread, the only one that waits for memory, refills
+ * it between a low watermark (half its size) and a high one (its size),
+ * and gives back what exceeds its size by half.  When an allocation finds
+ * the reserve short it wakes that thread and waits for it at most wait_ms
+ * milliseconds, then fails with ENOMEM (counted in reserve_failed): the
+ * caller fails that one write instead of stalling.
+ *
+ * The memory is populated, not locked: the process must lock its memory
+ * (mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)) for the reserve to
+ * stay in RAM.  It is held in addition to total_bytes, and the memory
+ * limit of the device counts only total_bytes.  With a reserve the growth
+ * gate (zpool_set_grow_gate) is asked by the refill thread before it takes
+ * more memory, not by zpool_alloc.
+ */
+
+/* Largest wait_ms accepted: one minute. */
+#define ZPOOL_RESERVE_MAX_WAIT_MS 60000
+
+/* Give the pool a reserve of bytes (rounded up to whole 32 KiB blocks; at
+ * least ZPOOL_RESERVE_MIN) with the longest wait of an allocation for it.
+ * Call once, before the pool is shared and before zpool_reserve_start;
+ * until then allocations behave as without a reserve.  Returns 0, or -1
+ * with errno ENOTSUP (a pool kind without reserves: ZPOOL_MALLOC), EINVAL
+ * (bytes below ZPOOL_RESERVE_MIN, wait_ms above the maximum, or called
+ * twice).
+ */
+#define ZPOOL_RESERVE_MIN (UINT64_C (256) << 10)
+extern int zpool_set_reserve (struct zpool *pool, uint64_t bytes,
+                              unsigned wait_ms);
+
+/* Fill the reserve to its size (the calling thread may wait for memory),
+ * then start its refill thread.  From then on allocations take memory only
+ * from the reserve.  Start threads only where the process will not fork
+ * any more (nbdkit: .after_fork); zpool_destroy stops it.  Returns 0, or
+ * -1 with errno ENOMEM (the memory or the thread could not be had; the
+ * pool is unchanged but for what was filled) or EINVAL (no reserve set, or
+ * started already).
+ */
+extern int zpool_reserve_start (struct zpool *pool);
 
 /* Memory taken from the OS for objects, in bytes (cheap; for limits). */
 extern uint64_t zpool_total_bytes (const struct zpool *pool);

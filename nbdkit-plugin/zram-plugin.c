@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -32,14 +33,23 @@
  */
 #define ZRAM_MAX_REQUEST (64 * 1024 * 1024)
 
+/* malloc thresholds with a reserve (see zram_plugin_get_ready): glibc's
+ * largest mmap threshold on 64-bit (HEAP_MAX_SIZE / 2), and a trim
+ * threshold past any heap top worth giving back.
+ */
+#define ZRAM_MALLOC_MMAP_THRESHOLD (32 * 1024 * 1024)
+#define ZRAM_MALLOC_TRIM_THRESHOLD (1024 * 1024 * 1024)
+
 static struct zram_config config = {
   .algo = ZCOMP_DEFAULT_ALGO,
   .level = 0,
   .pool = ZPOOL_ZS,
+  .reserve_wait_ms = ZRAM_RESERVE_DEFAULT_WAIT_MS,
 };
 static bool size_given;
 static bool level_given;
 static bool lock_memory;           /* mlock=true */
+static bool reserve_given;         /* reserve=SIZE given */
 static char *ctl_path;             /* ctl=PATH, made absolute */
 
 static struct zram *zram;
@@ -124,6 +134,33 @@ zram_plugin_config (const char *key, const char *value)
     }
     lock_memory = r;
   }
+  else if (strcmp (key, "reserve") == 0) {
+    int64_t r = nbdkit_parse_size (value);
+
+    if (r == -1) {
+      nbdkit_error ("reserve: expected a size such as 16M, or 0, not '%s'",
+                    value);
+      return -1;
+    }
+    if (r != 0 && (uint64_t) r < ZPOOL_RESERVE_MIN) {
+      nbdkit_error ("reserve: %" PRIi64 " bytes is too small; give 0 (no "
+                    "reserve) or at least %" PRIu64 " bytes", r,
+                    ZPOOL_RESERVE_MIN);
+      return -1;
+    }
+    config.reserve = r;
+    reserve_given = true;
+  }
+  else if (strcmp (key, "reserve-wait") == 0) {
+    if (nbdkit_parse_unsigned ("reserve-wait", value,
+                               &config.reserve_wait_ms) == -1)
+      return -1;
+    if (config.reserve_wait_ms > ZPOOL_RESERVE_MAX_WAIT_MS) {
+      nbdkit_error ("reserve-wait: %u ms is too long; at most %u",
+                    config.reserve_wait_ms, ZPOOL_RESERVE_MAX_WAIT_MS);
+      return -1;
+    }
+  }
   else if (strcmp (key, "ctl") == 0) {
     free (ctl_path);
     /* Resolved now: the server changes directory to / when it forks. */
@@ -133,7 +170,8 @@ zram_plugin_config (const char *key, const char *value)
   }
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
-                  "pool, ctl, mlock (see nbdkit-zram-plugin(1))", key);
+                  "pool, ctl, mlock, reserve, reserve-wait (see "
+                  "nbdkit-zram-plugin(1))", key);
     return -1;
   }
   return 0;
@@ -147,6 +185,20 @@ zram_plugin_config_complete (void)
   if (!size_given) {
     nbdkit_error ("size: the size parameter is required (for example "
                   "'nbdkit zram 4G' or 'size=4G')");
+    return -1;
+  }
+  /* A swap device (mlock=true) gets a reserve unless told otherwise. */
+  if (!reserve_given && lock_memory && config.pool == ZPOOL_ZS)
+    config.reserve = zram_reserve_default (config.disksize);
+  if (config.reserve && !lock_memory) {
+    nbdkit_error ("reserve: needs mlock=true: a reserve that is not locked "
+                  "in RAM can itself be swapped out, and then it does not "
+                  "help (or give reserve=0)");
+    return -1;
+  }
+  if (config.reserve && config.pool != ZPOOL_ZS) {
+    nbdkit_error ("reserve: pool=%s keeps no reserve; use pool=zs (or give "
+                  "reserve=0)", zpool_kind_name (config.pool));
     return -1;
   }
   zcomp_level_range (config.algo, &min, &max, &dflt);
@@ -172,7 +224,10 @@ zram_plugin_config_complete (void)
   "level=N                  Level for lz4hc (1-12) or zstd (1-22).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
-  "mlock=true|false         Lock the server in RAM (use under swap)."
+  "mlock=true|false         Lock the server in RAM (use under swap).\n" \
+  "reserve=SIZE             Pool memory kept ready for writes (default with\n" \
+  "                         mlock=true: size/16, 4M to 64M; 0 = none).\n" \
+  "reserve-wait=MS          Longest wait of a write for the reserve (20)."
 
 static void
 zram_plugin_dump_plugin (void)
@@ -185,6 +240,20 @@ zram_plugin_dump_plugin (void)
 static int
 zram_plugin_get_ready (void)
 {
+  if (config.reserve) {
+    /* nbdkit mallocs a buffer for every request and frees it after the
+     * reply.  glibc serves buffers above M_MMAP_THRESHOLD (128 KiB, then
+     * adapting) with a fresh mmap, and gives the top of a heap back to
+     * the OS once M_TRIM_THRESHOLD is free there: either way the next
+     * request faults its buffer in again, the very thing the reserve is
+     * there to avoid.  Keep request buffers (up to 32 MiB, glibc's
+     * largest threshold) in the heap, and freed heap memory in the process.
+     */
+    if (mallopt (M_MMAP_THRESHOLD, ZRAM_MALLOC_MMAP_THRESHOLD) == 0 ||
+        mallopt (M_TRIM_THRESHOLD, ZRAM_MALLOC_TRIM_THRESHOLD) == 0)
+      nbdkit_debug ("mallopt refused the thresholds: request buffers may "
+                    "be faulted in again for each request");
+  }
   zram = zram_create (&config);
   if (zram == NULL) {
     nbdkit_error ("size: cannot create a device of %" PRIu64 " bytes "
@@ -217,6 +286,13 @@ zram_plugin_after_fork (void)
   if (lock_memory &&
       mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
     nbdkit_error ("mlock: mlockall: %m (raise 'ulimit -l' or run as root)");
+    return -1;
+  }
+  /* The reserve: filled and its thread started here, after the fork. */
+  if (zram_start (zram) == -1) {
+    nbdkit_error ("reserve: cannot fill a reserve of %" PRIu64 " bytes or "
+                  "start its thread: %m (give a smaller reserve=)",
+                  config.reserve);
     return -1;
   }
   if (ctl_server && zctl_server_start (ctl_server) == -1) {

@@ -6,6 +6,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  /* Linux 5.14 */
+#endif
+
 #include "zram/slot.h"
 #include "zram/zram.h"
 
@@ -34,6 +38,25 @@ slot_table_create (uint64_t nr)
     return NULL;
   }
   return table;
+}
+
+int
+slot_table_populate (struct zram_slot *table, uint64_t nr)
+{
+  size_t bytes = nr * sizeof (struct zram_slot), i;
+
+  if (madvise (table, bytes, MADV_POPULATE_WRITE) == 0)
+    return 0;
+  if (errno != EINVAL) {
+    errno = ENOMEM;
+    return -1;
+  }
+  /* Before Linux 5.14: touch a word of each page, atomically, as the
+   * table may be in use.
+   */
+  for (i = 0; i < bytes; i += 4096)
+    __atomic_fetch_or (&table[i / sizeof *table].info, 0, __ATOMIC_RELAXED);
+  return 0;
 }
 
 void

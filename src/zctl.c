@@ -216,6 +216,11 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "pool=%s", zpool_kind_name (s.pool));
   reply_line (r, "connections=%" PRIu64, s.openers);
   reply_line (r, "initialised=%d", s.initialised ? 1 : 0);
+  reply_line (r, "reserve_bytes=%" PRIu64, s.reserve_bytes);
+  reply_line (r, "reserve_free=%" PRIu64, s.reserve_free);
+  reply_line (r, "reserve_refills=%" PRIu64, s.reserve_refills);
+  reply_line (r, "reserve_empty=%" PRIu64, s.reserve_empty);
+  reply_line (r, "reserve_failed=%" PRIu64, s.reserve_failed);
   return reply_ok (r);
 }
 

@@ -52,6 +52,8 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   config.algo = old ? zcomp_get_algo (old->comp) : ZCOMP_DEFAULT_ALGO;
   config.level = old ? zcomp_get_level (old->comp) : 0;
   config.pool = old ? old->pool_kind : ZPOOL_ZS;
+  config.reserve = z->reserve;
+  config.reserve_wait_ms = z->reserve_wait_ms;
   if (new_config) {
     if (new_config->disksize != z->disksize) {
       errno = EINVAL;
@@ -68,6 +70,10 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   fresh = zram_meta_create (&config, z->guard);
   if (fresh == NULL)
     goto out;
+  if (z->started && zram_meta_start (fresh) == -1) {
+    zram_meta_destroy (fresh);
+    goto out;
+  }
 
   /* Without force, claim the device only if nobody has it open.  Testing
    * for zero and setting the claim in one compare-and-swap closes the race
@@ -181,6 +187,11 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->algo = zcomp_get_algo (m->comp);
   s->level = zcomp_get_level (m->comp);
   s->pool = m->pool_kind;
+  s->reserve_bytes = ps.reserve_bytes;
+  s->reserve_free = ps.reserve_free;
+  s->reserve_refills = ps.reserve_refills;
+  s->reserve_empty = ps.reserve_empty;
+  s->reserve_failed = ps.reserve_failed;
   ctl_meta_put (z, locked);
 }
 

@@ -41,6 +41,7 @@ struct zram_meta {
   enum zpool_kind pool_kind;
   struct zcomp *comp;
   size_t huge_class_size;     /* objects this large or larger are stored raw */
+  bool reserve;               /* the pool keeps a reserve */
   struct meta_stats stats;
 };
 
@@ -61,6 +62,9 @@ struct zram {
   uint64_t nomem_reads;       /* atomic: reads refused for want of memory
                                  for the thread's context */
   uint64_t nomem_writes;      /* atomic: writes (and discards) likewise */
+  uint64_t reserve;           /* the pool reserve of every state, bytes */
+  unsigned reserve_wait_ms;
+  bool started;               /* ctl_lock: zram_start was called */
   int rcu_sync;               /* address for ThreadSanitizer's benefit */
 };
 
@@ -74,6 +78,11 @@ struct zram {
  */
 extern struct zram_meta *zram_meta_create (const struct zram_config *config,
                                            struct zram_mem_guard *guard);
+
+/* Start a state's background work (zram_start): with a reserve, populate
+ * its slot table and start its pool's reserve.  -1 with errno ENOMEM.
+ */
+extern int zram_meta_start (struct zram_meta *m);
 
 /* Free every object, then the pool, table and compressor.  No reader may
  * still use m (after a grace period, or with no readers at all).

@@ -78,12 +78,32 @@ zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard
    */
   if (guard)
     zpool_set_grow_gate (m->pool, zram_mem_guard_gate, guard);
+  if (config->reserve) {
+    if (zpool_set_reserve (m->pool, config->reserve,
+                           config->reserve_wait_ms) == -1)
+      goto err;
+    m->reserve = true;
+  }
   m->huge_class_size = zpool_huge_class_size (m->pool);
   return m;
 
  err:
   zram_meta_destroy (m);
   return NULL;
+}
+
+int
+zram_meta_start (struct zram_meta *m)
+{
+  if (!m->reserve)
+    return 0;
+  /* After the fork: pages populated before it would be copied on their
+   * first write in the child, a fault on the data path.
+   */
+  if (m->nr_pages * sizeof (struct zram_slot) <= ZRAM_TABLE_POPULATE_MAX &&
+      slot_table_populate (m->table, m->nr_pages) == -1)
+    return -1;
+  return zpool_reserve_start (m->pool);
 }
 
 /* Free every object, then the pool, table and compressor.  Stops scanning
@@ -138,8 +158,26 @@ zram_create (const struct zram_config *config)
     return NULL;
   }
   z->disksize = config->disksize;
+  z->reserve = config->reserve;
+  z->reserve_wait_ms = config->reserve_wait_ms;
   pthread_mutex_init (&z->ctl_lock, NULL);
   return z;
+}
+
+int
+zram_start (struct zram *z)
+{
+  int r = -1;
+
+  pthread_mutex_lock (&z->ctl_lock);
+  if (z->started)
+    errno = EINVAL;
+  else if (z->meta == NULL || zram_meta_start (z->meta) == 0) {
+    z->started = true;
+    r = 0;
+  }
+  pthread_mutex_unlock (&z->ctl_lock);
+  return r;
 }
 
 void

@@ -33,6 +33,12 @@ expect_error "accepted: zs, malloc" 1G pool=slab
 expect_error "mlock" 1G mlock=perhaps
 expect_error "unknown parameter 'colour'" 1G colour=blue
 expect_error "unknown parameter 'sizee'" sizee=1G
+expect_error "reserve: needs mlock=true" 1G reserve=8M
+expect_error "reserve: 4096 bytes is too small" 1G reserve=4K mlock=true
+expect_error "reserve" 1G reserve=lots
+expect_error "reserve: pool=malloc keeps no reserve" 1G pool=malloc reserve=8M mlock=true
+expect_error "reserve-wait: 60001 ms is too long" 1G reserve-wait=60001
+expect_error "reserve-wait" 1G reserve-wait=soon
 
 # Good parameters: the size is rounded up to whole 4 KiB pages.
 # (A daemon rather than --run: the command --run starts would inherit a

@@ -51,6 +51,12 @@ enum slot_flag {
 extern struct zram_slot *slot_table_create (uint64_t nr);
 extern void slot_table_destroy (struct zram_slot *table, uint64_t nr);
 
+/* Fault in the whole table now (it stays zeroed), so that first writes to
+ * slots never fault.  Safe while other threads use the table.  Returns 0,
+ * or -1 with errno ENOMEM.
+ */
+extern int slot_table_populate (struct zram_slot *table, uint64_t nr);
+
 /* Spin (yielding the CPU after a while) until the lock is ours. */
 extern void slot_lock (struct zram_slot *slot);
 extern void slot_unlock (struct zram_slot *slot);

@@ -25,7 +25,8 @@
  *           data failed to decompress
  *   ENOMEM  memory for an object could not be allocated, nor, on a thread's
  *           first call, its context; or the pool would grow too close to
- *           the memory limit of the process's cgroup (mem-guard.h)
+ *           the memory limit of the process's cgroup (mem-guard.h); or,
+ *           with a reserve, it stayed empty for the whole reserve_wait_ms
  *   ENOSPC  the write would grow the pool past the memory limit
  *
  * Control path (zram_reset, zram_compact, limits): serialised among itself
@@ -55,7 +56,36 @@ struct zram_config {
   enum zcomp_algo algo;
   int level;                  /* 0 = the algorithm's default */
   enum zpool_kind pool;
+  uint64_t reserve;           /* bytes of pool kept populated for the data
+                                 path (zpool_set_reserve); 0 = none */
+  unsigned reserve_wait_ms;   /* longest wait of a write for the reserve */
 };
+
+/* With a reserve, zram_start also populates the slot table (16 bytes per
+ * 4 KiB page of the device) so that a write to a page never written
+ * before does not fault in table memory either; but not a table larger
+ * than this (a 16 GiB device), which would hold too much memory for what
+ * it saves: then the first write into each 1 MiB of the device may fault.
+ */
+#define ZRAM_TABLE_POPULATE_MAX (UINT64_C (64) << 20)
+
+/* The reserve a device used as swap gets unless told otherwise: a
+ * sixteenth of its size, at least 4 MiB and at most 64 MiB.  Why those
+ * figures: README.md, "Use as swap".
+ */
+#define ZRAM_RESERVE_DEFAULT_DIV 16
+#define ZRAM_RESERVE_DEFAULT_MIN (UINT64_C (4) << 20)
+#define ZRAM_RESERVE_DEFAULT_MAX (UINT64_C (64) << 20)
+#define ZRAM_RESERVE_DEFAULT_WAIT_MS 20
+
+static inline uint64_t
+zram_reserve_default (uint64_t disksize)
+{
+  uint64_t r = disksize / ZRAM_RESERVE_DEFAULT_DIV;
+
+  return r < ZRAM_RESERVE_DEFAULT_MIN ? ZRAM_RESERVE_DEFAULT_MIN
+    : r > ZRAM_RESERVE_DEFAULT_MAX ? ZRAM_RESERVE_DEFAULT_MAX : r;
+}
 
 /* Statistics, with Linux zram's names and meanings (mm_stat, io_stat). */
 struct zram_stats {
@@ -78,16 +108,36 @@ struct zram_stats {
   int level;                  /* its effective level */
   enum zpool_kind pool;       /* allocator in use */
   bool initialised;           /* false only while a reset is in progress */
+  /* The pool's reserve (zpool_stats); all 0 without one. */
+  uint64_t reserve_bytes;     /* its size */
+  uint64_t reserve_free;      /* populated pool memory free for writes now */
+  uint64_t reserve_refills;   /* refill rounds that added memory */
+  uint64_t reserve_empty;     /* writes that found it short and waited */
+  uint64_t reserve_failed;    /* writes failed (ENOMEM) for want of it */
 };
 
 struct zram;
 
 /* Create and initialise a device.  The slot table is reserved, not touched,
  * so a large device costs nothing until written.  Returns NULL with errno
- * EINVAL (bad config: size 0, not page-aligned, too large, bad level) or
- * ENOMEM (the slot table or pool cannot be allocated).  Starts no thread.
+ * EINVAL (bad config: size 0, not page-aligned, too large, bad level, a
+ * reserve below ZPOOL_RESERVE_MIN or a wait above
+ * ZPOOL_RESERVE_MAX_WAIT_MS), ENOTSUP (a reserve with a pool kind that
+ * has none) or ENOMEM (the slot table or pool cannot be allocated).
+ * Starts no thread.
  */
 extern struct zram *zram_create (const struct zram_config *config);
+
+/* Start the device's background work: with a reserve, fill it, populate
+ * the slot table (up to ZRAM_TABLE_POPULATE_MAX) and start the reserve's
+ * refill thread; each later reset does the same for its new state.
+ * Until then, a device with a reserve fails writes for want of it.  Call
+ * once, where the process will not fork any more (nbdkit: .after_fork);
+ * zram_destroy stops it.  Without a reserve it does nothing.  Returns 0,
+ * or -1 with errno ENOMEM (memory or a thread could not be had) or
+ * EINVAL (called twice).
+ */
+extern int zram_start (struct zram *zram);
 
 /* Free the device and everything in it.  No other call may be in flight. */
 extern void zram_destroy (struct zram *zram);
@@ -140,7 +190,9 @@ extern void zram_close (struct zram *zram);
 
 /* Throw away all data and start again with an empty device of the same size.
  * If new_config is not NULL, its algo, level and pool are used for the new
- * initialisation (its disksize must equal zram_disksize, else EINVAL).
+ * initialisation (its disksize must equal zram_disksize, else EINVAL); the
+ * reserve stays as the device was created (ENOTSUP if the new pool kind
+ * cannot keep one).
  * Without force, refused with EBUSY while openers > 0; the check and the
  * claim that keeps new openers out are one atomic step.  With force,
  * requests in flight finish against the old data; requests arriving during

@@ -241,13 +241,16 @@ static int
 zram_plugin_get_ready (void)
 {
   if (config.reserve) {
-    /* nbdkit mallocs a buffer for every request and frees it after the
-     * reply.  glibc serves buffers above M_MMAP_THRESHOLD (128 KiB, then
-     * adapting) with a fresh mmap, and gives the top of a heap back to
-     * the OS once M_TRIM_THRESHOLD is free there: either way the next
-     * request faults its buffer in again, the very thing the reserve is
-     * there to avoid.  Keep request buffers (up to 32 MiB, glibc's
-     * largest threshold) in the heap, and freed heap memory in the process.
+    /* The request path of a swap device must not fault in new memory
+     * (see the reserve in include/zram/zpool.h).  nbdkit keeps one data
+     * buffer per worker thread, grown with realloc to the largest request
+     * that thread has served, so reads and writes allocate nothing once
+     * each worker has served its largest size (measured: these settings
+     * change no fault count of a write workload).  What nbdkit still
+     * mallocs and frees per request (block-status extent lists; whole
+     * buffers in other servers) should come from the heap, not from a
+     * fresh mmap above M_MMAP_THRESHOLD, and freed heap memory should stay
+     * in the process rather than be trimmed and faulted in again.
      */
     if (mallopt (M_MMAP_THRESHOLD, ZRAM_MALLOC_MMAP_THRESHOLD) == 0 ||
         mallopt (M_TRIM_THRESHOLD, ZRAM_MALLOC_TRIM_THRESHOLD) == 0)

@@ -155,7 +155,7 @@ uint64_t
 zs_handle_get (struct zs_pool *p)
 {
   struct zs_stripe *st = &p->stripes[my_stripe ()];
-  struct timespec deadline = { 0, 0 };
+  struct zs_wait wait = ZS_WAIT_INIT;
   uint64_t h, first, i;
 
  again:
@@ -183,7 +183,7 @@ zs_handle_get (struct zs_pool *p)
         return 0;
       /* Short of populated table: wait for the refill thread. */
       pthread_mutex_lock (&p->page_lock);
-      if (zs_reserve_wait (p, &deadline)) {
+      if (zs_reserve_wait (p, &wait)) {
         pthread_mutex_unlock (&p->page_lock);
         goto again;
       }

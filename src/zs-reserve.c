@@ -66,6 +66,13 @@ passed (const struct timespec *deadline)
     (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
+static bool
+before (const struct timespec *a, const struct timespec *b)
+{
+  return a->tv_sec < b->tv_sec ||
+    (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 static void
 kick (struct zs_reserve *r)
 {
@@ -75,19 +82,35 @@ kick (struct zs_reserve *r)
   }
 }
 
+/* Waiting while the refill thread makes progress is waiting for memory
+ * that is there, being populated (a burst of writes drained the stock
+ * faster than one thread refills it): that must not fail a write.  Only a
+ * refill thread that adds nothing for wait_ms is a sign that the machine
+ * is out of memory (it waits in reclaim); then fail, so that the kernel
+ * can pick another page or call the OOM killer instead of stalling.
+ */
 bool
-zs_reserve_wait (struct zs_pool *p, struct timespec *deadline)
+zs_reserve_wait (struct zs_pool *p, struct zs_wait *w)
 {
   struct zs_reserve *r = &p->reserve;
+  const struct timespec *until;
 
-  if (deadline->tv_sec == 0 && deadline->tv_nsec == 0) {
+  if (!w->started) {
+    w->started = true;
+    w->seen = r->progress;
     __atomic_add_fetch (&r->empty, 1, __ATOMIC_RELAXED);
-    deadline_after (deadline, r->wait_ms);
+    deadline_after (&w->deadline, r->wait_ms);
+    deadline_after (&w->end, r->wait_ms * ZS_WAIT_MAX_FACTOR);
+  }
+  else if (r->progress != w->seen) {
+    w->seen = r->progress;
+    deadline_after (&w->deadline, r->wait_ms);
   }
   kick (r);
-  if (passed (deadline))
+  if (passed (&w->deadline) || passed (&w->end))
     return false;
-  pthread_cond_timedwait (&r->added, &p->page_lock, deadline);
+  until = before (&w->deadline, &w->end) ? &w->deadline : &w->end;
+  pthread_cond_timedwait (&r->added, &p->page_lock, until);
   return true;
 }
 
@@ -180,6 +203,7 @@ refill (struct zs_pool *p)
       break;
     }
     zs_block_add_free (p, b);
+    r->progress++;
     added++;
     since_gate += ZS_BLOCK_BYTES;
     /* Waiters can go on as soon as there is one block. */
@@ -230,6 +254,7 @@ refill_thread (void *arg)
   struct zs_pool *p = arg;
   struct zs_reserve *r = &p->reserve;
   struct timespec when;
+  uint64_t ready;
 
   pthread_setname_np (pthread_self (), "zram-reserve");
   pthread_mutex_lock (&p->page_lock);
@@ -244,8 +269,11 @@ refill_thread (void *arg)
     refill (p);
     trim (p);
     pthread_mutex_unlock (&p->page_lock);
+    ready = __atomic_load_n (&p->table_ready, __ATOMIC_RELAXED);
     zs_handle_prefault (p, r->table_margin);
     pthread_mutex_lock (&p->page_lock);
+    if (__atomic_load_n (&p->table_ready, __ATOMIC_RELAXED) != ready)
+      r->progress++;
     /* Also after a refill that failed: waiters check their deadline. */
     pthread_cond_broadcast (&r->added);
   }

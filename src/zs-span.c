@@ -365,7 +365,7 @@ reserve_check_low (struct zs_pool *p)
 struct zs_span *
 zs_span_get (struct zs_pool *p, struct zs_class *cls)
 {
-  struct timespec deadline = { 0, 0 };
+  struct zs_wait wait = ZS_WAIT_INIT;
   struct zs_span *s;
   struct zs_block *b;
   char *base;
@@ -396,7 +396,7 @@ zs_span_get (struct zs_pool *p, struct zs_class *cls)
     pthread_mutex_unlock (&p->page_lock);
     pthread_mutex_unlock (&cls->lock);
     pthread_mutex_lock (&p->page_lock);
-    if (!zs_reserve_wait (p, &deadline)) {
+    if (!zs_reserve_wait (p, &wait)) {
       zs_reserve_fail (p);
       pthread_mutex_unlock (&p->page_lock);
       class_lock (cls);

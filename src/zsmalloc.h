@@ -355,6 +355,8 @@ struct zs_reserve {
   bool kicked;                  /* page_lock: wake was signalled */
   bool stopping;                /* page_lock */
   bool running;                 /* the thread exists */
+  uint64_t progress;            /* page_lock: stock the thread added, in
+                                   blocks and handle-table steps */
   pthread_t thread;
   uint64_t refills;             /* atomic: refill rounds that added stock */
   uint64_t empty;               /* atomic: requests that found it short */
@@ -592,12 +594,22 @@ extern int zs_pages_discard (char *base, size_t bytes);
 
 /* zs-reserve.c: the request path found the reserve short (page_lock
  * held, no class lock): count it, wake the refill thread, and wait for it
- * to add stock until *deadline (set on the first call, when
- * deadline->tv_sec == 0).  Returns false once the deadline has passed
- * (the caller then fails with ENOMEM and counts it with zs_reserve_fail).
- * Stop the refill thread (pool being destroyed).
+ * to add stock.  w starts zeroed (ZS_WAIT_INIT) and carries the wait from
+ * call to call.  Returns false once the refill thread has added nothing
+ * for the reserve's wait_ms, or the whole wait has lasted
+ * ZS_WAIT_MAX_FACTOR times that (the caller then fails with ENOMEM and
+ * counts it with zs_reserve_fail).  Stop the refill thread (pool being
+ * destroyed).
  */
-extern bool zs_reserve_wait (struct zs_pool *p, struct timespec *deadline);
+#define ZS_WAIT_MAX_FACTOR 50
+struct zs_wait {
+  struct timespec deadline;     /* no progress by then: give up */
+  struct timespec end;          /* give up anyway */
+  uint64_t seen;                /* the refill thread's progress seen */
+  bool started;
+};
+#define ZS_WAIT_INIT { { 0, 0 }, { 0, 0 }, 0, false }
+extern bool zs_reserve_wait (struct zs_pool *p, struct zs_wait *w);
 extern void zs_reserve_fail (struct zs_pool *p);
 extern void zs_reserve_stop (struct zs_pool *p);
 extern int zs_set_reserve (struct zpool *pool, uint64_t bytes, unsigned wait_ms);

@@ -87,6 +87,7 @@ while kill -0 $qemu 2>/dev/null; do
 done
 wait $qemu
 rc=$?
+secs=$(( $(date +%s) - start ))
 # Show what the guest said (kernel log lines are few at loglevel=4).
 tr -d '\r' < "$log"
 echo "qemu exited with $rc after $secs s"

@@ -227,7 +227,8 @@ zram_plugin_config_complete (void)
   "mlock=true|false         Lock the server in RAM (use under swap).\n" \
   "reserve=SIZE             Pool memory kept ready for writes (default with\n" \
   "                         mlock=true: size/16, 4M to 64M; 0 = none).\n" \
-  "reserve-wait=MS          Longest wait of a write for the reserve (20)."
+  "reserve-wait=MS          Fail a write when the reserve is empty and its\n" \
+  "                         refill makes no progress for MS (20)."
 
 static void
 zram_plugin_dump_plugin (void)

@@ -169,9 +169,12 @@ extern void zpool_set_grow_gate (struct zpool *pool, zpool_grow_fn fn,
  * and one background thread, the only one that waits for memory, refills
  * it between a low watermark (half its size) and a high one (its size),
  * and gives back what exceeds its size by half.  When an allocation finds
- * the reserve short it wakes that thread and waits for it at most wait_ms
- * milliseconds, then fails with ENOMEM (counted in reserve_failed): the
- * caller fails that one write instead of stalling.
+ * the reserve short it wakes that thread and waits for it.  While the
+ * thread keeps adding memory the wait goes on (memory is there, a burst
+ * outran the refill); once it has added nothing for wait_ms milliseconds
+ * (it is waiting in reclaim: the machine is out of memory), or after 50
+ * times wait_ms in all, the allocation fails with ENOMEM (counted in
+ * reserve_failed): the caller fails that one write instead of stalling.
  *
  * The memory is populated, not locked: the process must lock its memory
  * (mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)) for the reserve to
@@ -185,7 +188,8 @@ extern void zpool_set_grow_gate (struct zpool *pool, zpool_grow_fn fn,
 #define ZPOOL_RESERVE_MAX_WAIT_MS 60000
 
 /* Give the pool a reserve of bytes (rounded up to whole 32 KiB blocks; at
- * least ZPOOL_RESERVE_MIN) with the longest wait of an allocation for it.
+ * least ZPOOL_RESERVE_MIN) and wait_ms, how long an allocation waits for
+ * a refill that makes no progress.
  * Call once, before the pool is shared and before zpool_reserve_start;
  * until then allocations behave as without a reserve.  Returns 0, or -1
  * with errno ENOTSUP (a pool kind without reserves: ZPOOL_MALLOC), EINVAL

@@ -23,6 +23,12 @@
 # thread's first, lazy, thread-local allocation abort the server.  (With
 # one arena for all, MALLOC_ARENA_MAX=1, that allocation found room in the
 # shared arena and the old plugin passed this test.)
+#
+# ZRAM_TEST_PARAMS adds plugin parameters to both runs.  With mlock=true
+# (test-enomem-ulimit-reserve: the default reserve) the writes must fail
+# for want of the reserve: its refill thread cannot map more, the stock
+# runs out, and writes fail after reserve-wait instead of waiting or
+# faulting; reserve_failed counts them (issue 11).
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
 requires nbdkit python3
@@ -34,12 +40,20 @@ if [ -n "${ZRAM_PRELOAD:-}" ]; then
        "address space, an address-space limit cannot be set"
   exit 77
 fi
+params=${ZRAM_TEST_PARAMS:-}
+case " $params " in
+*" mlock=true "*)
+  if [ "$(id -u)" != 0 ] && [ "$(ulimit -l)" != unlimited ]; then
+    echo "$0: SKIP: needs root or an unlimited 'ulimit -l' for mlock=true"
+    exit 77
+  fi ;;
+esac
 make_tmpdir
 headroom_mb=${ZRAM_TEST_HEADROOM_MB:-64}
 export MALLOC_ARENA_MAX=64
 
 # --- calibration ---------------------------------------------------------
-start_nbdkit "$tmpdir/cal.pid" "$tmpdir/cal.sock" 1G ctl="$tmpdir/cal.ctl"
+start_nbdkit "$tmpdir/cal.pid" "$tmpdir/cal.sock" 1G ctl="$tmpdir/cal.ctl" $params
 base_kb=$(python3 - "$tmpdir/cal.sock" "$(cat "$tmpdir/cal.pid")" <<'EOF'
 import sys, time, nbd
 
@@ -70,7 +84,7 @@ echo "calibration: VmPeak ${base_kb} kB; limit ulimit -v ${limit_kb}"
 (
   ulimit -v "$limit_kb"
   exec nbdkit -P "$tmpdir/pid" -U "$tmpdir/sock" "$ZRAM_PLUGIN" 1G \
-       ctl="$tmpdir/ctl" 2>"$tmpdir/log"
+       ctl="$tmpdir/ctl" $params 2>"$tmpdir/log"
 ) || fail "nbdkit did not start under ulimit -v $limit_kb: $(cat "$tmpdir/log")"
 cleanup_fn "kill_nbdkit '$tmpdir/pid'"
 for (( i = 0; i < 100; i++ )); do
@@ -82,6 +96,13 @@ pid=$(cat "$tmpdir/pid")
 python3 "$srcdir/enomem-client.py" --squeeze-address-space \
   "$tmpdir/sock" "$NBDZRAMCTL" "$tmpdir/ctl" "$pid"
 ! grep -i 'thread-local\|abort' "$tmpdir/log" || fail "nbdkit logged an abort"
+case " $params " in
+*" mlock=true "*)
+  st=$("$NBDZRAMCTL" -s "$tmpdir/ctl" stats)
+  echo "$st" | grep '^reserve_'
+  n=$(echo "$st" | sed -n 's/^reserve_failed=//p')
+  [ "${n:-0}" -gt 0 ] || fail "no write failed for want of the reserve" ;;
+esac
 state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || :
 [ -n "$state" ] && [ "$state" != Z ] || fail "nbdkit is gone"
 echo "$0: ok"

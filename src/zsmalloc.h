@@ -151,7 +151,9 @@
  *   MADV_POPULATE_WRITE    per span or per arena: populating costs what
  *                          faulting does (1.7-2.7 us a page, in batches of
  *                          1 to 512 pages), and per arena it fills 2 MiB
- *                          for each class in use
+ *                          for each class in use.  (The reserve uses it
+ *                          for another reason: to fault pages in on its
+ *                          own thread, so that a write need not.)
  *   MADV_HUGEPAGE arenas   2 MiB aligned: 0.15 us per 4 KiB when the kernel
  *                          has a huge page at hand, but 8.7 us per 4 KiB on
  *                          a first run (bench-core's first rep 11x slower),
@@ -179,7 +181,13 @@
  *
  * Virtual memory of arenas is given back only when a whole arena is free,
  * so a pool that shrank keeps its address space (not its RSS).  Handle
- * table chunks are never freed before zpool_destroy.  Handle indices are
+ * table chunks and header blocks are never freed before zpool_destroy
+ * (header blocks: about 1/50 of the peak pool for swap-sized objects).
+ * With a reserve, free pages of partly used blocks stay populated (they
+ * are stock, reported in reserve_free) and only whole free blocks are
+ * given back, so reserve_free can exceed the reserve's size by up to 7
+ * pages per partly used block after heavy churn; compaction, which
+ * empties spans, lets whole blocks come free.  Handle indices are
  * limited to ZS_MAX_HANDLES (2^30).  Compaction moves objects only within
  * a class; it cannot recover the rounding of objects up to their class
  * size, nor the last, partly used span of each class.

@@ -82,33 +82,68 @@ kick (struct zs_reserve *r)
   }
 }
 
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Is the refill thread unable to get memory: its last round failed (no
+ * memory, or the growth gate refused), or it has been inside a call that
+ * takes memory (mmap, populate) for wait_ms or more, waiting in reclaim?
+ * page_lock held.
+ */
+static bool
+refill_stuck (const struct zs_reserve *r)
+{
+  uint64_t since = __atomic_load_n (&r->busy_since, __ATOMIC_RELAXED);
+
+  return r->failing ||
+    (since != 0 && now_ns () - since >= (uint64_t) r->wait_ms * 1000000);
+}
+
 /* Waiting while the refill thread makes progress is waiting for memory
  * that is there, being populated (a burst of writes drained the stock
- * faster than one thread refills it): that must not fail a write.  Only a
- * refill thread that adds nothing for wait_ms is a sign that the machine
- * is out of memory (it waits in reclaim); then fail, so that the kernel
- * can pick another page or call the OOM killer instead of stalling.
+ * faster than one thread refills it): that must not fail a write.  Nor
+ * must a refill thread that merely did not get the CPU (a loaded machine,
+ * a slow VM).  Only a refill thread that can get no memory, because the
+ * machine is out of it (it waits in reclaim) or the growth gate refuses,
+ * is a reason to fail, once it has added nothing for wait_ms: then the
+ * kernel can pick another page or call the OOM killer instead of
+ * stalling.
  */
 bool
 zs_reserve_wait (struct zs_pool *p, struct zs_wait *w)
 {
   struct zs_reserve *r = &p->reserve;
   const struct timespec *until;
+  unsigned cap_ms;
 
   if (!w->started) {
     w->started = true;
     w->seen = r->progress;
     __atomic_add_fetch (&r->empty, 1, __ATOMIC_RELAXED);
     deadline_after (&w->deadline, r->wait_ms);
-    deadline_after (&w->end, r->wait_ms * ZS_WAIT_MAX_FACTOR);
+    cap_ms = r->wait_ms * ZS_WAIT_MAX_FACTOR;
+    deadline_after (&w->end, cap_ms > ZS_WAIT_MAX_MIN_MS ? cap_ms
+                                                         : ZS_WAIT_MAX_MIN_MS);
   }
   else if (r->progress != w->seen) {
     w->seen = r->progress;
     deadline_after (&w->deadline, r->wait_ms);
   }
   kick (r);
-  if (passed (&w->deadline) || passed (&w->end))
+  if (passed (&w->end))
     return false;
+  if (passed (&w->deadline)) {
+    if (refill_stuck (r))
+      return false;
+    /* No progress, but the thread is not stuck: look again later. */
+    deadline_after (&w->deadline, r->wait_ms);
+  }
   until = before (&w->deadline, &w->end) ? &w->deadline : &w->end;
   pthread_cond_timedwait (&r->added, &p->page_lock, until);
   return true;
@@ -182,13 +217,16 @@ refill (struct zs_pool *p)
         break;
       since_gate = 0;
     }
+    __atomic_store_n (&r->busy_since, now_ns (), __ATOMIC_RELAXED);
     b = zs_block_take_virgin (p);
     if (b == NULL) {
+      __atomic_store_n (&r->busy_since, 0, __ATOMIC_RELAXED);
       failed = 1;
       break;
     }
     pthread_mutex_unlock (&p->page_lock);
     failed = block_populate (b->base) == -1;
+    __atomic_store_n (&r->busy_since, 0, __ATOMIC_RELAXED);
     /* A populate that failed half way leaves some pages populated. */
     if (failed)
       zs_pages_discard (b->base, ZS_BLOCK_BYTES);
@@ -211,6 +249,8 @@ refill (struct zs_pool *p)
   }
   if (added > 0)
     __atomic_add_fetch (&r->refills, 1, __ATOMIC_RELAXED);
+  /* Stuck for waiters: a round that wanted memory and got none. */
+  r->failing = added == 0 && failed;
   return added == 0 && failed ? -1 : added;
 }
 

@@ -365,6 +365,11 @@ struct zs_reserve {
   bool running;                 /* the thread exists */
   uint64_t progress;            /* page_lock: stock the thread added, in
                                    blocks and handle-table steps */
+  uint64_t busy_since;          /* atomic: CLOCK_MONOTONIC ns at which the
+                                   thread entered a call that takes memory
+                                   (mmap, populate); 0 when outside one */
+  bool failing;                 /* page_lock: its last refill round wanted
+                                   memory and got none */
   pthread_t thread;
   uint64_t refills;             /* atomic: refill rounds that added stock */
   uint64_t empty;               /* atomic: requests that found it short */
@@ -604,12 +609,14 @@ extern int zs_pages_discard (char *base, size_t bytes);
  * held, no class lock): count it, wake the refill thread, and wait for it
  * to add stock.  w starts zeroed (ZS_WAIT_INIT) and carries the wait from
  * call to call.  Returns false once the refill thread has added nothing
- * for the reserve's wait_ms, or the whole wait has lasted
- * ZS_WAIT_MAX_FACTOR times that (the caller then fails with ENOMEM and
- * counts it with zs_reserve_fail).  Stop the refill thread (pool being
- * destroyed).
+ * for the reserve's wait_ms while it cannot get memory (its last round
+ * got none, or it has been in mmap or populate for wait_ms), or the whole
+ * wait has lasted ZS_WAIT_MAX_FACTOR times wait_ms, and at least
+ * ZS_WAIT_MAX_MIN_MS (the caller then fails with ENOMEM and counts it
+ * with zs_reserve_fail).  Stop the refill thread (pool being destroyed).
  */
 #define ZS_WAIT_MAX_FACTOR 50
+#define ZS_WAIT_MAX_MIN_MS 5000
 struct zs_wait {
   struct timespec deadline;     /* no progress by then: give up */
   struct timespec end;          /* give up anyway */

@@ -170,11 +170,14 @@ extern void zpool_set_grow_gate (struct zpool *pool, zpool_grow_fn fn,
  * it between a low watermark (half its size) and a high one (its size),
  * and gives back what exceeds its size by half.  When an allocation finds
  * the reserve short it wakes that thread and waits for it.  While the
- * thread keeps adding memory the wait goes on (memory is there, a burst
- * outran the refill); once it has added nothing for wait_ms milliseconds
- * (it is waiting in reclaim: the machine is out of memory), or after 50
- * times wait_ms in all, the allocation fails with ENOMEM (counted in
- * reserve_failed): the caller fails that one write instead of stalling.
+ * thread keeps adding memory, or merely has not had the CPU, the wait goes
+ * on (memory is there; a burst outran the refill, or the machine is
+ * busy).  Once it has added nothing for wait_ms milliseconds while it
+ * cannot get memory (its last attempt got none, or it has been in mmap or
+ * populate for wait_ms: waiting in reclaim, the machine is out of
+ * memory), or after 50 times wait_ms in all (and at least 5 s), the
+ * allocation fails with ENOMEM (counted in reserve_failed): the caller
+ * fails that one write instead of stalling.
  *
  * The memory is populated, not locked: the process must lock its memory
  * (mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)) for the reserve to

@@ -183,6 +183,7 @@ cmd_help (struct reply *r)
 {
   reply_line (r, "command=help");
   reply_line (r, "command=stats");
+  reply_line (r, "command=histograms");
   reply_line (r, "command=reset [force] [algorithm=NAME] [level=N]");
   reply_line (r, "command=compact");
   reply_line (r, "command=mem_limit SIZE");
@@ -216,6 +217,36 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "pool=%s", zpool_kind_name (s.pool));
   reply_line (r, "connections=%" PRIu64, s.openers);
   reply_line (r, "initialised=%d", s.initialised ? 1 : 0);
+  return reply_ok (r);
+}
+
+/* One line per histogram: "NAME=SUM C0 C1 ... Ck", the sum of the samples
+ * and the per-bucket counts (see include/zram/histogram.h), trailing
+ * empty buckets left out.
+ */
+static int
+cmd_histograms (struct zram *zram, struct reply *r)
+{
+  static const char *const names[ZRAM_HIST_NR] = {
+    [ZRAM_HIST_READ_US] = "read_latency_us",
+    [ZRAM_HIST_WRITE_US] = "write_latency_us",
+    [ZRAM_HIST_DISCARD_US] = "discard_latency_us",
+    [ZRAM_HIST_COMPR_SIZE] = "compressed_size_bytes",
+  };
+  char line[ZCTL_REPLY_MAX / ZRAM_HIST_NR];
+  struct zram_hist_snapshot snap;
+  int id, b, last;
+  size_t len;
+
+  for (id = 0; id < ZRAM_HIST_NR; id++) {
+    zram_get_histogram (zram, id, &snap);
+    for (last = ZRAM_HIST_BUCKETS - 1; last > 0 && snap.count[last] == 0; last--)
+      ;
+    len = snprintf (line, sizeof line, "%" PRIu64, snap.sum);
+    for (b = 0; b <= last && len < sizeof line; b++)
+      len += snprintf (line + len, sizeof line - len, " %" PRIu64, snap.count[b]);
+    reply_line (r, "%s=%s", names[id], line);
+  }
   return reply_ok (r);
 }
 
@@ -373,6 +404,8 @@ zctl_execute (struct zram *zram, const char *line, size_t len,
     ret = cmd_help (&r);
   else if (strcmp (words[0], "stats") == 0 && n == 1)
     ret = cmd_stats (zram, &r);
+  else if (strcmp (words[0], "histograms") == 0 && n == 1)
+    ret = cmd_histograms (zram, &r);
   else if (strcmp (words[0], "reset") == 0)
     ret = cmd_reset (zram, &r, words, n);
   else if (strcmp (words[0], "compact") == 0 && n == 1)
@@ -382,6 +415,7 @@ zctl_execute (struct zram *zram, const char *line, size_t len,
   else if (strcmp (words[0], "mem_used_max") == 0)
     ret = cmd_mem_used_max (zram, &r, words, n);
   else if (strcmp (words[0], "help") == 0 || strcmp (words[0], "stats") == 0 ||
+           strcmp (words[0], "histograms") == 0 ||
            strcmp (words[0], "compact") == 0)
     ret = reply_error (&r, EINVAL, "'%s' takes no arguments", words[0]);
   else

@@ -33,6 +33,15 @@ zram_close (struct zram *z)
   __atomic_sub_fetch (&z->openers, 1, __ATOMIC_ACQ_REL);
 }
 
+/* --- metrics ------------------------------------------------------------ */
+
+void
+zram_get_histogram (struct zram *z, enum zram_hist_id id,
+                    struct zram_hist_snapshot *out)
+{
+  zram_hist_read (&z->hist[id], out);
+}
+
 /* --- control path -------------------------------------------------------- */
 
 int

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "zram/histogram.h"
 #include "zram/slot.h"
 #include "zram/zram.h"
 #include "rcu.h"
@@ -55,6 +56,10 @@ struct zram {
   uint64_t offline_reads;     /* atomic: reads failed while unpublished */
   uint64_t offline_writes;    /* atomic: writes failed while unpublished */
   int rcu_sync;               /* address for ThreadSanitizer's benefit */
+  /* Metrics for the process's life (a reset does not clear them, so
+   * they stay monotonic counters): see zram_get_histogram.
+   */
+  struct zram_hist hist[ZRAM_HIST_NR];
 };
 
 #define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)

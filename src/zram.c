@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "zram-impl.h"
 
@@ -188,6 +189,7 @@ prepare_page (struct zram *z, struct zram_meta *m, const unsigned char *src,
     st->handle = word;
     st->size = 0;
     st->flags = SLOT_BIT (SLOT_SAME);
+    zram_hist_add (&z->hist[ZRAM_HIST_COMPR_SIZE], 0);
     return 0;
   }
 
@@ -219,6 +221,7 @@ prepare_page (struct zram *z, struct zram_meta *m, const unsigned char *src,
     return -1;
   }
   update_mem_used_max (m, total);
+  zram_hist_add (&z->hist[ZRAM_HIST_COMPR_SIZE], st->size);
 
   dst = zpool_map (m->pool, h, ZPOOL_MAP_WO);
   memcpy (dst, data, st->size);
@@ -397,8 +400,23 @@ discard_full_page (struct zram_meta *m, uint64_t index)
                 ZRAM_PAGE_SIZE - (off) : end_ - pos_, 1);                      \
        pos_ += (n))
 
-/* What a data request does to each page it covers. */
-enum io_op { IO_READ, IO_WRITE, IO_DISCARD };
+/* What a data request does to each page it covers; the values index the
+ * latency histograms.
+ */
+enum io_op {
+  IO_READ = ZRAM_HIST_READ_US,
+  IO_WRITE = ZRAM_HIST_WRITE_US,
+  IO_DISCARD = ZRAM_HIST_DISCARD_US,
+};
+
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* The common frame of every data request: enter the read-side section,
  * check the range against the live size, apply op page by page (stopping
@@ -410,6 +428,7 @@ static int
 do_io (struct zram *z, enum io_op op, unsigned char *buf, uint32_t count,
        uint64_t offset)
 {
+  uint64_t start = now_ns ();
   struct zram_meta *m = meta_get (z);
   uint64_t index;
   size_t off, n;
@@ -449,6 +468,7 @@ do_io (struct zram *z, enum io_op op, unsigned char *buf, uint32_t count,
     STAT_ADD (*(op == IO_READ ? &m->stats.failed_reads
                                : &m->stats.failed_writes), 1);
   meta_put (z);
+  zram_hist_add (&z->hist[op], (now_ns () - start) / 1000);
   return r;
 }
 

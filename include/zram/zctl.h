@@ -16,6 +16,17 @@
  *
  *   help                                  list the commands
  *   stats                                 key=value lines, see below
+ *   histograms                            one line per histogram:
+ *                                         NAME=SUM C0 C1 ... Ck, the sum
+ *                                         of the samples and the count of
+ *                                         each log2 bucket (bucket i: up
+ *                                         to 2^i; trailing zeroes left
+ *                                         out); NAME is read_latency_us,
+ *                                         write_latency_us,
+ *                                         discard_latency_us (request
+ *                                         wall time in microseconds) and
+ *                                         compressed_size_bytes (pool
+ *                                         bytes per stored page)
  *   reset [force] [algorithm=NAME] [level=N]
  *                                         zram_reset; without "force" it
  *                                         fails with EBUSY while connections
@@ -47,7 +58,7 @@
 #define ZCTL_LINE_MAX 256
 
 /* A reply buffer of this many bytes always holds the whole reply. */
-#define ZCTL_REPLY_MAX 2048
+#define ZCTL_REPLY_MAX 4096
 
 /* Most whitespace-separated words a command line may have. */
 #define ZCTL_MAX_WORDS 8

@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "zram/histogram.h"
 #include "zram/zcomp.h"
 #include "zram/zpool.h"
 
@@ -157,6 +158,27 @@ extern void zram_get_stats (struct zram *zram, struct zram_stats *stats);
  * the pool beyond it fail with ENOSPC; stored data is untouched.
  */
 extern void zram_set_mem_limit (struct zram *zram, uint64_t bytes);
+
+/* Histograms kept since zram_create (a reset does not clear them):
+ *   ZRAM_HIST_READ_US     wall time of each zram_read, microseconds
+ *   ZRAM_HIST_WRITE_US    the same for zram_write
+ *   ZRAM_HIST_DISCARD_US  the same for zram_discard (trim, write-zeroes)
+ *   ZRAM_HIST_COMPR_SIZE  bytes of pool each stored page took: 0 for a
+ *                         same-filled page, 4096 for a huge one
+ * Failed requests are timed too; requests refused before they start
+ * (device not initialised) are not.
+ */
+enum zram_hist_id {
+  ZRAM_HIST_READ_US,
+  ZRAM_HIST_WRITE_US,
+  ZRAM_HIST_DISCARD_US,
+  ZRAM_HIST_COMPR_SIZE,
+  ZRAM_HIST_NR
+};
+
+/* Sum histogram id into *out.  Safe at any time, from any thread. */
+extern void zram_get_histogram (struct zram *zram, enum zram_hist_id id,
+                                struct zram_hist_snapshot *out);
 
 /* Reset mem_used_max to the current mem_used_total. */
 extern void zram_reset_mem_used_max (struct zram *zram);

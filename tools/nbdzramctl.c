@@ -18,6 +18,7 @@
 #include <sys/un.h>
 
 #include "zram/zctl.h"
+#include "ctl-format.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -63,6 +64,8 @@ usage (FILE *fp)
 "  %s -s SOCKET reset [--force] [--algorithm NAME [--level N]]\n"
 "  %s -s SOCKET compact\n"
 "  %s -s SOCKET mem-limit SIZE             e.g. 512M; 0 = no limit\n"
+"  %s -s SOCKET mm_stat|io_stat|bd_stat    the kernel zram's sysfs lines\n"
+"  %s -s SOCKET metrics                    Prometheus text format\n"
 "\n"
 "Options:\n"
 "  -s, --socket PATH   the plugin's ctl= socket (or $NBDZRAMCTL_SOCKET)\n"
@@ -71,7 +74,8 @@ usage (FILE *fp)
 "  -J, --json          JSON output (table and stats)\n"
 "  -h, --help          this help\n"
 "  -V, --version       print the version\n",
-           progname, progname, progname, progname, progname);
+           progname, progname, progname, progname, progname, progname,
+           progname);
 }
 
 static int
@@ -421,6 +425,53 @@ show_stats (bool json)
   return EXIT_OK;
 }
 
+/* The stats (and, if hists is not NULL, the histograms) of the device at
+ * socket_path, as a struct ctl_device whose strings live in the replies.
+ */
+static void
+fetch_device (struct ctl_device *dev, struct reply *stats,
+              struct ctl_kv *skv, struct reply *hists, struct ctl_kv *hkv)
+{
+  size_t i;
+
+  run_command ("stats", stats);
+  check_refused (stats);
+  for (i = 0; i < stats->nkv; i++)
+    skv[i] = (struct ctl_kv) { stats->kv[i].key, stats->kv[i].value };
+  *dev = (struct ctl_device) { .name = socket_path, .stats = skv,
+                               .nstats = stats->nkv };
+  if (hists) {
+    run_command ("histograms", hists);
+    check_refused (hists);
+    for (i = 0; i < hists->nkv; i++)
+      hkv[i] = (struct ctl_kv) { hists->kv[i].key, hists->kv[i].value };
+    dev->hists = hkv;
+    dev->nhists = hists->nkv;
+  }
+}
+
+static int
+show_kstat (enum ctl_kstat which)
+{
+  static struct reply stats;
+  struct ctl_kv skv[MAX_KEYS];
+  struct ctl_device dev;
+
+  fetch_device (&dev, &stats, skv, NULL, NULL);
+  return ctl_print_kstat (stdout, stderr, which, &dev) == 0 ? EXIT_OK : EXIT_COMM;
+}
+
+static int
+show_metrics (void)
+{
+  static struct reply stats, hists;
+  struct ctl_kv skv[MAX_KEYS], hkv[MAX_KEYS];
+  struct ctl_device dev;
+
+  fetch_device (&dev, &stats, skv, &hists, hkv);
+  return ctl_print_metrics (stdout, stderr, &dev, 1) == 0 ? EXIT_OK : EXIT_COMM;
+}
+
 /* Words sent to the server must not split or end the command line. */
 static const char *
 check_word (const char *what, const char *w)
@@ -525,6 +576,14 @@ main (int argc, char **argv)
     return show_stats (json);
   if (strcmp (sub, "reset") == 0 && nargs == 1)
     return cmd_reset (force, algo, level);
+  if (strcmp (sub, "mm_stat") == 0 && nargs == 1)
+    return show_kstat (KSTAT_MM);
+  if (strcmp (sub, "io_stat") == 0 && nargs == 1)
+    return show_kstat (KSTAT_IO);
+  if (strcmp (sub, "bd_stat") == 0 && nargs == 1)
+    return show_kstat (KSTAT_BD);
+  if (strcmp (sub, "metrics") == 0 && nargs == 1)
+    return show_metrics ();
   if (strcmp (sub, "compact") == 0 && nargs == 1)
     return simple_command ("compact");
   if (strcmp (sub, "mem-limit") == 0 && nargs == 2) {

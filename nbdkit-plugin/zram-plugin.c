@@ -19,6 +19,7 @@
 
 #include "zram/compiler.h"
 #include "zram/compactor.h"
+#include "zram/size.h"
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
 
@@ -37,6 +38,7 @@ static struct zram_config config = {
   .pool = ZPOOL_ZS,
 };
 static bool size_given;
+static uint64_t mem_limit;         /* mem_limit=SIZE; 0 = none */
 static bool level_given;
 static bool lock_memory;           /* mlock=true */
 static char *ctl_path;             /* ctl=PATH, made absolute */
@@ -59,28 +61,47 @@ zram_plugin_unload (void)
   free (ctl_path);
 }
 
+/* Sizes parse as everywhere else in the project (include/zram/size.h),
+ * not with nbdkit_parse_size, which refuses "4GiB".
+ */
+static int
+parse_size (const char *key, const char *value, uint64_t *bytes)
+{
+  if (zram_parse_size (value, bytes) == 0)
+    return 0;
+  if (errno == ERANGE)
+    nbdkit_error ("%s: '%s' is too large (more than 2^64 - 1 bytes)", key, value);
+  else
+    nbdkit_error ("%s: '%s' is not a size: use " ZRAM_SIZE_SYNTAX, key, value);
+  return -1;
+}
+
 static int
 zram_plugin_config (const char *key, const char *value)
 {
   if (strcmp (key, "size") == 0) {
-    int64_t r = nbdkit_parse_size (value);
+    uint64_t r;
 
-    if (r == -1)
-      return -1;              /* nbdkit_parse_size reported it */
-    if (r <= 0) {
+    if (parse_size (key, value, &r) == -1)
+      return -1;
+    if (r == 0) {
       nbdkit_error ("size: the device size must be greater than 0 "
                     "(for example size=4G)");
       return -1;
     }
-    if ((uint64_t) r > ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE) {
-      nbdkit_error ("size: %" PRIi64 " bytes is too large; the largest "
+    if (r > ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE) {
+      nbdkit_error ("size: %" PRIu64 " bytes is too large; the largest "
                     "device is %" PRIu64 " bytes", r,
                     ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE);
       return -1;
     }
     /* Round up to whole pages, like zram's disksize. */
-    config.disksize = ((uint64_t) r + ZRAM_PAGE_SIZE - 1) & ~(uint64_t) (ZRAM_PAGE_SIZE - 1);
+    config.disksize = (r + ZRAM_PAGE_SIZE - 1) & ~(uint64_t) (ZRAM_PAGE_SIZE - 1);
     size_given = true;
+  }
+  else if (strcmp (key, "mem_limit") == 0) {
+    if (parse_size (key, value, &mem_limit) == -1)
+      return -1;
   }
   else if (strcmp (key, "algorithm") == 0) {
     if (zcomp_parse_algo (value, &config.algo) == -1) {
@@ -118,7 +139,7 @@ zram_plugin_config (const char *key, const char *value)
   }
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
-                  "pool, ctl, mlock (see nbdkit-zram-plugin(1))", key);
+                  "pool, mem_limit, ctl, mlock (see nbdkit-zram-plugin(1))", key);
     return -1;
   }
   return 0;
@@ -156,6 +177,7 @@ zram_plugin_config_complete (void)
   "algorithm=lz4|lz4hc|zstd Compression algorithm (default lz4).\n" \
   "level=N                  Level for lz4hc (1-12) or zstd (1-22).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
+  "mem_limit=SIZE           Most memory the pool may use, e.g. 2G (default none).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
   "mlock=true|false         Lock the server in RAM (use under swap)."
 
@@ -177,6 +199,7 @@ zram_plugin_get_ready (void)
                   config.disksize >> ZRAM_PAGE_SHIFT);
     return -1;
   }
+  zram_set_mem_limit (zram, mem_limit);
   /* Bind the control socket here, where errors reach the user; its thread
    * must wait for .after_fork.
    */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zram/size.h"
 #include "zram/zctl.h"
 #include "zram/zram.h"
 
@@ -117,47 +118,6 @@ reply_copy (const struct reply *r, char *out, size_t cap)
   memcpy (out, r->buf, keep);
   memcpy (out + keep, r->buf + last, r->len - last);
   out[keep + r->len - last] = '\0';
-}
-
-int
-zctl_parse_size (const char *str, unsigned long long *bytes)
-{
-  unsigned long long v = 0;
-  unsigned shift = 0;
-  const char *p = str;
-
-  if (*p < '0' || *p > '9') {
-    errno = EINVAL;
-    return -1;
-  }
-  for (; *p >= '0' && *p <= '9'; p++) {
-    unsigned d = *p - '0';
-    if (v > (~0ULL - d) / 10) {
-      errno = ERANGE;
-      return -1;
-    }
-    v = v * 10 + d;
-  }
-  switch (*p) {
-  case 'k': case 'K': shift = 10; p++; break;
-  case 'm': case 'M': shift = 20; p++; break;
-  case 'g': case 'G': shift = 30; p++; break;
-  case 't': case 'T': shift = 40; p++; break;
-  }
-  if (shift > 0 && (p[0] == 'i' || p[0] == 'I') && (p[1] == 'B' || p[1] == 'b'))
-    p += 2;
-  else if (*p == 'B' || *p == 'b')
-    p++;
-  if (*p != '\0') {
-    errno = EINVAL;
-    return -1;
-  }
-  if (shift > 0 && v > (~0ULL >> shift)) {
-    errno = ERANGE;
-    return -1;
-  }
-  *bytes = v << shift;
-  return 0;
 }
 
 /* A decimal int with optional leading '-', nothing else.  0 or -1. */
@@ -329,14 +289,13 @@ cmd_compact (struct zram *zram, struct reply *r)
 static int
 cmd_mem_limit (struct zram *zram, struct reply *r, char **words, size_t n)
 {
-  unsigned long long bytes;
+  uint64_t bytes;
 
   if (n != 2)
     return reply_error (r, EINVAL, "usage: mem_limit SIZE (e.g. 512M; 0 = none)");
-  if (zctl_parse_size (words[1], &bytes) == -1)
-    return reply_error (r, errno, "mem_limit: bad size '%s' "
-                        "(bytes, or a number with suffix K, M, G or T)",
-                        words[1]);
+  if (zram_parse_size (words[1], &bytes) == -1)
+    return reply_error (r, errno, "mem_limit: '%.64s' is not a size: use "
+                        ZRAM_SIZE_SYNTAX, words[1]);
   zram_set_mem_limit (zram, bytes);
   return reply_ok (r);
 }

@@ -17,6 +17,7 @@
 #include <sys/time.h>
 #include <sys/un.h>
 
+#include "zram/size.h"
 #include "zram/zctl.h"
 #include "ctl-format.h"
 
@@ -587,7 +588,19 @@ main (int argc, char **argv)
   if (strcmp (sub, "compact") == 0 && nargs == 1)
     return simple_command ("compact");
   if (strcmp (sub, "mem-limit") == 0 && nargs == 2) {
-    snprintf (cmd, sizeof cmd, "mem_limit %s", check_word ("size", argv[optind + 1]));
+    const char *size = argv[optind + 1];
+    uint64_t limit;
+
+    /* The server parses it the same way; checking here first gives the
+     * same message without a round trip.
+     */
+    if (zram_parse_size (size, &limit) == -1) {
+      fprintf (stderr, "%s: mem-limit: '%s' is %s\n", progname, size,
+               errno == ERANGE ? "too large (more than 2^64 - 1 bytes)"
+               : "not a size: use " ZRAM_SIZE_SYNTAX);
+      return EXIT_USAGE;
+    }
+    snprintf (cmd, sizeof cmd, "mem_limit %s", size);
     return simple_command (cmd);
   }
   fprintf (stderr, "%s: unknown command or wrong arguments: %s "

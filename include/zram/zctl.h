@@ -33,8 +33,8 @@
  *                                         are open
  *   compact                               zram_compact; replies
  *                                         pages_compacted=N
- *   mem_limit SIZE                        SIZE in bytes or with a K/M/G/T
- *                                         suffix (powers of 1024); 0 = none
+ *   mem_limit SIZE                        SIZE as in include/zram/size.h
+ *                                         (e.g. 512M); 0 = none
  *   mem_used_max 0                        restart the peak at the current use
  *
  * "stats" replies with these keys, in this order (zram's names and units;
@@ -79,12 +79,5 @@ struct zram;
 extern int zctl_execute (struct zram *zram, const char *line, size_t len,
                          char *reply, size_t reply_cap);
 
-/* Parse a size: decimal digits, optionally followed by one of K, M, G, T
- * (case-insensitive, powers of 1024), optionally followed by "B" or "iB":
- * "0", "4096", "64K", "2GiB".  Fractions ("1.5G") and signs are refused.
- * Returns 0 and sets *bytes, or -1 (errno EINVAL on syntax, ERANGE on
- * overflow).  Used by the server and by the nbdzramctl client alike.
- */
-extern int zctl_parse_size (const char *str, unsigned long long *bytes);
 
 #endif /* ZRAM_ZCTL_H */

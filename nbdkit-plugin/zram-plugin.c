@@ -7,12 +7,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -251,20 +253,57 @@ zram_plugin_cleanup (void)
   ctl_server = NULL;
 }
 
+/* The process id of the client at the other end of a unix socket, or 0:
+ * nbdzramctl names the device after the /dev/nbdX whose nbd-client it is.
+ */
+static int
+client_pid (void)
+{
+  struct sockaddr_storage addr;
+  socklen_t len = sizeof addr;
+  int64_t pid;
+
+  if (nbdkit_peer_name ((struct sockaddr *) &addr, &len) == -1 ||
+      addr.ss_family != AF_UNIX)
+    return 0;
+  pid = nbdkit_peer_pid ();
+  return pid > 0 && pid <= INT_MAX ? (int) pid : 0;
+}
+
+/* A connection's handle: the client pid noted with the device. */
+struct connection {
+  int pid;                      /* 0 = unknown or not noted */
+};
+
 static void *
 zram_plugin_open (int readonly UNUSED)
 {
-  if (zram_open (zram) == -1) {
-    nbdkit_error ("device is being reset; try again");
+  struct connection *c = calloc (1, sizeof *c);
+
+  if (c == NULL) {
+    nbdkit_error ("open: %m");
     return NULL;
   }
-  return NBDKIT_HANDLE_NOT_NEEDED;
+  if (zram_open (zram) == -1) {
+    nbdkit_error ("device is being reset; try again");
+    free (c);
+    return NULL;
+  }
+  c->pid = client_pid ();
+  if (c->pid > 0 && zram_client_pid_add (zram, c->pid) == -1)
+    c->pid = 0;                 /* more clients than remembered: unnamed */
+  return c;
 }
 
 static void
-zram_plugin_close (void *handle UNUSED)
+zram_plugin_close (void *handle)
 {
+  struct connection *c = handle;
+
+  if (c->pid > 0)
+    zram_client_pid_remove (zram, c->pid);
   zram_close (zram);
+  free (c);
 }
 
 static int64_t

@@ -177,6 +177,16 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "pool=%s", zpool_kind_name (s.pool));
   reply_line (r, "connections=%" PRIu64, s.openers);
   reply_line (r, "initialised=%d", s.initialised ? 1 : 0);
+  {
+    int pids[ZRAM_MAX_CLIENT_PIDS];
+    size_t i, n = zram_client_pids (zram, pids, ZRAM_MAX_CLIENT_PIDS);
+    char list[ZRAM_MAX_CLIENT_PIDS * 12] = "";
+    size_t len = 0;
+
+    for (i = 0; i < n; i++)
+      len += snprintf (list + len, sizeof list - len, "%s%d", i ? "," : "", pids[i]);
+    reply_line (r, "client_pids=%s", list);
+  }
   return reply_ok (r);
 }
 

@@ -60,6 +60,8 @@ struct zram {
    * they stay monotonic counters): see zram_get_histogram.
    */
   struct zram_hist hist[ZRAM_HIST_NR];
+  pthread_mutex_t clients_lock;  /* guards client_pids */
+  int client_pids[ZRAM_MAX_CLIENT_PIDS];  /* 0 = free */
 };
 
 #define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)

@@ -127,6 +127,7 @@ zram_create (const struct zram_config *config)
   }
   z->disksize = config->disksize;
   pthread_mutex_init (&z->ctl_lock, NULL);
+  pthread_mutex_init (&z->clients_lock, NULL);
   return z;
 }
 
@@ -137,6 +138,7 @@ zram_destroy (struct zram *z)
     return;
   zram_meta_destroy (z->meta);
   pthread_mutex_destroy (&z->ctl_lock);
+  pthread_mutex_destroy (&z->clients_lock);
   free (z);
 }
 

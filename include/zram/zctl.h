@@ -41,7 +41,10 @@
  * see struct zram_stats): disksize orig_data_size compr_data_size
  * mem_used_total mem_limit mem_used_max same_pages pages_compacted
  * huge_pages huge_pages_since failed_reads failed_writes invalid_io
- * notify_free algorithm level pool connections initialised.  Clients must
+ * notify_free algorithm level pool connections initialised client_pids
+ * (a comma-separated list of the process ids of the NBD clients that
+ * have the device open, where the server knows them; may be empty).
+ * Clients must
  * ignore keys they do not know: more may be added.
  *
  * A command that fails changes nothing.  This module is a pure function of

@@ -134,6 +134,20 @@ extern int zram_extents (struct zram *zram, uint32_t count, uint64_t offset,
 extern int zram_open (struct zram *zram);
 extern void zram_close (struct zram *zram);
 
+/* Who has the device open, for tools that want to name it (the kernel
+ * device an NBD client attached it as): the caller notes each opener's
+ * process id (> 0) after a successful zram_open and forgets it before
+ * zram_close.  At most ZRAM_MAX_CLIENT_PIDS are remembered; more are
+ * ignored (zram_client_pid_add then returns -1 with errno ENOSPC; nothing
+ * else depends on it).  zram_client_pids copies up to cap of them into
+ * pids and returns how many it copied.  Thread-safe; takes a mutex of its
+ * own, never the data path's.
+ */
+#define ZRAM_MAX_CLIENT_PIDS 64
+extern int zram_client_pid_add (struct zram *zram, int pid);
+extern void zram_client_pid_remove (struct zram *zram, int pid);
+extern size_t zram_client_pids (struct zram *zram, int *pids, size_t cap);
+
 /* --- control path -------------------------------------------------------- */
 
 /* Throw away all data and start again with an empty device of the same size.

@@ -203,12 +203,13 @@ raw_pass (enum raw kind, enum zcomp_algo algo, const struct pagelist *pl,
   ZSTD_CCtx *cctx = ZSTD_createCCtx ();
   ZSTD_DCtx *dctx = ZSTD_createDCtx ();
   struct zcomp *zc = zcomp_create (algo, 0);
+  struct zcomp_scratch *scratch = zcomp_scratch_create ();
   int level = zc ? zcomp_get_level (zc) : 0;
   double t0, t1, t2;
   uint64_t i;
   int ret = -1;
 
-  if (!out || !lens || !cctx || !dctx || !zc) {
+  if (!out || !lens || !cctx || !dctx || !zc || !scratch) {
     fprintf (stderr, "bench-core: raw codec setup failed\n");
     goto out;
   }
@@ -229,7 +230,7 @@ raw_pass (enum raw kind, enum zcomp_algo algo, const struct pagelist *pl,
       break;
     }
     default:
-      lens[j] = zcomp_compress (zc, src, PAGE, dst, (size_t) cap);
+      lens[j] = zcomp_compress (zc, scratch, src, PAGE, dst, (size_t) cap);
       break;
     }
     if (lens[j] <= 0) {
@@ -250,7 +251,7 @@ raw_pass (enum raw kind, enum zcomp_algo algo, const struct pagelist *pl,
       ok = ZSTD_decompressDCtx (dctx, back, PAGE, src, (size_t) lens[i]) == PAGE;
       break;
     default:
-      ok = zcomp_decompress (zc, src, (size_t) lens[i], back, PAGE) == 0;
+      ok = zcomp_decompress (zc, scratch, src, (size_t) lens[i], back, PAGE) == 0;
       break;
     }
     if (!ok) {
@@ -265,6 +266,7 @@ raw_pass (enum raw kind, enum zcomp_algo algo, const struct pagelist *pl,
  out:
   if (zc)
     zcomp_destroy (zc);
+  zcomp_scratch_destroy (scratch);
   ZSTD_freeDCtx (dctx);
   ZSTD_freeCCtx (cctx);
   free (lens);

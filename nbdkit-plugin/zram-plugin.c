@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,11 +50,23 @@ static struct zram *zram;
 static struct zctl_server *ctl_server;
 static struct zram_compactor *compactor;
 
-/* Whether this worker thread has tried PR_SET_IO_FLUSHER, and whether the
- * one warning about a refusal has been printed.
+/* Whether this worker thread has tried PR_SET_IO_FLUSHER (a non-NULL
+ * value under io_flusher_key), and whether the one warning about a refusal
+ * has been printed.  A pthread key, not a __thread variable: glibc
+ * allocates a dlopened plugin's thread-local storage on the thread's first
+ * access and aborts the server if that fails (see
+ * include/zram/thread-ctx.h).  Its key is made at load, among the first,
+ * so pthread_setspecific allocates nothing.
  */
-static __thread bool io_flusher_tried;
+static pthread_key_t io_flusher_key;
+static bool io_flusher_key_ok;
 static bool io_flusher_warned;
+
+static void
+zram_plugin_load (void)
+{
+  io_flusher_key_ok = pthread_key_create (&io_flusher_key, NULL) == 0;
+}
 
 static void
 zram_plugin_unload (void)
@@ -61,6 +74,8 @@ zram_plugin_unload (void)
   zram_destroy (zram);
   zram = NULL;
   free (ctl_path);
+  if (io_flusher_key_ok)
+    pthread_key_delete (io_flusher_key);
 }
 
 /* Sizes parse as everywhere else in the project (include/zram/size.h),
@@ -354,9 +369,14 @@ zram_plugin_can_fast_zero (void *handle UNUSED)
 static void
 mark_io_flusher (void)
 {
-  if (io_flusher_tried)
-    return;
-  io_flusher_tried = true;
+  /* Without the key (or if setspecific fails), try on every request: the
+   * prctl is idempotent.
+   */
+  if (io_flusher_key_ok) {
+    if (pthread_getspecific (io_flusher_key) != NULL)
+      return;
+    (void) pthread_setspecific (io_flusher_key, &io_flusher_key);
+  }
   if (prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0) == -1 &&
       !__atomic_exchange_n (&io_flusher_warned, true, __ATOMIC_RELAXED)) {
     /* With mlock=true the user told us this device holds swap: then the
@@ -458,6 +478,7 @@ static struct nbdkit_plugin plugin = {
   .longname          = "nbdkit zram-style compressed RAM disk plugin",
   .description       = "A compressed RAM disk modelled on Linux zram.",
   .magic_config_key  = "size",
+  .load              = zram_plugin_load,
   .unload            = zram_plugin_unload,
   .config            = zram_plugin_config,
   .config_complete   = zram_plugin_config_complete,

@@ -3,11 +3,13 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "zram/compactor.h"
+#include "zram/thread-ctx.h"
 #include "zram/zram.h"
 
 struct zram_compactor {
@@ -17,6 +19,8 @@ struct zram_compactor {
   pthread_t thread;
   pthread_mutex_t lock;
   pthread_cond_t cond;          /* CLOCK_MONOTONIC */
+  sem_t ready;                  /* posted once the thread has its context */
+  int start_errno;              /* 0, or why the thread refused to run */
   bool stopping;                /* lock */
   bool kicked;                  /* lock */
   uint64_t runs;                /* lock */
@@ -56,6 +60,16 @@ compactor_thread (void *arg)
   struct zram_stats st;
   struct timespec when;
   int64_t pages;
+
+  /* Allocate what the statistics and compaction calls need now, where the
+   * starter can report a failure, not lazily in the middle of a run.
+   */
+  if (zram_thread_ctx_get () == NULL) {
+    c->start_errno = errno;
+    sem_post (&c->ready);
+    return NULL;
+  }
+  sem_post (&c->ready);
 
   pthread_mutex_lock (&c->lock);
   while (!c->stopping) {
@@ -121,15 +135,31 @@ zram_compactor_start (struct zram *zram, unsigned interval_ms, double threshold)
   pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
   pthread_cond_init (&c->cond, &attr);
   pthread_condattr_destroy (&attr);
-  err = pthread_create (&c->thread, NULL, compactor_thread, c);
-  if (err != 0) {
-    pthread_cond_destroy (&c->cond);
-    pthread_mutex_destroy (&c->lock);
-    free (c);
-    errno = err;
-    return NULL;
+  if (sem_init (&c->ready, 0, 0) == -1) {
+    err = errno;
+    goto out_free;
   }
+  err = pthread_create (&c->thread, NULL, compactor_thread, c);
+  if (err != 0)
+    goto out_sem;
+  while (sem_wait (&c->ready) == -1 && errno == EINTR)
+    ;
+  err = c->start_errno;
+  if (err != 0) {
+    pthread_join (c->thread, NULL);
+    goto out_sem;
+  }
+  sem_destroy (&c->ready);
   return c;
+
+ out_sem:
+  sem_destroy (&c->ready);
+ out_free:
+  pthread_cond_destroy (&c->cond);
+  pthread_mutex_destroy (&c->lock);
+  free (c);
+  errno = err;
+  return NULL;
 }
 
 void

@@ -2,8 +2,6 @@
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>
-#include <pthread.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,77 +24,33 @@ struct zcomp {
   int level;
 };
 
-/* Scratch state of one thread, created piecemeal on first use of each
- * algorithm.  A thread keeps it for its lifetime and can serve every zcomp,
- * because none of it depends on the level: levels are passed per call.
+/* The state of one caller (a thread), created piecemeal on first use of
+ * each algorithm.  None of it depends on the level: levels are passed per
+ * call, so one scratch serves every zcomp.
  */
-struct zcomp_thread_state {
+struct zcomp_scratch {
   void *lz4;              /* LZ4_sizeofState() bytes */
   void *lz4hc;            /* LZ4_sizeofStateHC() bytes */
   ZSTD_CCtx *zstd_c;
   ZSTD_DCtx *zstd_d;
 };
 
-static pthread_key_t state_key;
-static pthread_once_t state_key_once = PTHREAD_ONCE_INIT;
-static int state_key_error;
-static bool state_key_created;
-
-static void
-free_thread_state (void *p)
+struct zcomp_scratch *
+zcomp_scratch_create (void)
 {
-  struct zcomp_thread_state *s = p;
+  return calloc (1, sizeof (struct zcomp_scratch));
+}
 
+void
+zcomp_scratch_destroy (struct zcomp_scratch *s)
+{
+  if (s == NULL)
+    return;
   free (s->lz4);
   free (s->lz4hc);
   ZSTD_freeCCtx (s->zstd_c);
   ZSTD_freeDCtx (s->zstd_d);
   free (s);
-}
-
-static void
-make_state_key (void)
-{
-  state_key_error = pthread_key_create (&state_key, free_thread_state);
-  state_key_created = state_key_error == 0;
-}
-
-/* When the plugin is unloaded (dlclose), the key's destructor goes with
- * it: delete the key so that a thread exiting later cannot call into
- * unmapped code.  (nbdkit joins all request threads before unloading, so
- * at most the state of a stray thread leaks.)
- */
-__attribute__ ((destructor))
-static void
-delete_state_key (void)
-{
-  if (state_key_created)
-    pthread_key_delete (state_key);
-}
-
-/* The calling thread's state, or NULL with errno ENOMEM. */
-static struct zcomp_thread_state *
-thread_state (void)
-{
-  struct zcomp_thread_state *s;
-
-  pthread_once (&state_key_once, make_state_key);
-  if (state_key_error) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  s = pthread_getspecific (state_key);
-  if (s)
-    return s;
-  s = calloc (1, sizeof *s);
-  if (s == NULL)
-    return NULL;
-  if (pthread_setspecific (state_key, s) != 0) {
-    free (s);
-    errno = ENOMEM;
-    return NULL;
-  }
-  return s;
 }
 
 int
@@ -202,14 +156,11 @@ lazy_alloc (void **slot, size_t size)
 }
 
 int
-zcomp_compress (const struct zcomp *comp, const void *src, size_t len,
-                void *dst, size_t dst_cap)
+zcomp_compress (const struct zcomp *comp, struct zcomp_scratch *s,
+                const void *src, size_t len, void *dst, size_t dst_cap)
 {
-  struct zcomp_thread_state *s = thread_state ();
   size_t r;
 
-  if (s == NULL)
-    return -1;
   if (len > ZCOMP_MAX_INPUT || dst_cap > ZCOMP_MAX_INPUT * 2) {
     errno = EINVAL;
     return -1;
@@ -246,10 +197,9 @@ zcomp_compress (const struct zcomp *comp, const void *src, size_t len,
 }
 
 int
-zcomp_decompress (const struct zcomp *comp, const void *src, size_t src_len,
-                  void *dst, size_t dst_len)
+zcomp_decompress (const struct zcomp *comp, struct zcomp_scratch *s,
+                  const void *src, size_t src_len, void *dst, size_t dst_len)
 {
-  struct zcomp_thread_state *s;
   size_t r;
 
   switch (comp->algo) {
@@ -262,9 +212,6 @@ zcomp_decompress (const struct zcomp *comp, const void *src, size_t src_len,
     }
     return 0;
   case ZCOMP_ZSTD:
-    s = thread_state ();
-    if (s == NULL)
-      return -1;
     if (s->zstd_d == NULL && (s->zstd_d = ZSTD_createDCtx ()) == NULL) {
       errno = ENOMEM;
       return -1;

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "zram/thread-ctx.h"
 #include "zram/zctl.h"
 #include "zram/zctl-server.h"
 
@@ -58,6 +60,8 @@ struct zctl_server {
   uid_t uid;                    /* served besides root */
   bool started;
   pthread_t thread;
+  sem_t ready;                  /* posted once the thread has its context */
+  int start_errno;              /* 0, or why the thread refused to serve */
   struct client clients[ZCTL_MAX_CLIENTS];
 };
 
@@ -238,6 +242,18 @@ serve (void *arg)
   struct zctl_server *srv = arg;
   struct pollfd pfd[ZCTL_MAX_CLIENTS + 2];
   int map[ZCTL_MAX_CLIENTS + 2];
+
+  /* Everything this thread will need to answer under memory pressure
+   * (its RCU registration above all) is allocated now, where a failure
+   * stops the server from starting with a message, rather than at the
+   * first command, where it would abort the server.
+   */
+  if (zram_thread_ctx_get () == NULL) {
+    srv->start_errno = errno;
+    sem_post (&srv->ready);
+    return NULL;
+  }
+  sem_post (&srv->ready);
 
   for (;;) {
     nfds_t n = 0, k;
@@ -442,13 +458,26 @@ zctl_server_start (struct zctl_server *srv)
   /* nbdkit may have changed uid (-u) between bind and now. */
   srv->uid = geteuid ();
 
+  if (sem_init (&srv->ready, 0, 0) == -1)
+    return -1;
+  srv->start_errno = 0;
+
   /* Signals belong to nbdkit's main thread, not to ours. */
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &old);
   r = pthread_create (&srv->thread, NULL, serve, srv);
   pthread_sigmask (SIG_SETMASK, &old, NULL);
   if (r != 0) {
+    sem_destroy (&srv->ready);
     errno = r;
+    return -1;
+  }
+  while (sem_wait (&srv->ready) == -1 && errno == EINTR)
+    ;
+  sem_destroy (&srv->ready);
+  if (srv->start_errno != 0) {
+    pthread_join (srv->thread, NULL);
+    errno = srv->start_errno;
     return -1;
   }
   srv->started = true;

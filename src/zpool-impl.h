@@ -27,8 +27,12 @@ struct zpool_ops {
                       struct zpool_class_stats *stats);
 };
 
+/* Implementations zero the whole struct when they create a pool. */
 struct zpool {
   const struct zpool_ops *ops;
+  zpool_grow_fn grow_fn;        /* NULL: no growth gate */
+  void *grow_opaque;
+  uint64_t grow_next;           /* atomic: total_bytes allowed unchecked */
 };
 
 extern const struct zpool_ops zpool_malloc_ops;   /* src/zpool-malloc.c */

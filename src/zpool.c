@@ -61,6 +61,30 @@ zpool_destroy (struct zpool *pool)
     pool->ops->destroy (pool);
 }
 
+void
+zpool_set_grow_gate (struct zpool *pool, zpool_grow_fn fn, void *opaque)
+{
+  pool->grow_fn = fn;
+  pool->grow_opaque = opaque;
+  __atomic_store_n (&pool->grow_next, 0, __ATOMIC_RELAXED);
+}
+
+/* Ask the growth gate if this allocation may take the pool past what it
+ * allowed last.  Returns 0, or -1 with the gate's errno.
+ */
+static int
+grow_gate_pass (struct zpool *pool, size_t size)
+{
+  uint64_t total = pool->ops->total_bytes (pool);
+
+  if (total + size <= __atomic_load_n (&pool->grow_next, __ATOMIC_RELAXED))
+    return 0;
+  if (pool->grow_fn (pool->grow_opaque, total) == -1)
+    return -1;
+  __atomic_store_n (&pool->grow_next, total + ZPOOL_GROW_STEP, __ATOMIC_RELAXED);
+  return 0;
+}
+
 zpool_handle
 zpool_alloc (struct zpool *pool, size_t size)
 {
@@ -68,6 +92,8 @@ zpool_alloc (struct zpool *pool, size_t size)
     errno = EINVAL;
     return 0;
   }
+  if (pool->grow_fn && grow_gate_pass (pool, size) == -1)
+    return 0;
   return pool->ops->alloc (pool, size);
 }
 

@@ -6,6 +6,7 @@
  * which the data path never takes.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "zram-impl.h"
@@ -119,7 +120,7 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   /* Build the new state first: a bad level or no memory leaves the
    * device as it was.
    */
-  fresh = zram_meta_create (&config);
+  fresh = zram_meta_create (&config, z->guard);
   if (fresh == NULL)
     goto out;
 
@@ -148,6 +149,8 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
 
   __atomic_store_n (&z->offline_reads, 0, __ATOMIC_RELAXED);
   __atomic_store_n (&z->offline_writes, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&z->nomem_reads, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&z->nomem_writes, 0, __ATOMIC_RELAXED);
   /* Publish: the release store makes every write that built fresh visible
    * to a reader that loads the pointer with acquire (meta_get).
    */
@@ -162,20 +165,56 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   return r;
 }
 
+/* The live state for a control-path reader, by the cheapest safe means:
+ * in a read-side section if this thread has its context, else under
+ * ctl_lock, which keeps reset (the only thing that frees the state) away.
+ * The fallback lets statistics answer even on a thread that has no memory
+ * for a context; it waits behind a reset or compaction in progress.
+ * Returns NULL (errno EIO) while a reset has the device unpublished.
+ * Release with ctl_meta_put (z, *locked).
+ */
+static struct zram_meta *
+ctl_meta_get (struct zram *z, bool *locked)
+{
+  struct zram_thread_ctx *ctx = zram_thread_ctx_get ();
+  struct zram_meta *m;
+
+  *locked = ctx == NULL;
+  if (!*locked)
+    return meta_get (z, ctx);
+  pthread_mutex_lock (&z->ctl_lock);
+  m = z->meta;
+  if (m == NULL) {
+    pthread_mutex_unlock (&z->ctl_lock);
+    errno = EIO;
+  }
+  return m;
+}
+
+static void
+ctl_meta_put (struct zram *z, bool locked)
+{
+  if (locked)
+    pthread_mutex_unlock (&z->ctl_lock);
+  else
+    meta_put (z);
+}
+
 void
 zram_get_stats (struct zram *z, struct zram_stats *s)
 {
   struct zram_meta *m;
   struct zpool_stats ps;
+  bool locked;
 
   memset (s, 0, sizeof *s);
   s->disksize = z->disksize;
   s->mem_limit = __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED);
   s->openers = __atomic_load_n (&z->openers, __ATOMIC_RELAXED) & ~OPENERS_CLAIM;
-  s->failed_reads = STAT_GET (z->offline_reads);
-  s->failed_writes = STAT_GET (z->offline_writes);
+  s->failed_reads = STAT_GET (z->offline_reads) + STAT_GET (z->nomem_reads);
+  s->failed_writes = STAT_GET (z->offline_writes) + STAT_GET (z->nomem_writes);
 
-  m = meta_get (z);
+  m = ctl_meta_get (z, &locked);
   if (m == NULL)
     return;                   /* resetting: report an empty device */
   s->initialised = true;
@@ -197,7 +236,7 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->algo = zcomp_get_algo (m->comp);
   s->level = zcomp_get_level (m->comp);
   s->pool = m->pool_kind;
-  meta_put (z);
+  ctl_meta_put (z, locked);
 }
 
 void
@@ -209,13 +248,14 @@ zram_set_mem_limit (struct zram *z, uint64_t bytes)
 void
 zram_reset_mem_used_max (struct zram *z)
 {
-  struct zram_meta *m = meta_get (z);
+  bool locked;
+  struct zram_meta *m = ctl_meta_get (z, &locked);
 
   if (m == NULL)
     return;
   __atomic_store_n (&m->stats.mem_used_max, zpool_total_bytes (m->pool),
                     __ATOMIC_RELAXED);
-  meta_put (z);
+  ctl_meta_put (z, locked);
 }
 
 int64_t

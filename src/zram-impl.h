@@ -7,12 +7,15 @@
 #ifndef ZRAM_ZRAM_IMPL_H
 #define ZRAM_ZRAM_IMPL_H
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 
 #include "zram/histogram.h"
+#include "zram/mem-guard.h"
 #include "zram/slot.h"
+#include "zram/thread-ctx.h"
 #include "zram/zram.h"
 #include "rcu.h"
 
@@ -50,11 +53,15 @@ struct zram_meta {
 struct zram {
   struct zram_meta *meta;     /* RCU-published; NULL while resetting */
   pthread_mutex_t ctl_lock;   /* serialises the control path only */
+  struct zram_mem_guard *guard; /* the cgroup ceiling, gate of every pool */
   uint64_t disksize;          /* fixed for the device's life */
   uint64_t mem_limit;         /* atomic; 0 = none */
   uint64_t openers;           /* atomic; see OPENERS_CLAIM */
   uint64_t offline_reads;     /* atomic: reads failed while unpublished */
   uint64_t offline_writes;    /* atomic: writes failed while unpublished */
+  uint64_t nomem_reads;       /* atomic: reads refused for want of memory
+                                 for the thread's context */
+  uint64_t nomem_writes;      /* atomic: writes (and discards) likewise */
   int rcu_sync;               /* address for ThreadSanitizer's benefit */
   /* Metrics for the process's life (a reset does not clear them, so
    * they stay monotonic counters): see zram_get_histogram.
@@ -69,9 +76,11 @@ struct zram {
 #define STAT_GET(field) __atomic_load_n (&(field), __ATOMIC_RELAXED)
 
 /* Build one initialisation from a valid config: compressor, reserved slot
- * table, empty pool.  NULL with errno EINVAL or ENOMEM.
+ * table, empty pool, whose growth guard gates (if not NULL).  NULL with
+ * errno EINVAL or ENOMEM.
  */
-extern struct zram_meta *zram_meta_create (const struct zram_config *config);
+extern struct zram_meta *zram_meta_create (const struct zram_config *config,
+                                           struct zram_mem_guard *guard);
 
 /* Free every object, then the pool, table and compressor.  No reader may
  * still use m (after a grace period, or with no readers at all).
@@ -80,12 +89,16 @@ extern void zram_meta_destroy (struct zram_meta *m);
 
 /* Enter a read-side section and return the live state, or leave it again
  * and return NULL (errno EIO) while a reset has the device unpublished.
+ * ctx is the calling thread's context, as proof that the thread has one:
+ * making it registered the thread as an RCU reader, where failure is an
+ * error, so the read lock cannot try to register it (and abort) here.
  */
 static inline struct zram_meta *
-meta_get (struct zram *z)
+meta_get (struct zram *z, const struct zram_thread_ctx *ctx)
 {
   struct zram_meta *m;
 
+  assert (ctx != NULL);
   urcu_bp_read_lock ();
   /* Pairs with the release store in zram_reset: a non-NULL pointer comes
    * with the fully initialised state it points to.

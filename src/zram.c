@@ -28,12 +28,14 @@ struct page_state {
   uint64_t flags;             /* SLOT_BIT (SLOT_SAME) / SLOT_BIT (SLOT_HUGE) */
 };
 
-/* Scratch pages of each request thread.  glibc allocates a dlopened
- * module's TLS on the thread's first use, so from a worker's second request
- * on, the write path allocates nothing but the object itself.
+/* Scratch pages and codec state come from the calling thread's context
+ * (include/zram/thread-ctx.h), made explicitly on its first request, not
+ * from thread-local storage, whose lazy allocation aborts the process when
+ * memory is short.  From a thread's second request on, the write path
+ * allocates nothing but the object itself.
  */
-static __thread unsigned char tls_page[ZRAM_PAGE_SIZE] __attribute__ ((aligned (64)));
-static __thread unsigned char tls_cbuf[ZRAM_PAGE_SIZE] __attribute__ ((aligned (64)));
+_Static_assert (ZRAM_THREAD_CTX_PAGE == ZRAM_PAGE_SIZE,
+                "a context's scratch buffers hold one device page");
 
 static const unsigned char zero_page[ZRAM_PAGE_SIZE];
 
@@ -51,7 +53,7 @@ config_valid (const struct zram_config *config)
 }
 
 struct zram_meta *
-zram_meta_create (const struct zram_config *config)
+zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard)
 {
   struct zram_meta *m;
 
@@ -72,6 +74,11 @@ zram_meta_create (const struct zram_config *config)
   m->pool = zpool_create (config->pool);
   if (m->pool == NULL)
     goto err;
+  /* Under a memory cgroup, growth past its limit would not fail but wake
+   * the OOM killer: refuse it before (include/zram/mem-guard.h).
+   */
+  if (guard)
+    zpool_set_grow_gate (m->pool, zram_mem_guard_gate, guard);
   m->huge_class_size = zpool_huge_class_size (m->pool);
   return m;
 
@@ -120,8 +127,14 @@ zram_create (const struct zram_config *config)
   z = calloc (1, sizeof *z);
   if (z == NULL)
     return NULL;
-  z->meta = zram_meta_create (config);
+  z->guard = zram_mem_guard_create (NULL, NULL);
+  if (z->guard == NULL) {
+    free (z);
+    return NULL;
+  }
+  z->meta = zram_meta_create (config, z->guard);
   if (z->meta == NULL) {
+    zram_mem_guard_destroy (z->guard);
     free (z);
     return NULL;
   }
@@ -137,6 +150,7 @@ zram_destroy (struct zram *z)
   if (z == NULL)
     return;
   zram_meta_destroy (z->meta);
+  zram_mem_guard_destroy (z->guard);
   pthread_mutex_destroy (&z->ctl_lock);
   pthread_mutex_destroy (&z->clients_lock);
   free (z);
@@ -178,10 +192,10 @@ update_mem_used_max (struct zram_meta *m, uint64_t total)
  * no slot lock.  Returns 0, or -1 with errno (ENOMEM, ENOSPC).
  */
 static int
-prepare_page (struct zram *z, struct zram_meta *m, const unsigned char *src,
-              struct page_state *st)
+prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
+              const unsigned char *src, struct page_state *st)
 {
-  const unsigned char *data = tls_cbuf;
+  const unsigned char *data = ctx->cbuf;
   uint64_t word, limit, total;
   zpool_handle h;
   int clen;
@@ -198,7 +212,7 @@ prepare_page (struct zram *z, struct zram_meta *m, const unsigned char *src,
   /* Capping the output just below the huge size makes "does not fit" and
    * "not worth compressing" the same answer: 0.
    */
-  clen = zcomp_compress (m->comp, src, ZRAM_PAGE_SIZE, tls_cbuf,
+  clen = zcomp_compress (m->comp, ctx->codec, src, ZRAM_PAGE_SIZE, ctx->cbuf,
                          m->huge_class_size - 1);
   if (clen < 0)
     return -1;
@@ -283,7 +297,8 @@ release_state (struct zram_meta *m, const struct page_state *old)
 
 /* Read the locked slot's page into dst (ZRAM_PAGE_SIZE bytes). */
 static int
-read_locked (struct zram_meta *m, struct zram_slot *slot, unsigned char *dst)
+read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
+             struct zram_slot *slot, unsigned char *dst)
 {
   zpool_handle h = slot_get_handle (slot);
   const void *src;
@@ -301,7 +316,8 @@ read_locked (struct zram_meta *m, struct zram_slot *slot, unsigned char *dst)
   if (slot_test_flag (slot, SLOT_HUGE))
     memcpy (dst, src, ZRAM_PAGE_SIZE);
   else
-    r = zcomp_decompress (m->comp, src, slot_get_size (slot), dst, ZRAM_PAGE_SIZE);
+    r = zcomp_decompress (m->comp, ctx->codec, src, slot_get_size (slot), dst,
+                          ZRAM_PAGE_SIZE);
   zpool_unmap (m->pool, h);
   return r;
 }
@@ -309,8 +325,8 @@ read_locked (struct zram_meta *m, struct zram_slot *slot, unsigned char *dst)
 /* --- per-page operations ------------------------------------------------- */
 
 static int
-write_full_page (struct zram *z, struct zram_meta *m, uint64_t index,
-                 const unsigned char *src)
+write_full_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
+                 uint64_t index, const unsigned char *src)
 {
   struct zram_slot *slot = &m->table[index];
   struct page_state st, old;
@@ -318,7 +334,7 @@ write_full_page (struct zram *z, struct zram_meta *m, uint64_t index,
   /* Compression and allocation happen before the lock: readers and writers
    * of this page wait only for the swap below.
    */
-  if (prepare_page (z, m, src, &st) == -1)
+  if (prepare_page (z, m, ctx, src, &st) == -1)
     return -1;
   slot_lock (slot);
   install_locked (m, slot, &st, &old);
@@ -328,7 +344,8 @@ write_full_page (struct zram *z, struct zram_meta *m, uint64_t index,
 }
 
 static int
-write_partial_page (struct zram *z, struct zram_meta *m, uint64_t index,
+write_partial_page (struct zram *z, struct zram_meta *m,
+                    struct zram_thread_ctx *ctx, uint64_t index,
                     const unsigned char *src, size_t off, size_t n)
 {
   struct zram_slot *slot = &m->table[index];
@@ -340,10 +357,10 @@ write_partial_page (struct zram *z, struct zram_meta *m, uint64_t index,
     slot_unlock (slot);
     return 0;
   }
-  if (read_locked (m, slot, tls_page) == -1)
+  if (read_locked (m, ctx, slot, ctx->page) == -1)
     goto err;
-  memcpy (tls_page + off, src, n);
-  if (prepare_page (z, m, tls_page, &st) == -1)
+  memcpy (ctx->page + off, src, n);
+  if (prepare_page (z, m, ctx, ctx->page, &st) == -1)
     goto err;
   install_locked (m, slot, &st, &old);
   slot_unlock (slot);
@@ -356,19 +373,19 @@ write_partial_page (struct zram *z, struct zram_meta *m, uint64_t index,
 }
 
 static int
-read_page (struct zram_meta *m, uint64_t index, unsigned char *dst,
-           size_t off, size_t n)
+read_page (struct zram_meta *m, struct zram_thread_ctx *ctx, uint64_t index,
+           unsigned char *dst, size_t off, size_t n)
 {
   struct zram_slot *slot = &m->table[index];
   int r;
 
   slot_lock (slot);
   if (n == ZRAM_PAGE_SIZE)
-    r = read_locked (m, slot, dst);
+    r = read_locked (m, ctx, slot, dst);
   else {
-    r = read_locked (m, slot, tls_page);
+    r = read_locked (m, ctx, slot, ctx->page);
     if (r == 0)
-      memcpy (dst, tls_page + off, n);
+      memcpy (dst, ctx->page + off, n);
   }
   slot_unlock (slot);
   return r;
@@ -420,22 +437,28 @@ now_ns (void)
   return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* The common frame of every data request: enter the read-side section,
- * check the range against the live size, apply op page by page (stopping
- * at the first failure, which leaves that page as it was), count a
- * failure, leave.  buf is written for IO_READ, read for IO_WRITE, unused
- * for IO_DISCARD.
+/* The common frame of every data request: get the thread's context,
+ * enter the read-side section, check the range against the live size,
+ * apply op page by page (stopping at the first failure, which leaves that
+ * page as it was), count a failure, leave.  buf is written for IO_READ,
+ * read for IO_WRITE, unused for IO_DISCARD.
  */
 static int
 do_io (struct zram *z, enum io_op op, unsigned char *buf, uint32_t count,
        uint64_t offset)
 {
   uint64_t start = now_ns ();
-  struct zram_meta *m = meta_get (z);
+  struct zram_thread_ctx *ctx = zram_thread_ctx_get ();
+  struct zram_meta *m;
   uint64_t index;
   size_t off, n;
   int r = 0;
 
+  if (ctx == NULL) {
+    STAT_ADD (*(op == IO_READ ? &z->nomem_reads : &z->nomem_writes), 1);
+    return -1;                /* ENOMEM */
+  }
+  m = meta_get (z, ctx);
   if (m == NULL) {
     STAT_ADD (*(op == IO_READ ? &z->offline_reads : &z->offline_writes), 1);
     return -1;
@@ -446,18 +469,18 @@ do_io (struct zram *z, enum io_op op, unsigned char *buf, uint32_t count,
     FOR_EACH_PAGE_PIECE (offset, count, index, off, n) {
       switch (op) {
       case IO_READ:
-        r = read_page (m, index, buf, off, n);
+        r = read_page (m, ctx, index, buf, off, n);
         break;
       case IO_WRITE:
-        r = n == ZRAM_PAGE_SIZE ? write_full_page (z, m, index, buf)
-                                : write_partial_page (z, m, index, buf, off, n);
+        r = n == ZRAM_PAGE_SIZE ? write_full_page (z, m, ctx, index, buf)
+                                : write_partial_page (z, m, ctx, index, buf, off, n);
         break;
       case IO_DISCARD:
         /* Whole pages are freed; the ends are zeroed in place. */
         if (n == ZRAM_PAGE_SIZE)
           discard_full_page (m, index);
         else
-          r = write_partial_page (z, m, index, zero_page, off, n);
+          r = write_partial_page (z, m, ctx, index, zero_page, off, n);
         break;
       }
       if (r == -1)
@@ -497,11 +520,15 @@ int
 zram_extents (struct zram *z, uint32_t count, uint64_t offset,
               zram_extent_fn fn, void *opaque)
 {
-  struct zram_meta *m = meta_get (z);
+  struct zram_thread_ctx *ctx = zram_thread_ctx_get ();
+  struct zram_meta *m;
   uint64_t first, last, i, run_start;
   enum zram_extent_type run_type;
   int r = 0;
 
+  if (ctx == NULL)
+    return -1;                /* ENOMEM */
+  m = meta_get (z, ctx);
   if (m == NULL)
     return -1;
   if (!range_valid (m, count, offset)) {

@@ -36,16 +36,20 @@ ensure_chunk (struct zs_pool *p, uint64_t h)
   return 0;
 }
 
-/* Each thread sticks to one stripe, assigned round robin. */
+/* Each thread sticks to one stripe, chosen by a hash of its thread id.
+ * Not thread-local storage: the plugin has none, because glibc allocates
+ * a dlopened module's TLS on a thread's first access and aborts the
+ * process when that fails (see include/zram/thread-ctx.h).  pthread_self
+ * is the address of the thread's descriptor, constant for its life; the
+ * multiplicative (Fibonacci) hash spreads descriptors that lie a stack
+ * size apart.
+ */
 static unsigned
 my_stripe (void)
 {
-  static unsigned next;
-  static __thread unsigned stripe = UINT32_MAX;
+  uint64_t id = (uint64_t) (uintptr_t) pthread_self ();
 
-  if (stripe == UINT32_MAX)
-    stripe = __atomic_fetch_add (&next, 1, __ATOMIC_RELAXED) % ZS_NR_STRIPES;
-  return stripe;
+  return (unsigned) ((id * UINT64_C (0x9E3779B97F4A7C15)) >> 32) % ZS_NR_STRIPES;
 }
 
 /* Take up to ZS_HANDLE_BATCH free handles from the first other stripe

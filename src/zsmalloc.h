@@ -48,7 +48,7 @@
  * A chunk is published with a release store before any handle in it is
  * handed out, and never moves, so readers need no lock.  Free handles are
  * kept in ZS_NR_STRIPES free lists, each with its own mutex; a thread sticks
- * to one stripe.  A stripe that runs dry takes up to ZS_HANDLE_BATCH free
+ * to one stripe (chosen by a hash of its thread id).  A stripe that runs dry takes up to ZS_HANDLE_BATCH free
  * handles from another stripe (locking one at a time, never two), and
  * only if all are empty ZS_HANDLE_BATCH fresh indices from one atomic
  * counter, so the table grows with the live objects, not with churn.  The object's exact size lives in the entry,

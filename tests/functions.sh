@@ -10,9 +10,14 @@
 # -e: any command that fails, fails the test (a client error must never
 # pass unnoticed).  Debian's tools come first in PATH: nbdsh runs
 # "python3 -m nbd", which needs the system python3 that python3-libnbd
-# belongs to, not another python3 earlier in PATH.
+# belongs to, not another python3 earlier in PATH.  The one exception is
+# the nbdkit under test: NBDKIT, else the first nbdkit in the caller's PATH,
+# as for the C tests, stays first.  dev.sh puts one there without the
+# client hang-up abort of nbdkit < 1.33.10 (README.md, "Which nbdkit").
 set -eu
+NBDKIT=${NBDKIT:-$(command -v nbdkit || :)}
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+[ -z "$NBDKIT" ] || PATH="$(dirname "$NBDKIT"):$PATH"
 
 _cleanup_cmds=()
 

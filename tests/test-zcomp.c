@@ -35,10 +35,11 @@ fill_random (unsigned char *p, unsigned long long seed)
 }
 
 static void
-round_trip (const struct zcomp *c, const unsigned char *page, int expect_fit)
+round_trip (const struct zcomp *c, struct zcomp_scratch *s,
+            const unsigned char *page, int expect_fit)
 {
   unsigned char out[PAGE * 2], back[PAGE];
-  int n = zcomp_compress (c, page, PAGE, out, 3072);
+  int n = zcomp_compress (c, s, page, PAGE, out, 3072);
 
   CHECK (n >= 0);
   if (!expect_fit) {
@@ -47,25 +48,28 @@ round_trip (const struct zcomp *c, const unsigned char *page, int expect_fit)
   }
   CHECK (n > 0 && n < 3072);
   memset (back, 0x5a, sizeof back);
-  CHECK (zcomp_decompress (c, out, n, back, PAGE) == 0);
+  CHECK (zcomp_decompress (c, s, out, n, back, PAGE) == 0);
   CHECK (memcmp (back, page, PAGE) == 0);
   /* Truncated or damaged input must fail, not overrun. */
   errno = 0;
-  CHECK (zcomp_decompress (c, out, n - 1, back, PAGE) == -1 && errno == EIO);
+  CHECK (zcomp_decompress (c, s, out, n - 1, back, PAGE) == -1 && errno == EIO);
   out[0] ^= 0xff; out[n / 2] ^= 0xff;
-  (void) zcomp_decompress (c, out, n, back, PAGE);   /* any result, no crash */
+  (void) zcomp_decompress (c, s, out, n, back, PAGE);   /* any result, no crash */
 }
 
 static void *
 thread_round_trips (void *arg)
 {
   const struct zcomp *c = arg;
+  struct zcomp_scratch *s = zcomp_scratch_create ();
   unsigned char page[PAGE];
 
+  CHECK (s != NULL);
   for (int i = 0; i < 200; ++i) {
     fill_text (page, i + 1);
-    round_trip (c, page, 1);
+    round_trip (c, s, page, 1);
   }
+  zcomp_scratch_destroy (s);
   return NULL;
 }
 
@@ -73,6 +77,7 @@ int
 main (void)
 {
   static const enum zcomp_algo algos[] = { ZCOMP_LZ4, ZCOMP_LZ4HC, ZCOMP_ZSTD };
+  struct zcomp_scratch *scratch = zcomp_scratch_create ();
   unsigned char page[PAGE];
   enum zcomp_algo a;
   int min, max, dflt;
@@ -86,6 +91,7 @@ main (void)
   CHECK (zcomp_create (ZCOMP_ZSTD, 23) == NULL && errno == EINVAL);
   CHECK (zcomp_create (ZCOMP_LZ4HC, -1) == NULL && errno == EINVAL);
   CHECK (zcomp_create ((enum zcomp_algo) 99, 0) == NULL && errno == EINVAL);
+  CHECK (scratch != NULL);
 
   for (size_t i = 0; i < sizeof algos / sizeof algos[0]; ++i) {
     zcomp_level_range (algos[i], &min, &max, &dflt);
@@ -97,12 +103,12 @@ main (void)
       CHECK (zcomp_get_algo (c) == algos[i]);
       CHECK (zcomp_get_level (c) == (level ? level : dflt));
       fill_text (page, 42);
-      round_trip (c, page, 1);
+      round_trip (c, scratch, page, 1);
       memset (page, 0, PAGE);
-      round_trip (c, page, 1);
+      round_trip (c, scratch, page, 1);
       fill_random (page, 7);
-      round_trip (c, page, 0);
-      /* Per-thread state: several threads share one zcomp. */
+      round_trip (c, scratch, page, 0);
+      /* One scratch per thread: several threads share one zcomp. */
       for (int j = 0; j < 3; ++j)
         CHECK (pthread_create (&t[j], NULL, thread_round_trips, c) == 0);
       for (int j = 0; j < 3; ++j)
@@ -110,6 +116,9 @@ main (void)
       zcomp_destroy (c);
     }
   }
+  /* One scratch has served every algorithm and level. */
+  zcomp_scratch_destroy (scratch);
+  zcomp_scratch_destroy (NULL);
   printf ("test-zcomp: ok\n");
   return 0;
 }

@@ -36,8 +36,11 @@ struct zram_compactor;
 #define ZRAM_COMPACTOR_DEFAULT_INTERVAL_MS 1000
 #define ZRAM_COMPACTOR_DEFAULT_THRESHOLD   1.10
 
-/* Start the thread.  interval_ms >= 1; threshold >= 1.0.  Returns NULL with
- * errno EINVAL (bad argument) or the error of pthread_create / ENOMEM.
+/* Start the thread.  interval_ms >= 1; threshold >= 1.0.  The thread
+ * makes its context (include/zram/thread-ctx.h) before this returns.
+ * Returns NULL with errno EINVAL (bad argument), the error of
+ * pthread_create, or ENOMEM (no memory for the compactor or the thread's
+ * context).
  */
 extern struct zram_compactor *zram_compactor_start (struct zram *zram,
                                                     unsigned interval_ms,

@@ -52,8 +52,11 @@ struct zctl_server;
 extern struct zctl_server *zctl_server_bind (const char *path, struct zram *zram,
                                              char *err, size_t errlen);
 
-/* Start serving (one thread, all signals blocked in it).  Returns 0, or -1
- * with errno.  Call at most once.
+/* Start serving (one thread, all signals blocked in it).  The thread makes
+ * its context (include/zram/thread-ctx.h) before this returns, so that it
+ * never needs to allocate one while answering.  Returns 0, or -1 with
+ * errno: that of pthread_create, or ENOMEM if the thread could not make its
+ * context (it has then exited).  Call at most once.
  */
 extern int zctl_server_start (struct zctl_server *srv);
 

@@ -102,7 +102,8 @@ extern void zpool_destroy (struct zpool *pool);
 
 /* Allocate an object of size bytes (1 <= size <= ZPOOL_MAX_OBJECT).  Its
  * contents are undefined until written through zpool_map.  Returns the
- * handle, or 0 with errno ENOMEM (out of memory) or EINVAL (bad size).
+ * handle, or 0 with errno ENOMEM (out of memory), EINVAL (bad size) or
+ * whatever the growth gate refused with (see zpool_set_grow_gate).
  */
 extern zpool_handle zpool_alloc (struct zpool *pool, size_t size);
 
@@ -126,6 +127,27 @@ extern void zpool_unmap (struct zpool *pool, zpool_handle handle);
  * size or more uncompressed ("huge").  Constant for the life of the pool.
  */
 extern size_t zpool_huge_class_size (const struct zpool *pool);
+
+/* A gate on the pool's growth (for example src/mem-guard.c, which keeps
+ * the pool below its cgroup's memory limit).  Called by zpool_alloc before
+ * an allocation that may take more memory from the OS: when total_bytes
+ * would pass what the gate last allowed, at most once per ZPOOL_GROW_STEP
+ * bytes of growth (concurrent allocations may call it together).  It
+ * returns 0 to allow growth by another ZPOOL_GROW_STEP, or -1 with errno
+ * set to refuse: zpool_alloc then fails with that errno, and asks again on
+ * the next allocation that would grow the pool.  Allocations that reuse
+ * memory freed earlier (total_bytes below what was allowed) never ask.
+ * total_bytes is the pool's zpool_total_bytes at the time of the call.
+ */
+typedef int (*zpool_grow_fn) (void *opaque, uint64_t total_bytes);
+
+#define ZPOOL_GROW_STEP (UINT64_C (2) << 20)
+
+/* Install (or with fn NULL remove) the growth gate.  Call before the pool
+ * is shared with other threads.
+ */
+extern void zpool_set_grow_gate (struct zpool *pool, zpool_grow_fn fn,
+                                 void *opaque);
 
 /* Memory taken from the OS for objects, in bytes (cheap; for limits). */
 extern uint64_t zpool_total_bytes (const struct zpool *pool);

@@ -11,8 +11,9 @@
  *
  * Data path (zram_read, zram_write, zram_discard, zram_extents): thread-safe,
  * lock-free with respect to the device: each call runs in an RCU read-side
- * section (liburcu-bp; any thread may call, no registration needed) and
- * locks only the per-page slots it touches.  Byte ranges may be any
+ * section (liburcu-bp; any thread may call: the calling thread's context,
+ * include/zram/thread-ctx.h, is made on its first call, and that is where
+ * it registers as a reader) and locks only the per-page slots it touches.  Byte ranges may be any
  * offset and length; pages touched partially are read-modify-written under
  * the slot lock, so concurrent writes to different bytes of a page all
  * survive.  A request is applied page by page: if it fails, pages before
@@ -22,7 +23,9 @@
  *   EINVAL  the range ends beyond the live device size
  *   EIO     the device is not initialised (a reset is in progress), or stored
  *           data failed to decompress
- *   ENOMEM  memory for an object could not be allocated
+ *   ENOMEM  memory for an object could not be allocated, nor, on a thread's
+ *           first call, its context; or the pool would grow too close to
+ *           the memory limit of the process's cgroup (mem-guard.h)
  *   ENOSPC  the write would grow the pool past the memory limit
  *
  * Control path (zram_reset, zram_compact, limits): serialised among itself
@@ -165,7 +168,10 @@ extern size_t zram_client_pids (struct zram *zram, int *pids, size_t cap);
 extern int zram_reset (struct zram *zram, bool force,
                        const struct zram_config *new_config);
 
-/* Fill *stats.  Safe at any time. */
+/* Fill *stats.  Safe at any time, on any thread; on a thread that cannot
+ * have a context (no memory) it reads under the control mutex instead, and
+ * may then wait for a reset or compaction in progress.
+ */
 extern void zram_get_stats (struct zram *zram, struct zram_stats *stats);
 
 /* Set the pool memory limit in bytes (0 = none).  Writes that would grow

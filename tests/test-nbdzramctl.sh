@@ -77,7 +77,7 @@ total=$(stat_of mem_used_total)
 expect 0 "${c[@]}" mem-limit 0
 [ "$(stat_of mem_limit)" = 0 ] || fail "mem_limit not cleared"
 expect 4 "${c[@]}" mem-limit 12Q
-grep -q "EINVAL: mem_limit: bad size '12Q'" "$tmpdir/err" || fail "$(cat "$tmpdir/err")"
+grep -q "EINVAL: bad memory limit '12Q'" "$tmpdir/err" || fail "$(cat "$tmpdir/err")"
 
 # reset while a connection is open: refused without --force.
 if /usr/bin/python3 -c 'import nbd' 2>/dev/null; then

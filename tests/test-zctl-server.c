@@ -139,7 +139,7 @@ main (void)
   /* A path that exists and is not a socket is never replaced. */
   fd = open (path, O_CREAT | O_WRONLY, 0644);
   close (fd);
-  srv = zctl_server_bind (path, z, err, sizeof err);
+  srv = zctl_server_bind (path, z, NULL, err, sizeof err);
   EXPECT (srv == NULL && strstr (err, "not a socket"), "%s", err);
   EXPECT (stat (path, &st) == 0 && S_ISREG (st.st_mode), "regular file removed");
   unlink (path);
@@ -149,13 +149,13 @@ main (void)
     char longp[200];
     memset (longp, 'a', sizeof longp - 1);
     longp[sizeof longp - 1] = '\0';
-    EXPECT (zctl_server_bind (longp, z, err, sizeof err) == NULL &&
+    EXPECT (zctl_server_bind (longp, z, NULL, err, sizeof err) == NULL &&
            errno == ENAMETOOLONG, "%s", err);
   }
 
   /* A stale socket is replaced; the new one has mode 0600. */
   make_stale_socket ();
-  srv = zctl_server_bind (path, z, err, sizeof err);
+  srv = zctl_server_bind (path, z, NULL, err, sizeof err);
   EXPECT (srv != NULL, "bind over stale socket: %s", err);
   if (srv == NULL)
     return 1;
@@ -164,7 +164,7 @@ main (void)
   EXPECT (zctl_server_start (srv) == 0, "start: %m");
 
   /* A live socket is not stolen, and keeps working. */
-  srv2 = zctl_server_bind (path, z, err, sizeof err);
+  srv2 = zctl_server_bind (path, z, NULL, err, sizeof err);
   EXPECT (srv2 == NULL && strstr (err, "running server"), "%s", err);
   fd = dial ();
   EXPECT (fd >= 0, "dial after refused steal: %m");
@@ -318,7 +318,7 @@ main (void)
   /* Stop of a server that never started; and a successor's file is not
    * removed by its predecessor.
    */
-  srv = zctl_server_bind (path, z, err, sizeof err);
+  srv = zctl_server_bind (path, z, NULL, err, sizeof err);
   EXPECT (srv != NULL, "rebind: %s", err);
   unlink (path);
   make_stale_socket ();

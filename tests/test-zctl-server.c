@@ -133,14 +133,14 @@ cpu_seconds (void)
 /* Holds an RCU read-side section for a second: a reset's grace period
  * waits for it, as it would for a long request in flight.
  */
-static volatile int reader_in;
+static int reader_in;             /* atomic */
 
 static void *
 rcu_reader (void *arg)
 {
   (void) arg;
   urcu_bp_read_lock ();
-  reader_in = 1;
+  __atomic_store_n (&reader_in, 1, __ATOMIC_RELEASE);
   usleep (1000000);
   urcu_bp_read_unlock ();
   return NULL;
@@ -414,9 +414,9 @@ main (void)
     {
       pthread_t th;
 
-      reader_in = 0;
+      __atomic_store_n (&reader_in, 0, __ATOMIC_RELAXED);
       pthread_create (&th, NULL, rcu_reader, NULL);
-      while (!reader_in)
+      while (!__atomic_load_n (&reader_in, __ATOMIC_ACQUIRE))
         usleep (1000);
       EXPECT (send (a2, "reset force\n", 12, 0) == 12, "send reset force");
       usleep (200000);

@@ -78,18 +78,36 @@ while time.time() < end and os.path.exists(victim):
 PY
 racer=$!
 cleanup_fn "kill $racer 2>/dev/null"
+# Under a sanitizer, nbdkit 1.32 can hang in exit() after a plugin error
+# whose message used strerror (a p11-kit destructor waits on glibc's
+# locale lock; the code before this test's fix does the same): bound each
+# start, and make fewer.
+race_nbdkit () {
+  if [ -n "${ZRAM_PRELOAD:-}" ]; then
+    timeout -s KILL 10 env LD_PRELOAD="$ZRAM_PRELOAD" \
+      ASAN_OPTIONS="${ASAN_OPTIONS:-}:log_path=$ZRAM_SANITIZER_LOG" \
+      UBSAN_OPTIONS="${UBSAN_OPTIONS:-}:log_path=$ZRAM_SANITIZER_LOG" \
+      TSAN_OPTIONS="${TSAN_OPTIONS:-}:log_path=$ZRAM_SANITIZER_LOG" nbdkit "$@"
+  else
+    nbdkit "$@"
+  fi
+}
+starts=40
+[ -z "${ZRAM_PRELOAD:-}" ] || starts=12
 started=0
-for (( i = 0; i < 40; i++ )); do
+for (( i = 0; i < starts; i++ )); do
   rm -f "$tmpdir/pid" "$tmpdir/nbd.sock"
-  if run_nbdkit -U "$tmpdir/nbd.sock" -P "$tmpdir/pid" "$ZRAM_PLUGIN" 16M \
+  if race_nbdkit -U "$tmpdir/nbd.sock" -P "$tmpdir/pid" "$ZRAM_PLUGIN" 16M \
        ctl="$tmpdir/sticky/ctl" 2>>"$tmpdir/race.err"; then
+    # The pidfile comes from the daemon, a moment after the parent exits.
+    for (( j = 0; j < 100; j++ )); do [ -s "$tmpdir/pid" ] && break; sleep 0.05; done
     kill -9 "$(cat "$tmpdir/pid")"; started=$((started + 1))
   fi
   [ "$(stat -c %a "$tmpdir/private/victim")" = 644 ] ||
     fail "start $i changed the victim's mode to $(stat -c %a "$tmpdir/private/victim")"
 done
 kill $racer 2>/dev/null; wait $racer 2>/dev/null || :
-echo "40 starts ($started succeeded) beside a symlink swapper: victim still 0644"
+echo "$starts starts ($started succeeded) beside a symlink swapper: victim still 0644"
 
 # umask 000: still 0600.
 rm -f "$tmpdir/nbd.sock"

@@ -77,7 +77,7 @@ total=$(stat_of mem_used_total)
 expect 0 "${c[@]}" mem-limit 0
 [ "$(stat_of mem_limit)" = 0 ] || fail "mem_limit not cleared"
 expect 4 "${c[@]}" mem-limit 12Q
-grep -q "EINVAL: mem_limit: bad size '12Q'" "$tmpdir/err" || fail "$(cat "$tmpdir/err")"
+grep -q "EINVAL: bad memory limit '12Q'" "$tmpdir/err" || fail "$(cat "$tmpdir/err")"
 
 # reset while a connection is open: refused without --force.
 if /usr/bin/python3 -c 'import nbd' 2>/dev/null; then
@@ -90,8 +90,12 @@ time.sleep(60)' "$uri" "$tmpdir/holding" &
   cleanup_fn "kill $holder 2>/dev/null"
   for (( i = 0; i < 100; i++ )); do [ -e "$tmpdir/holding" ] && break; sleep 0.1; done
   expect 4 "${c[@]}" reset
-  grep -q "EBUSY: reset refused: 1 connection open (use 'reset force')" "$tmpdir/err" ||
+  grep -q "EBUSY: reset refused: 1 connection still open" "$tmpdir/err" ||
     fail "$(cat "$tmpdir/err")"
+  # The hint is in nbdzramctl's spelling, and the one it gives works.
+  grep -q "reset anyway.*: nbdzramctl -s $tmpdir/ctl reset --force$" "$tmpdir/err" ||
+    fail "no hint in the CLI's spelling: $(cat "$tmpdir/err")"
+  ! grep -q "'reset force'" "$tmpdir/err" || fail "protocol spelling: $(cat "$tmpdir/err")"
   [ "$(stat_of orig_data_size)" != 0 ] || fail "a refused reset lost data"
   expect 0 "${c[@]}" reset --force
   [ "$(stat_of orig_data_size)" = 0 ] || fail "reset --force kept data"

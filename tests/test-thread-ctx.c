@@ -265,7 +265,7 @@ oom_child (bool holders)
   o.z = make_device (1024 * PAGE);
   CHECK (mkdtemp (sock) != NULL);
   strcat (sock, "/ctl");
-  srv = zctl_server_bind (sock, o.z, err, sizeof err);
+  srv = zctl_server_bind (sock, o.z, NULL, err, sizeof err);
   CHECK (srv != NULL);
   pthread_barrier_init (&o.step, NULL, 2);
   pthread_barrier_init (&release, NULL, NR_HOLDERS + 1);
@@ -316,7 +316,7 @@ oom_child (bool holders)
 
   /* And with memory back, the control thread starts. */
   zctl_server_stop (srv);
-  srv = zctl_server_bind (sock, o.z, err, sizeof err);
+  srv = zctl_server_bind (sock, o.z, NULL, err, sizeof err);
   CHECK (srv != NULL);
   CHECK (zctl_server_start (srv) == 0);
   zctl_server_stop (srv);

@@ -6,18 +6,25 @@
  * then lines up to "ok" or "error ENAME: message".  It links nothing of the
  * device core.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* struct ucred */
+#endif
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 
 #include "zram/zctl.h"
+#include "zctl-client.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -27,31 +34,19 @@
 enum {
   EXIT_OK = 0,
   EXIT_USAGE = 1,               /* bad command line */
-  EXIT_NO_SERVER = 2,           /* socket missing, or nobody listening */
-  EXIT_DENIED = 3,              /* permission denied (file mode or peer check) */
+  EXIT_NO_SERVER = 2,           /* no server, or not a control socket */
+  EXIT_DENIED = 3,              /* permission denied, or a stranger's server */
   EXIT_REFUSED = 4,             /* the server answered "error ..." */
   EXIT_COMM = 5,                /* connection broke, bad or no reply */
 };
 
-/* Seconds to wait for a reply ("reset" waits for in-flight requests). */
+/* Seconds to wait for a connection and a whole reply ("reset" waits for
+ * connections to close and for requests in flight).
+ */
 #define REPLY_TIMEOUT 60
-
-/* Most key=value lines in a reply that we keep. */
-#define MAX_KEYS 64
 
 static const char *progname = "nbdzramctl";
 static const char *socket_path;
-
-struct kv {
-  char *key, *value;
-};
-
-struct reply {
-  char buf[ZCTL_REPLY_MAX + 1];
-  struct kv kv[MAX_KEYS];
-  size_t nkv;
-  char *error;                  /* the text after "error ", or NULL */
-};
 
 static void
 usage (FILE *fp)
@@ -70,8 +65,34 @@ usage (FILE *fp)
 "  -n, --noheadings    do not print the table heading\n"
 "  -J, --json          JSON output (table and stats)\n"
 "  -h, --help          this help\n"
-"  -V, --version       print the version\n",
+"  -V, --version       print the version\n"
+"\n"
+"Only a server run by root or by you is trusted.\n",
            progname, progname, progname, progname, progname);
+}
+
+/* The socket path as it may be printed. */
+static const char *
+shown_path (void)
+{
+  static char buf[4 * 108 + 1];
+
+  return zctl_clean (socket_path, buf, sizeof buf);
+}
+
+/* What is at the path, for "it is not a control socket" messages. */
+static const char *
+kind_of (const struct stat *st)
+{
+  if (S_ISREG (st->st_mode))
+    return "a regular file";
+  if (S_ISDIR (st->st_mode))
+    return "a directory";
+  if (S_ISFIFO (st->st_mode))
+    return "a FIFO";
+  if (S_ISCHR (st->st_mode) || S_ISBLK (st->st_mode))
+    return "a device node";
+  return "not a socket";
 }
 
 static int
@@ -79,10 +100,13 @@ connect_server (void)
 {
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
   struct timeval tv = { .tv_sec = REPLY_TIMEOUT };
+  struct ucred cred;
+  socklen_t credlen = sizeof cred;
+  struct stat st;
   int fd;
 
   if (strlen (socket_path) >= sizeof addr.sun_path) {
-    fprintf (stderr, "%s: %s: socket path too long\n", progname, socket_path);
+    fprintf (stderr, "%s: %s: socket path too long\n", progname, shown_path ());
     exit (EXIT_USAGE);
   }
   strcpy (addr.sun_path, socket_path);
@@ -91,42 +115,75 @@ connect_server (void)
     fprintf (stderr, "%s: socket: %m\n", progname);
     exit (EXIT_COMM);
   }
+  /* A connect to a server whose queue is full waits this long too. */
+  setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (connect (fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
-    switch (errno) {
+    int err = errno;
+
+    /* connect says "refused" for anything that is not a socket. */
+    if (err == ECONNREFUSED && stat (socket_path, &st) == 0 &&
+        !S_ISSOCK (st.st_mode)) {
+      fprintf (stderr, "%s: %s: is %s, not a control socket "
+               "(give the path of the plugin's ctl= parameter)\n",
+               progname, shown_path (), kind_of (&st));
+      exit (EXIT_NO_SERVER);
+    }
+    switch (err) {
     case ENOENT:
       fprintf (stderr, "%s: %s: no such control socket "
                "(is nbdkit running with ctl=%s?)\n",
-               progname, socket_path, socket_path);
+               progname, shown_path (), shown_path ());
       exit (EXIT_NO_SERVER);
     case ECONNREFUSED:
       fprintf (stderr, "%s: %s: no server is listening "
-               "(stale socket of a stopped nbdkit?)\n", progname, socket_path);
+               "(stale socket of a stopped nbdkit?)\n", progname, shown_path ());
       exit (EXIT_NO_SERVER);
     case EACCES:
     case EPERM:
       fprintf (stderr, "%s: %s: permission denied "
-               "(the socket belongs to another user)\n", progname, socket_path);
+               "(the socket belongs to another user)\n", progname, shown_path ());
       exit (EXIT_DENIED);
+    case EAGAIN:
+    case EINPROGRESS:
+      fprintf (stderr, "%s: %s: the server accepts no connection within "
+               "%d seconds\n", progname, shown_path (), REPLY_TIMEOUT);
+      exit (EXIT_COMM);
     default:
-      fprintf (stderr, "%s: %s: connect: %m\n", progname, socket_path);
+      errno = err;
+      fprintf (stderr, "%s: %s: connect: %m\n", progname, shown_path ());
       exit (EXIT_NO_SERVER);
     }
   }
-  setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  /* Anyone who can write the socket's directory can put a server there:
+   * talk only to one run by root or by ourselves.  (For a unix socket the
+   * credentials are those of the process that called listen().)
+   */
+  if (getsockopt (fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == -1) {
+    fprintf (stderr, "%s: %s: SO_PEERCRED: %m\n", progname, shown_path ());
+    exit (EXIT_COMM);
+  }
+  if (cred.uid != 0 && cred.uid != geteuid ()) {
+    fprintf (stderr, "%s: %s: the server there runs as uid %u, neither root "
+             "nor you; not trusting it (run %s as that user if it is "
+             "yours)\n", progname, shown_path (), (unsigned) cred.uid,
+             progname);
+    exit (EXIT_DENIED);
+  }
   return fd;
 }
 
-/* Send one command, read the reply up to its terminating line, split it.
- * Exits on communication failure; returns with r->error set if the server
- * refused.
+/* Send one command, read the reply up to its terminating line, check it.
+ * Exits on communication failure or a malformed reply; returns the status
+ * (ZCTL_REPLY_OK or ZCTL_REPLY_ERROR) with r filled.
  */
-static void
-run_command (const char *cmd, struct reply *r)
+static enum zctl_reply_status
+run_command (const char *cmd, struct zctl_reply *r)
 {
-  char line[ZCTL_LINE_MAX + 2];
+  char line[ZCTL_LINE_MAX + 2], data[ZCTL_REPLY_MAX];
+  struct timespec t0, t;
   size_t len = 0, n;
-  char *p, *next;
-  int fd;
+  int fd, send_errno = 0;
+  enum zctl_reply_status st;
 
   n = snprintf (line, sizeof line, "%s\n", cmd);
   if (n >= sizeof line) {
@@ -134,290 +191,105 @@ run_command (const char *cmd, struct reply *r)
     exit (EXIT_USAGE);
   }
   fd = connect_server ();
-  if (send (fd, line, n, MSG_NOSIGNAL) != (ssize_t) n) {
-    fprintf (stderr, "%s: %s: send: %m\n", progname, socket_path);
-    exit (EXIT_COMM);
-  }
+  /* A server that refuses us (too many clients) may have answered and
+   * hung up before we send: read what it said before blaming the send.
+   */
+  if (send (fd, line, n, MSG_NOSIGNAL) != (ssize_t) n)
+    send_errno = errno ? errno : EPIPE;
 
-  /* Read until the buffer holds a terminating line. */
+  clock_gettime (CLOCK_MONOTONIC, &t0);
   for (;;) {
-    char *last;
+    struct pollfd p = { .fd = fd, .events = POLLIN };
     ssize_t got;
+    long left;
 
-    r->buf[len] = '\0';
-    if (len > 0 && r->buf[len - 1] == '\n') {
-      r->buf[len - 1] = '\0';
-      last = strrchr (r->buf, '\n');
-      last = last ? last + 1 : r->buf;
-      r->buf[len - 1] = '\n';
-      if (strncmp (last, "ok\n", 3) == 0 || strncmp (last, "error ", 6) == 0)
-        break;
-    }
-    if (len == ZCTL_REPLY_MAX) {
-      fprintf (stderr, "%s: %s: reply too long\n", progname, socket_path);
+    clock_gettime (CLOCK_MONOTONIC, &t);
+    left = REPLY_TIMEOUT * 1000L - ((t.tv_sec - t0.tv_sec) * 1000L +
+                                    (t.tv_nsec - t0.tv_nsec) / 1000000);
+    if (left <= 0 || poll (&p, 1, (int) left) == 0) {
+      fprintf (stderr, "%s: %s: no complete reply within %d seconds\n",
+               progname, shown_path (), REPLY_TIMEOUT);
       exit (EXIT_COMM);
     }
-    got = recv (fd, r->buf + len, ZCTL_REPLY_MAX - len, 0);
-    if (got == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      fprintf (stderr, "%s: %s: no reply within %d seconds\n",
-               progname, socket_path, REPLY_TIMEOUT);
-      exit (EXIT_COMM);
-    }
-    if (got == -1) {
-      fprintf (stderr, "%s: %s: recv: %m\n", progname, socket_path);
-      exit (EXIT_COMM);
-    }
-    if (got == 0) {
-      fprintf (stderr, "%s: %s: server closed the connection "
-               "without a complete reply\n", progname, socket_path);
+    got = recv (fd, data + len, sizeof data - len, MSG_DONTWAIT);
+    if (got == -1 && (errno == EAGAIN || errno == EINTR))
+      continue;
+    if (got <= 0) {
+      if (send_errno) {
+        errno = send_errno;
+        fprintf (stderr, "%s: %s: send: %m\n", progname, shown_path ());
+      }
+      else if (got == -1)
+        fprintf (stderr, "%s: %s: recv: %m\n", progname, shown_path ());
+      else
+        fprintf (stderr, "%s: %s: server closed the connection "
+                 "without a complete reply\n", progname, shown_path ());
       exit (EXIT_COMM);
     }
     len += got;
+    st = zctl_reply_parse (r, data, len);
+    if (st == ZCTL_REPLY_NBD) {
+      fprintf (stderr, "%s: %s: is the socket of %s; give the plugin's "
+               "ctl= path instead\n", progname, shown_path (), r->why);
+      exit (EXIT_NO_SERVER);
+    }
+    if (st == ZCTL_REPLY_BAD) {
+      fprintf (stderr, "%s: %s: malformed reply: %s\n",
+               progname, shown_path (), r->why);
+      exit (EXIT_COMM);
+    }
+    if (st != ZCTL_REPLY_INCOMPLETE)
+      break;
   }
   close (fd);
-
-  r->nkv = 0;
-  r->error = NULL;
-  for (p = r->buf; *p; p = next) {
-    char *eq;
-
-    next = strchr (p, '\n');
-    *next++ = '\0';
-    if (strncmp (p, "error ", 6) == 0) {
-      r->error = p + 6;
-      break;
-    }
-    if (strcmp (p, "ok") == 0)
-      break;
-    eq = strchr (p, '=');
-    if (eq && r->nkv < MAX_KEYS) {
-      *eq = '\0';
-      r->kv[r->nkv].key = p;
-      r->kv[r->nkv++].value = eq + 1;
-    }
-  }
+  return st;
 }
 
-/* Exit with the server's error message if it refused. */
+/* Exit with the server's error message if it refused; after an EBUSY
+ * refusal, print busy_hint too (if not NULL): the server's messages spell
+ * no nbdzramctl command.
+ */
 static void
-check_refused (const struct reply *r)
+check_refused (enum zctl_reply_status st, const struct zctl_reply *r,
+               const char *busy_hint)
 {
-  if (r->error == NULL)
+  char msg[4 * ZCTL_REPLY_MAX];
+
+  if (st != ZCTL_REPLY_ERROR)
     return;
-  fprintf (stderr, "%s: %s: %s\n", progname, socket_path, r->error);
-  exit (strncmp (r->error, "EACCES", 6) == 0 ? EXIT_DENIED : EXIT_REFUSED);
+  fprintf (stderr, "%s: %s: %s\n", progname, shown_path (),
+           zctl_clean (r->error, msg, sizeof msg));
+  if (busy_hint && strncmp (r->error, "EBUSY:", 6) == 0)
+    fprintf (stderr, "%s: %s\n", progname, busy_hint);
+  exit (strncmp (r->error, "EACCES:", 7) == 0 ? EXIT_DENIED : EXIT_REFUSED);
 }
-
-static const char *
-get (const struct reply *r, const char *key)
-{
-  size_t i;
-
-  for (i = 0; i < r->nkv; i++)
-    if (strcmp (r->kv[i].key, key) == 0)
-      return r->kv[i].value;
-  fprintf (stderr, "%s: %s: the server's stats lack '%s'\n",
-           progname, socket_path, key);
-  exit (EXIT_COMM);
-}
-
-static unsigned long long
-get_u64 (const struct reply *r, const char *key)
-{
-  const char *v = get (r, key);
-  char *end;
-  unsigned long long n;
-
-  errno = 0;
-  n = strtoull (v, &end, 10);
-  if (errno || end == v || *end) {
-    fprintf (stderr, "%s: %s: bad number for '%s': %s\n",
-             progname, socket_path, key, v);
-    exit (EXIT_COMM);
-  }
-  return n;
-}
-
-/* zramctl's style: 1023B, 4K, 1.5M, 2G. */
-static void
-human_size (unsigned long long bytes, char *out, size_t cap)
-{
-  static const char units[] = "KMGTPE";
-  double v = bytes;
-  int u = -1;
-
-  if (bytes < 1024) {
-    snprintf (out, cap, "%lluB", bytes);
-    return;
-  }
-  while (v >= 1024 && u < 5) {
-    v /= 1024;
-    u++;
-  }
-  if (v >= 1023.95 && u < 5) {  /* would print as 1024.0 */
-    v /= 1024;
-    u++;
-  }
-  if (bytes % (1ULL << (10 * (u + 1))) == 0)
-    snprintf (out, cap, "%.0f%c", v, units[u]);
-  else
-    snprintf (out, cap, "%.1f%c", v, units[u]);
-}
-
-static void
-json_string (const char *s)
-{
-  putchar ('"');
-  for (; *s; s++) {
-    unsigned char c = *s;
-    if (c == '"' || c == '\\')
-      printf ("\\%c", c);
-    else if (c < 0x20)
-      printf ("\\u%04x", c);
-    else
-      putchar (c);
-  }
-  putchar ('"');
-}
-
-enum col_type { COL_STRING, COL_SIZE, COL_COUNT, COL_RATIO };
-
-struct column {
-  const char *name;             /* heading; JSON key is its lowercase */
-  enum col_type type;
-  const char *key;              /* stats key, or NULL (name, ratio) */
-};
-
-static const struct column columns[] = {
-  { "NAME",       COL_STRING, NULL },
-  { "ALGORITHM",  COL_STRING, "algorithm" },
-  { "DISKSIZE",   COL_SIZE,   "disksize" },
-  { "DATA",       COL_SIZE,   "orig_data_size" },
-  { "COMPR",      COL_SIZE,   "compr_data_size" },
-  { "TOTAL",      COL_SIZE,   "mem_used_total" },
-  { "ZERO-PAGES", COL_COUNT,  "same_pages" },
-  { "MEM-LIMIT",  COL_SIZE,   "mem_limit" },
-  { "MEM-USED",   COL_SIZE,   "mem_used_max" },
-  { "MIGRATED",   COL_COUNT,  "pages_compacted" },
-  { "COMP-RATIO", COL_RATIO,  NULL },
-};
-#define NCOLS (sizeof columns / sizeof columns[0])
 
 static int
 show_table (bool bytes, bool headings, bool json)
 {
-  struct reply r;
-  char cell[NCOLS][64];
-  int width[NCOLS];
-  bool have_ratio;
-  double ratio = 0;
-  size_t i;
+  struct zctl_reply r;
+  enum zctl_reply_status st;
+  char err[256];
 
-  run_command ("stats", &r);
-  check_refused (&r);
-
-  have_ratio = get_u64 (&r, "mem_used_total") > 0;
-  if (have_ratio)
-    ratio = (double) get_u64 (&r, "orig_data_size") /
-            (double) get_u64 (&r, "mem_used_total");
-
-  for (i = 0; i < NCOLS; i++) {
-    const struct column *c = &columns[i];
-
-    switch (c->type) {
-    case COL_STRING:
-      snprintf (cell[i], sizeof cell[i], "%s",
-                c->key ? get (&r, c->key) : socket_path);
-      break;
-    case COL_SIZE:
-      if (bytes)
-        snprintf (cell[i], sizeof cell[i], "%llu", get_u64 (&r, c->key));
-      else
-        human_size (get_u64 (&r, c->key), cell[i], sizeof cell[i]);
-      break;
-    case COL_COUNT:
-      snprintf (cell[i], sizeof cell[i], "%llu", get_u64 (&r, c->key));
-      break;
-    case COL_RATIO:
-      if (have_ratio)
-        snprintf (cell[i], sizeof cell[i], "%.4f", ratio);
-      else
-        snprintf (cell[i], sizeof cell[i], "-");
-      break;
-    }
+  st = run_command ("stats", &r);
+  check_refused (st, &r, NULL);
+  if (zctl_print_table (stdout, &r, socket_path, bytes, headings, json,
+                        err, sizeof err) == -1) {
+    fprintf (stderr, "%s: %s: %s\n", progname, shown_path (), err);
+    return EXIT_COMM;
   }
-
-  if (json) {
-    printf ("{\n   \"devices\": [\n      {");
-    for (i = 0; i < NCOLS; i++) {
-      const char *n;
-
-      printf ("%s\n         \"", i ? "," : "");
-      for (n = columns[i].name; *n; n++)
-        putchar (*n >= 'A' && *n <= 'Z' ? *n - 'A' + 'a' : *n);
-      printf ("\": ");
-      if (columns[i].type == COL_STRING ||
-          (columns[i].type == COL_SIZE && !bytes))
-        json_string (i == 0 ? socket_path : cell[i]);
-      else if (columns[i].type == COL_RATIO && !have_ratio)
-        printf ("null");
-      else
-        printf ("%s", cell[i]);
-    }
-    printf ("\n      }\n   ]\n}\n");
-    return EXIT_OK;
-  }
-
-  /* Each column as wide as the wider of its heading and its value;
-   * without headings, as wide as the value (one row: nothing to align).
-   */
-  for (i = 0; i < NCOLS; i++) {
-    int w = (int) strlen (cell[i]);
-
-    if (headings && w < (int) strlen (columns[i].name))
-      w = (int) strlen (columns[i].name);
-    width[i] = w;
-  }
-  if (headings) {
-    for (i = 0; i < NCOLS; i++)
-      printf (columns[i].type == COL_STRING ? "%s%-*s" : "%s%*s",
-              i ? " " : "", width[i], columns[i].name);
-    putchar ('\n');
-  }
-  for (i = 0; i < NCOLS; i++)
-    printf (columns[i].type == COL_STRING ? "%s%-*s" : "%s%*s",
-            i ? " " : "", width[i], cell[i]);
-  putchar ('\n');
   return EXIT_OK;
 }
 
 static int
 show_stats (bool json)
 {
-  struct reply r;
-  size_t i;
+  struct zctl_reply r;
+  enum zctl_reply_status st;
 
-  run_command ("stats", &r);
-  check_refused (&r);
-  if (!json) {
-    for (i = 0; i < r.nkv; i++)
-      printf ("%s=%s\n", r.kv[i].key, r.kv[i].value);
-    return EXIT_OK;
-  }
-  printf ("{");
-  for (i = 0; i < r.nkv; i++) {
-    const char *v = r.kv[i].value;
-    bool number = v[0] != '\0' && strspn (v, "0123456789") == strlen (v);
-
-    printf ("%s\n   ", i ? "," : "");
-    json_string (r.kv[i].key);
-    printf (": ");
-    if (number)
-      printf ("%s", v);
-    else
-      json_string (v);
-  }
-  printf ("\n}\n");
+  st = run_command ("stats", &r);
+  check_refused (st, &r, NULL);
+  zctl_print_kv (stdout, &r, json);
   return EXIT_OK;
 }
 
@@ -439,22 +311,21 @@ check_word (const char *what, const char *w)
 }
 
 static int
-simple_command (const char *cmd)
+simple_command (const char *cmd, const char *busy_hint)
 {
-  struct reply r;
-  size_t i;
+  struct zctl_reply r;
+  enum zctl_reply_status st;
 
-  run_command (cmd, &r);
-  check_refused (&r);
-  for (i = 0; i < r.nkv; i++)
-    printf ("%s=%s\n", r.kv[i].key, r.kv[i].value);
+  st = run_command (cmd, &r);
+  check_refused (st, &r, busy_hint);
+  zctl_print_kv (stdout, &r, false);
   return EXIT_OK;
 }
 
 static int
 cmd_reset (bool force, const char *algo, const char *level)
 {
-  char cmd[ZCTL_LINE_MAX + 1];
+  char cmd[ZCTL_LINE_MAX + 1], hint[ZCTL_LINE_MAX + 4 * 108];
   size_t n;
 
   n = snprintf (cmd, sizeof cmd, "reset%s", force ? " force" : "");
@@ -466,7 +337,10 @@ cmd_reset (bool force, const char *algo, const char *level)
     fprintf (stderr, "%s: reset: arguments too long\n", progname);
     return EXIT_USAGE;
   }
-  return simple_command (cmd);
+  snprintf (hint, sizeof hint, "to reset anyway (the clients' data is "
+            "lost, their connections stay): %s -s %s reset --force",
+            progname, shown_path ());
+  return simple_command (cmd, force ? NULL : hint);
 }
 
 int
@@ -526,10 +400,10 @@ main (int argc, char **argv)
   if (strcmp (sub, "reset") == 0 && nargs == 1)
     return cmd_reset (force, algo, level);
   if (strcmp (sub, "compact") == 0 && nargs == 1)
-    return simple_command ("compact");
+    return simple_command ("compact", NULL);
   if (strcmp (sub, "mem-limit") == 0 && nargs == 2) {
     snprintf (cmd, sizeof cmd, "mem_limit %s", check_word ("size", argv[optind + 1]));
-    return simple_command (cmd);
+    return simple_command (cmd, NULL);
   }
   fprintf (stderr, "%s: unknown command or wrong arguments: %s "
            "(see --help)\n", progname, sub);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -25,6 +26,7 @@
 #include "zram/size.h"
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
+#include "ctl-owner.h"
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
@@ -48,6 +50,7 @@ static char *ctl_path;             /* ctl=PATH, made absolute */
 
 static struct zram *zram;
 static struct zctl_server *ctl_server;
+static struct ctl_owner ctl_owner; /* who serves it after nbdkit -u/-g */
 static struct zram_compactor *compactor;
 
 /* Whether this worker thread has tried PR_SET_IO_FLUSHER (a non-NULL
@@ -221,13 +224,31 @@ zram_plugin_get_ready (void)
    * must wait for .after_fork.
    */
   if (ctl_path) {
-    char err[256];
+    char err[512];
 
-    ctl_server = zctl_server_bind (ctl_path, zram, err, sizeof err);
+    /* The socket is for the user nbdkit switches to (-u/-g): see
+     * ctl-owner.h for why it is learnt from the command line.
+     */
+    if (ctl_owner_get (&ctl_owner, err, sizeof err) == -1) {
+      nbdkit_error ("ctl: %s", err);
+      return -1;
+    }
+    ctl_server = zctl_server_bind (ctl_path, zram, &ctl_owner.owner,
+                                   err, sizeof err);
     if (ctl_server == NULL) {
       nbdkit_error ("ctl: %s", err);
       return -1;
     }
+    if (!ctl_owner_can_remove (&ctl_owner, ctl_path))
+      nbdkit_error ("warning: ctl: %s: once nbdkit runs as %s%s%s, it "
+                    "cannot remove files in this directory, so the control "
+                    "socket will stay behind at exit (the next start "
+                    "replaces it); use a directory of that user, e.g. "
+                    "RuntimeDirectory= in a unit with User=, or "
+                    "'install -d -o USER DIR'", ctl_path,
+                    ctl_owner.switch_user ? ctl_owner.user : "",
+                    ctl_owner.switch_user && ctl_owner.switch_group ? ":" : "",
+                    ctl_owner.switch_group ? ctl_owner.group : "");
   }
   return 0;
 }
@@ -248,6 +269,10 @@ zram_plugin_after_fork (void)
     nbdkit_error ("ctl: cannot start the control socket thread: %m");
     return -1;
   }
+  if (ctl_server && geteuid () != ctl_owner.owner.uid)
+    nbdkit_error ("warning: ctl: the control socket was made for uid %u "
+                  "but nbdkit runs as uid %u: only root can use it",
+                  (unsigned) ctl_owner.owner.uid, (unsigned) geteuid ());
   /* Background compaction when fragmentation passes the threshold. */
   compactor = zram_compactor_start (zram, ZRAM_COMPACTOR_DEFAULT_INTERVAL_MS,
                                     ZRAM_COMPACTOR_DEFAULT_THRESHOLD);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "zram/size.h"
+#include "zram/thread-ctx.h"
 #include "zram/zctl.h"
 #include "zram/zram.h"
 
@@ -144,7 +145,7 @@ cmd_help (struct reply *r)
   reply_line (r, "command=help");
   reply_line (r, "command=stats");
   reply_line (r, "command=histograms");
-  reply_line (r, "command=reset [force] [algorithm=NAME] [level=N]");
+  reply_line (r, "command=reset [force] [nowait] [algorithm=NAME] [level=N]");
   reply_line (r, "command=compact");
   reply_line (r, "command=mem_limit SIZE");
   reply_line (r, "command=mem_used_max 0");
@@ -187,6 +188,10 @@ cmd_stats (struct zram *zram, struct reply *r)
       len += snprintf (list + len, sizeof list - len, "%s%d", i ? "," : "", pids[i]);
     reply_line (r, "client_pids=%s", list);
   }
+  /* zramctl's STREAMS: each thread that serves the device has its own
+   * codec state (include/zram/thread-ctx.h).
+   */
+  reply_line (r, "streams=%u", zram_thread_ctx_live ());
   return reply_ok (r);
 }
 
@@ -223,7 +228,7 @@ cmd_histograms (struct zram *zram, struct reply *r)
 static int
 cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
 {
-  bool force = false, have_algo = false, have_level = false;
+  bool force = false, nowait = false, have_algo = false, have_level = false;
   enum zcomp_algo algo = ZCOMP_DEFAULT_ALGO;
   int level = 0, lmin, lmax, ldflt;
   struct zram_stats s;
@@ -233,6 +238,8 @@ cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
   for (i = 1; i < n; i++) {
     if (strcmp (words[i], "force") == 0 && !force)
       force = true;
+    else if (strcmp (words[i], "nowait") == 0 && !nowait)
+      nowait = true;
     else if (strncmp (words[i], "algorithm=", 10) == 0 && !have_algo) {
       if (zcomp_parse_algo (words[i] + 10, &algo) == -1)
         return reply_error (r, EINVAL, "unknown algorithm '%s' (known: %s)",
@@ -247,7 +254,8 @@ cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
     else
       return reply_error (r, EINVAL,
                           "reset: unexpected or repeated argument '%s' "
-                          "(usage: reset [force] [algorithm=NAME] [level=N])",
+                          "(usage: reset [force] [nowait] [algorithm=NAME] "
+                          "[level=N])",
                           words[i]);
   }
 
@@ -261,6 +269,13 @@ cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
                           level, zcomp_algo_name (algo), lmin, lmax);
   }
 
+  /* A client that has just disconnected is closed by its server a moment
+   * later (nbdkit runs .close after the client has seen the disconnect),
+   * so "disconnect, then reset" would fail now and then without this wait.
+   */
+  if (!force && !nowait)
+    zram_wait_idle (zram, ZCTL_RESET_WAIT_MS);
+
   config.disksize = zram_disksize (zram);
   config.algo = algo;
   config.level = level;
@@ -271,10 +286,13 @@ cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
     zram_get_stats (zram, &s);
     switch (err) {
     case EBUSY:
+      /* No command spelling here: nbdzramctl adds its own hint. */
       return reply_error (r, EBUSY,
-                          "reset refused: %" PRIu64 " connection%s open "
-                          "(use 'reset force')",
-                          s.openers, s.openers == 1 ? "" : "s");
+                          "reset refused: %" PRIu64 " connection%s still "
+                          "open%s; a forced reset would discard the data "
+                          "under %s", s.openers, s.openers == 1 ? "" : "s",
+                          nowait ? "" : " after waiting for "
+                          "disconnects", s.openers == 1 ? "it" : "them");
     case ENOMEM:
       return reply_error (r, ENOMEM, "reset failed: out of memory");
     default:
@@ -317,6 +335,24 @@ cmd_mem_used_max (struct zram *zram, struct reply *r, char **words, size_t n)
     return reply_error (r, EINVAL, "usage: mem_used_max 0 (only 0 is accepted)");
   zram_reset_mem_used_max (zram);
   return reply_ok (r);
+}
+
+bool
+zctl_may_block (const char *line, size_t len)
+{
+  static const char *const slow[] = { "reset", "compact" };
+  size_t i, n, k;
+
+  for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
+    ;
+  for (k = 0; k < sizeof slow / sizeof slow[0]; k++) {
+    n = strlen (slow[k]);
+    if (len - i >= n && memcmp (line + i, slow[k], n) == 0 &&
+        (len - i == n || line[i + n] == ' ' || line[i + n] == '\t' ||
+         line[i + n] == '\r'))
+      return true;
+  }
+  return false;
 }
 
 int

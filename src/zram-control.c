@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 #include "zram-impl.h"
 
@@ -87,6 +88,35 @@ zram_get_histogram (struct zram *z, enum zram_hist_id id,
                     struct zram_hist_snapshot *out)
 {
   zram_hist_read (&z->hist[id], out);
+}
+
+static uint64_t
+monotonic_us (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int
+zram_wait_idle (struct zram *z, unsigned timeout_ms)
+{
+  uint64_t deadline = monotonic_us () + (uint64_t) timeout_ms * 1000;
+  struct timespec step = { .tv_sec = 0, .tv_nsec = 1000000 };
+
+  for (;;) {
+    if ((__atomic_load_n (&z->openers, __ATOMIC_ACQUIRE) & ~OPENERS_CLAIM) == 0)
+      return 0;
+    if (monotonic_us () >= deadline) {
+      errno = EBUSY;
+      return -1;
+    }
+    nanosleep (&step, NULL);
+    /* 1 ms at first (the usual lag is well under that), then up to 5 ms. */
+    if (step.tv_nsec < 5000000)
+      step.tv_nsec += 1000000;
+  }
 }
 
 /* --- control path -------------------------------------------------------- */

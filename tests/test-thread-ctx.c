@@ -221,7 +221,12 @@ oom_thread (void *arg)
 static void *
 idle_thread (void *arg)
 {
-  return arg;
+  pthread_barrier_t *together = arg;
+
+  /* Alive at the same time, so that each leaves a stack of its own. */
+  if (together)
+    pthread_barrier_wait (together);
+  return NULL;
 }
 
 /* Threads that hold a context (and so an RCU registration) meanwhile. */
@@ -251,7 +256,8 @@ oom_child (bool holders)
   struct zctl_server *srv;
   struct rlimit rl;
   struct oom o = { 0 };
-  pthread_t t, idle, holder[NR_HOLDERS];
+  pthread_t t, idle[2], holder[NR_HOLDERS];
+  pthread_barrier_t idle_together;
   pthread_barrier_t release;
   unsigned long vm_pages;
   FILE *fp;
@@ -265,7 +271,7 @@ oom_child (bool holders)
   o.z = make_device (1024 * PAGE);
   CHECK (mkdtemp (sock) != NULL);
   strcat (sock, "/ctl");
-  srv = zctl_server_bind (sock, o.z, err, sizeof err);
+  srv = zctl_server_bind (sock, o.z, NULL, err, sizeof err);
   CHECK (srv != NULL);
   pthread_barrier_init (&o.step, NULL, 2);
   pthread_barrier_init (&release, NULL, NR_HOLDERS + 1);
@@ -276,11 +282,16 @@ oom_child (bool holders)
     CHECK (zram_thread_ctx_live () == NR_HOLDERS);
   }
   CHECK (pthread_create (&t, NULL, oom_thread, &o) == 0);
-  /* A joined thread leaves its stack in glibc's cache, so that the control
-   * thread below can start with memory gone and fail only for its context.
+  /* A joined thread leaves its stack in glibc's cache, so that the two
+   * control threads below can start with memory gone and fail only for
+   * their contexts.
    */
-  CHECK (pthread_create (&idle, NULL, idle_thread, NULL) == 0);
-  pthread_join (idle, NULL);
+  pthread_barrier_init (&idle_together, NULL, 2);
+  for (i = 0; i < 2; i++)
+    CHECK (pthread_create (&idle[i], NULL, idle_thread, &idle_together) == 0);
+  for (i = 0; i < 2; i++)
+    pthread_join (idle[i], NULL);
+  pthread_barrier_destroy (&idle_together);
 
   /* Limit the address space to what is in use, then take what is left. */
   fp = fopen ("/proc/self/statm", "r");
@@ -316,7 +327,7 @@ oom_child (bool holders)
 
   /* And with memory back, the control thread starts. */
   zctl_server_stop (srv);
-  srv = zctl_server_bind (sock, o.z, err, sizeof err);
+  srv = zctl_server_bind (sock, o.z, NULL, err, sizeof err);
   CHECK (srv != NULL);
   CHECK (zctl_server_start (srv) == 0);
   zctl_server_stop (srv);

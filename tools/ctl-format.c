@@ -10,17 +10,6 @@
 #include "zram/histogram.h"
 #include "ctl-format.h"
 
-const char *
-ctl_kv_get (const struct ctl_kv *kv, size_t n, const char *key)
-{
-  size_t i;
-
-  for (i = 0; i < n; i++)
-    if (strcmp (kv[i].key, key) == 0)
-      return kv[i].value;
-  return NULL;
-}
-
 /* Parse a decimal unsigned number that is the whole of s. */
 static int
 parse_u64 (const char *s, unsigned long long *out)
@@ -39,18 +28,18 @@ static int
 stat_u64 (FILE *errfp, const struct ctl_device *dev, const char *key,
           unsigned long long *out)
 {
-  const char *v = ctl_kv_get (dev->stats, dev->nstats, key);
+  const char *v = zctl_reply_get (dev->stats, key);
+  char name[256], clean[64];
 
   if (parse_u64 (v, out) == 0)
     return 0;
-  fprintf (errfp, "%s: ", dev->name);
+  zctl_clean (dev->name, name, sizeof name);
   if (v == NULL)
-    fprintf (errfp, "the server's stats lack '%s' (an older server?)\n", key);
-  else {
-    fprintf (errfp, "bad number for '%s': ", key);
-    ctl_print_safe (errfp, v);
-    fputc ('\n', errfp);
-  }
+    fprintf (errfp, "%s: the server's stats lack '%s' (an older server?)\n",
+             name, key);
+  else
+    fprintf (errfp, "%s: bad number for '%s': %s\n", name, key,
+             zctl_clean (v, clean, sizeof clean));
   return -1;
 }
 
@@ -194,17 +183,25 @@ parse_hist (const char *s, struct hist_values *h)
   return errno || *end ? -1 : 0;
 }
 
-/* A label value with \, " and newline escaped as the format wants. */
+/* A label value with \, " and newline escaped as the format wants, and
+ * any other byte outside printable ASCII (a server's bytes, a path's) as
+ * the four characters \xHH, so the exposition stays valid UTF-8 and
+ * harmless to a terminal.
+ */
 static void
 print_label_value (FILE *fp, const char *s)
 {
   for (; *s; s++) {
-    if (*s == '\\' || *s == '"')
-      fprintf (fp, "\\%c", *s);
-    else if (*s == '\n')
+    unsigned char c = *s;
+
+    if (c == '\\' || c == '"')
+      fprintf (fp, "\\%c", c);
+    else if (c == '\n')
       fputs ("\\n", fp);
+    else if (c < 0x20 || c >= 0x7f)
+      fprintf (fp, "\\\\x%02x", c);
     else
-      fputc (*s, fp);
+      fputc (c, fp);
   }
 }
 
@@ -256,14 +253,14 @@ print_hist_family (FILE *fp, FILE *errfp, const struct ctl_device *devs,
     if (devs[d].hists == NULL)
       continue;                 /* a server without histograms */
     for (i = first; i <= last; i++) {
-      const char *v = ctl_kv_get (devs[d].hists, devs[d].nhists, hists[i].key);
+      const char *v = zctl_reply_get (devs[d].hists, hists[i].key);
       struct hist_values h;
       unsigned long long cum = 0;
-      char le[32];
+      char le[32], name[256];
 
       if (parse_hist (v, &h) == -1) {
         fprintf (errfp, "%s: bad or missing histogram '%s'\n",
-                 devs[d].name, hists[i].key);
+                 zctl_clean (devs[d].name, name, sizeof name), hists[i].key);
         return -1;
       }
       for (b = 0; b < hists[i].finite; b++) {
@@ -323,11 +320,12 @@ render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
     print_label_value (fp, devs[d].name);
     fputc ('"', fp);
     for (i = 0; i < 3; i++) {
-      const char *val = ctl_kv_get (devs[d].stats, devs[d].nstats, keys[i]);
+      const char *val = zctl_reply_get (devs[d].stats, keys[i]);
+      char name[256];
 
       if (val == NULL) {
         fprintf (errfp, "%s: the server's stats lack '%s'\n",
-                 devs[d].name, keys[i]);
+                 zctl_clean (devs[d].name, name, sizeof name), keys[i]);
         return -1;
       }
       fprintf (fp, ",%s=\"", keys[i]);
@@ -370,17 +368,4 @@ ctl_print_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
     fwrite (buf, 1, len, fp);
   free (buf);
   return r;
-}
-
-void
-ctl_print_safe (FILE *fp, const char *s)
-{
-  for (; *s; s++) {
-    unsigned char c = *s;
-
-    if (c >= 0x20 && c < 0x7f)
-      fputc (c, fp);
-    else
-      fprintf (fp, "\\x%02x", c);
-  }
 }

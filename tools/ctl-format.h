@@ -1,9 +1,9 @@
 /* nbdzramctl: printing a device's statistics in other programs' formats.
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  *
- * Pure formatting: the caller has fetched each device's "stats" and
- * "histograms" replies (include/zram/zctl.h) and split them into key=value
- * pairs; nothing here does I/O but writing to the given stream.  Values
+ * Pure formatting: the caller has fetched and parsed each device's "stats"
+ * and "histograms" replies (tools/zctl-client.h); nothing here does I/O
+ * but writing to the given streams.  Values
  * are the server's text; a missing or malformed number is an error that
  * names the key, so a server that speaks another version is reported, not
  * misprinted.
@@ -15,25 +15,16 @@
 #include <stddef.h>
 #include <stdio.h>
 
-struct ctl_kv {
-  const char *key;
-  const char *value;
-};
+#include "zctl-client.h"
 
 /* One device: its name (the /dev/nbdX it is attached to, or its socket
- * path) and the key=value pairs of its "stats" and "histograms" replies.
+ * path) and its parsed "stats" and "histograms" replies.
  */
 struct ctl_device {
   const char *name;
-  const struct ctl_kv *stats;
-  size_t nstats;
-  const struct ctl_kv *hists;   /* may be NULL (an older server) */
-  size_t nhists;
+  const struct zctl_reply *stats;
+  const struct zctl_reply *hists;  /* may be NULL (an older server) */
 };
-
-/* The value of key, or NULL. */
-extern const char *ctl_kv_get (const struct ctl_kv *kv, size_t n,
-                               const char *key);
 
 /* The kernel's one-line sysfs formats (/sys/block/zramN/...):
  *   KSTAT_MM  mm_stat:  orig_data_size compr_data_size mem_used_total
@@ -58,10 +49,5 @@ extern int ctl_print_kstat (FILE *fp, FILE *errfp, enum ctl_kstat which,
  */
 extern int ctl_print_metrics (FILE *fp, FILE *errfp,
                               const struct ctl_device *devs, size_t ndevs);
-
-/* Write s with every byte that is not printable ASCII shown as "\xHH",
- * so nothing a server sends can drive the terminal.
- */
-extern void ctl_print_safe (FILE *fp, const char *s);
 
 #endif /* NBDZRAMCTL_CTL_FORMAT_H */

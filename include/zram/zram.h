@@ -168,6 +168,14 @@ extern size_t zram_client_pids (struct zram *zram, int *pids, size_t cap);
 extern int zram_reset (struct zram *zram, bool force,
                        const struct zram_config *new_config);
 
+/* Wait up to timeout_ms milliseconds for the openers to drop to zero (a
+ * client that has just disconnected may be closed by its server a moment
+ * later).  Claims nothing: an opener may arrive right after.  Returns 0 once
+ * none is open, or -1 with errno EBUSY at the timeout.  Sleeps in steps of
+ * at most 5 ms; takes no lock.
+ */
+extern int zram_wait_idle (struct zram *zram, unsigned timeout_ms);
+
 /* Fill *stats.  Safe at any time, on any thread; on a thread that cannot
  * have a context (no memory) it reads under the control mutex instead, and
  * may then wait for a reset or compaction in progress.

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,12 +16,14 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include "zram/compiler.h"
 #include "zram/compactor.h"
+#include "zram/size.h"
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
 #include "ctl-owner.h"
@@ -40,6 +43,7 @@ static struct zram_config config = {
   .pool = ZPOOL_ZS,
 };
 static bool size_given;
+static uint64_t mem_limit;         /* mem_limit=SIZE; 0 = none */
 static bool level_given;
 static bool lock_memory;           /* mlock=true */
 static char *ctl_path;             /* ctl=PATH, made absolute */
@@ -77,28 +81,47 @@ zram_plugin_unload (void)
     pthread_key_delete (io_flusher_key);
 }
 
+/* Sizes parse as everywhere else in the project (include/zram/size.h),
+ * not with nbdkit_parse_size, which refuses "4GiB".
+ */
+static int
+parse_size (const char *key, const char *value, uint64_t *bytes)
+{
+  if (zram_parse_size (value, bytes) == 0)
+    return 0;
+  if (errno == ERANGE)
+    nbdkit_error ("%s: '%s' is too large (more than 2^64 - 1 bytes)", key, value);
+  else
+    nbdkit_error ("%s: '%s' is not a size: use " ZRAM_SIZE_SYNTAX, key, value);
+  return -1;
+}
+
 static int
 zram_plugin_config (const char *key, const char *value)
 {
   if (strcmp (key, "size") == 0) {
-    int64_t r = nbdkit_parse_size (value);
+    uint64_t r;
 
-    if (r == -1)
-      return -1;              /* nbdkit_parse_size reported it */
-    if (r <= 0) {
+    if (parse_size (key, value, &r) == -1)
+      return -1;
+    if (r == 0) {
       nbdkit_error ("size: the device size must be greater than 0 "
                     "(for example size=4G)");
       return -1;
     }
-    if ((uint64_t) r > ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE) {
-      nbdkit_error ("size: %" PRIi64 " bytes is too large; the largest "
+    if (r > ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE) {
+      nbdkit_error ("size: %" PRIu64 " bytes is too large; the largest "
                     "device is %" PRIu64 " bytes", r,
                     ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE);
       return -1;
     }
     /* Round up to whole pages, like zram's disksize. */
-    config.disksize = ((uint64_t) r + ZRAM_PAGE_SIZE - 1) & ~(uint64_t) (ZRAM_PAGE_SIZE - 1);
+    config.disksize = (r + ZRAM_PAGE_SIZE - 1) & ~(uint64_t) (ZRAM_PAGE_SIZE - 1);
     size_given = true;
+  }
+  else if (strcmp (key, "mem_limit") == 0) {
+    if (parse_size (key, value, &mem_limit) == -1)
+      return -1;
   }
   else if (strcmp (key, "algorithm") == 0) {
     if (zcomp_parse_algo (value, &config.algo) == -1) {
@@ -136,7 +159,7 @@ zram_plugin_config (const char *key, const char *value)
   }
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
-                  "pool, ctl, mlock (see nbdkit-zram-plugin(1))", key);
+                  "pool, mem_limit, ctl, mlock (see nbdkit-zram-plugin(1))", key);
     return -1;
   }
   return 0;
@@ -174,6 +197,7 @@ zram_plugin_config_complete (void)
   "algorithm=lz4|lz4hc|zstd Compression algorithm (default lz4).\n" \
   "level=N                  Level for lz4hc (1-12) or zstd (1-22).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
+  "mem_limit=SIZE           Most memory the pool may use, e.g. 2G (default none).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
   "mlock=true|false         Lock the server in RAM (use under swap)."
 
@@ -195,6 +219,7 @@ zram_plugin_get_ready (void)
                   config.disksize >> ZRAM_PAGE_SHIFT);
     return -1;
   }
+  zram_set_mem_limit (zram, mem_limit);
   /* Bind the control socket here, where errors reach the user; its thread
    * must wait for .after_fork.
    */
@@ -268,20 +293,57 @@ zram_plugin_cleanup (void)
   ctl_server = NULL;
 }
 
+/* The process id of the client at the other end of a unix socket, or 0:
+ * nbdzramctl names the device after the /dev/nbdX whose nbd-client it is.
+ */
+static int
+client_pid (void)
+{
+  struct sockaddr_storage addr;
+  socklen_t len = sizeof addr;
+  int64_t pid;
+
+  if (nbdkit_peer_name ((struct sockaddr *) &addr, &len) == -1 ||
+      addr.ss_family != AF_UNIX)
+    return 0;
+  pid = nbdkit_peer_pid ();
+  return pid > 0 && pid <= INT_MAX ? (int) pid : 0;
+}
+
+/* A connection's handle: the client pid noted with the device. */
+struct connection {
+  int pid;                      /* 0 = unknown or not noted */
+};
+
 static void *
 zram_plugin_open (int readonly UNUSED)
 {
-  if (zram_open (zram) == -1) {
-    nbdkit_error ("device is being reset; try again");
+  struct connection *c = calloc (1, sizeof *c);
+
+  if (c == NULL) {
+    nbdkit_error ("open: %m");
     return NULL;
   }
-  return NBDKIT_HANDLE_NOT_NEEDED;
+  if (zram_open (zram) == -1) {
+    nbdkit_error ("device is being reset; try again");
+    free (c);
+    return NULL;
+  }
+  c->pid = client_pid ();
+  if (c->pid > 0 && zram_client_pid_add (zram, c->pid) == -1)
+    c->pid = 0;                 /* more clients than remembered: unnamed */
+  return c;
 }
 
 static void
-zram_plugin_close (void *handle UNUSED)
+zram_plugin_close (void *handle)
 {
+  struct connection *c = handle;
+
+  if (c->pid > 0)
+    zram_client_pid_remove (zram, c->pid);
   zram_close (zram);
+  free (c);
 }
 
 static int64_t

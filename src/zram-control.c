@@ -35,6 +35,61 @@ zram_close (struct zram *z)
   __atomic_sub_fetch (&z->openers, 1, __ATOMIC_ACQ_REL);
 }
 
+int
+zram_client_pid_add (struct zram *z, int pid)
+{
+  size_t i;
+  int r = -1;
+
+  pthread_mutex_lock (&z->clients_lock);
+  for (i = 0; i < ZRAM_MAX_CLIENT_PIDS; i++)
+    if (z->client_pids[i] == 0) {
+      z->client_pids[i] = pid;
+      r = 0;
+      break;
+    }
+  pthread_mutex_unlock (&z->clients_lock);
+  if (r == -1)
+    errno = ENOSPC;
+  return r;
+}
+
+void
+zram_client_pid_remove (struct zram *z, int pid)
+{
+  size_t i;
+
+  pthread_mutex_lock (&z->clients_lock);
+  for (i = 0; i < ZRAM_MAX_CLIENT_PIDS; i++)
+    if (z->client_pids[i] == pid) {
+      z->client_pids[i] = 0;
+      break;
+    }
+  pthread_mutex_unlock (&z->clients_lock);
+}
+
+size_t
+zram_client_pids (struct zram *z, int *pids, size_t cap)
+{
+  size_t i, n = 0;
+
+  pthread_mutex_lock (&z->clients_lock);
+  for (i = 0; i < ZRAM_MAX_CLIENT_PIDS && n < cap; i++)
+    if (z->client_pids[i] != 0)
+      pids[n++] = z->client_pids[i];
+  pthread_mutex_unlock (&z->clients_lock);
+  return n;
+}
+
+/* --- metrics ------------------------------------------------------------ */
+
+void
+zram_get_histogram (struct zram *z, enum zram_hist_id id,
+                    struct zram_hist_snapshot *out)
+{
+  zram_hist_read (&z->hist[id], out);
+}
+
 static uint64_t
 monotonic_us (void)
 {

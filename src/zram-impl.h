@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "zram/histogram.h"
 #include "zram/mem-guard.h"
 #include "zram/slot.h"
 #include "zram/thread-ctx.h"
@@ -62,6 +63,12 @@ struct zram {
                                  for the thread's context */
   uint64_t nomem_writes;      /* atomic: writes (and discards) likewise */
   int rcu_sync;               /* address for ThreadSanitizer's benefit */
+  /* Metrics for the process's life (a reset does not clear them, so
+   * they stay monotonic counters): see zram_get_histogram.
+   */
+  struct zram_hist hist[ZRAM_HIST_NR];
+  pthread_mutex_t clients_lock;  /* guards client_pids */
+  int client_pids[ZRAM_MAX_CLIENT_PIDS];  /* 0 = free */
 };
 
 #define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "zram-impl.h"
 
@@ -139,6 +140,7 @@ zram_create (const struct zram_config *config)
   }
   z->disksize = config->disksize;
   pthread_mutex_init (&z->ctl_lock, NULL);
+  pthread_mutex_init (&z->clients_lock, NULL);
   return z;
 }
 
@@ -150,6 +152,7 @@ zram_destroy (struct zram *z)
   zram_meta_destroy (z->meta);
   zram_mem_guard_destroy (z->guard);
   pthread_mutex_destroy (&z->ctl_lock);
+  pthread_mutex_destroy (&z->clients_lock);
   free (z);
 }
 
@@ -202,6 +205,7 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
     st->handle = word;
     st->size = 0;
     st->flags = SLOT_BIT (SLOT_SAME);
+    zram_hist_add (&z->hist[ZRAM_HIST_COMPR_SIZE], 0);
     return 0;
   }
 
@@ -233,6 +237,7 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
     return -1;
   }
   update_mem_used_max (m, total);
+  zram_hist_add (&z->hist[ZRAM_HIST_COMPR_SIZE], st->size);
 
   dst = zpool_map (m->pool, h, ZPOOL_MAP_WO);
   memcpy (dst, data, st->size);
@@ -414,8 +419,23 @@ discard_full_page (struct zram_meta *m, uint64_t index)
                 ZRAM_PAGE_SIZE - (off) : end_ - pos_, 1);                      \
        pos_ += (n))
 
-/* What a data request does to each page it covers. */
-enum io_op { IO_READ, IO_WRITE, IO_DISCARD };
+/* What a data request does to each page it covers; the values index the
+ * latency histograms.
+ */
+enum io_op {
+  IO_READ = ZRAM_HIST_READ_US,
+  IO_WRITE = ZRAM_HIST_WRITE_US,
+  IO_DISCARD = ZRAM_HIST_DISCARD_US,
+};
+
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* The common frame of every data request: get the thread's context,
  * enter the read-side section, check the range against the live size,
@@ -427,6 +447,7 @@ static int
 do_io (struct zram *z, enum io_op op, unsigned char *buf, uint32_t count,
        uint64_t offset)
 {
+  uint64_t start = now_ns ();
   struct zram_thread_ctx *ctx = zram_thread_ctx_get ();
   struct zram_meta *m;
   uint64_t index;
@@ -472,6 +493,7 @@ do_io (struct zram *z, enum io_op op, unsigned char *buf, uint32_t count,
     STAT_ADD (*(op == IO_READ ? &m->stats.failed_reads
                                : &m->stats.failed_writes), 1);
   meta_put (z);
+  zram_hist_add (&z->hist[op], (now_ns () - start) / 1000);
   return r;
 }
 

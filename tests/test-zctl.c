@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "zram/size.h"
 #include "zram/zctl.h"
 #include "zram/zram.h"
 #include "check.h"
@@ -209,7 +210,7 @@ main (void)
   struct zram_stats before, after;
   unsigned char page[ZRAM_PAGE_SIZE];
   char line[4 * ZCTL_LINE_MAX];
-  unsigned long long sz;
+  uint64_t sz;
   struct zram *z;
   double t0, t1;
   size_t i;
@@ -440,21 +441,31 @@ main (void)
            strcmp (small, "error EI\n") == 0, "'%s'", small);
   }
 
-  /* zctl_parse_size */
-  EXPECT (zctl_parse_size ("0", &sz) == 0 && sz == 0, "0");
-  EXPECT (zctl_parse_size ("4096", &sz) == 0 && sz == 4096, "4096");
-  EXPECT (zctl_parse_size ("1k", &sz) == 0 && sz == 1024, "1k");
-  EXPECT (zctl_parse_size ("3M", &sz) == 0 && sz == 3 << 20, "3M");
-  EXPECT (zctl_parse_size ("1GB", &sz) == 0 && sz == 1 << 30, "1GB");
-  EXPECT (zctl_parse_size ("2TiB", &sz) == 0 && sz == 2ULL << 40, "2TiB");
-  EXPECT (zctl_parse_size ("16777215T", &sz) == 0 && sz == 16777215ULL << 40, "max T");
-  EXPECT (zctl_parse_size ("16777216T", &sz) == -1 && errno == ERANGE, "T overflow");
-  EXPECT (zctl_parse_size ("18446744073709551615", &sz) == 0 && sz == ~0ULL, "max");
-  EXPECT (zctl_parse_size ("18446744073709551616", &sz) == -1 && errno == ERANGE, "ovf");
-  EXPECT (zctl_parse_size ("", &sz) == -1 && errno == EINVAL, "empty");
-  EXPECT (zctl_parse_size ("1iB", &sz) == -1 && errno == EINVAL, "1iB");
-  EXPECT (zctl_parse_size ("1KK", &sz) == -1 && errno == EINVAL, "1KK");
-  EXPECT (zctl_parse_size (" 1", &sz) == -1 && errno == EINVAL, "space");
+  /* zram_parse_size (include/zram/size.h) */
+  EXPECT (zram_parse_size ("0", &sz) == 0 && sz == 0, "0");
+  EXPECT (zram_parse_size ("4096", &sz) == 0 && sz == 4096, "4096");
+  EXPECT (zram_parse_size ("1k", &sz) == 0 && sz == 1024, "1k");
+  EXPECT (zram_parse_size ("3M", &sz) == 0 && sz == 3 << 20, "3M");
+  EXPECT (zram_parse_size ("1GB", &sz) == 0 && sz == 1 << 30, "1GB");
+  EXPECT (zram_parse_size ("2TiB", &sz) == 0 && sz == 2ULL << 40, "2TiB");
+  EXPECT (zram_parse_size ("16777215T", &sz) == 0 && sz == 16777215ULL << 40, "max T");
+  EXPECT (zram_parse_size ("16777216T", &sz) == -1 && errno == ERANGE, "T overflow");
+  EXPECT (zram_parse_size ("18446744073709551615", &sz) == 0 && sz == ~0ULL, "max");
+  EXPECT (zram_parse_size ("18446744073709551616", &sz) == -1 && errno == ERANGE, "ovf");
+  EXPECT (zram_parse_size ("", &sz) == -1 && errno == EINVAL, "empty");
+  EXPECT (zram_parse_size ("1iB", &sz) == -1 && errno == EINVAL, "1iB");
+  EXPECT (zram_parse_size ("1KK", &sz) == -1 && errno == EINVAL, "1KK");
+  EXPECT (zram_parse_size (" 1", &sz) == -1 && errno == EINVAL, "space");
+  EXPECT (zram_parse_size ("4GiB", &sz) == 0 && sz == 4ULL << 30, "4GiB");
+  EXPECT (zram_parse_size ("4g", &sz) == 0 && sz == 4ULL << 30, "4g");
+  EXPECT (zram_parse_size ("2P", &sz) == 0 && sz == 2ULL << 50, "2P");
+  EXPECT (zram_parse_size ("15E", &sz) == 0 && sz == 15ULL << 60, "15E");
+  EXPECT (zram_parse_size ("16E", &sz) == -1 && errno == ERANGE, "16E");
+  EXPECT (zram_parse_size ("4Gi", &sz) == -1 && errno == EINVAL, "4Gi");
+  EXPECT (zram_parse_size ("1.5G", &sz) == -1 && errno == EINVAL, "1.5G");
+  EXPECT (zram_parse_size ("0x10", &sz) == -1 && errno == EINVAL, "0x10");
+  EXPECT (zram_parse_size ("4 G", &sz) == -1 && errno == EINVAL, "4 G");
+  EXPECT (zram_parse_size ("4X", &sz) == -1 && errno == EINVAL, "4X");
 
   zram_destroy (z);
   if (check_failures) {

@@ -46,14 +46,19 @@ zcc_print_all (const struct zctl_reply *r)
   size_t i;
 
   for (i = 0; i < sizeof modes / sizeof modes[0] && !bad; i++) {
+    int cols[ZCTL_MAX_COLUMNS];
+    struct zctl_table t = { .cols = cols, .bytes = modes[i][0],
+                            .headings = modes[i][1], .json = modes[i][2],
+                            .raw = i == 1 };
+    struct zctl_row row = { r, "/dev/nbd0", "[SWAP]", "/run/zram0.ctl" };
     char *out = NULL;
     size_t len = 0;
     FILE *fp = open_memstream (&out, &len);
 
     if (fp == NULL)
       abort ();
-    if (zctl_print_table (fp, r, "/run/zram0.ctl", modes[i][0], modes[i][1],
-                          modes[i][2], err, sizeof err) == -1 &&
+    t.ncols = zctl_columns_all (cols);
+    if (zctl_print_table (fp, &t, &row, 1, err, sizeof err) == -1 &&
         zcc_printable (err, strlen (err)))
       bad = "an error message holds a control byte";
     zctl_print_kv (fp, r, modes[i][2]);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "zctl-client.h"
 
@@ -208,125 +209,321 @@ json_number (const char *v)
 
 enum col_type { COL_STRING, COL_SIZE, COL_COUNT, COL_RATIO };
 
+/* Where a column's value comes from. */
+enum col_source {
+  SRC_STATS,                    /* the stats key */
+  SRC_NAME,                     /* the row's name */
+  SRC_MOUNTPOINT,               /* the row's use */
+  SRC_SOCKET,                   /* the row's socket path */
+  SRC_RATIO,                    /* orig_data_size / mem_used_total */
+};
+
 struct column {
   const char *name;             /* heading; JSON key is its lowercase */
   enum col_type type;
-  const char *key;              /* stats key, or NULL (name, ratio) */
+  enum col_source source;
+  const char *key;              /* stats key for SRC_STATS */
+  bool optional;                /* an older server may lack it: blank */
+  const char *help;
 };
 
-static const struct column columns[] = {
-  { "NAME",       COL_STRING, NULL },
-  { "ALGORITHM",  COL_STRING, "algorithm" },
-  { "DISKSIZE",   COL_SIZE,   "disksize" },
-  { "DATA",       COL_SIZE,   "orig_data_size" },
-  { "COMPR",      COL_SIZE,   "compr_data_size" },
-  { "TOTAL",      COL_SIZE,   "mem_used_total" },
-  { "ZERO-PAGES", COL_COUNT,  "same_pages" },
-  { "MEM-LIMIT",  COL_SIZE,   "mem_limit" },
-  { "MEM-USED",   COL_SIZE,   "mem_used_max" },
-  { "MIGRATED",   COL_COUNT,  "pages_compacted" },
-  { "COMP-RATIO", COL_RATIO,  NULL },
+/* zramctl's columns with its meanings, then ours (enum zctl_column). */
+static const struct column columns[ZCOL_NR] = {
+  [ZCOL_NAME] = { "NAME", COL_STRING, SRC_NAME, NULL, false,
+    "the /dev/nbdX the export is attached to, else its socket" },
+  [ZCOL_DISKSIZE] = { "DISKSIZE", COL_SIZE, SRC_STATS, "disksize", false,
+    "size of the device" },
+  [ZCOL_DATA] = { "DATA", COL_SIZE, SRC_STATS, "orig_data_size", false,
+    "uncompressed size of the data stored" },
+  [ZCOL_COMPR] = { "COMPR", COL_SIZE, SRC_STATS, "compr_data_size", false,
+    "compressed size of the data stored" },
+  [ZCOL_ALGORITHM] = { "ALGORITHM", COL_STRING, SRC_STATS, "algorithm", false,
+    "the compression algorithm" },
+  [ZCOL_STREAMS] = { "STREAMS", COL_COUNT, SRC_STATS, "streams", true,
+    "compression streams: threads with a codec state" },
+  [ZCOL_ZERO_PAGES] = { "ZERO-PAGES", COL_COUNT, SRC_STATS, "same_pages", false,
+    "same-filled pages, stored without memory" },
+  [ZCOL_TOTAL] = { "TOTAL", COL_SIZE, SRC_STATS, "mem_used_total", false,
+    "memory used, metadata excluded" },
+  [ZCOL_MEM_LIMIT] = { "MEM-LIMIT", COL_SIZE, SRC_STATS, "mem_limit", false,
+    "memory limit; 0 = none" },
+  [ZCOL_MEM_USED] = { "MEM-USED", COL_SIZE, SRC_STATS, "mem_used_max", false,
+    "peak memory usage" },
+  [ZCOL_MIGRATED] = { "MIGRATED", COL_COUNT, SRC_STATS, "pages_compacted", false,
+    "pages freed by compaction" },
+  [ZCOL_COMP_RATIO] = { "COMP-RATIO", COL_RATIO, SRC_RATIO, NULL, false,
+    "DATA / TOTAL" },
+  [ZCOL_MOUNTPOINT] = { "MOUNTPOINT", COL_STRING, SRC_MOUNTPOINT, NULL, true,
+    "where the device is mounted, or [SWAP]" },
+  [ZCOL_HUGE_PAGES] = { "HUGE-PAGES", COL_COUNT, SRC_STATS, "huge_pages", false,
+    "pages stored uncompressed" },
+  [ZCOL_POOL] = { "POOL", COL_STRING, SRC_STATS, "pool", false,
+    "allocator of the compressed pages" },
+  [ZCOL_LEVEL] = { "LEVEL", COL_COUNT, SRC_STATS, "level", false,
+    "compression level (0: the algorithm's own)" },
+  [ZCOL_CONNECTIONS] = { "CONNECTIONS", COL_COUNT, SRC_STATS, "connections",
+    false, "open NBD connections" },
+  [ZCOL_SOCKET] = { "SOCKET", COL_STRING, SRC_SOCKET, NULL, false,
+    "the control socket" },
 };
-#define NCOLS (sizeof columns / sizeof columns[0])
+
+/* zramctl's default columns. */
+static const int default_columns[] = {
+  ZCOL_NAME, ZCOL_ALGORITHM, ZCOL_DISKSIZE, ZCOL_DATA, ZCOL_COMPR,
+  ZCOL_TOTAL, ZCOL_STREAMS, ZCOL_MOUNTPOINT,
+};
+
+size_t
+zctl_columns_default (int *cols)
+{
+  size_t i, n = sizeof default_columns / sizeof default_columns[0];
+
+  for (i = 0; i < n; i++)
+    cols[i] = default_columns[i];
+  return n;
+}
+
+size_t
+zctl_columns_all (int *cols)
+{
+  int i;
+
+  for (i = 0; i < ZCOL_NR; i++)
+    cols[i] = i;
+  return ZCOL_NR;
+}
 
 int
-zctl_print_table (FILE *fp, const struct zctl_reply *r, const char *name,
-                  bool bytes, bool headings, bool json, char *err,
-                  size_t errlen)
+zctl_columns_parse (const char *list, int *cols, size_t *n, char *err,
+                    size_t errlen)
 {
-  /* Raw strings for JSON, cleaned ones for the terminal. */
-  const char *raw[NCOLS];
-  char cell[NCOLS][96];
-  unsigned long long orig = 0, total = 0;
-  int width[NCOLS];
-  bool have_ratio;
-  size_t i;
+  const char *p = list;
+  size_t count = 0;
 
-  if (get_u64 (r, "mem_used_total", &total, err, errlen) == -1 ||
-      get_u64 (r, "orig_data_size", &orig, err, errlen) == -1)
-    return -1;
-  have_ratio = total > 0;
+  if (*p == '+') {              /* util-linux: add to the defaults */
+    count = zctl_columns_default (cols);
+    p++;
+  }
+  for (;;) {
+    size_t len = strcspn (p, ",");
+    char clean[64];
+    int c;
 
-  for (i = 0; i < NCOLS; i++) {
-    const struct column *c = &columns[i];
-    unsigned long long v;
+    for (c = 0; c < ZCOL_NR; c++)
+      if (strlen (columns[c].name) == len &&
+          strncasecmp (columns[c].name, p, len) == 0)
+        break;
+    if (c == ZCOL_NR) {
+      char word[64];
 
-    raw[i] = NULL;
-    switch (c->type) {
-    case COL_STRING:
-      raw[i] = c->key ? zctl_reply_get (r, c->key) : name;
-      if (raw[i] == NULL) {
-        snprintf (err, errlen, "the server's stats lack '%s'", c->key);
+      snprintf (word, sizeof word, "%.*s", (int) (len < 60 ? len : 60), p);
+      snprintf (err, errlen, "unknown column '%s' (--help lists them)",
+                zctl_clean (word, clean, sizeof clean));
+      return -1;
+    }
+    if (count == ZCTL_MAX_COLUMNS) {
+      snprintf (err, errlen, "more than %d columns", ZCTL_MAX_COLUMNS);
+      return -1;
+    }
+    cols[count++] = c;
+    p += len;
+    if (*p == '\0')
+      break;
+    p++;                        /* the comma */
+  }
+  *n = count;
+  return 0;
+}
+
+void
+zctl_columns_help (FILE *fp)
+{
+  int c;
+
+  for (c = 0; c < ZCOL_NR; c++)
+    fprintf (fp, " %12s  %s\n", columns[c].name, columns[c].help);
+}
+
+/* The cell of column c for row w: its text for a terminal (cleaned), its
+ * raw text for JSON (NULL: null), whether JSON takes it as a number.
+ * Returns 0, or -1 with a message in err.
+ */
+static int
+cell_of (const struct zctl_row *w, int c, bool bytes, char *cell, size_t cap,
+         const char **raw, bool *number, char *err, size_t errlen)
+{
+  const struct column *col = &columns[c];
+  unsigned long long v, orig, total;
+  const char *s = NULL;
+
+  *raw = NULL;
+  *number = false;
+  cell[0] = '\0';
+  switch (col->source) {
+  case SRC_NAME: s = w->name; break;
+  case SRC_SOCKET: s = w->socket; break;
+  case SRC_MOUNTPOINT: s = w->mountpoint; break;
+  case SRC_RATIO:
+    if (get_u64 (w->stats, "mem_used_total", &total, err, errlen) == -1 ||
+        get_u64 (w->stats, "orig_data_size", &orig, err, errlen) == -1)
+      return -1;
+    if (total > 0) {
+      snprintf (cell, cap, "%.4f", (double) orig / (double) total);
+      *raw = cell;
+      *number = true;
+    }
+    else
+      snprintf (cell, cap, "-");  /* nothing stored yet; null in JSON */
+    return 0;
+  case SRC_STATS:
+    if (col->optional && zctl_reply_get (w->stats, col->key) == NULL)
+      return 0;                 /* an older server: blank, as zramctl */
+    if (col->type == COL_STRING) {
+      s = zctl_reply_get (w->stats, col->key);
+      if (s == NULL) {
+        snprintf (err, errlen, "the server's stats lack '%s'", col->key);
         return -1;
       }
-      zctl_clean (raw[i], cell[i], sizeof cell[i]);
-      break;
-    case COL_SIZE:
-      if (get_u64 (r, c->key, &v, err, errlen) == -1)
-        return -1;
-      if (bytes)
-        snprintf (cell[i], sizeof cell[i], "%llu", v);
-      else
-        human_size (v, cell[i], sizeof cell[i]);
-      break;
-    case COL_COUNT:
-      if (get_u64 (r, c->key, &v, err, errlen) == -1)
-        return -1;
-      snprintf (cell[i], sizeof cell[i], "%llu", v);
-      break;
-    case COL_RATIO:
-      if (have_ratio)
-        snprintf (cell[i], sizeof cell[i], "%.4f",
-                  (double) orig / (double) total);
-      else
-        snprintf (cell[i], sizeof cell[i], "-");
       break;
     }
-  }
-
-  if (json) {
-    fprintf (fp, "{\n   \"devices\": [\n      {");
-    for (i = 0; i < NCOLS; i++) {
-      const char *n;
-
-      fprintf (fp, "%s\n         \"", i ? "," : "");
-      for (n = columns[i].name; *n; n++)
-        putc (*n >= 'A' && *n <= 'Z' ? *n - 'A' + 'a' : *n, fp);
-      fprintf (fp, "\": ");
-      if (columns[i].type == COL_STRING)
-        json_string (fp, raw[i]);
-      else if (columns[i].type == COL_SIZE && !bytes)
-        json_string (fp, cell[i]);
-      else if (columns[i].type == COL_RATIO && !have_ratio)
-        fprintf (fp, "null");
-      else
-        fprintf (fp, "%s", cell[i]);
+    if (get_u64 (w->stats, col->key, &v, err, errlen) == -1)
+      return -1;
+    if (col->type == COL_SIZE && !bytes)
+      human_size (v, cell, cap);
+    else {
+      snprintf (cell, cap, "%llu", v);
+      *number = true;
     }
-    fprintf (fp, "\n      }\n   ]\n}\n");
+    *raw = cell;
     return 0;
   }
-
-  /* Each column as wide as the wider of its heading and its value;
-   * without headings, as wide as the value (one row: nothing to align).
-   */
-  for (i = 0; i < NCOLS; i++) {
-    int w = (int) strlen (cell[i]);
-
-    if (headings && w < (int) strlen (columns[i].name))
-      w = (int) strlen (columns[i].name);
-    width[i] = w;
+  if (s) {
+    zctl_clean (s, cell, cap);
+    *raw = s;
   }
-  if (headings) {
-    for (i = 0; i < NCOLS; i++)
-      fprintf (fp, columns[i].type == COL_STRING ? "%s%-*s" : "%s%*s",
-               i ? " " : "", width[i], columns[i].name);
+  return 0;
+}
+
+int
+zctl_print_table (FILE *fp, const struct zctl_table *t,
+                  const struct zctl_row *rows, size_t nrows, char *err,
+                  size_t errlen)
+{
+  enum { CELL = 256 };
+  char *cells = NULL;
+  const char **raws = NULL;
+  bool *numbers = NULL;
+  int *width = NULL;
+  size_t r, i, ncells = nrows * t->ncols;
+  int ret = -1;
+
+  /* Every cell first: a bad row prints nothing at all. */
+  cells = calloc (ncells ? ncells : 1, CELL);
+  raws = calloc (ncells ? ncells : 1, sizeof *raws);
+  numbers = calloc (ncells ? ncells : 1, sizeof *numbers);
+  width = calloc (t->ncols ? t->ncols : 1, sizeof *width);
+  if (cells == NULL || raws == NULL || numbers == NULL || width == NULL) {
+    snprintf (err, errlen, "out of memory");
+    goto out;
+  }
+  for (r = 0; r < nrows; r++)
+    for (i = 0; i < t->ncols; i++) {
+      size_t k = r * t->ncols + i;
+
+      if (cell_of (&rows[r], t->cols[i], t->bytes, cells + k * CELL, CELL,
+                   &raws[k], &numbers[k], err, errlen) == -1)
+        goto out;
+    }
+
+  if (t->json) {
+    fprintf (fp, "{\n   \"devices\": [");
+    for (r = 0; r < nrows; r++) {
+      fprintf (fp, "%s\n      {", r ? "," : "");
+      for (i = 0; i < t->ncols; i++) {
+        size_t k = r * t->ncols + i;
+        const char *n;
+
+        fprintf (fp, "%s\n         \"", i ? "," : "");
+        for (n = columns[t->cols[i]].name; *n; n++)
+          putc (*n >= 'A' && *n <= 'Z' ? *n - 'A' + 'a' : *n, fp);
+        fprintf (fp, "\": ");
+        if (raws[k] == NULL)
+          fprintf (fp, "null");
+        else if (numbers[k])
+          fprintf (fp, "%s", raws[k]);
+        else
+          json_string (fp, raws[k]);
+      }
+      fprintf (fp, "\n      }");
+    }
+    fprintf (fp, "\n   ]\n}\n");
+    ret = 0;
+    goto out;
+  }
+
+  if (t->raw) {
+    /* util-linux's --raw: one space between cells, none padded; blanks
+     * inside a cell shown as \x20 so that fields split on spaces.
+     */
+    if (t->headings) {
+      for (i = 0; i < t->ncols; i++)
+        fprintf (fp, "%s%s", i ? " " : "", columns[t->cols[i]].name);
+      putc ('\n', fp);
+    }
+    for (r = 0; r < nrows; r++) {
+      for (i = 0; i < t->ncols; i++) {
+        const char *c = cells + (r * t->ncols + i) * CELL;
+
+        if (i)
+          putc (' ', fp);
+        for (; *c; c++) {
+          if (*c == ' ')
+            fputs ("\\x20", fp);
+          else
+            putc (*c, fp);
+        }
+      }
+      putc ('\n', fp);
+    }
+    ret = 0;
+    goto out;
+  }
+
+  /* Aligned: each column as wide as its widest cell (and its heading when
+   * headings are shown); -n keeps the alignment between rows.  Text is
+   * left-aligned, numbers right-aligned; the last column is not padded.
+   */
+  for (i = 0; i < t->ncols; i++) {
+    width[i] = t->headings ? (int) strlen (columns[t->cols[i]].name) : 0;
+    for (r = 0; r < nrows; r++) {
+      int w = (int) strlen (cells + (r * t->ncols + i) * CELL);
+
+      if (w > width[i])
+        width[i] = w;
+    }
+  }
+  for (r = 0; r < nrows + (t->headings ? 1 : 0); r++) {
+    for (i = 0; i < t->ncols; i++) {
+      const struct column *col = &columns[t->cols[i]];
+      const char *text = t->headings && r == 0 ? col->name
+        : cells + ((r - (t->headings ? 1 : 0)) * t->ncols + i) * CELL;
+      bool last = i + 1 == t->ncols;
+
+      if (col->type == COL_STRING)
+        fprintf (fp, "%s%-*s", i ? " " : "", last ? 0 : width[i], text);
+      else
+        fprintf (fp, "%s%*s", i ? " " : "", width[i], text);
+    }
     putc ('\n', fp);
   }
-  for (i = 0; i < NCOLS; i++)
-    fprintf (fp, columns[i].type == COL_STRING ? "%s%-*s" : "%s%*s",
-             i ? " " : "", width[i], cell[i]);
-  putc ('\n', fp);
-  return 0;
+  ret = 0;
+
+ out:
+  free (cells);
+  free (raws);
+  free (numbers);
+  free (width);
+  return ret;
 }
 
 void

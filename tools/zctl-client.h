@@ -56,14 +56,63 @@ extern char *zctl_clean (const char *s, char *out, size_t cap);
 /* The value of key in r, or NULL. */
 extern const char *zctl_reply_get (const struct zctl_reply *r, const char *key);
 
-/* The zramctl-style table of a "stats" reply (name is the NAME column),
- * as text (bytes: sizes in bytes; headings: the heading line) or JSON.
- * Returns 0, or -1 with a message in err[errlen] (a key missing, a bad
- * number), having printed nothing.
+/* --- the zramctl-style table ---------------------------------------------- */
+
+/* Columns: zramctl's names and meanings, then ours. */
+enum zctl_column {
+  ZCOL_NAME, ZCOL_DISKSIZE, ZCOL_DATA, ZCOL_COMPR, ZCOL_ALGORITHM,
+  ZCOL_STREAMS, ZCOL_ZERO_PAGES, ZCOL_TOTAL, ZCOL_MEM_LIMIT, ZCOL_MEM_USED,
+  ZCOL_MIGRATED, ZCOL_COMP_RATIO, ZCOL_MOUNTPOINT,
+  ZCOL_HUGE_PAGES, ZCOL_POOL, ZCOL_LEVEL, ZCOL_CONNECTIONS, ZCOL_SOCKET,
+  ZCOL_NR
+};
+
+/* Most columns a table may have (a list may name one twice). */
+#define ZCTL_MAX_COLUMNS 64
+
+/* zramctl's default columns (NAME ALGORITHM DISKSIZE DATA COMPR TOTAL
+ * STREAMS MOUNTPOINT), or every column, into cols[ZCTL_MAX_COLUMNS];
+ * returns how many.
  */
-extern int zctl_print_table (FILE *fp, const struct zctl_reply *r,
-                             const char *name, bool bytes, bool headings,
-                             bool json, char *err, size_t errlen);
+extern size_t zctl_columns_default (int *cols);
+extern size_t zctl_columns_all (int *cols);
+
+/* Parse an --output list: column names separated by commas, in any case;
+ * a leading '+' adds them to the defaults.  Returns 0 with cols[*n], or -1
+ * with a message in err (an unknown name, shown cleaned).
+ */
+extern int zctl_columns_parse (const char *list, int *cols, size_t *n,
+                               char *err, size_t errlen);
+
+/* Each column's name and meaning, one a line, for --help. */
+extern void zctl_columns_help (FILE *fp);
+
+/* One device of the table. */
+struct zctl_row {
+  const struct zctl_reply *stats;  /* its "stats" reply */
+  const char *name;             /* NAME: /dev/nbdX or the socket path */
+  const char *mountpoint;       /* MOUNTPOINT, or NULL */
+  const char *socket;           /* SOCKET */
+};
+
+struct zctl_table {
+  const int *cols;              /* enum zctl_column values */
+  size_t ncols;
+  bool bytes;                   /* sizes in bytes, not 4K, 1.5M... */
+  bool headings;                /* a heading line (not with JSON) */
+  bool raw;                     /* util-linux --raw: no alignment */
+  bool json;                    /* {"devices": [{"name": ...}, ...]} */
+};
+
+/* Print rows as a table.  Returns 0, or -1 with a message in err[errlen]
+ * (a key missing, a bad number) having printed nothing.  Every byte from a
+ * server or a path is cleaned (zctl_clean) for the terminal and escaped
+ * for JSON; a value an older server lacks (STREAMS) and an unknown
+ * MOUNTPOINT are blank (null in JSON).
+ */
+extern int zctl_print_table (FILE *fp, const struct zctl_table *t,
+                             const struct zctl_row *rows, size_t nrows,
+                             char *err, size_t errlen);
 
 /* Every key=value line of r, cleaned, as text or as a JSON object. */
 extern void zctl_print_kv (FILE *fp, const struct zctl_reply *r, bool json);

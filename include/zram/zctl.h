@@ -16,6 +16,17 @@
  *
  *   help                                  list the commands
  *   stats                                 key=value lines, see below
+ *   histograms                            one line per histogram:
+ *                                         NAME=SUM C0 C1 ... Ck, the sum
+ *                                         of the samples and the count of
+ *                                         each log2 bucket (bucket i: up
+ *                                         to 2^i; trailing zeroes left
+ *                                         out); NAME is read_latency_us,
+ *                                         write_latency_us,
+ *                                         discard_latency_us (request
+ *                                         wall time in microseconds) and
+ *                                         compressed_size_bytes (pool
+ *                                         bytes per stored page)
  *   reset [force] [nowait] [algorithm=NAME] [level=N]
  *                                         zram_reset; without "force" it
  *                                         first waits up to
@@ -25,15 +36,19 @@
  *                                         ("nowait": fail at once)
  *   compact                               zram_compact; replies
  *                                         pages_compacted=N
- *   mem_limit SIZE                        SIZE in bytes or with a K/M/G/T
- *                                         suffix (powers of 1024); 0 = none
+ *   mem_limit SIZE                        SIZE as in include/zram/size.h
+ *                                         (e.g. 512M); 0 = none
  *   mem_used_max 0                        restart the peak at the current use
  *
  * "stats" replies with these keys, in this order (zram's names and units;
  * see struct zram_stats): disksize orig_data_size compr_data_size
  * mem_used_total mem_limit mem_used_max same_pages pages_compacted
  * huge_pages huge_pages_since failed_reads failed_writes invalid_io
- * notify_free algorithm level pool connections initialised.  Clients must
+ * notify_free algorithm level pool connections initialised client_pids
+ * (a comma-separated list of the process ids of the NBD clients that
+ * have the device open, where the server knows them; may be empty)
+ * streams (threads with a codec state of their own: zramctl's STREAMS).
+ * Clients must
  * ignore keys they do not know: more may be added.
  *
  * A command that fails changes nothing.  Errors that nbdzramctl can pass
@@ -58,7 +73,7 @@
 #define ZCTL_LINE_MAX 256
 
 /* A reply buffer of this many bytes always holds the whole reply. */
-#define ZCTL_REPLY_MAX 2048
+#define ZCTL_REPLY_MAX 4096
 
 /* Most whitespace-separated words a command line may have. */
 #define ZCTL_MAX_WORDS 8
@@ -91,12 +106,5 @@ extern int zctl_execute (struct zram *zram, const char *line, size_t len,
  */
 extern bool zctl_may_block (const char *line, size_t len);
 
-/* Parse a size: decimal digits, optionally followed by one of K, M, G, T
- * (case-insensitive, powers of 1024), optionally followed by "B" or "iB":
- * "0", "4096", "64K", "2GiB".  Fractions ("1.5G") and signs are refused.
- * Returns 0 and sets *bytes, or -1 (errno EINVAL on syntax, ERANGE on
- * overflow).  Used by the server and by the nbdzramctl client alike.
- */
-extern int zctl_parse_size (const char *str, unsigned long long *bytes);
 
 #endif /* ZRAM_ZCTL_H */

@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "zram/histogram.h"
 #include "zram/zcomp.h"
 #include "zram/zpool.h"
 
@@ -136,6 +137,20 @@ extern int zram_extents (struct zram *zram, uint32_t count, uint64_t offset,
 extern int zram_open (struct zram *zram);
 extern void zram_close (struct zram *zram);
 
+/* Who has the device open, for tools that want to name it (the kernel
+ * device an NBD client attached it as): the caller notes each opener's
+ * process id (> 0) after a successful zram_open and forgets it before
+ * zram_close.  At most ZRAM_MAX_CLIENT_PIDS are remembered; more are
+ * ignored (zram_client_pid_add then returns -1 with errno ENOSPC; nothing
+ * else depends on it).  zram_client_pids copies up to cap of them into
+ * pids and returns how many it copied.  Thread-safe; takes a mutex of its
+ * own, never the data path's.
+ */
+#define ZRAM_MAX_CLIENT_PIDS 64
+extern int zram_client_pid_add (struct zram *zram, int pid);
+extern void zram_client_pid_remove (struct zram *zram, int pid);
+extern size_t zram_client_pids (struct zram *zram, int *pids, size_t cap);
+
 /* --- control path -------------------------------------------------------- */
 
 /* Throw away all data and start again with an empty device of the same size.
@@ -171,6 +186,27 @@ extern void zram_get_stats (struct zram *zram, struct zram_stats *stats);
  * the pool beyond it fail with ENOSPC; stored data is untouched.
  */
 extern void zram_set_mem_limit (struct zram *zram, uint64_t bytes);
+
+/* Histograms kept since zram_create (a reset does not clear them):
+ *   ZRAM_HIST_READ_US     wall time of each zram_read, microseconds
+ *   ZRAM_HIST_WRITE_US    the same for zram_write
+ *   ZRAM_HIST_DISCARD_US  the same for zram_discard (trim, write-zeroes)
+ *   ZRAM_HIST_COMPR_SIZE  bytes of pool each stored page took: 0 for a
+ *                         same-filled page, 4096 for a huge one
+ * Failed requests are timed too; requests refused before they start
+ * (device not initialised) are not.
+ */
+enum zram_hist_id {
+  ZRAM_HIST_READ_US,
+  ZRAM_HIST_WRITE_US,
+  ZRAM_HIST_DISCARD_US,
+  ZRAM_HIST_COMPR_SIZE,
+  ZRAM_HIST_NR
+};
+
+/* Sum histogram id into *out.  Safe at any time, from any thread. */
+extern void zram_get_histogram (struct zram *zram, enum zram_hist_id id,
+                                struct zram_hist_snapshot *out);
 
 /* Reset mem_used_max to the current mem_used_total. */
 extern void zram_reset_mem_used_max (struct zram *zram);

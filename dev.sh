@@ -18,12 +18,15 @@ export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 sudo=
 [ "$(id -u)" = 0 ] || sudo=sudo
 
+# libmicrohttpd-dev: "nbdzramctl metrics --listen" (optional: without it
+# nbdzramctl builds without HTTP).
 build_packages=(meson ninja-build pkg-config gcc libc6-dev nbdkit
-                nbdkit-plugin-dev liburcu-dev liblz4-dev libzstd-dev perl)
+                nbdkit-plugin-dev liburcu-dev liblz4-dev libzstd-dev perl
+                libmicrohttpd-dev)
 run_packages=(libnbd-bin)
 test_packages=(libnbd-dev libnbd-bin python3-libnbd fio spin valgrind clang
                libclang-rt-14-dev e2fsprogs util-linux fuse3 bc procps kmod
-               systemd)
+               systemd curl)
 
 install_missing () {
   local p missing=()
@@ -263,11 +266,36 @@ suite () {
   count "$dir"
 }
 
+# promtool checks the metrics' format in the tests.  Debian ships it only
+# inside its prometheus server package, whose installation would start a
+# Prometheus server: unpack the tool alone into the cache instead, and put
+# it in PATH.  A promtool already in PATH is used as it is.
+use_promtool () {
+  local dir=$nbdkit_cache/promtool tmp
+  command -v promtool >/dev/null && return 0
+  if [ ! -x "$dir/usr/bin/promtool" ]; then
+    mkdir -p "$nbdkit_cache"
+    tmp=$(mktemp -d "$nbdkit_cache/promtool.XXXXXX")
+    if ( cd "$tmp" && apt-get download -q prometheus >/dev/null &&
+         dpkg-deb -x prometheus_*.deb root && rm -rf "$dir" &&
+         mkdir -p "$dir/usr/bin" &&
+         mv root/usr/bin/promtool "$dir/usr/bin/" ); then
+      echo "dev.sh: promtool unpacked into $dir"
+    else
+      echo "dev.sh: could not fetch promtool; the metrics tests check the format without it"
+    fi
+    rm -rf "$tmp"
+  fi
+  [ -x "$dir/usr/bin/promtool" ] && export PATH="$dir/usr/bin:$PATH"
+  return 0
+}
+
 cmd_test () {
   local guest=()
   [ -f tests/guest/packages.txt ] && mapfile -t guest < <(grep -v '^#' tests/guest/packages.txt)
   install_missing "${build_packages[@]}" "${test_packages[@]}" "${guest[@]}"
   use_fixed_nbdkit
+  use_promtool
   suite build ""
   # The sanitizer builds run everything but the slow guest VM (the plugin
   # runs inside the guest there, unsanitized) and the benchmark smoke runs.

@@ -125,6 +125,26 @@ if command -v promtool >/dev/null; then
   promtool check metrics <"$tmpdir/out" || fail "promtool: two devices"
 fi
 
+# The textfile collector's unit (contrib/systemd): its command writes the
+# file whole, and removes it when a device cannot be read.
+/usr/bin/python3 - "$srcdir/../contrib/systemd/nbdkit-zram-metrics.service" >"$tmpdir/unit.sh" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read().replace("\\\n", " ")
+print(re.search(r"^ExecStart=/bin/sh -c '(.*)'$", text, re.M).group(1))
+PY
+mkdir "$tmpdir/bin"
+ln -s "$ctl" "$tmpdir/bin/nbdzramctl"
+PATH="$tmpdir/bin:$PATH" TEXTFILE_DIR="$tmpdir/textfile" sh -c "$(cat "$tmpdir/unit.sh")" ||
+  fail "the metrics unit's command failed"
+grep -q '^nbdzram_disksize_bytes{device=' "$tmpdir/textfile/nbdzram.prom" ||
+  fail "no textfile written"
+[ ! -e "$tmpdir/textfile/nbdzram.prom.tmp" ] || fail "temporary file left"
+if NBDZRAMCTL_SOCKET=$tmpdir/none PATH="$tmpdir/bin:$PATH" TEXTFILE_DIR="$tmpdir/textfile" \
+     sh -c "$(cat "$tmpdir/unit.sh")" 2>/dev/null; then
+  fail "the metrics unit's command succeeded with a dead device"
+fi
+[ ! -e "$tmpdir/textfile/nbdzram.prom" ] || fail "stale metrics left behind"
+
 # Over HTTP (libmicrohttpd), when built with it.
 if command -v curl >/dev/null && ! "$ctl" metrics --listen nonsense 2>&1 |
      grep -q "built without libmicrohttpd"; then

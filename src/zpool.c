@@ -62,13 +62,19 @@ zpool_destroy (struct zpool *pool)
 }
 
 zpool_handle
-zpool_alloc (struct zpool *pool, size_t size)
+zpool_alloc_limited (struct zpool *pool, size_t size, uint64_t limit)
 {
   if (size == 0 || size > ZPOOL_MAX_OBJECT) {
     errno = EINVAL;
     return 0;
   }
-  return pool->ops->alloc (pool, size);
+  return pool->ops->alloc (pool, size, limit);
+}
+
+zpool_handle
+zpool_alloc (struct zpool *pool, size_t size)
+{
+  return zpool_alloc_limited (pool, size, 0);
 }
 
 void

@@ -472,7 +472,8 @@ extern void zs_handle_put (struct zs_pool *p, uint64_t h);
  * empty span to the OS (class lock NOT held); unmap all of a class's
  * memory (pool being destroyed).
  */
-extern struct zs_span *zs_span_get (struct zs_pool *p, struct zs_class *cls);
+extern struct zs_span *zs_span_get (struct zs_pool *p, struct zs_class *cls,
+                                    uint64_t limit);
 extern bool zs_span_keep (struct zs_class *cls, struct zs_span *s);
 extern void zs_span_release (struct zs_pool *p, struct zs_span *s);
 extern void zs_class_free_all (struct zs_class *cls);

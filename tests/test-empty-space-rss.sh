@@ -8,7 +8,8 @@
 #
 # Memory is asserted only in a plain build: sanitizer runtimes keep freed
 # memory in quarantine and shadow it, so there the test checks behaviour
-# and prints the numbers.  ZRAM_RSS_GIB changes the amount read.
+# and prints the numbers, reading 8 GiB instead of 64.  ZRAM_RSS_GIB
+# changes the amount read.
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
 requires nbdkit
@@ -17,9 +18,11 @@ requires nbdkit
 make_tmpdir
 
 start_nbdkit "$tmpdir/pid" "$tmpdir/sock" 1T
-enforce=1
-[ -n "${ZRAM_PRELOAD:-}" ] && enforce=0
-/usr/bin/python3 - "$tmpdir/sock" "$(cat "$tmpdir/pid")" "${ZRAM_RSS_GIB:-64}" \
+enforce=1 gib=${ZRAM_RSS_GIB:-64}
+if [ -n "${ZRAM_PRELOAD:-}" ]; then
+  enforce=0 gib=${ZRAM_RSS_GIB:-8}       # nothing asserted: spare the time
+fi
+/usr/bin/python3 - "$tmpdir/sock" "$(cat "$tmpdir/pid")" "$gib" \
     "$enforce" <<'EOF'
 import sys, nbd
 

@@ -137,6 +137,12 @@
  * span headers with 4 bytes per object slot) is reported apart, in
  * zpool_stats.meta_bytes.
  *
+ * A limit (zpool_alloc_limited) is enforced where the pool grows: a new
+ * span's pages are added to total_pages by one compare-and-swap against
+ * the limit before any memory is taken, so total_bytes never passes it,
+ * however many threads grow classes at once.  Kept empty spans are
+ * counted already and are reused whatever the limit.
+ *
  * KNOWN LIMITS
  *
  * Virtual memory of arenas is given back only when a whole arena is free,

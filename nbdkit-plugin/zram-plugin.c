@@ -445,8 +445,12 @@ zram_plugin_pwrite (void *handle UNUSED, const void *buf, uint32_t count,
 static int
 zram_plugin_trim (void *handle UNUSED, uint32_t count, uint64_t offset, uint32_t flags UNUSED)
 {
+  /* NBD trim is advisory (the client may not assume what trimmed bytes
+   * read as), so partial pages at the ends are skipped, as kernel zram
+   * does: trim then needs no memory and works at the memory limit.
+   */
   mark_io_flusher ();
-  return zram_discard (zram, count, offset) == -1 ? fail () : 0;
+  return zram_trim (zram, count, offset) == -1 ? fail () : 0;
 }
 
 static int
@@ -487,6 +491,10 @@ add_extent (void *opaque, uint64_t offset, uint64_t length,
   return nbdkit_add_extent (opaque, offset, length, nbd_type);
 }
 
+/* The core clips its runs to [offset, offset+count), which is what
+ * nbdkit 1.32 needs: it asserts that no extent it sends is longer than
+ * the request, and NBD block descriptors have 32-bit lengths.
+ */
 static int
 zram_plugin_extents (void *handle UNUSED, uint32_t count, uint64_t offset,
                      uint32_t flags UNUSED, struct nbdkit_extents *extents)

@@ -14,7 +14,8 @@ struct zpool_ops {
   const char *name;
   struct zpool *(*create) (void);
   void (*destroy) (struct zpool *pool);
-  zpool_handle (*alloc) (struct zpool *pool, size_t size);
+  /* limit as in zpool_alloc_limited (0 = none). */
+  zpool_handle (*alloc) (struct zpool *pool, size_t size, uint64_t limit);
   void (*free) (struct zpool *pool, zpool_handle handle);
   void *(*map) (struct zpool *pool, zpool_handle handle, enum zpool_map_mode mode);
   void (*unmap) (struct zpool *pool, zpool_handle handle);

@@ -86,7 +86,7 @@ grow_gate_pass (struct zpool *pool, size_t size)
 }
 
 zpool_handle
-zpool_alloc (struct zpool *pool, size_t size)
+zpool_alloc_limited (struct zpool *pool, size_t size, uint64_t limit)
 {
   if (size == 0 || size > ZPOOL_MAX_OBJECT) {
     errno = EINVAL;
@@ -94,7 +94,13 @@ zpool_alloc (struct zpool *pool, size_t size)
   }
   if (pool->grow_fn && grow_gate_pass (pool, size) == -1)
     return 0;
-  return pool->ops->alloc (pool, size);
+  return pool->ops->alloc (pool, size, limit);
+}
+
+zpool_handle
+zpool_alloc (struct zpool *pool, size_t size)
+{
+  return zpool_alloc_limited (pool, size, 0);
 }
 
 void

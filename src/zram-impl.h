@@ -37,7 +37,7 @@ struct meta_stats {
 struct zram_meta {
   uint64_t disksize;
   uint64_t nr_pages;
-  struct zram_slot *table;
+  struct slot_table table;    /* nr_pages slots and their touched map */
   struct zpool *pool;
   enum zpool_kind pool_kind;
   struct zcomp *comp;

@@ -61,12 +61,33 @@ arena_create (struct zs_class *cls)
   return a;
 }
 
-/* Get an empty span for the class: a kept one, else a new one in an
- * arena.  Class lock held on entry and on return; it may be dropped in
- * between (to map an arena).  Returns NULL with errno ENOMEM.
+/* Count n more pages in total_pages unless that would take the pool past
+ * limit bytes (0 = none).  One compare-and-swap: concurrent growers of
+ * different classes cannot overshoot together.
+ */
+static bool
+reserve_pages (struct zs_pool *p, uint32_t n, uint64_t limit)
+{
+  uint64_t total = __atomic_load_n (&p->total_pages, __ATOMIC_RELAXED);
+
+  do {
+    if (limit && (total + n) * ZS_PAGE_SIZE > limit)
+      return false;
+  } while (!__atomic_compare_exchange_n (&p->total_pages, &total, total + n,
+                                         true, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED));
+  return true;
+}
+
+/* Get an empty span for the class: a kept one (already counted in
+ * total_pages), else a new one in an arena, if the pages it adds to
+ * total_pages stay within limit bytes (0 = none).  Class lock held on
+ * entry and on return; it may be dropped in between (to map an arena).
+ * Returns NULL with errno ENOSPC (over the limit: nothing was taken) or
+ * ENOMEM.
  */
 struct zs_span *
-zs_span_get (struct zs_pool *p, struct zs_class *cls)
+zs_span_get (struct zs_pool *p, struct zs_class *cls, uint64_t limit)
 {
   size_t meta = sizeof (struct zs_span) + cls->objs * sizeof (uint32_t);
   struct zs_span *s;
@@ -77,6 +98,11 @@ zs_span_get (struct zs_pool *p, struct zs_class *cls)
     cls->empty = s->next;
     __atomic_store_n (&cls->nr_empty, cls->nr_empty - 1, __ATOMIC_RELAXED);
     return s;
+  }
+  /* Before any memory is taken, so a refusal leaves the pool as it was. */
+  if (!reserve_pages (p, cls->pages, limit)) {
+    errno = ENOSPC;
+    return NULL;
   }
   s = malloc (meta);
   if (s == NULL)
@@ -103,11 +129,11 @@ zs_span_get (struct zs_pool *p, struct zs_class *cls)
   s->free_head = 0;
   for (i = 0; i < cls->objs; i++)
     s->owner[i] = SLOT_FREE | (i + 1 < cls->objs ? i + 1 : SLOT_NONE);
-  __atomic_add_fetch (&p->total_pages, cls->pages, __ATOMIC_RELAXED);
   __atomic_add_fetch (&p->span_meta_bytes, meta, __ATOMIC_RELAXED);
   return s;
 
  nomem:
+  __atomic_sub_fetch (&p->total_pages, cls->pages, __ATOMIC_RELAXED);
   errno = ENOMEM;
   return NULL;
 }

@@ -137,6 +137,12 @@
  * span headers with 4 bytes per object slot) is reported apart, in
  * zpool_stats.meta_bytes.
  *
+ * A limit (zpool_alloc_limited) is enforced where the pool grows: a new
+ * span's pages are added to total_pages by one compare-and-swap against
+ * the limit before any memory is taken, so total_bytes never passes it,
+ * however many threads grow classes at once.  Kept empty spans are
+ * counted already and are reused whatever the limit.
+ *
  * KNOWN LIMITS
  *
  * Virtual memory of arenas is given back only when a whole arena is free,
@@ -472,7 +478,8 @@ extern void zs_handle_put (struct zs_pool *p, uint64_t h);
  * empty span to the OS (class lock NOT held); unmap all of a class's
  * memory (pool being destroyed).
  */
-extern struct zs_span *zs_span_get (struct zs_pool *p, struct zs_class *cls);
+extern struct zs_span *zs_span_get (struct zs_pool *p, struct zs_class *cls,
+                                    uint64_t limit);
 extern bool zs_span_keep (struct zs_class *cls, struct zs_span *s);
 extern void zs_span_release (struct zs_pool *p, struct zs_span *s);
 extern void zs_class_free_all (struct zs_class *cls);

@@ -107,6 +107,18 @@ extern void zpool_destroy (struct zpool *pool);
  */
 extern zpool_handle zpool_alloc (struct zpool *pool, size_t size);
 
+/* Like zpool_alloc, but total_bytes never grows past limit (bytes; 0 = no
+ * limit).  An object that fits in memory the pool holds already is
+ * allocated whatever total_bytes is; one that needs more memory from the
+ * OS, taking total_bytes past limit, is refused before anything is taken:
+ * returns 0 with errno ENOSPC.  The check and the growth are one atomic
+ * step, so concurrent callers together stay within limit too.  (A pool
+ * whose total_bytes is already above limit, because the limit was lowered,
+ * only shrinks.)
+ */
+extern zpool_handle zpool_alloc_limited (struct zpool *pool, size_t size,
+                                         uint64_t limit);
+
 /* Free an object.  The handle must come from zpool_alloc on this pool, must
  * not be mapped, and becomes invalid.
  */

@@ -207,18 +207,9 @@ static struct zram_meta *
 ctl_meta_get (struct zram *z, bool *locked)
 {
   struct zram_thread_ctx *ctx = zram_thread_ctx_get ();
-  struct zram_meta *m;
 
   *locked = ctx == NULL;
-  if (!*locked)
-    return meta_get (z, ctx);
-  pthread_mutex_lock (&z->ctl_lock);
-  m = z->meta;
-  if (m == NULL) {
-    pthread_mutex_unlock (&z->ctl_lock);
-    errno = EIO;
-  }
-  return m;
+  return *locked ? meta_get_locked (z) : meta_get (z, ctx);
 }
 
 static void

@@ -111,6 +111,26 @@ meta_get (struct zram *z, const struct zram_thread_ctx *ctx)
   return m;
 }
 
+/* The live state without a read-side section, for a thread that has no
+ * memory for its context (and so no RCU registration): under ctl_lock,
+ * which keeps reset (the only thing that frees the state) away.  It waits
+ * behind a reset or compaction in progress.  NULL (errno EIO) while a
+ * reset has the device unpublished.  Release by unlocking ctl_lock.
+ */
+static inline struct zram_meta *
+meta_get_locked (struct zram *z)
+{
+  struct zram_meta *m;
+
+  pthread_mutex_lock (&z->ctl_lock);
+  m = z->meta;                /* only the control path changes it */
+  if (m == NULL) {
+    pthread_mutex_unlock (&z->ctl_lock);
+    errno = EIO;
+  }
+  return m;
+}
+
 static inline void
 meta_put (struct zram *z)
 {

@@ -357,6 +357,10 @@ write_partial_page (struct zram *z, struct zram_meta *m,
   if (slot_table_peek_zero (&m->table, index) &&
       memcmp (src, zero_page, n) == 0)
     return 0;
+  if (ctx == NULL) {
+    errno = ENOMEM;           /* a context-less trim or zero (do_io) */
+    return -1;
+  }
   slot_table_touch (&m->table, index);
   slot_lock (slot);
   if (read_locked (m, ctx, slot, ctx->page) == -1)
@@ -516,23 +520,29 @@ do_io (struct zram *z, enum io_op op, unsigned char *buf, uint32_t count,
 {
   uint64_t start = now_ns ();
   struct zram_thread_ctx *ctx = zram_thread_ctx_get ();
+  bool freeing = op == IO_TRIM || op == IO_ZERO;
   struct zram_meta *m;
   uint64_t index;
   size_t off, n;
   int r = 0;
 
-  if (ctx == NULL) {
+  /* Freeing must never need memory, not even a thread's first context:
+   * without one, trim and zero run under the control mutex instead of in
+   * a read-side section, free every whole page, and fail only the partial
+   * ends of a zero that would have to be rewritten.
+   */
+  if (ctx == NULL && !freeing) {
     STAT_ADD (*(op == IO_READ ? &z->nomem_reads : &z->nomem_writes), 1);
     return -1;                /* ENOMEM */
   }
-  m = meta_get (z, ctx);
+  m = ctx ? meta_get (z, ctx) : meta_get_locked (z);
   if (m == NULL) {
     STAT_ADD (*(op == IO_READ ? &z->offline_reads : &z->offline_writes), 1);
     return -1;
   }
   if (!range_valid (m, count, offset))
     r = -1;
-  else if (op == IO_TRIM || op == IO_ZERO) {
+  else if (freeing) {
     discard_whole_pages (m, count, offset);
     if (op == IO_ZERO)
       r = zero_partial_ends (z, m, ctx, count, offset);
@@ -553,7 +563,10 @@ do_io (struct zram *z, enum io_op op, unsigned char *buf, uint32_t count,
   if (r == -1)
     STAT_ADD (*(op == IO_READ ? &m->stats.failed_reads
                                : &m->stats.failed_writes), 1);
-  meta_put (z);
+  if (ctx)
+    meta_put (z);
+  else
+    pthread_mutex_unlock (&z->ctl_lock);
   zram_hist_add (&z->hist[op_hist[op]], (now_ns () - start) / 1000);
   return r;
 }

@@ -14,8 +14,10 @@ c=("$NBDZRAMCTL" -s "$tmpdir/ctl")
 stat_of () { "${c[@]}" stats | sed -n "s/^$1=//p"; }
 
 # The workload: 10 writes of 4 pages each (1 same-filled page, 1 text
-# page, 2 random pages per write), 7 reads, 3 trims (one of a whole page),
-# one read past the end (refused by nbdkit before the device sees it).
+# page, 2 random pages per write), 7 reads, 3 trims (of 1 and 2 whole
+# pages, and 100 bytes inside a page, which a trim leaves alone), one
+# write-zeroes of 100 bytes inside a same-filled page (rewritten), one
+# read past the end (refused by nbdkit before the device sees it).
 nbdsh -u "$(uri_of "$tmpdir/sock")" -c '
 import os
 text = (b"metrics are counted per request " * 128)[:4096]
@@ -27,6 +29,7 @@ for i in range(7):
 h.trim(4096, 0)
 h.trim(8192, 16384)
 h.trim(100, 32768 + 7)
+h.zero(100, 32768 + 7)
 try:
     h.pread(4096, h.get_size())
 except nbd.Error:
@@ -73,11 +76,11 @@ metric () {   # metric NAME LABELS: the value of one sample
   fail "write count: $(metric nbdzram_request_duration_seconds_count ',op="write"')"
 [ "$(metric nbdzram_request_duration_seconds_count ',op="read"')" = 7 ] ||
   fail "read count (the past-end read never reaches the device)"
-[ "$(metric nbdzram_request_duration_seconds_count ',op="discard"')" = 3 ] ||
-  fail "discard count"
+[ "$(metric nbdzram_request_duration_seconds_count ',op="discard"')" = 4 ] ||
+  fail "discard count (3 trims, 1 write-zeroes)"
 [ "$(metric nbdzram_request_duration_seconds_bucket ',op="write",le="+Inf"')" = 10 ] ||
   fail "+Inf bucket"
-# 40 pages stored by writes; the partial trim rewrote one page (41 stores).
+# 40 pages stored by writes; the partial write-zeroes rewrote one (41).
 [ "$(metric nbdzram_stored_page_size_bytes_count)" = 41 ] ||
   fail "stored page sizes: $(metric nbdzram_stored_page_size_bytes_count)"
 [ "$(metric nbdzram_stored_page_size_bytes_bucket ',le="1"')" = 10 ] ||

@@ -131,9 +131,13 @@ extern int zram_discard (struct zram *zram, uint32_t count, uint64_t offset);
 
 /* Advisory discard (NBD trim; what kernel zram does with a discard): free
  * every whole page in [offset, offset+count); partial pages at the ends
- * are left as they are.  Needs no memory, so it works at the memory limit
- * and fails only with EINVAL or EIO.  Afterwards the whole pages read as
- * zeroes; the content of the partial ends is whatever it was.
+ * are left as they are.  Needs no memory, not even the calling thread's
+ * first context (include/zram/thread-ctx.h: without one it runs under the
+ * control mutex, so it may wait behind a reset or compaction), so it works
+ * at the memory limit and out of memory, and fails only with EINVAL or
+ * EIO.  Afterwards the whole pages read as zeroes; the content of the
+ * partial ends is whatever it was.  zram_discard frees whole pages the
+ * same way; only its partial ends may fail with ENOMEM there.
  */
 extern int zram_trim (struct zram *zram, uint32_t count, uint64_t offset);
 

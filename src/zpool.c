@@ -61,6 +61,12 @@ zpool_destroy (struct zpool *pool)
     pool->ops->destroy (pool);
 }
 
+bool
+zpool_destroy_frees_objects (const struct zpool *pool)
+{
+  return pool->ops->destroy_frees_objects;
+}
+
 zpool_handle
 zpool_alloc (struct zpool *pool, size_t size)
 {

@@ -79,9 +79,12 @@ zram_meta_create (const struct zram_config *config)
   return NULL;
 }
 
-/* Free every object, then the pool, table and compressor.  Stops scanning
- * the table once every object is found, so a large, lightly used device is
- * freed quickly.
+/* Free every object, then the pool, table and compressor.  A pool that
+ * releases its objects wholesale (zs: whole arenas are unmapped) is not
+ * walked at all: freeing a filled device object by object costs seconds
+ * (each emptied span is madvised back to the OS), which delayed exit and
+ * reset.  Otherwise the walk stops once every object is found, so a large,
+ * lightly used device is freed quickly.
  */
 void
 zram_meta_destroy (struct zram_meta *m)
@@ -90,7 +93,7 @@ zram_meta_destroy (struct zram_meta *m)
 
   if (m == NULL)
     return;
-  if (m->table && m->pool) {
+  if (m->table && m->pool && !zpool_destroy_frees_objects (m->pool)) {
     uint64_t objects = STAT_GET (m->stats.pages_stored) -
                        STAT_GET (m->stats.same_pages);
     uint64_t i;

@@ -22,6 +22,8 @@
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
 
+#include "preflight.h"
+
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
 #endif
@@ -148,7 +150,7 @@ zram_plugin_config_complete (void)
       return -1;
     }
   }
-  return 0;
+  return preflight_refuse_nbdkit_swap (config.disksize);
 }
 
 #define zram_plugin_config_help \
@@ -177,6 +179,11 @@ zram_plugin_get_ready (void)
                   config.disksize >> ZRAM_PAGE_SHIFT);
     return -1;
   }
+  /* What .after_fork will do, tried now (with the slot table mapped, as
+   * it will be then): after the fork a failure is only a syslog line.
+   */
+  if (preflight_try_start (lock_memory, config.disksize) == -1)
+    return -1;
   /* Bind the control socket here, where errors reach the user; its thread
    * must wait for .after_fork.
    */
@@ -197,25 +204,36 @@ zram_plugin_after_fork (void)
 {
   /* Memory locks are not inherited across fork, so this is the place.
    * MCL_ONFAULT locks pages as they are first touched: the slot table of a
-   * large device is not populated up front.
+   * large device is not populated up front.  .get_ready made the same
+   * calls, so these fail only if something changed since (nbdkit -u
+   * dropped root's CAP_IPC_LOCK, a limit was reached meanwhile).
    */
   if (lock_memory &&
       mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
     nbdkit_error ("mlock: mlockall: %m (raise 'ulimit -l' or run as root)");
-    return -1;
+    goto fail;
   }
   if (ctl_server && zctl_server_start (ctl_server) == -1) {
     nbdkit_error ("ctl: cannot start the control socket thread: %m");
-    return -1;
+    goto fail;
   }
   /* Background compaction when fragmentation passes the threshold. */
   compactor = zram_compactor_start (zram, ZRAM_COMPACTOR_DEFAULT_INTERVAL_MS,
                                     ZRAM_COMPACTOR_DEFAULT_THRESHOLD);
   if (compactor == NULL) {
     nbdkit_error ("cannot start the background compaction thread: %m");
-    return -1;
+    goto fail;
   }
   return 0;
+
+ fail:
+  /* nbdkit exits without calling .cleanup: stop what was started, and
+   * remove the control socket so that no stale socket is left behind.
+   */
+  zctl_server_stop (ctl_server);
+  ctl_server = NULL;
+  nbdkit_error ("the server stops: it cannot run as configured");
+  return -1;
 }
 
 /* Runs after every connection has closed: only our own threads are left. */

@@ -22,6 +22,7 @@
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
 
+#include "local-peer.h"
 #include "preflight.h"
 
 #ifndef PR_SET_IO_FLUSHER
@@ -41,6 +42,7 @@ static struct zram_config config = {
 static bool size_given;
 static bool level_given;
 static bool lock_memory;           /* mlock=true */
+static bool allow_remote;          /* allow-remote=true */
 static char *ctl_path;             /* ctl=PATH, made absolute */
 
 static struct zram *zram;
@@ -111,6 +113,15 @@ zram_plugin_config (const char *key, const char *value)
     }
     lock_memory = r;
   }
+  else if (strcmp (key, "allow-remote") == 0) {
+    int r = nbdkit_parse_bool (value);
+
+    if (r == -1) {
+      nbdkit_error ("allow-remote: expected true or false, not '%s'", value);
+      return -1;
+    }
+    allow_remote = r;
+  }
   else if (strcmp (key, "ctl") == 0) {
     free (ctl_path);
     /* Resolved now: the server changes directory to / when it forks. */
@@ -120,7 +131,7 @@ zram_plugin_config (const char *key, const char *value)
   }
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
-                  "pool, ctl, mlock (see nbdkit-zram-plugin(1))", key);
+                  "pool, ctl, mlock, allow-remote (see nbdkit-zram-plugin(1))", key);
     return -1;
   }
   return 0;
@@ -159,7 +170,9 @@ zram_plugin_config_complete (void)
   "level=N                  Level for lz4hc (1-12) or zstd (1-22).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
-  "mlock=true|false         Lock the server in RAM (use under swap)."
+  "mlock=true|false         Lock the server in RAM (use under swap).\n" \
+  "allow-remote=true|false  Serve clients on other hosts (default: only\n" \
+  "                         unix socket, vsock and loopback clients)."
 
 static void
 zram_plugin_dump_plugin (void)
@@ -244,6 +257,13 @@ zram_plugin_cleanup (void)
   compactor = NULL;
   zctl_server_stop (ctl_server);
   ctl_server = NULL;
+}
+
+/* Before the handshake: refuse clients from other hosts (local-peer.h). */
+static int
+zram_plugin_preconnect (int readonly UNUSED)
+{
+  return local_peer_check (allow_remote);
 }
 
 static void *
@@ -422,6 +442,7 @@ static struct nbdkit_plugin plugin = {
   .get_ready         = zram_plugin_get_ready,
   .after_fork        = zram_plugin_after_fork,
   .cleanup           = zram_plugin_cleanup,
+  .preconnect        = zram_plugin_preconnect,
   .open              = zram_plugin_open,
   .close             = zram_plugin_close,
   .get_size          = zram_plugin_get_size,

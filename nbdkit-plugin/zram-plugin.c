@@ -170,7 +170,8 @@ zram_plugin_config_complete (void)
   "level=N                  Level for lz4hc (1-12) or zstd (1-22).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
-  "mlock=true|false         Lock the server in RAM (use under swap).\n" \
+  "mlock=true|false         Lock the server in RAM (use under swap,\n" \
+  "                         instead of nbdkit --swap).\n" \
   "allow-remote=true|false  Serve clients on other hosts (default: only\n" \
   "                         unix socket, vsock and loopback clients)."
 

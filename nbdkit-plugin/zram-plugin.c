@@ -219,8 +219,8 @@ zram_plugin_after_fork (void)
   /* Memory locks are not inherited across fork, so this is the place.
    * MCL_ONFAULT locks pages as they are first touched: the slot table of a
    * large device is not populated up front.  .get_ready made the same
-   * calls, so these fail only if something changed since (nbdkit -u
-   * dropped root's CAP_IPC_LOCK, a limit was reached meanwhile).
+   * calls, so these fail only if something changed since (threads refused
+   * by 'ulimit -u' for the user of nbdkit -u, a limit reached meanwhile).
    */
   if (lock_memory &&
       mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {

@@ -212,9 +212,34 @@ build () {
   ninja -C "$dir"
 }
 
+# claim_socket PATH: make PATH free for a new server.  A stale socket (no
+# one listening) is removed; a socket a live server listens on, or a file
+# that is not a socket, is refused: removing a live server's socket would
+# strand it and its data.
+claim_socket () {
+  local state=0
+  contrib/unix-socket-state "$1" || state=$?
+  case $state in
+    0) echo "dev.sh: a server is already listening on $1 (another" \
+            "'./dev.sh run'?); stop it, or choose another path:" \
+            "ZRAM_SOCKET=/tmp/other.sock ZRAM_CTL=/tmp/other.ctl ./dev.sh run" >&2
+       exit 1 ;;
+    1) rm -f "$1" ;;
+    2) ;;
+    3) echo "dev.sh: $1 exists and is not a socket; remove it or set ZRAM_SOCKET" >&2
+       exit 1 ;;
+    *) echo "dev.sh: cannot tell whether a server listens on $1; remove it" \
+            "by hand if none does" >&2
+       exit 1 ;;
+  esac
+}
+
 cmd_run () {
   local size=${ZRAM_SIZE:-1G} sock=${ZRAM_SOCKET:-/tmp/nbdkit-zram.sock}
   local ctl=${ZRAM_CTL:-/tmp/nbdkit-zram.ctl}
+  # Before installing and building: a second run must not wait minutes to
+  # be refused.  Checked again just before the server starts.
+  claim_socket "$sock"
   install_missing "${build_packages[@]}" "${run_packages[@]}"
   use_fixed_nbdkit
   build build
@@ -228,7 +253,7 @@ nbdkit-zram: serving a $size compressed RAM disk on $sock (Ctrl-C stops it).
   Statistics:        ./build/tools/nbdzramctl -s $ctl
 
 MSG
-  rm -f "$sock"
+  claim_socket "$sock"
   exec nbdkit -f -U "$sock" ./build/zram.so "$size" ctl="$ctl"
 }
 

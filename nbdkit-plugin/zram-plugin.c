@@ -28,6 +28,9 @@
 #include "zram/zram.h"
 #include "ctl-owner.h"
 
+#include "local-peer.h"
+#include "preflight.h"
+
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
 #endif
@@ -46,6 +49,7 @@ static bool size_given;
 static uint64_t mem_limit;         /* mem_limit=SIZE; 0 = none */
 static bool level_given;
 static bool lock_memory;           /* mlock=true */
+static bool allow_remote;          /* allow-remote=true */
 static char *ctl_path;             /* ctl=PATH, made absolute */
 
 static struct zram *zram;
@@ -150,6 +154,15 @@ zram_plugin_config (const char *key, const char *value)
     }
     lock_memory = r;
   }
+  else if (strcmp (key, "allow-remote") == 0) {
+    int r = nbdkit_parse_bool (value);
+
+    if (r == -1) {
+      nbdkit_error ("allow-remote: expected true or false, not '%s'", value);
+      return -1;
+    }
+    allow_remote = r;
+  }
   else if (strcmp (key, "ctl") == 0) {
     free (ctl_path);
     /* Resolved now: the server changes directory to / when it forks. */
@@ -159,7 +172,7 @@ zram_plugin_config (const char *key, const char *value)
   }
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
-                  "pool, mem_limit, ctl, mlock (see nbdkit-zram-plugin(1))", key);
+                  "pool, mem_limit, ctl, mlock, allow-remote (see nbdkit-zram-plugin(1))", key);
     return -1;
   }
   return 0;
@@ -189,7 +202,7 @@ zram_plugin_config_complete (void)
       return -1;
     }
   }
-  return 0;
+  return preflight_refuse_nbdkit_swap (config.disksize);
 }
 
 #define zram_plugin_config_help \
@@ -199,7 +212,10 @@ zram_plugin_config_complete (void)
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
   "mem_limit=SIZE           Most memory the pool may use, e.g. 2G (default none).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
-  "mlock=true|false         Lock the server in RAM (use under swap)."
+  "mlock=true|false         Lock the server in RAM (use under swap,\n" \
+  "                         instead of nbdkit --swap).\n" \
+  "allow-remote=true|false  Serve clients on other hosts (default: only\n" \
+  "                         unix socket, vsock and loopback clients)."
 
 static void
 zram_plugin_dump_plugin (void)
@@ -220,6 +236,11 @@ zram_plugin_get_ready (void)
     return -1;
   }
   zram_set_mem_limit (zram, mem_limit);
+  /* What .after_fork will do, tried now (with the slot table mapped, as
+   * it will be then): after the fork a failure is only a syslog line.
+   */
+  if (preflight_try_start (lock_memory, config.disksize) == -1)
+    return -1;
   /* Bind the control socket here, where errors reach the user; its thread
    * must wait for .after_fork.
    */
@@ -258,16 +279,18 @@ zram_plugin_after_fork (void)
 {
   /* Memory locks are not inherited across fork, so this is the place.
    * MCL_ONFAULT locks pages as they are first touched: the slot table of a
-   * large device is not populated up front.
+   * large device is not populated up front.  .get_ready made the same
+   * calls, so these fail only if something changed since (threads refused
+   * by 'ulimit -u' for the user of nbdkit -u, a limit reached meanwhile).
    */
   if (lock_memory &&
       mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
     nbdkit_error ("mlock: mlockall: %m (raise 'ulimit -l' or run as root)");
-    return -1;
+    goto fail;
   }
   if (ctl_server && zctl_server_start (ctl_server) == -1) {
     nbdkit_error ("ctl: cannot start the control socket thread: %m");
-    return -1;
+    goto fail;
   }
   if (ctl_server && geteuid () != ctl_owner.owner.uid)
     nbdkit_error ("warning: ctl: the control socket was made for uid %u "
@@ -278,9 +301,18 @@ zram_plugin_after_fork (void)
                                     ZRAM_COMPACTOR_DEFAULT_THRESHOLD);
   if (compactor == NULL) {
     nbdkit_error ("cannot start the background compaction thread: %m");
-    return -1;
+    goto fail;
   }
   return 0;
+
+ fail:
+  /* nbdkit exits without calling .cleanup: stop what was started, and
+   * remove the control socket so that no stale socket is left behind.
+   */
+  zctl_server_stop (ctl_server);
+  ctl_server = NULL;
+  nbdkit_error ("the server stops: it cannot run as configured");
+  return -1;
 }
 
 /* Runs after every connection has closed: only our own threads are left. */
@@ -292,6 +324,14 @@ zram_plugin_cleanup (void)
   zctl_server_stop (ctl_server);
   ctl_server = NULL;
 }
+
+/* Before the handshake: refuse clients from other hosts (local-peer.h). */
+static int
+zram_plugin_preconnect (int readonly UNUSED)
+{
+  return local_peer_check (allow_remote);
+}
+
 
 /* The process id of the client at the other end of a unix socket, or 0:
  * nbdzramctl names the device after the /dev/nbdX whose nbd-client it is.
@@ -520,6 +560,7 @@ static struct nbdkit_plugin plugin = {
   .get_ready         = zram_plugin_get_ready,
   .after_fork        = zram_plugin_after_fork,
   .cleanup           = zram_plugin_cleanup,
+  .preconnect        = zram_plugin_preconnect,
   .open              = zram_plugin_open,
   .close             = zram_plugin_close,
   .get_size          = zram_plugin_get_size,

@@ -14,6 +14,8 @@ struct zpool_ops {
   const char *name;
   struct zpool *(*create) (void);
   void (*destroy) (struct zpool *pool);
+  /* destroy releases live objects too (see zpool_destroy_frees_objects). */
+  bool destroy_frees_objects;
   /* limit as in zpool_alloc_limited (0 = none). */
   zpool_handle (*alloc) (struct zpool *pool, size_t size, uint64_t limit);
   void (*free) (struct zpool *pool, zpool_handle handle);

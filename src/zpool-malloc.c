@@ -148,6 +148,7 @@ const struct zpool_ops zpool_malloc_ops = {
   .name = "malloc",
   .create = malloc_create,
   .destroy = malloc_destroy,
+  .destroy_frees_objects = false,
   .alloc = malloc_alloc,
   .free = malloc_free,
   .map = malloc_map,

@@ -85,6 +85,12 @@ grow_gate_pass (struct zpool *pool, size_t size)
   return 0;
 }
 
+bool
+zpool_destroy_frees_objects (const struct zpool *pool)
+{
+  return pool->ops->destroy_frees_objects;
+}
+
 zpool_handle
 zpool_alloc_limited (struct zpool *pool, size_t size, uint64_t limit)
 {

@@ -86,10 +86,13 @@ zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard
   return NULL;
 }
 
-/* Free every object, then the pool, table and compressor.  Scans only the
- * touched groups of the table and stops once every object is found, so a
- * large, lightly used device is freed quickly and its never-written table
- * pages are not faulted in on the way out.
+/* Free every object, then the pool, table and compressor.  A pool that
+ * releases its objects wholesale (zs: whole arenas are unmapped) is not
+ * walked at all: freeing a filled device object by object costs seconds
+ * (each emptied span is madvised back to the OS), which delayed exit and
+ * reset.  Otherwise the walk visits only the touched groups of the table
+ * and stops once every object is found, so a large, lightly used device
+ * is freed quickly and its never-written table pages are not faulted in.
  */
 void
 zram_meta_destroy (struct zram_meta *m)
@@ -98,7 +101,7 @@ zram_meta_destroy (struct zram_meta *m)
 
   if (m == NULL)
     return;
-  if (m->table.slots && m->pool) {
+  if (m->table.slots && m->pool && !zpool_destroy_frees_objects (m->pool)) {
     uint64_t objects = STAT_GET (m->stats.pages_stored) -
                        STAT_GET (m->stats.same_pages);
     uint64_t i = 0;

@@ -298,6 +298,7 @@ const struct zpool_ops zpool_zs_ops = {
   .name = "zs",
   .create = zs_create,
   .destroy = zs_destroy,
+  .destroy_frees_objects = true,  /* spans live in arenas, unmapped whole */
   .alloc = zs_alloc,
   .free = zs_free,
   .map = zs_map,

@@ -31,6 +31,7 @@
 #ifndef ZRAM_ZPOOL_H
 #define ZRAM_ZPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -95,10 +96,19 @@ extern const char *zpool_kind_name (enum zpool_kind kind);
 /* Create an empty pool.  Returns NULL with errno ENOMEM on failure. */
 extern struct zpool *zpool_create (enum zpool_kind kind);
 
-/* Free the pool and every object in it.  NULL is accepted.  The caller
- * guarantees that no other call on this pool is in flight or will follow.
+/* Free the pool.  NULL is accepted.  The caller guarantees that no other
+ * call on this pool is in flight or will follow.  If
+ * zpool_destroy_frees_objects (pool) is true, every object still allocated
+ * is released with the pool, wholesale; otherwise the caller must free
+ * every object first, or they leak.
  */
 extern void zpool_destroy (struct zpool *pool);
+
+/* Whether zpool_destroy releases live objects itself (ZPOOL_ZS: it unmaps
+ * its arenas whole, which is much faster than freeing objects one by one).
+ * false for ZPOOL_MALLOC, which keeps no list of its blocks.
+ */
+extern bool zpool_destroy_frees_objects (const struct zpool *pool);
 
 /* Allocate an object of size bytes (1 <= size <= ZPOOL_MAX_OBJECT).  Its
  * contents are undefined until written through zpool_map.  Returns the

@@ -23,7 +23,7 @@ useradd -M -N -s /bin/sh "$user" ||
 cleanup_fn "userdel '$user'"
 d=$tmpdir/u
 mkdir "$d"
-chmod 0777 "$d"
+chmod 1777 "$d"   # sticky: the control socket refuses a dir others may swap files in
 # The test user must be able to read the plugin (it may live under a
 # private home directory).
 plugin=$tmpdir/zram.so

@@ -114,6 +114,11 @@ assert 'reset --force' in r.stderr, r.stderr
 expect 1 "$ctl" -r
 expect 1 "$ctl" -r -s "$tmpdir/run/a/ctl.sock" stats
 
+# No device at all: an empty table and an empty exposition, not errors.
+mkdir "$tmpdir/none"
+NBDZRAMCTL_RUNDIR=$tmpdir/none expect 0 "$ctl" metrics
+[ ! -s "$tmpdir/out" ] || fail "metrics without devices: $(cat "$tmpdir/out")"
+
 # Metrics of both devices in one exposition.
 expect 0 "$ctl" metrics
 for d in "$tmpdir/run/a/ctl.sock" "$tmpdir/run/bbbb/ctl.sock"; do

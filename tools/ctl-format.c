@@ -296,6 +296,8 @@ render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
   unsigned long long v;
   size_t i, d, first;
 
+  if (ndevs == 0)
+    return 0;                   /* no device: nothing to describe */
   for (i = 0; i < NMETRICS; i++) {
     const struct metric *m = &metrics[i];
 

@@ -44,8 +44,8 @@ extern int ctl_print_kstat (FILE *fp, FILE *errfp, enum ctl_kstat which,
  * each statistic once per device with a label device="NAME", in base
  * units (bytes, seconds), with HELP and TYPE lines; the histograms as
  * Prometheus histograms (cumulative "le" buckets, _sum, _count).  Metric
- * names start with "nbdzram_".  Returns 0, or -1 after printing to errfp
- * what was wrong (nothing is printed to fp then).
+ * names start with "nbdzram_"; no device prints nothing.  Returns 0, or -1
+ * after printing to errfp what was wrong (nothing is printed to fp then).
  */
 extern int ctl_print_metrics (FILE *fp, FILE *errfp,
                               const struct ctl_device *devs, size_t ndevs);

@@ -533,11 +533,9 @@ render_metrics (FILE *out, FILE *err, void *opaque)
 static int
 show_metrics (const char *listen)
 {
-  if (ndevices == 0) {
-    fprintf (stderr, "%s: metrics: no device: use -s PATH, or run the "
-             "systemd unit\n", progname);
-    return EXIT_USAGE;
-  }
+  /* No device (none named, none found) is an empty exposition, not an
+   * error: a timer on a machine without devices must not fail.
+   */
   if (listen) {
 #ifdef HAVE_LIBMICROHTTPD
     return metrics_http_serve (listen, render_metrics, NULL) == 0 ? EXIT_OK

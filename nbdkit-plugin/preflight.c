@@ -22,6 +22,7 @@
 
 #include "zram/compiler.h"
 #include "zram/zram.h"
+#include "nbdkit-cmdline.h"
 #include "preflight.h"
 
 /* Bit of CAP_IPC_LOCK in /proc/self/status's CapEff (linux/capability.h). */
@@ -123,130 +124,27 @@ status_field (const char *key, int base)
   return v;
 }
 
-/* nbdkit 1.32's options (server/options.h), for reading its command line:
- * those that take an argument, and every long name (getopt accepts any
- * unambiguous prefix of one).
+/* nbdkit's command line, or NULL (with a debug message) if it cannot be
+ * read: the checks below then assume neither --swap nor -u, as they are
+ * only there to turn a later failure into an early message.
  */
-static const char short_with_arg[] = "DegipPtuU";
-static const char *const long_with_arg[] = {
-  "debug", "export", "export-name", "exportname", "filter", "group",
-  "ip-addr", "ipaddr", "log", "mask-handshake", "pid-file", "pidfile",
-  "port", "run", "selinux-label", "threads", "tls", "tls-certificates",
-  "tls-psk", "unix", "user", NULL
-};
-static const char *const long_without_arg[] = {
-  "dump-config", "dump-plugin", "exit-with-parent", "foreground", "help",
-  "ipv4-only", "ipv6-only", "long-options", "new-style", "newstyle",
-  "no-fork", "no-sr", "old-style", "oldstyle", "read-only", "readonly",
-  "short-options", "single", "stdin", "swap", "tls-verify-peer", "verbose",
-  "version", "vsock", NULL
-};
-
-/* What nbdkit was told on its command line that matters before the fork. */
-struct nbdkit_args {
-  bool swap;                    /* --swap */
-  const char *user;             /* -u / --user (points into the buffer) */
-};
-
-/* The long option that name (without "--" and "=...") stands for, or NULL
- * when it is unknown or ambiguous.  *with_arg says whether it takes one.
- */
-static const char *
-long_option (const char *name, size_t len, bool *with_arg)
+static const struct cmdline *
+nbdkit_args (void)
 {
-  const char *const *lists[2] = { long_with_arg, long_without_arg };
-  const char *found = NULL;
-  int l, i, matches = 0;
+  const struct cmdline *cl = cmdline_get ();
 
-  for (l = 0; l < 2; l++)
-    for (i = 0; lists[l][i]; i++)
-      if (strncmp (lists[l][i], name, len) == 0) {
-        if (strlen (lists[l][i]) == len) {
-          *with_arg = l == 0;
-          return lists[l][i];   /* an exact name wins */
-        }
-        found = lists[l][i];
-        *with_arg = l == 0;
-        matches++;
-      }
-  return matches == 1 ? found : NULL;
-}
-
-/* Read nbdkit's argv from /proc/self/cmdline the way its getopt_long does
- * (options may also follow the plugin name; "--" ends them).  Plugin
- * parameters are key=value or a bare size and never look like options.
- * Returns the buffer to free, or NULL if it cannot be read.
- */
-static char *
-scan_nbdkit_args (struct nbdkit_args *out)
-{
-  char *args, *a, *end;
-  ssize_t len;
-
-  memset (out, 0, sizeof *out);
-  len = read_proc ("/proc/self/cmdline", &args);
-  if (len == -1) {
+  if (cl == NULL)
     nbdkit_debug ("cannot read /proc/self/cmdline: %m");
-    return NULL;
-  }
-  end = args + len;
-  for (a = args + strlen (args) + 1; a < end; a += strlen (a) + 1) {
-    char *next = a + strlen (a) + 1;
-    const char **dest = NULL, *value = NULL;
-
-    if (strcmp (a, "--") == 0)
-      break;
-    if (strncmp (a, "--", 2) == 0) {
-      char *eq = strchr (a, '=');
-      bool with_arg = false;
-      const char *opt = long_option (a + 2, eq ? (size_t) (eq - a - 2)
-                                                : strlen (a + 2), &with_arg);
-
-      if (opt == NULL)
-        continue;
-      if (strcmp (opt, "swap") == 0)
-        out->swap = true;
-      if (strcmp (opt, "user") == 0)
-        dest = &out->user;
-      if (with_arg) {
-        if (eq)
-          value = eq + 1;
-        else if (next < end) {
-          value = next;
-          a = next;             /* the argument is not an option */
-        }
-      }
-    }
-    else if (a[0] == '-' && a[1] != '\0') {
-      char *c;
-
-      for (c = a + 1; *c; c++)
-        if (strchr (short_with_arg, *c)) {
-          if (*c == 'u')
-            dest = &out->user;
-          if (c[1])
-            value = c + 1;
-          else if (next < end) {
-            value = next;
-            a = next;
-          }
-          break;
-        }
-    }
-    if (dest && value)
-      *dest = value;
-  }
-  return args;
+  return cl;
 }
 
 int
 preflight_refuse_nbdkit_swap (uint64_t disksize)
 {
-  struct nbdkit_args na;
-  char *buf = scan_nbdkit_args (&na), table[32];
+  const struct cmdline *cl = nbdkit_args ();
+  char table[32];
 
-  free (buf);
-  if (!na.swap)
+  if (cl == NULL || !cl->swap)
     return 0;
   nbdkit_error ("nbdkit --swap is not supported by this plugin: it locks "
                 "and populates the whole slot table at start-up (%s for "
@@ -264,20 +162,19 @@ preflight_refuse_nbdkit_swap (uint64_t disksize)
 static bool
 drops_privileges (void)
 {
-  struct nbdkit_args na;
-  char *buf = scan_nbdkit_args (&na), *endp;
+  const struct cmdline *cl = nbdkit_args ();
+  char *endp;
   bool drops = false;
 
-  if (buf && na.user && geteuid () == 0) {
-    struct passwd *pw = getpwnam (na.user);
-    long uid = strtol (na.user, &endp, 10);
+  if (cl && cl->user && geteuid () == 0) {
+    struct passwd *pw = getpwnam (cl->user);
+    long uid = strtol (cl->user, &endp, 10);
 
     if (pw)
       drops = pw->pw_uid != 0;
-    else if (*na.user && *endp == '\0')
+    else if (*cl->user && *endp == '\0')
       drops = uid != 0;
   }
-  free (buf);
   return drops;
 }
 

@@ -9,10 +9,9 @@
 #    control client is still served.
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
-requires nbdkit python3
-[ -x "${NBDZRAMCTL:-}" ] || { echo "$0: SKIP: nbdzramctl was not built"; exit 77; }
-/usr/bin/python3 -c 'import nbd' 2>/dev/null ||
-  { echo "$0: SKIP: no python3 nbd module"; exit 77; }
+requires nbdkit
+requires_nbdzramctl
+requires_python_nbd
 make_tmpdir
 chmod 0711 "$tmpdir"
 c=("$NBDZRAMCTL" -s "$tmpdir/ctl")
@@ -57,14 +56,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && nobody=$(id -u nobody 
 fi
 
 # --- stats during a reset (case 18) -----------------------------------------
-/usr/bin/python3 -c '
-import nbd, sys, time
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-open(sys.argv[2], "w").close()
-time.sleep(30)' "$uri" "$tmpdir/holding" &
-holder=$!
-cleanup_fn "kill $holder 2>/dev/null"
-for (( i = 0; i < 100; i++ )); do [ -e "$tmpdir/holding" ] && break; sleep 0.1; done
+hold_connection "$uri" 30
 t0=$(date +%s%N)
 rc=0; "${c[@]}" reset 2>"$tmpdir/reset.err" || rc=$? &
 resetter=$!

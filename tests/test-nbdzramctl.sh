@@ -7,7 +7,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
 requires nbdkit nbdcopy
-[ -x "${NBDZRAMCTL:-}" ] || { echo "$0: SKIP: nbdzramctl was not built"; exit 77; }
+requires_nbdzramctl
 ctl=$NBDZRAMCTL
 make_tmpdir
 chmod 0711 "$tmpdir"
@@ -18,14 +18,6 @@ c=("$ctl" -s "$tmpdir/ctl")
 # The columns nbdzramctl showed by default before it took zramctl's.
 wide=(-o NAME,ALGORITHM,DISKSIZE,DATA,COMPR,TOTAL,ZERO-PAGES,MEM-LIMIT,MEM-USED,MIGRATED,COMP-RATIO)
 
-# expect STATUS CMD...: run CMD, fail unless it exits with STATUS.
-expect () {
-  local want=$1 got=0
-  shift
-  "$@" >"$tmpdir/out" 2>"$tmpdir/err" || got=$?
-  [ "$got" = "$want" ] ||
-    fail "'$*' exited $got, expected $want: $(cat "$tmpdir/out" "$tmpdir/err")"
-}
 stat_of () { "${c[@]}" stats | sed -n "s/^$1=//p"; }
 
 # The table: zramctl's default columns, then others with -o.
@@ -92,14 +84,7 @@ grep -q "mem-limit: '12Q' is not a size: use a whole number of bytes" "$tmpdir/e
 
 # reset while a connection is open: refused without --force.
 if /usr/bin/python3 -c 'import nbd' 2>/dev/null; then
-  /usr/bin/python3 -c '
-import nbd, sys, time
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-open(sys.argv[2], "w").close()
-time.sleep(60)' "$uri" "$tmpdir/holding" &
-  holder=$!
-  cleanup_fn "kill $holder 2>/dev/null"
-  for (( i = 0; i < 100; i++ )); do [ -e "$tmpdir/holding" ] && break; sleep 0.1; done
+  hold_connection "$uri" 60
   expect 4 "${c[@]}" reset
   grep -q "EBUSY: reset refused: 1 connection still open" "$tmpdir/err" ||
     fail "$(cat "$tmpdir/err")"

@@ -8,9 +8,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
 requires nbdkit
-[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import nbd' 2>/dev/null ||
-  { echo "$0: SKIP: python3-libnbd missing"; exit 77; }
-[ -x "${NBDZRAMCTL:-}" ] || { echo "$0: SKIP: nbdzramctl not built"; exit 77; }
+requires_python_nbd
+requires_nbdzramctl
 make_tmpdir
 
 start_nbdkit "$tmpdir/pid" "$tmpdir/sock" 1M ctl="$tmpdir/ctl"

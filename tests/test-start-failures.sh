@@ -23,7 +23,9 @@ useradd -M -N -s /bin/sh "$user" ||
 cleanup_fn "userdel '$user'"
 d=$tmpdir/u
 mkdir "$d"
-chmod 1777 "$d"   # sticky: the control socket refuses a dir others may swap files in
+# Sticky, as /tmp: the control socket refuses a directory where anyone
+# could replace it (test-ctl-socket-safety.sh).
+chmod 1777 "$d"
 # The test user must be able to read the plugin (it may live under a
 # private home directory).
 plugin=$tmpdir/zram.so

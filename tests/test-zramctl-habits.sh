@@ -8,7 +8,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
 requires nbdkit nbdsh nbdcopy
-[ -x "${NBDZRAMCTL:-}" ] || { echo "$0: SKIP: nbdzramctl was not built"; exit 77; }
+requires_nbdzramctl
 make_tmpdir
 ctl=$NBDZRAMCTL
 export NBDZRAMCTL_RUNDIR=$tmpdir/run
@@ -18,14 +18,6 @@ start_nbdkit "$tmpdir/pa" "$tmpdir/sa" 64M ctl="$tmpdir/run/a/ctl.sock"
 start_nbdkit "$tmpdir/pb" "$tmpdir/sb" 1G algorithm=zstd ctl="$tmpdir/run/bbbb/ctl.sock"
 head -c 1M /dev/urandom >"$tmpdir/data"
 nbdcopy "$tmpdir/data" "$(uri_of "$tmpdir/sb")"
-
-expect () {
-  local want=$1 got=0
-  shift
-  "$@" >"$tmpdir/out" 2>"$tmpdir/err" || got=$?
-  [ "$got" = "$want" ] ||
-    fail "'$*' exited $got, expected $want: $(cat "$tmpdir/out" "$tmpdir/err")"
-}
 
 # Every device of the run directory, in path order, zramctl's columns.
 expect 0 "$ctl"

@@ -18,12 +18,15 @@ export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 sudo=
 [ "$(id -u)" = 0 ] || sudo=sudo
 
+# libmicrohttpd-dev: "nbdzramctl metrics --listen" (optional: without it
+# nbdzramctl builds without HTTP).
 build_packages=(meson ninja-build pkg-config gcc libc6-dev nbdkit
-                nbdkit-plugin-dev liburcu-dev liblz4-dev libzstd-dev perl)
+                nbdkit-plugin-dev liburcu-dev liblz4-dev libzstd-dev perl
+                libmicrohttpd-dev)
 run_packages=(libnbd-bin)
 test_packages=(libnbd-dev libnbd-bin python3-libnbd fio spin valgrind clang
                libclang-rt-14-dev e2fsprogs util-linux fuse3 bc procps kmod
-               systemd)
+               systemd curl)
 
 install_missing () {
   local p missing=()
@@ -209,9 +212,34 @@ build () {
   ninja -C "$dir"
 }
 
+# claim_socket PATH: make PATH free for a new server.  A stale socket (no
+# one listening) is removed; a socket a live server listens on, or a file
+# that is not a socket, is refused: removing a live server's socket would
+# strand it and its data.
+claim_socket () {
+  local state=0
+  contrib/unix-socket-state "$1" || state=$?
+  case $state in
+    0) echo "dev.sh: a server is already listening on $1 (another" \
+            "'./dev.sh run'?); stop it, or choose another path:" \
+            "ZRAM_SOCKET=/tmp/other.sock ZRAM_CTL=/tmp/other.ctl ./dev.sh run" >&2
+       exit 1 ;;
+    1) rm -f "$1" ;;
+    2) ;;
+    3) echo "dev.sh: $1 exists and is not a socket; remove it or set ZRAM_SOCKET" >&2
+       exit 1 ;;
+    *) echo "dev.sh: cannot tell whether a server listens on $1; remove it" \
+            "by hand if none does" >&2
+       exit 1 ;;
+  esac
+}
+
 cmd_run () {
   local size=${ZRAM_SIZE:-1G} sock=${ZRAM_SOCKET:-/tmp/nbdkit-zram.sock}
   local ctl=${ZRAM_CTL:-/tmp/nbdkit-zram.ctl}
+  # Before installing and building: a second run must not wait minutes to
+  # be refused.  Checked again just before the server starts.
+  claim_socket "$sock"
   install_missing "${build_packages[@]}" "${run_packages[@]}"
   use_fixed_nbdkit
   build build
@@ -225,7 +253,7 @@ nbdkit-zram: serving a $size compressed RAM disk on $sock (Ctrl-C stops it).
   Statistics:        ./build/tools/nbdzramctl -s $ctl
 
 MSG
-  rm -f "$sock"
+  claim_socket "$sock"
   exec nbdkit -f -U "$sock" ./build/zram.so "$size" ctl="$ctl"
 }
 
@@ -263,11 +291,36 @@ suite () {
   count "$dir"
 }
 
+# promtool checks the metrics' format in the tests.  Debian ships it only
+# inside its prometheus server package, whose installation would start a
+# Prometheus server: unpack the tool alone into the cache instead, and put
+# it in PATH.  A promtool already in PATH is used as it is.
+use_promtool () {
+  local dir=$nbdkit_cache/promtool tmp
+  command -v promtool >/dev/null && return 0
+  if [ ! -x "$dir/usr/bin/promtool" ]; then
+    mkdir -p "$nbdkit_cache"
+    tmp=$(mktemp -d "$nbdkit_cache/promtool.XXXXXX")
+    if ( cd "$tmp" && apt-get download -q prometheus >/dev/null &&
+         dpkg-deb -x prometheus_*.deb root && rm -rf "$dir" &&
+         mkdir -p "$dir/usr/bin" &&
+         mv root/usr/bin/promtool "$dir/usr/bin/" ); then
+      echo "dev.sh: promtool unpacked into $dir"
+    else
+      echo "dev.sh: could not fetch promtool; the metrics tests check the format without it"
+    fi
+    rm -rf "$tmp"
+  fi
+  [ -x "$dir/usr/bin/promtool" ] && export PATH="$dir/usr/bin:$PATH"
+  return 0
+}
+
 cmd_test () {
   local guest=()
   [ -f tests/guest/packages.txt ] && mapfile -t guest < <(grep -v '^#' tests/guest/packages.txt)
   install_missing "${build_packages[@]}" "${test_packages[@]}" "${guest[@]}"
   use_fixed_nbdkit
+  use_promtool
   suite build ""
   # The sanitizer builds run everything but the slow guest VM (the plugin
   # runs inside the guest there, unsanitized) and the benchmark smoke runs.

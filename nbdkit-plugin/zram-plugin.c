@@ -7,22 +7,31 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include "zram/compiler.h"
 #include "zram/compactor.h"
+#include "zram/size.h"
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
+#include "ctl-owner.h"
+
+#include "local-peer.h"
+#include "preflight.h"
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
@@ -47,13 +56,16 @@ static struct zram_config config = {
   .reserve_wait_ms = ZRAM_RESERVE_DEFAULT_WAIT_MS,
 };
 static bool size_given;
+static uint64_t mem_limit;         /* mem_limit=SIZE; 0 = none */
 static bool level_given;
 static bool lock_memory;           /* mlock=true */
 static bool reserve_given;         /* reserve=SIZE given */
+static bool allow_remote;          /* allow-remote=true */
 static char *ctl_path;             /* ctl=PATH, made absolute */
 
 static struct zram *zram;
 static struct zctl_server *ctl_server;
+static struct ctl_owner ctl_owner; /* who serves it after nbdkit -u/-g */
 static struct zram_compactor *compactor;
 
 /* Whether this worker thread has tried PR_SET_IO_FLUSHER (a non-NULL
@@ -84,28 +96,47 @@ zram_plugin_unload (void)
     pthread_key_delete (io_flusher_key);
 }
 
+/* Sizes parse as everywhere else in the project (include/zram/size.h),
+ * not with nbdkit_parse_size, which refuses "4GiB".
+ */
+static int
+parse_size (const char *key, const char *value, uint64_t *bytes)
+{
+  if (zram_parse_size (value, bytes) == 0)
+    return 0;
+  if (errno == ERANGE)
+    nbdkit_error ("%s: '%s' is too large (more than 2^64 - 1 bytes)", key, value);
+  else
+    nbdkit_error ("%s: '%s' is not a size: use " ZRAM_SIZE_SYNTAX, key, value);
+  return -1;
+}
+
 static int
 zram_plugin_config (const char *key, const char *value)
 {
   if (strcmp (key, "size") == 0) {
-    int64_t r = nbdkit_parse_size (value);
+    uint64_t r;
 
-    if (r == -1)
-      return -1;              /* nbdkit_parse_size reported it */
-    if (r <= 0) {
+    if (parse_size (key, value, &r) == -1)
+      return -1;
+    if (r == 0) {
       nbdkit_error ("size: the device size must be greater than 0 "
                     "(for example size=4G)");
       return -1;
     }
-    if ((uint64_t) r > ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE) {
-      nbdkit_error ("size: %" PRIi64 " bytes is too large; the largest "
+    if (r > ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE) {
+      nbdkit_error ("size: %" PRIu64 " bytes is too large; the largest "
                     "device is %" PRIu64 " bytes", r,
                     ZRAM_MAX_DISKSIZE - ZRAM_PAGE_SIZE);
       return -1;
     }
     /* Round up to whole pages, like zram's disksize. */
-    config.disksize = ((uint64_t) r + ZRAM_PAGE_SIZE - 1) & ~(uint64_t) (ZRAM_PAGE_SIZE - 1);
+    config.disksize = (r + ZRAM_PAGE_SIZE - 1) & ~(uint64_t) (ZRAM_PAGE_SIZE - 1);
     size_given = true;
+  }
+  else if (strcmp (key, "mem_limit") == 0) {
+    if (parse_size (key, value, &mem_limit) == -1)
+      return -1;
   }
   else if (strcmp (key, "algorithm") == 0) {
     if (zcomp_parse_algo (value, &config.algo) == -1) {
@@ -135,17 +166,18 @@ zram_plugin_config (const char *key, const char *value)
     lock_memory = r;
   }
   else if (strcmp (key, "reserve") == 0) {
-    int64_t r = nbdkit_parse_size (value);
+    uint64_t r;
 
-    if (r == -1) {
-      nbdkit_error ("reserve: expected a size such as 16M, or 0, not '%s'",
-                    value);
+    if (parse_size (key, value, &r) == -1)
       return -1;
-    }
-    if (r != 0 && (uint64_t) r < ZPOOL_RESERVE_MIN) {
-      nbdkit_error ("reserve: %" PRIi64 " bytes is too small; give 0 (no "
+    if (r != 0 && r < ZPOOL_RESERVE_MIN) {
+      nbdkit_error ("reserve: %" PRIu64 " bytes is too small; give 0 (no "
                     "reserve) or at least %" PRIu64 " bytes", r,
                     ZPOOL_RESERVE_MIN);
+      return -1;
+    }
+    if (r > ZRAM_MAX_DISKSIZE) {
+      nbdkit_error ("reserve: %" PRIu64 " bytes is too large", r);
       return -1;
     }
     config.reserve = r;
@@ -161,6 +193,15 @@ zram_plugin_config (const char *key, const char *value)
       return -1;
     }
   }
+  else if (strcmp (key, "allow-remote") == 0) {
+    int r = nbdkit_parse_bool (value);
+
+    if (r == -1) {
+      nbdkit_error ("allow-remote: expected true or false, not '%s'", value);
+      return -1;
+    }
+    allow_remote = r;
+  }
   else if (strcmp (key, "ctl") == 0) {
     free (ctl_path);
     /* Resolved now: the server changes directory to / when it forks. */
@@ -170,8 +211,8 @@ zram_plugin_config (const char *key, const char *value)
   }
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
-                  "pool, ctl, mlock, reserve, reserve-wait (see "
-                  "nbdkit-zram-plugin(1))", key);
+                  "pool, mem_limit, ctl, mlock, allow-remote, reserve, "
+                  "reserve-wait (see nbdkit-zram-plugin(1))", key);
     return -1;
   }
   return 0;
@@ -215,7 +256,7 @@ zram_plugin_config_complete (void)
       return -1;
     }
   }
-  return 0;
+  return preflight_refuse_nbdkit_swap (config.disksize);
 }
 
 #define zram_plugin_config_help \
@@ -223,8 +264,12 @@ zram_plugin_config_complete (void)
   "algorithm=lz4|lz4hc|zstd Compression algorithm (default lz4).\n" \
   "level=N                  Level for lz4hc (1-12) or zstd (1-22).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
+  "mem_limit=SIZE           Most memory the pool may use, e.g. 2G (default none).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
-  "mlock=true|false         Lock the server in RAM (use under swap).\n" \
+  "mlock=true|false         Lock the server in RAM (use under swap,\n" \
+  "                         instead of nbdkit --swap).\n" \
+  "allow-remote=true|false  Serve clients on other hosts (default: only\n" \
+  "                         unix socket, vsock and loopback clients).\n" \
   "reserve=SIZE             Pool memory kept ready for writes (default with\n" \
   "                         mlock=true: size/16, 4M to 64M; 0 = none).\n" \
   "reserve-wait=MS          Fail a write when the reserve is empty and its\n" \
@@ -236,6 +281,29 @@ zram_plugin_dump_plugin (void)
   printf ("zram_algorithms=lz4 lz4hc zstd\n");
   printf ("zram_default_algorithm=%s\n", zcomp_algo_name (ZCOMP_DEFAULT_ALGO));
   printf ("zram_pools=zs malloc\n");
+}
+
+/* The reserve is locked memory (mlock=true): with a finite 'ulimit -l',
+ * check now, where the error is seen, that it fits, with the slot table
+ * that zram_start populates, rather than fail after the fork.
+ */
+static int
+reserve_fits_lock_limit (void)
+{
+  uint64_t table = config.disksize / ZRAM_PAGE_SIZE * 16, need;
+  struct rlimit rl;
+
+  if (getrlimit (RLIMIT_MEMLOCK, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY ||
+      geteuid () == 0)
+    return 0;                   /* root has CAP_IPC_LOCK: no limit applies */
+  need = config.reserve + (table <= ZRAM_TABLE_POPULATE_MAX ? table : 0);
+  if (need <= rl.rlim_cur)
+    return 0;
+  nbdkit_error ("reserve: %" PRIu64 " bytes of reserve and slot table must "
+                "be locked, but 'ulimit -l' allows %" PRIu64 " bytes; raise "
+                "it (LimitMEMLOCK=infinity under systemd) or give a smaller "
+                "reserve=", need, (uint64_t) rl.rlim_cur);
+  return -1;
 }
 
 static int
@@ -265,17 +333,43 @@ zram_plugin_get_ready (void)
                   config.disksize >> ZRAM_PAGE_SHIFT);
     return -1;
   }
+  zram_set_mem_limit (zram, mem_limit);
+  /* What .after_fork will do, tried now (with the slot table mapped, as
+   * it will be then): after the fork a failure is only a syslog line.
+   */
+  if (preflight_try_start (lock_memory, config.disksize) == -1)
+    return -1;
+  if (config.reserve && reserve_fits_lock_limit () == -1)
+    return -1;
   /* Bind the control socket here, where errors reach the user; its thread
    * must wait for .after_fork.
    */
   if (ctl_path) {
-    char err[256];
+    char err[512];
 
-    ctl_server = zctl_server_bind (ctl_path, zram, err, sizeof err);
+    /* The socket is for the user nbdkit switches to (-u/-g): see
+     * ctl-owner.h for why it is learnt from the command line.
+     */
+    if (ctl_owner_get (&ctl_owner, err, sizeof err) == -1) {
+      nbdkit_error ("ctl: %s", err);
+      return -1;
+    }
+    ctl_server = zctl_server_bind (ctl_path, zram, &ctl_owner.owner,
+                                   err, sizeof err);
     if (ctl_server == NULL) {
       nbdkit_error ("ctl: %s", err);
       return -1;
     }
+    if (!ctl_owner_can_remove (&ctl_owner, ctl_path))
+      nbdkit_error ("warning: ctl: %s: once nbdkit runs as %s%s%s, it "
+                    "cannot remove files in this directory, so the control "
+                    "socket will stay behind at exit (the next start "
+                    "replaces it); use a directory of that user, e.g. "
+                    "RuntimeDirectory= in a unit with User=, or "
+                    "'install -d -o USER DIR'", ctl_path,
+                    ctl_owner.switch_user ? ctl_owner.user : "",
+                    ctl_owner.switch_user && ctl_owner.switch_group ? ":" : "",
+                    ctl_owner.switch_group ? ctl_owner.group : "");
   }
   return 0;
 }
@@ -285,32 +379,49 @@ zram_plugin_after_fork (void)
 {
   /* Memory locks are not inherited across fork, so this is the place.
    * MCL_ONFAULT locks pages as they are first touched: the slot table of a
-   * large device is not populated up front.
+   * large device is not populated up front.  .get_ready made the same
+   * calls, so these fail only if something changed since (threads refused
+   * by 'ulimit -u' for the user of nbdkit -u, a limit reached meanwhile).
    */
   if (lock_memory &&
       mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
     nbdkit_error ("mlock: mlockall: %m (raise 'ulimit -l' or run as root)");
-    return -1;
+    goto fail;
   }
-  /* The reserve: filled and its thread started here, after the fork. */
+  /* The reserve: filled and its thread started here, after the fork
+   * (pages populated before it would be copied at their first write).
+   */
   if (zram_start (zram) == -1) {
     nbdkit_error ("reserve: cannot fill a reserve of %" PRIu64 " bytes or "
                   "start its thread: %m (give a smaller reserve=)",
                   config.reserve);
-    return -1;
+    goto fail;
   }
   if (ctl_server && zctl_server_start (ctl_server) == -1) {
     nbdkit_error ("ctl: cannot start the control socket thread: %m");
-    return -1;
+    goto fail;
   }
+  if (ctl_server && geteuid () != ctl_owner.owner.uid)
+    nbdkit_error ("warning: ctl: the control socket was made for uid %u "
+                  "but nbdkit runs as uid %u: only root can use it",
+                  (unsigned) ctl_owner.owner.uid, (unsigned) geteuid ());
   /* Background compaction when fragmentation passes the threshold. */
   compactor = zram_compactor_start (zram, ZRAM_COMPACTOR_DEFAULT_INTERVAL_MS,
                                     ZRAM_COMPACTOR_DEFAULT_THRESHOLD);
   if (compactor == NULL) {
     nbdkit_error ("cannot start the background compaction thread: %m");
-    return -1;
+    goto fail;
   }
   return 0;
+
+ fail:
+  /* nbdkit exits without calling .cleanup: stop what was started, and
+   * remove the control socket so that no stale socket is left behind.
+   */
+  zctl_server_stop (ctl_server);
+  ctl_server = NULL;
+  nbdkit_error ("the server stops: it cannot run as configured");
+  return -1;
 }
 
 /* Runs after every connection has closed: only our own threads are left. */
@@ -323,20 +434,65 @@ zram_plugin_cleanup (void)
   ctl_server = NULL;
 }
 
+/* Before the handshake: refuse clients from other hosts (local-peer.h). */
+static int
+zram_plugin_preconnect (int readonly UNUSED)
+{
+  return local_peer_check (allow_remote);
+}
+
+
+/* The process id of the client at the other end of a unix socket, or 0:
+ * nbdzramctl names the device after the /dev/nbdX whose nbd-client it is.
+ */
+static int
+client_pid (void)
+{
+  struct sockaddr_storage addr;
+  socklen_t len = sizeof addr;
+  int64_t pid;
+
+  if (nbdkit_peer_name ((struct sockaddr *) &addr, &len) == -1 ||
+      addr.ss_family != AF_UNIX)
+    return 0;
+  pid = nbdkit_peer_pid ();
+  return pid > 0 && pid <= INT_MAX ? (int) pid : 0;
+}
+
+/* A connection's handle: the client pid noted with the device. */
+struct connection {
+  int pid;                      /* 0 = unknown or not noted */
+};
+
 static void *
 zram_plugin_open (int readonly UNUSED)
 {
-  if (zram_open (zram) == -1) {
-    nbdkit_error ("device is being reset; try again");
+  struct connection *c = calloc (1, sizeof *c);
+
+  if (c == NULL) {
+    nbdkit_error ("open: %m");
     return NULL;
   }
-  return NBDKIT_HANDLE_NOT_NEEDED;
+  if (zram_open (zram) == -1) {
+    nbdkit_error ("device is being reset; try again");
+    free (c);
+    return NULL;
+  }
+  c->pid = client_pid ();
+  if (c->pid > 0 && zram_client_pid_add (zram, c->pid) == -1)
+    c->pid = 0;                 /* more clients than remembered: unnamed */
+  return c;
 }
 
 static void
-zram_plugin_close (void *handle UNUSED)
+zram_plugin_close (void *handle)
 {
+  struct connection *c = handle;
+
+  if (c->pid > 0)
+    zram_client_pid_remove (zram, c->pid);
   zram_close (zram);
+  free (c);
 }
 
 static int64_t
@@ -438,8 +594,12 @@ zram_plugin_pwrite (void *handle UNUSED, const void *buf, uint32_t count,
 static int
 zram_plugin_trim (void *handle UNUSED, uint32_t count, uint64_t offset, uint32_t flags UNUSED)
 {
+  /* NBD trim is advisory (the client may not assume what trimmed bytes
+   * read as), so partial pages at the ends are skipped, as kernel zram
+   * does: trim then needs no memory and works at the memory limit.
+   */
   mark_io_flusher ();
-  return zram_discard (zram, count, offset) == -1 ? fail () : 0;
+  return zram_trim (zram, count, offset) == -1 ? fail () : 0;
 }
 
 static int
@@ -480,6 +640,10 @@ add_extent (void *opaque, uint64_t offset, uint64_t length,
   return nbdkit_add_extent (opaque, offset, length, nbd_type);
 }
 
+/* The core clips its runs to [offset, offset+count), which is what
+ * nbdkit 1.32 needs: it asserts that no extent it sends is longer than
+ * the request, and NBD block descriptors have 32-bit lengths.
+ */
 static int
 zram_plugin_extents (void *handle UNUSED, uint32_t count, uint64_t offset,
                      uint32_t flags UNUSED, struct nbdkit_extents *extents)
@@ -505,6 +669,7 @@ static struct nbdkit_plugin plugin = {
   .get_ready         = zram_plugin_get_ready,
   .after_fork        = zram_plugin_after_fork,
   .cleanup           = zram_plugin_cleanup,
+  .preconnect        = zram_plugin_preconnect,
   .open              = zram_plugin_open,
   .close             = zram_plugin_close,
   .get_size          = zram_plugin_get_size,

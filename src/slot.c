@@ -19,51 +19,119 @@
  */
 #define SLOT_SPINS_BEFORE_YIELD 128
 
-struct zram_slot *
-slot_table_create (uint64_t nr)
+/* An anonymous, zeroed mapping that costs nothing until written. */
+static void *
+reserve (size_t bytes)
 {
-  void *table;
-
-  if (nr == 0 || nr > SIZE_MAX / sizeof (struct zram_slot)) {
-    errno = EOVERFLOW;
-    return NULL;
-  }
   /* MAP_NORESERVE: the table of a 1 TiB device is 4 GiB of address space,
    * paid for only as pages are written.
    */
-  table = mmap (NULL, nr * sizeof (struct zram_slot), PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (table == MAP_FAILED) {
+  void *p = mmap (NULL, bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+  if (p == MAP_FAILED) {
     errno = ENOMEM;
     return NULL;
   }
-  return table;
+  return p;
+}
+
+static size_t
+touched_bytes (uint64_t nr)
+{
+  uint64_t groups = (nr + SLOT_GROUP_SLOTS - 1) >> SLOT_GROUP_SHIFT;
+
+  return (groups + 63) / 64 * sizeof (uint64_t);
 }
 
 int
-slot_table_populate (struct zram_slot *table, uint64_t nr)
+slot_table_create (struct slot_table *t, uint64_t nr)
 {
-  size_t bytes = nr * sizeof (struct zram_slot), i;
+  t->slots = NULL;
+  t->touched = NULL;
+  t->nr = nr;
+  if (nr == 0 || nr > SIZE_MAX / sizeof (struct zram_slot)) {
+    errno = EOVERFLOW;
+    return -1;
+  }
+  t->slots = reserve (nr * sizeof (struct zram_slot));
+  if (t->slots == NULL)
+    return -1;
+  t->touched = reserve (touched_bytes (nr));
+  if (t->touched == NULL) {
+    slot_table_destroy (t);
+    return -1;
+  }
+  return 0;
+}
 
-  if (madvise (table, bytes, MADV_POPULATE_WRITE) == 0)
+/* Populate bytes at p, writable, without changing them.  Before Linux 5.14
+ * (no MADV_POPULATE_WRITE) touch a word of each page with an atomic or of
+ * nothing, as the memory may be in use.
+ */
+static int
+populate (uint64_t *p, size_t bytes)
+{
+  size_t i;
+
+  if (madvise (p, bytes, MADV_POPULATE_WRITE) == 0)
     return 0;
   if (errno != EINVAL) {
     errno = ENOMEM;
     return -1;
   }
-  /* Before Linux 5.14: touch a word of each page, atomically, as the
-   * table may be in use.
-   */
   for (i = 0; i < bytes; i += 4096)
-    __atomic_fetch_or (&table[i / sizeof *table].info, 0, __ATOMIC_RELAXED);
+    __atomic_fetch_or (&p[i / sizeof *p], 0, __ATOMIC_RELAXED);
   return 0;
 }
 
-void
-slot_table_destroy (struct zram_slot *table, uint64_t nr)
+int
+slot_table_populate (struct slot_table *t)
 {
-  if (table)
-    munmap (table, nr * sizeof (struct zram_slot));
+  if (populate ((uint64_t *) t->slots, t->nr * sizeof (struct zram_slot)) == -1)
+    return -1;
+  return populate (t->touched, touched_bytes (t->nr));
+}
+
+void
+slot_table_destroy (struct slot_table *t)
+{
+  if (t->slots)
+    munmap (t->slots, t->nr * sizeof (struct zram_slot));
+  if (t->touched)
+    munmap (t->touched, touched_bytes (t->nr));
+  t->slots = NULL;
+  t->touched = NULL;
+}
+
+uint64_t
+slot_table_next_touched (const struct slot_table *t, uint64_t from,
+                         uint64_t to)
+{
+  uint64_t g, last_g, w;
+
+  if (from >= to)
+    return to;
+  g = from >> SLOT_GROUP_SHIFT;
+  last_g = (to - 1) >> SLOT_GROUP_SHIFT;
+  while (g <= last_g) {
+    /* The bits of this word from group g on. */
+    w = __atomic_load_n (&t->touched[g / 64], __ATOMIC_ACQUIRE) >> (g % 64);
+    if (w != 0) {
+      g += __builtin_ctzll (w);
+      if (g > last_g)
+        break;
+      return g << SLOT_GROUP_SHIFT > from ? g << SLOT_GROUP_SHIFT : from;
+    }
+    g = (g / 64 + 1) * 64;
+  }
+  return to;
+}
+
+bool
+slot_table_peek_zero (const struct slot_table *t, uint64_t i)
+{
+  return !slot_table_touched (t, i) || slot_peek_zero (slot_at (t, i));
 }
 
 void

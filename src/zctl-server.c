@@ -4,11 +4,19 @@
  *   listen fd ──accept──> clients[ZCTL_MAX_CLIENTS]
  *                           in[]  bytes up to the next '\n'
  *                           out[] replies not yet sent
+ *             ──refuse──> refused[]  farewell sent, input drained, closed
  *   stop pipe ──> wakes poll() when zctl_server_stop is called
+ *   done pipe <── the slow thread: a blocking command has finished
+ *
+ *   serve thread (poll loop)          slow thread
+ *     quick command: zctl_execute       reset/compact: zctl_execute
+ *     slow command:  hand to ─job──>    reply ─job─> back to the client
  *
  * A client's input is read only while its output buffer has room for a
  * whole reply: a client that never reads stops being read, and is dropped
- * after ZCTL_CLIENT_TIMEOUT, without ever blocking the loop.
+ * after ZCTL_CLIENT_TIMEOUT, without ever blocking the loop.  While the slow
+ * thread runs a command of a client, that client's further lines wait, so
+ * its replies stay in order; other clients' quick commands go on.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE             /* accept4, pipe2, struct ucred */
@@ -20,18 +28,18 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 
 #include "zram/thread-ctx.h"
 #include "zram/zctl.h"
 #include "zram/zctl-server.h"
+#include "zctl-socket.h"
 
 /* Room for two whole replies: one is read only when one fits. */
 #define OUT_CAP (2 * ZCTL_REPLY_MAX)
@@ -41,60 +49,118 @@
 
 struct client {
   int fd;                       /* -1 = free slot */
+  unsigned gen;                 /* changes with each occupant of the slot */
   char in[IN_CAP];
   size_t in_len;
   bool discarding;              /* skipping the rest of a too-long line */
   bool eof;                     /* client shut down its sending side */
+  bool busy;                    /* its command is in the slow thread */
+  bool waiting;                 /* its next command waits for that thread */
   char out[OUT_CAP];
   size_t out_len;
-  time_t last_progress;         /* CLOCK_MONOTONIC seconds */
+  int64_t last_progress;        /* CLOCK_MONOTONIC milliseconds */
+};
+
+/* A refused client: its farewell is sent, we read until EOF or deadline. */
+struct refused {
+  int fd;                       /* -1 = free */
+  int64_t deadline;
+};
+
+/* The one command the slow thread works on.  Under job_lock. */
+struct job {
+  bool pending;                 /* handed over, not finished */
+  bool done;                    /* finished, reply not yet taken */
+  int client;                   /* index in clients[] */
+  unsigned gen;                 /* of that client */
+  char line[IN_CAP];
+  size_t len;
+  char reply[ZCTL_REPLY_MAX];
 };
 
 struct zctl_server {
-  char *path;
   struct zram *zram;
-  int listen_fd;
+  struct zctl_socket sock;
   int stop_pipe[2];
-  dev_t dev;                    /* identity of the socket file we made */
-  ino_t ino;
+  int done_pipe[2];
+  int spare_fd;                 /* /dev/null, given up to accept when out of fds */
   uid_t uid;                    /* served besides root */
   bool started;
-  pthread_t thread;
-  sem_t ready;                  /* posted once the thread has its context */
-  int start_errno;              /* 0, or why the thread refused to serve */
+  sem_t ready;                  /* posted by each thread once it has its
+                                 * context, or has given up */
+  int serve_errno, slow_errno;  /* 0, or why that thread refused to serve */
+  pthread_t thread, slow_thread;
+  int64_t accept_resume;        /* do not accept before (ms) */
+  int accept_delay;             /* current back-off (ms), 0 = none */
+  pthread_mutex_t job_lock;
+  pthread_cond_t job_cond;
+  bool stopping;                /* under job_lock */
+  struct job job;
   struct client clients[ZCTL_MAX_CLIENTS];
+  struct refused refused[ZCTL_MAX_CLIENTS];
 };
 
-static time_t
-now (void)
+static int64_t
+now_ms (void)
 {
   struct timespec ts;
 
   clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec;
+  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Best effort, non-blocking: a one-line farewell to a refused client.
- * What it already sent is read first: closing a unix socket with unread
- * input makes the peer's next read fail with ECONNRESET, and the client
- * would never see the farewell.
+/* --- refusals ------------------------------------------------------------ */
+
+/* Send a one-line refusal and close, without letting the client's own
+ * unread command turn it into a connection reset: shut down our sending
+ * side (the client reads the line, then EOF), and drain what it sends for
+ * up to ZCTL_REFUSE_LINGER_MS before closing.  Closing a unix socket with
+ * unread input is what makes the peer's send fail with EPIPE or its
+ * receive with ECONNRESET.
  */
 static void
-send_farewell (int fd, const char *msg)
+refuse (struct zctl_server *srv, int fd, const char *msg)
 {
   char junk[512];
   ssize_t r;
+  int i;
 
   r = recv (fd, junk, sizeof junk, MSG_DONTWAIT);
   r = send (fd, msg, strlen (msg), MSG_NOSIGNAL | MSG_DONTWAIT);
   (void) r;
+  shutdown (fd, SHUT_WR);
+  for (i = 0; i < ZCTL_MAX_CLIENTS; i++) {
+    if (srv->refused[i].fd == -1) {
+      srv->refused[i].fd = fd;
+      srv->refused[i].deadline = now_ms () + ZCTL_REFUSE_LINGER_MS;
+      return;
+    }
+  }
+  close (fd);                   /* too many at once: best effort only */
 }
+
+/* Returns false once the refused client should be closed. */
+static bool
+refused_drain (struct refused *f)
+{
+  char junk[512];
+  ssize_t r;
+
+  do
+    r = recv (f->fd, junk, sizeof junk, MSG_DONTWAIT);
+  while (r > 0);
+  return r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+}
+
+/* --- clients ------------------------------------------------------------- */
 
 static void
 client_close (struct client *c)
 {
   close (c->fd);
   c->fd = -1;
+  c->busy = c->waiting = false;
+  c->gen++;                     /* a late slow reply is for nobody now */
 }
 
 static void
@@ -115,25 +181,46 @@ client_has_room (const struct client *c)
   return OUT_CAP - c->out_len >= ZCTL_REPLY_MAX;
 }
 
-static void
+/* Run one line, here or in the slow thread.  Returns false if it is a slow
+ * command and the slow thread is taken: the caller keeps the line for
+ * later.
+ */
+static bool
 client_run_line (struct zctl_server *srv, struct client *c,
                  const char *line, size_t len)
 {
   char reply[ZCTL_REPLY_MAX];
+  bool taken;
 
+  if (len <= ZCTL_LINE_MAX + 1 && zctl_may_block (line, len)) {
+    pthread_mutex_lock (&srv->job_lock);
+    taken = srv->job.pending || srv->job.done;
+    if (!taken) {
+      memcpy (srv->job.line, line, len);
+      srv->job.len = len;
+      srv->job.client = c - srv->clients;
+      srv->job.gen = c->gen;
+      srv->job.pending = true;
+      c->busy = true;
+      pthread_cond_signal (&srv->job_cond);
+    }
+    pthread_mutex_unlock (&srv->job_lock);
+    c->waiting = taken;
+    return !taken;
+  }
   zctl_execute (srv->zram, line, len, reply, sizeof reply);
   client_append (c, reply);
+  return true;
 }
 
-/* Execute the complete lines in c->in while replies fit.  At EOF a last
- * line without '\n' counts as complete.
+/* Execute the complete lines in c->in while replies fit and no command of
+ * the client's is in the slow thread.  At EOF a last line without '\n'
+ * counts as complete.
  */
 static void
 client_process (struct zctl_server *srv, struct client *c)
 {
-  char reply[ZCTL_REPLY_MAX];
-
-  while (client_has_room (c)) {
+  while (client_has_room (c) && !c->busy) {
     char *nl = memchr (c->in, '\n', c->in_len);
     size_t used;
 
@@ -141,14 +228,15 @@ client_process (struct zctl_server *srv, struct client *c)
       if (c->discarding)
         c->in_len = 0;          /* more of the line already refused */
       else if (c->in_len == IN_CAP) {
-        /* Too long: answer once, then skip up to the next '\n'. */
-        zctl_execute (srv->zram, c->in, c->in_len, reply, sizeof reply);
-        client_append (c, reply);
+        /* Too long: answer once (E2BIG), then skip up to the next '\n'. */
+        if (!client_run_line (srv, c, c->in, c->in_len))
+          return;
         c->discarding = true;
         c->in_len = 0;
       }
       else if (c->eof && c->in_len > 0) {
-        client_run_line (srv, c, c->in, c->in_len);
+        if (!client_run_line (srv, c, c->in, c->in_len))
+          return;
         c->in_len = 0;
       }
       return;
@@ -156,8 +244,8 @@ client_process (struct zctl_server *srv, struct client *c)
     used = nl - c->in + 1;
     if (c->discarding)
       c->discarding = false;
-    else
-      client_run_line (srv, c, c->in, nl - c->in);
+    else if (!client_run_line (srv, c, c->in, nl - c->in))
+      return;
     memmove (c->in, c->in + used, c->in_len - used);
     c->in_len -= used;
   }
@@ -175,7 +263,7 @@ client_read (struct zctl_server *srv, struct client *c)
     c->eof = true;
   else {
     c->in_len += r;
-    c->last_progress = now ();
+    c->last_progress = now_ms ();
   }
   client_process (srv, c);
   return true;
@@ -190,9 +278,11 @@ client_write (struct client *c)
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
   memmove (c->out, c->out + r, c->out_len - r);
   c->out_len -= r;
-  c->last_progress = now ();
+  c->last_progress = now_ms ();
   return true;
 }
+
+/* --- accepting ----------------------------------------------------------- */
 
 static void
 accept_client (struct zctl_server *srv)
@@ -202,9 +292,29 @@ accept_client (struct zctl_server *srv)
   char msg[160];
   int fd, i;
 
-  fd = accept4 (srv->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-  if (fd == -1)
-    return;                     /* EAGAIN, ECONNABORTED, EMFILE: try later */
+  fd = accept4 (srv->sock.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd == -1 && (errno == EMFILE || errno == ENFILE) && srv->spare_fd >= 0) {
+    /* Out of descriptors: give up the spare to serve this client (an
+     * administrator may be asking why).  It is taken back once possible.
+     */
+    close (srv->spare_fd);
+    srv->spare_fd = -1;
+    fd = accept4 (srv->sock.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  }
+  if (fd == -1) {
+    /* The pending connection stays queued and the listening socket stays
+     * readable: without a pause, poll would return at once, forever.
+     */
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+        errno == ENOMEM) {
+      srv->accept_delay = srv->accept_delay ? 2 * srv->accept_delay : 10;
+      if (srv->accept_delay > ZCTL_ACCEPT_BACKOFF_MAX_MS)
+        srv->accept_delay = ZCTL_ACCEPT_BACKOFF_MAX_MS;
+      srv->accept_resume = now_ms () + srv->accept_delay;
+    }
+    return;                     /* EAGAIN, ECONNABORTED: nothing to do */
+  }
+  srv->accept_delay = 0;
 
   if (getsockopt (fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == -1) {
     close (fd);
@@ -214,8 +324,7 @@ accept_client (struct zctl_server *srv)
     snprintf (msg, sizeof msg, "error EACCES: permission denied: uid %u "
               "is neither root nor the server's uid %u\n",
               (unsigned) cred.uid, (unsigned) srv->uid);
-    send_farewell (fd, msg);
-    close (fd);
+    refuse (srv, fd, msg);
     return;
   }
 
@@ -225,23 +334,116 @@ accept_client (struct zctl_server *srv)
     if (c->fd == -1) {
       c->fd = fd;
       c->in_len = c->out_len = 0;
-      c->discarding = c->eof = false;
-      c->last_progress = now ();
+      c->discarding = c->eof = c->busy = c->waiting = false;
+      c->last_progress = now_ms ();
       return;
     }
   }
   snprintf (msg, sizeof msg, "error EAGAIN: too many control clients "
-            "(at most %d at once)\n", ZCTL_MAX_CLIENTS);
-  send_farewell (fd, msg);
-  close (fd);
+            "(at most %d at once); try again later\n", ZCTL_MAX_CLIENTS);
+  refuse (srv, fd, msg);
 }
+
+/* --- the slow thread ----------------------------------------------------- */
+
+static void *
+slow_thread (void *arg)
+{
+  struct zctl_server *srv = arg;
+  char line[IN_CAP], reply[ZCTL_REPLY_MAX];
+  size_t len;
+  ssize_t r;
+
+  /* reset and compact run here: this thread needs its context (RCU
+   * registration) as much as the serve thread, for the same reason.
+   */
+  if (zram_thread_ctx_get () == NULL) {
+    srv->slow_errno = errno;
+    sem_post (&srv->ready);
+    return NULL;
+  }
+  sem_post (&srv->ready);
+
+  pthread_mutex_lock (&srv->job_lock);
+  for (;;) {
+    while (!srv->job.pending && !srv->stopping)
+      pthread_cond_wait (&srv->job_cond, &srv->job_lock);
+    if (!srv->job.pending)
+      break;                    /* stopping, nothing left to do */
+    memcpy (line, srv->job.line, srv->job.len);
+    len = srv->job.len;
+    pthread_mutex_unlock (&srv->job_lock);
+
+    zctl_execute (srv->zram, line, len, reply, sizeof reply);
+
+    pthread_mutex_lock (&srv->job_lock);
+    memcpy (srv->job.reply, reply, sizeof reply);
+    srv->job.pending = false;
+    srv->job.done = true;
+    r = write (srv->done_pipe[1], "d", 1);
+    (void) r;                   /* one byte in an empty pipe */
+  }
+  pthread_mutex_unlock (&srv->job_lock);
+  return NULL;
+}
+
+/* Take a finished slow command's reply to its client, then let clients
+ * whose slow command had to wait have the slow thread.
+ */
+static void
+collect_job (struct zctl_server *srv)
+{
+  char reply[ZCTL_REPLY_MAX], junk[16];
+  struct client *c = NULL;
+  unsigned gen = 0;
+  bool done;
+  ssize_t r;
+  int i, first;
+
+  r = read (srv->done_pipe[0], junk, sizeof junk);
+  (void) r;
+  pthread_mutex_lock (&srv->job_lock);
+  done = srv->job.done;
+  if (done) {
+    memcpy (reply, srv->job.reply, sizeof reply);
+    c = &srv->clients[srv->job.client];
+    gen = srv->job.gen;
+    srv->job.done = false;
+  }
+  pthread_mutex_unlock (&srv->job_lock);
+  if (!done)
+    return;
+
+  first = c - srv->clients;
+  if (c->fd >= 0 && c->gen == gen) {
+    client_append (c, reply);
+    c->busy = false;
+    c->waiting = c->in_len > 0;   /* served last, below */
+    c->last_progress = now_ms ();
+  }
+  /* Round robin from the next client to this one, so that a client that
+   * sends many slow commands does not keep the others waiting.
+   */
+  for (i = 1; i <= ZCTL_MAX_CLIENTS; i++) {
+    struct client *o = &srv->clients[(first + i) % ZCTL_MAX_CLIENTS];
+
+    if (o->fd >= 0 && o->waiting) {
+      o->waiting = false;
+      client_process (srv, o);
+    }
+  }
+}
+
+/* --- the serve thread ---------------------------------------------------- */
+
+enum { SLOT_STOP, SLOT_DONE, SLOT_LISTEN, SLOT_FIRST };
 
 static void *
 serve (void *arg)
 {
   struct zctl_server *srv = arg;
-  struct pollfd pfd[ZCTL_MAX_CLIENTS + 2];
-  int map[ZCTL_MAX_CLIENTS + 2];
+  struct pollfd pfd[SLOT_FIRST + 2 * ZCTL_MAX_CLIENTS];
+  int map[SLOT_FIRST + 2 * ZCTL_MAX_CLIENTS];
 
   /* Everything this thread will need to answer under memory pressure
    * (its RCU registration above all) is allocated now, where a failure
@@ -249,64 +451,109 @@ serve (void *arg)
    * first command, where it would abort the server.
    */
   if (zram_thread_ctx_get () == NULL) {
-    srv->start_errno = errno;
+    srv->serve_errno = errno;
     sem_post (&srv->ready);
     return NULL;
   }
   sem_post (&srv->ready);
 
   for (;;) {
-    nfds_t n = 0, k;
-    time_t t;
-    int i;
+    nfds_t n = SLOT_FIRST, k;
+    int64_t t = now_ms ();
+    int timeout = 1000, i;
 
-    pfd[n].fd = srv->stop_pipe[0];
-    pfd[n++].events = POLLIN;
-    pfd[n].fd = srv->listen_fd;
-    pfd[n++].events = POLLIN;
+    /* Take the spare descriptor back as soon as there is one. */
+    if (srv->spare_fd == -1)
+      srv->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    pfd[SLOT_STOP].fd = srv->stop_pipe[0];
+    pfd[SLOT_STOP].events = POLLIN;
+    pfd[SLOT_DONE].fd = srv->done_pipe[0];
+    pfd[SLOT_DONE].events = POLLIN;
+    pfd[SLOT_LISTEN].fd = srv->sock.fd;
+    pfd[SLOT_LISTEN].events = POLLIN;
+    if (srv->accept_resume > t) {
+      pfd[SLOT_LISTEN].fd = -1;   /* backing off: poll ignores it */
+      timeout = srv->accept_resume - t;
+    }
     for (i = 0; i < ZCTL_MAX_CLIENTS; i++) {
       struct client *c = &srv->clients[i];
       short ev = 0;
 
       if (c->fd == -1)
         continue;
-      if (!c->eof && client_has_room (c))
+      /* Input is read ahead while a command runs (so that EOF is seen),
+       * but not executed.
+       */
+      if (!c->eof && client_has_room (c) && c->in_len < IN_CAP)
         ev |= POLLIN;
       if (c->out_len > 0)
         ev |= POLLOUT;
+      /* Nothing to do until the slow thread is done: leave it out, or a
+       * hang-up would wake poll at once, over and over.
+       */
+      if (ev == 0 && (c->busy || c->waiting))
+        continue;
       map[n] = i;
       pfd[n].fd = c->fd;
       pfd[n++].events = ev;
     }
+    for (i = 0; i < ZCTL_MAX_CLIENTS; i++) {
+      struct refused *f = &srv->refused[i];
 
-    if (poll (pfd, n, 1000) == -1) {
+      if (f->fd == -1)
+        continue;
+      if (f->deadline - t < timeout)
+        timeout = f->deadline > t ? f->deadline - t : 0;
+      map[n] = ZCTL_MAX_CLIENTS + i;
+      pfd[n].fd = f->fd;
+      pfd[n++].events = POLLIN;
+    }
+
+    if (poll (pfd, n, timeout) == -1) {
       if (errno == EINTR)
         continue;
       break;
     }
-    if (pfd[0].revents)
+    if (pfd[SLOT_STOP].revents)
       break;                    /* zctl_server_stop */
-    if (pfd[1].revents & POLLIN)
+    if (pfd[SLOT_DONE].revents & POLLIN)
+      collect_job (srv);
+    if (pfd[SLOT_LISTEN].revents & POLLIN)
       accept_client (srv);
 
-    t = now ();
-    for (k = 2; k < n; k++) {
-      struct client *c = &srv->clients[map[k]];
+    t = now_ms ();
+    for (k = SLOT_FIRST; k < n; k++) {
+      struct client *c;
       bool keep = true;
 
+      if (map[k] >= ZCTL_MAX_CLIENTS) {
+        struct refused *f = &srv->refused[map[k] - ZCTL_MAX_CLIENTS];
+
+        if ((pfd[k].revents && !refused_drain (f)) || t >= f->deadline) {
+          close (f->fd);
+          f->fd = -1;
+        }
+        continue;
+      }
+      c = &srv->clients[map[k]];
+      if (c->fd != pfd[k].fd)
+        continue;               /* closed and reused meanwhile */
       if (pfd[k].revents & (POLLERR | POLLNVAL))
         keep = false;
       if (keep && (pfd[k].revents & POLLOUT))
         keep = client_write (c);
-      if (keep && (pfd[k].revents & (POLLIN | POLLHUP)) && !c->eof)
+      if (keep && (pfd[k].revents & (POLLIN | POLLHUP)) && !c->eof &&
+          c->in_len < IN_CAP)
         keep = client_read (srv, c);
       /* Input held back while the output was full can go on now. */
-      if (keep && client_has_room (c) && c->in_len > 0)
+      if (keep && client_has_room (c) && c->in_len > 0 && !c->waiting)
         client_process (srv, c);
       /* Finished: the client sent EOF and has every reply. */
-      if (keep && c->eof && c->out_len == 0 && c->in_len == 0)
+      if (keep && c->eof && c->out_len == 0 && c->in_len == 0 && !c->busy)
         keep = false;
-      if (keep && t - c->last_progress >= ZCTL_CLIENT_TIMEOUT)
+      if (keep && !c->busy && !c->waiting &&
+          t - c->last_progress >= ZCTL_CLIENT_TIMEOUT * 1000)
         keep = false;
       if (!keep)
         client_close (c);
@@ -315,43 +562,41 @@ serve (void *arg)
   return NULL;
 }
 
-/* Is a server accepting connections on path?  1 yes, 0 no, -1 unknown
- * (errno set).
- */
-static int
-socket_is_live (const struct sockaddr_un *addr)
-{
-  int fd, r;
+/* --- life cycle ---------------------------------------------------------- */
 
-  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd == -1)
-    return -1;
-  r = connect (fd, (const struct sockaddr *) addr, sizeof *addr);
-  if (r == 0)
-    r = 1;
-  else if (errno == ECONNREFUSED || errno == ENOENT)
-    r = 0;
-  else
-    r = -1;
-  close (fd);
-  return r;
+static void
+server_free (struct zctl_server *srv)
+{
+  int i;
+
+  for (i = 0; i < ZCTL_MAX_CLIENTS; i++) {
+    if (srv->clients[i].fd >= 0)
+      client_close (&srv->clients[i]);
+    if (srv->refused[i].fd >= 0)
+      close (srv->refused[i].fd);
+  }
+  zctl_socket_remove (&srv->sock);
+  for (i = 0; i < 2; i++) {
+    if (srv->stop_pipe[i] >= 0)
+      close (srv->stop_pipe[i]);
+    if (srv->done_pipe[i] >= 0)
+      close (srv->done_pipe[i]);
+  }
+  if (srv->spare_fd >= 0)
+    close (srv->spare_fd);
+  pthread_mutex_destroy (&srv->job_lock);
+  pthread_cond_destroy (&srv->job_cond);
+  free (srv);
 }
 
 struct zctl_server *
-zctl_server_bind (const char *path, struct zram *zram, char *err, size_t errlen)
+zctl_server_bind (const char *path, struct zram *zram,
+                  const struct zctl_owner *owner, char *err, size_t errlen)
 {
   struct zctl_server *srv;
-  struct sockaddr_un addr = { .sun_family = AF_UNIX };
-  struct stat st;
+  uid_t uid = owner ? owner->uid : geteuid ();
+  gid_t gid = owner ? owner->gid : getegid ();
   int i, saved;
-
-  if (strlen (path) >= sizeof addr.sun_path) {
-    snprintf (err, errlen, "%s: control socket path longer than %zu bytes",
-              path, sizeof addr.sun_path - 1);
-    errno = ENAMETOOLONG;
-    return NULL;
-  }
-  strcpy (addr.sun_path, path);
 
   srv = calloc (1, sizeof *srv);
   if (srv == NULL) {
@@ -359,92 +604,33 @@ zctl_server_bind (const char *path, struct zram *zram, char *err, size_t errlen)
     return NULL;
   }
   srv->zram = zram;
-  srv->listen_fd = srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
+  srv->uid = uid;
+  srv->sock.fd = srv->sock.dir_fd = -1;
+  srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
+  srv->done_pipe[0] = srv->done_pipe[1] = -1;
+  srv->spare_fd = -1;
+  pthread_mutex_init (&srv->job_lock, NULL);
+  pthread_cond_init (&srv->job_cond, NULL);
   for (i = 0; i < ZCTL_MAX_CLIENTS; i++)
-    srv->clients[i].fd = -1;
-  srv->path = strdup (path);
-  if (srv->path == NULL) {
-    snprintf (err, errlen, "strdup: %s", strerror (errno));
-    goto out_free;
-  }
-  if (pipe2 (srv->stop_pipe, O_CLOEXEC | O_NONBLOCK) == -1) {
+    srv->clients[i].fd = srv->refused[i].fd = -1;
+
+  if (pipe2 (srv->stop_pipe, O_CLOEXEC | O_NONBLOCK) == -1 ||
+      pipe2 (srv->done_pipe, O_CLOEXEC | O_NONBLOCK) == -1) {
     snprintf (err, errlen, "pipe2: %s", strerror (errno));
-    goto out_free;
+    goto fail;
   }
-  srv->listen_fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (srv->listen_fd == -1) {
-    snprintf (err, errlen, "socket: %s", strerror (errno));
-    goto out_free;
+  srv->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (srv->spare_fd == -1) {
+    snprintf (err, errlen, "/dev/null: %s", strerror (errno));
+    goto fail;
   }
-
-  if (bind (srv->listen_fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
-    if (errno != EADDRINUSE) {
-      snprintf (err, errlen, "%s: cannot create control socket: %s",
-                path, strerror (errno));
-      goto out_free;
-    }
-    /* Something is there.  Replace it only if it is a socket nobody
-     * answers on: the leftover of a server that died without cleanup.
-     */
-    if (lstat (path, &st) == -1 || !S_ISSOCK (st.st_mode)) {
-      snprintf (err, errlen, "%s: exists and is not a socket; "
-                "refusing to replace it", path);
-      errno = EEXIST;
-      goto out_free;
-    }
-    switch (socket_is_live (&addr)) {
-    case 1:
-      snprintf (err, errlen, "%s: a running server already listens on "
-                "this control socket", path);
-      errno = EADDRINUSE;
-      goto out_free;
-    case -1:
-      snprintf (err, errlen, "%s: cannot tell whether the control socket "
-                "is in use: %s", path, strerror (errno));
-      goto out_free;
-    }
-    if (unlink (path) == -1 && errno != ENOENT) {
-      snprintf (err, errlen, "%s: cannot remove stale control socket: %s",
-                path, strerror (errno));
-      goto out_free;
-    }
-    if (bind (srv->listen_fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
-      snprintf (err, errlen, "%s: cannot create control socket: %s",
-                path, strerror (errno));
-      goto out_free;
-    }
-  }
-
-  /* Nobody can connect before listen(), so the mode the file had for a
-   * moment after bind() (from the umask) let nobody in.
-   */
-  if (chmod (path, 0600) == -1 || stat (path, &st) == -1) {
-    snprintf (err, errlen, "%s: chmod: %s", path, strerror (errno));
-    goto out_unlink;
-  }
-  srv->dev = st.st_dev;
-  srv->ino = st.st_ino;
-  if (listen (srv->listen_fd, ZCTL_MAX_CLIENTS) == -1) {
-    snprintf (err, errlen, "%s: listen: %s", path, strerror (errno));
-    goto out_unlink;
-  }
-  srv->uid = geteuid ();
+  if (zctl_socket_create (&srv->sock, path, uid, gid, err, errlen) == -1)
+    goto fail;
   return srv;
 
- out_unlink:
+ fail:
   saved = errno;
-  unlink (path);
-  errno = saved;
- out_free:
-  saved = errno;
-  if (srv->listen_fd >= 0)
-    close (srv->listen_fd);
-  if (srv->stop_pipe[0] >= 0) {
-    close (srv->stop_pipe[0]);
-    close (srv->stop_pipe[1]);
-  }
-  free (srv->path);
-  free (srv);
+  server_free (srv);
   errno = saved;
   return NULL;
 }
@@ -460,26 +646,50 @@ zctl_server_start (struct zctl_server *srv)
 
   if (sem_init (&srv->ready, 0, 0) == -1)
     return -1;
-  srv->start_errno = 0;
+  srv->serve_errno = srv->slow_errno = 0;
 
   /* Signals belong to nbdkit's main thread, not to ours. */
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &old);
   r = pthread_create (&srv->thread, NULL, serve, srv);
+  if (r == 0) {
+    r = pthread_create (&srv->slow_thread, NULL, slow_thread, srv);
+    if (r != 0) {
+      ssize_t w = write (srv->stop_pipe[1], "x", 1);
+      (void) w;
+      /* The serve thread posts ready whether or not it could start. */
+      while (sem_wait (&srv->ready) == -1 && errno == EINTR)
+        ;
+      pthread_join (srv->thread, NULL);
+    }
+  }
   pthread_sigmask (SIG_SETMASK, &old, NULL);
   if (r != 0) {
     sem_destroy (&srv->ready);
     errno = r;
     return -1;
   }
+  /* Each thread posts once: with its context made, or having given up. */
+  while (sem_wait (&srv->ready) == -1 && errno == EINTR)
+    ;
   while (sem_wait (&srv->ready) == -1 && errno == EINTR)
     ;
   sem_destroy (&srv->ready);
-  if (srv->start_errno != 0) {
+  if (srv->serve_errno != 0 || srv->slow_errno != 0) {
+    ssize_t w = write (srv->stop_pipe[1], "x", 1);
+
+    (void) w;
     pthread_join (srv->thread, NULL);
-    errno = srv->start_errno;
+    pthread_mutex_lock (&srv->job_lock);
+    srv->stopping = true;
+    pthread_cond_signal (&srv->job_cond);
+    pthread_mutex_unlock (&srv->job_lock);
+    pthread_join (srv->slow_thread, NULL);
+    errno = srv->serve_errno ? srv->serve_errno : srv->slow_errno;
     return -1;
   }
+  pthread_setname_np (srv->thread, "zctl");
+  pthread_setname_np (srv->slow_thread, "zctl-slow");
   srv->started = true;
   return 0;
 }
@@ -487,26 +697,18 @@ zctl_server_start (struct zctl_server *srv)
 void
 zctl_server_stop (struct zctl_server *srv)
 {
-  struct stat st;
-  int i;
-
   if (srv == NULL)
     return;
   if (srv->started) {
     ssize_t r = write (srv->stop_pipe[1], "x", 1);
     (void) r;                   /* the pipe is empty: cannot fail */
     pthread_join (srv->thread, NULL);
+    /* A command in the slow thread completes first. */
+    pthread_mutex_lock (&srv->job_lock);
+    srv->stopping = true;
+    pthread_cond_signal (&srv->job_cond);
+    pthread_mutex_unlock (&srv->job_lock);
+    pthread_join (srv->slow_thread, NULL);
   }
-  for (i = 0; i < ZCTL_MAX_CLIENTS; i++)
-    if (srv->clients[i].fd >= 0)
-      client_close (&srv->clients[i]);
-  close (srv->listen_fd);
-  close (srv->stop_pipe[0]);
-  close (srv->stop_pipe[1]);
-  /* Remove the file only if it is still ours, not a successor's. */
-  if (lstat (srv->path, &st) == 0 && st.st_dev == srv->dev &&
-      st.st_ino == srv->ino)
-    unlink (srv->path);
-  free (srv->path);
-  free (srv);
+  server_free (srv);
 }

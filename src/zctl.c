@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zram/size.h"
+#include "zram/thread-ctx.h"
 #include "zram/zctl.h"
 #include "zram/zram.h"
 
@@ -119,47 +121,6 @@ reply_copy (const struct reply *r, char *out, size_t cap)
   out[keep + r->len - last] = '\0';
 }
 
-int
-zctl_parse_size (const char *str, unsigned long long *bytes)
-{
-  unsigned long long v = 0;
-  unsigned shift = 0;
-  const char *p = str;
-
-  if (*p < '0' || *p > '9') {
-    errno = EINVAL;
-    return -1;
-  }
-  for (; *p >= '0' && *p <= '9'; p++) {
-    unsigned d = *p - '0';
-    if (v > (~0ULL - d) / 10) {
-      errno = ERANGE;
-      return -1;
-    }
-    v = v * 10 + d;
-  }
-  switch (*p) {
-  case 'k': case 'K': shift = 10; p++; break;
-  case 'm': case 'M': shift = 20; p++; break;
-  case 'g': case 'G': shift = 30; p++; break;
-  case 't': case 'T': shift = 40; p++; break;
-  }
-  if (shift > 0 && (p[0] == 'i' || p[0] == 'I') && (p[1] == 'B' || p[1] == 'b'))
-    p += 2;
-  else if (*p == 'B' || *p == 'b')
-    p++;
-  if (*p != '\0') {
-    errno = EINVAL;
-    return -1;
-  }
-  if (shift > 0 && v > (~0ULL >> shift)) {
-    errno = ERANGE;
-    return -1;
-  }
-  *bytes = v << shift;
-  return 0;
-}
-
 /* A decimal int with optional leading '-', nothing else.  0 or -1. */
 static int
 parse_int (const char *str, int *out)
@@ -183,7 +144,8 @@ cmd_help (struct reply *r)
 {
   reply_line (r, "command=help");
   reply_line (r, "command=stats");
-  reply_line (r, "command=reset [force] [algorithm=NAME] [level=N]");
+  reply_line (r, "command=histograms");
+  reply_line (r, "command=reset [force] [nowait] [algorithm=NAME] [level=N]");
   reply_line (r, "command=compact");
   reply_line (r, "command=mem_limit SIZE");
   reply_line (r, "command=mem_used_max 0");
@@ -216,6 +178,20 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "pool=%s", zpool_kind_name (s.pool));
   reply_line (r, "connections=%" PRIu64, s.openers);
   reply_line (r, "initialised=%d", s.initialised ? 1 : 0);
+  {
+    int pids[ZRAM_MAX_CLIENT_PIDS];
+    size_t i, n = zram_client_pids (zram, pids, ZRAM_MAX_CLIENT_PIDS);
+    char list[ZRAM_MAX_CLIENT_PIDS * 12] = "";
+    size_t len = 0;
+
+    for (i = 0; i < n; i++)
+      len += snprintf (list + len, sizeof list - len, "%s%d", i ? "," : "", pids[i]);
+    reply_line (r, "client_pids=%s", list);
+  }
+  /* zramctl's STREAMS: each thread that serves the device has its own
+   * codec state (include/zram/thread-ctx.h).
+   */
+  reply_line (r, "streams=%u", zram_thread_ctx_live ());
   reply_line (r, "reserve_bytes=%" PRIu64, s.reserve_bytes);
   reply_line (r, "reserve_free=%" PRIu64, s.reserve_free);
   reply_line (r, "reserve_refills=%" PRIu64, s.reserve_refills);
@@ -224,10 +200,40 @@ cmd_stats (struct zram *zram, struct reply *r)
   return reply_ok (r);
 }
 
+/* One line per histogram: "NAME=SUM C0 C1 ... Ck", the sum of the samples
+ * and the per-bucket counts (see include/zram/histogram.h), trailing
+ * empty buckets left out.
+ */
+static int
+cmd_histograms (struct zram *zram, struct reply *r)
+{
+  static const char *const names[ZRAM_HIST_NR] = {
+    [ZRAM_HIST_READ_US] = "read_latency_us",
+    [ZRAM_HIST_WRITE_US] = "write_latency_us",
+    [ZRAM_HIST_DISCARD_US] = "discard_latency_us",
+    [ZRAM_HIST_COMPR_SIZE] = "compressed_size_bytes",
+  };
+  char line[ZCTL_REPLY_MAX / ZRAM_HIST_NR];
+  struct zram_hist_snapshot snap;
+  int id, b, last;
+  size_t len;
+
+  for (id = 0; id < ZRAM_HIST_NR; id++) {
+    zram_get_histogram (zram, id, &snap);
+    for (last = ZRAM_HIST_BUCKETS - 1; last > 0 && snap.count[last] == 0; last--)
+      ;
+    len = snprintf (line, sizeof line, "%" PRIu64, snap.sum);
+    for (b = 0; b <= last && len < sizeof line; b++)
+      len += snprintf (line + len, sizeof line - len, " %" PRIu64, snap.count[b]);
+    reply_line (r, "%s=%s", names[id], line);
+  }
+  return reply_ok (r);
+}
+
 static int
 cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
 {
-  bool force = false, have_algo = false, have_level = false;
+  bool force = false, nowait = false, have_algo = false, have_level = false;
   enum zcomp_algo algo = ZCOMP_DEFAULT_ALGO;
   int level = 0, lmin, lmax, ldflt;
   struct zram_stats s;
@@ -237,6 +243,8 @@ cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
   for (i = 1; i < n; i++) {
     if (strcmp (words[i], "force") == 0 && !force)
       force = true;
+    else if (strcmp (words[i], "nowait") == 0 && !nowait)
+      nowait = true;
     else if (strncmp (words[i], "algorithm=", 10) == 0 && !have_algo) {
       if (zcomp_parse_algo (words[i] + 10, &algo) == -1)
         return reply_error (r, EINVAL, "unknown algorithm '%s' (known: %s)",
@@ -251,7 +259,8 @@ cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
     else
       return reply_error (r, EINVAL,
                           "reset: unexpected or repeated argument '%s' "
-                          "(usage: reset [force] [algorithm=NAME] [level=N])",
+                          "(usage: reset [force] [nowait] [algorithm=NAME] "
+                          "[level=N])",
                           words[i]);
   }
 
@@ -265,6 +274,13 @@ cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
                           level, zcomp_algo_name (algo), lmin, lmax);
   }
 
+  /* A client that has just disconnected is closed by its server a moment
+   * later (nbdkit runs .close after the client has seen the disconnect),
+   * so "disconnect, then reset" would fail now and then without this wait.
+   */
+  if (!force && !nowait)
+    zram_wait_idle (zram, ZCTL_RESET_WAIT_MS);
+
   config.disksize = zram_disksize (zram);
   config.algo = algo;
   config.level = level;
@@ -275,10 +291,13 @@ cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
     zram_get_stats (zram, &s);
     switch (err) {
     case EBUSY:
+      /* No command spelling here: nbdzramctl adds its own hint. */
       return reply_error (r, EBUSY,
-                          "reset refused: %" PRIu64 " connection%s open "
-                          "(use 'reset force')",
-                          s.openers, s.openers == 1 ? "" : "s");
+                          "reset refused: %" PRIu64 " connection%s still "
+                          "open%s; a forced reset would discard the data "
+                          "under %s", s.openers, s.openers == 1 ? "" : "s",
+                          nowait ? "" : " after waiting for "
+                          "disconnects", s.openers == 1 ? "it" : "them");
     case ENOMEM:
       return reply_error (r, ENOMEM, "reset failed: out of memory");
     default:
@@ -303,14 +322,13 @@ cmd_compact (struct zram *zram, struct reply *r)
 static int
 cmd_mem_limit (struct zram *zram, struct reply *r, char **words, size_t n)
 {
-  unsigned long long bytes;
+  uint64_t bytes;
 
   if (n != 2)
     return reply_error (r, EINVAL, "usage: mem_limit SIZE (e.g. 512M; 0 = none)");
-  if (zctl_parse_size (words[1], &bytes) == -1)
-    return reply_error (r, errno, "mem_limit: bad size '%s' "
-                        "(bytes, or a number with suffix K, M, G or T)",
-                        words[1]);
+  if (zram_parse_size (words[1], &bytes) == -1)
+    return reply_error (r, errno, "mem_limit: '%.64s' is not a size: use "
+                        ZRAM_SIZE_SYNTAX, words[1]);
   zram_set_mem_limit (zram, bytes);
   return reply_ok (r);
 }
@@ -322,6 +340,24 @@ cmd_mem_used_max (struct zram *zram, struct reply *r, char **words, size_t n)
     return reply_error (r, EINVAL, "usage: mem_used_max 0 (only 0 is accepted)");
   zram_reset_mem_used_max (zram);
   return reply_ok (r);
+}
+
+bool
+zctl_may_block (const char *line, size_t len)
+{
+  static const char *const slow[] = { "reset", "compact" };
+  size_t i, n, k;
+
+  for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
+    ;
+  for (k = 0; k < sizeof slow / sizeof slow[0]; k++) {
+    n = strlen (slow[k]);
+    if (len - i >= n && memcmp (line + i, slow[k], n) == 0 &&
+        (len - i == n || line[i + n] == ' ' || line[i + n] == '\t' ||
+         line[i + n] == '\r'))
+      return true;
+  }
+  return false;
 }
 
 int
@@ -378,6 +414,8 @@ zctl_execute (struct zram *zram, const char *line, size_t len,
     ret = cmd_help (&r);
   else if (strcmp (words[0], "stats") == 0 && n == 1)
     ret = cmd_stats (zram, &r);
+  else if (strcmp (words[0], "histograms") == 0 && n == 1)
+    ret = cmd_histograms (zram, &r);
   else if (strcmp (words[0], "reset") == 0)
     ret = cmd_reset (zram, &r, words, n);
   else if (strcmp (words[0], "compact") == 0 && n == 1)
@@ -387,6 +425,7 @@ zctl_execute (struct zram *zram, const char *line, size_t len,
   else if (strcmp (words[0], "mem_used_max") == 0)
     ret = cmd_mem_used_max (zram, &r, words, n);
   else if (strcmp (words[0], "help") == 0 || strcmp (words[0], "stats") == 0 ||
+           strcmp (words[0], "histograms") == 0 ||
            strcmp (words[0], "compact") == 0)
     ret = reply_error (&r, EINVAL, "'%s' takes no arguments", words[0]);
   else

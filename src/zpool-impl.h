@@ -16,7 +16,10 @@ struct zpool_ops {
   const char *name;
   struct zpool *(*create) (void);
   void (*destroy) (struct zpool *pool);
-  zpool_handle (*alloc) (struct zpool *pool, size_t size);
+  /* destroy releases live objects too (see zpool_destroy_frees_objects). */
+  bool destroy_frees_objects;
+  /* limit as in zpool_alloc_limited (0 = none). */
+  zpool_handle (*alloc) (struct zpool *pool, size_t size, uint64_t limit);
   void (*free) (struct zpool *pool, zpool_handle handle);
   void *(*map) (struct zpool *pool, zpool_handle handle, enum zpool_map_mode mode);
   void (*unmap) (struct zpool *pool, zpool_handle handle);

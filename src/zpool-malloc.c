@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "zram/compiler.h"
@@ -60,19 +61,33 @@ malloc_destroy (struct zpool *pool)
 }
 
 static zpool_handle
-malloc_alloc (struct zpool *pool, size_t size)
+malloc_alloc (struct zpool *pool, size_t size, uint64_t limit)
 {
   struct malloc_pool *p = (struct malloc_pool *) pool;
   struct malloc_obj *o = malloc (sizeof *o + size);
+  uint64_t charge, total;
 
   if (o == NULL) {
     errno = ENOMEM;
     return 0;
   }
+  /* What glibc hands out is known only once it has: charge it if it fits
+   * under the limit, else give the block straight back.  glibc may keep
+   * what it took from the OS for the next malloc; this pool counts blocks,
+   * not glibc's heap (see the top of this file).
+   */
+  charge = malloc_usable_size (o) + MALLOC_CHUNK_OVERHEAD;
+  total = __atomic_load_n (&p->total_bytes, __ATOMIC_RELAXED);
+  do {
+    if (limit && (total > limit || charge > limit - total)) {
+      free (o);
+      errno = ENOSPC;
+      return 0;
+    }
+  } while (!__atomic_compare_exchange_n (&p->total_bytes, &total,
+                                         total + charge, true,
+                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED));
   o->size = size;
-  __atomic_add_fetch (&p->total_bytes,
-                      malloc_usable_size (o) + MALLOC_CHUNK_OVERHEAD,
-                      __ATOMIC_RELAXED);
   __atomic_add_fetch (&p->live_bytes, size, __ATOMIC_RELAXED);
   __atomic_add_fetch (&p->live_objects, 1, __ATOMIC_RELAXED);
   return (zpool_handle) (uintptr_t) o;
@@ -133,6 +148,7 @@ const struct zpool_ops zpool_malloc_ops = {
   .name = "malloc",
   .create = malloc_create,
   .destroy = malloc_destroy,
+  .destroy_frees_objects = false,
   .alloc = malloc_alloc,
   .free = malloc_free,
   .map = malloc_map,

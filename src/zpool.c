@@ -85,8 +85,14 @@ grow_gate_pass (struct zpool *pool, size_t size)
   return 0;
 }
 
+bool
+zpool_destroy_frees_objects (const struct zpool *pool)
+{
+  return pool->ops->destroy_frees_objects;
+}
+
 zpool_handle
-zpool_alloc (struct zpool *pool, size_t size)
+zpool_alloc_limited (struct zpool *pool, size_t size, uint64_t limit)
 {
   if (size == 0 || size > ZPOOL_MAX_OBJECT) {
     errno = EINVAL;
@@ -98,7 +104,13 @@ zpool_alloc (struct zpool *pool, size_t size)
    */
   if (pool->grow_fn && !pool->reserve && grow_gate_pass (pool, size) == -1)
     return 0;
-  return pool->ops->alloc (pool, size);
+  return pool->ops->alloc (pool, size, limit);
+}
+
+zpool_handle
+zpool_alloc (struct zpool *pool, size_t size)
+{
+  return zpool_alloc_limited (pool, size, 0);
 }
 
 void

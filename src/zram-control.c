@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 #include "zram-impl.h"
 
@@ -32,6 +33,90 @@ void
 zram_close (struct zram *z)
 {
   __atomic_sub_fetch (&z->openers, 1, __ATOMIC_ACQ_REL);
+}
+
+int
+zram_client_pid_add (struct zram *z, int pid)
+{
+  size_t i;
+  int r = -1;
+
+  pthread_mutex_lock (&z->clients_lock);
+  for (i = 0; i < ZRAM_MAX_CLIENT_PIDS; i++)
+    if (z->client_pids[i] == 0) {
+      z->client_pids[i] = pid;
+      r = 0;
+      break;
+    }
+  pthread_mutex_unlock (&z->clients_lock);
+  if (r == -1)
+    errno = ENOSPC;
+  return r;
+}
+
+void
+zram_client_pid_remove (struct zram *z, int pid)
+{
+  size_t i;
+
+  pthread_mutex_lock (&z->clients_lock);
+  for (i = 0; i < ZRAM_MAX_CLIENT_PIDS; i++)
+    if (z->client_pids[i] == pid) {
+      z->client_pids[i] = 0;
+      break;
+    }
+  pthread_mutex_unlock (&z->clients_lock);
+}
+
+size_t
+zram_client_pids (struct zram *z, int *pids, size_t cap)
+{
+  size_t i, n = 0;
+
+  pthread_mutex_lock (&z->clients_lock);
+  for (i = 0; i < ZRAM_MAX_CLIENT_PIDS && n < cap; i++)
+    if (z->client_pids[i] != 0)
+      pids[n++] = z->client_pids[i];
+  pthread_mutex_unlock (&z->clients_lock);
+  return n;
+}
+
+/* --- metrics ------------------------------------------------------------ */
+
+void
+zram_get_histogram (struct zram *z, enum zram_hist_id id,
+                    struct zram_hist_snapshot *out)
+{
+  zram_hist_read (&z->hist[id], out);
+}
+
+static uint64_t
+monotonic_us (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int
+zram_wait_idle (struct zram *z, unsigned timeout_ms)
+{
+  uint64_t deadline = monotonic_us () + (uint64_t) timeout_ms * 1000;
+  struct timespec step = { .tv_sec = 0, .tv_nsec = 1000000 };
+
+  for (;;) {
+    if ((__atomic_load_n (&z->openers, __ATOMIC_ACQUIRE) & ~OPENERS_CLAIM) == 0)
+      return 0;
+    if (monotonic_us () >= deadline) {
+      errno = EBUSY;
+      return -1;
+    }
+    nanosleep (&step, NULL);
+    /* 1 ms at first (the usual lag is well under that), then up to 5 ms. */
+    if (step.tv_nsec < 5000000)
+      step.tv_nsec += 1000000;
+  }
 }
 
 /* --- control path -------------------------------------------------------- */
@@ -128,18 +213,9 @@ static struct zram_meta *
 ctl_meta_get (struct zram *z, bool *locked)
 {
   struct zram_thread_ctx *ctx = zram_thread_ctx_get ();
-  struct zram_meta *m;
 
   *locked = ctx == NULL;
-  if (!*locked)
-    return meta_get (z, ctx);
-  pthread_mutex_lock (&z->ctl_lock);
-  m = z->meta;
-  if (m == NULL) {
-    pthread_mutex_unlock (&z->ctl_lock);
-    errno = EIO;
-  }
-  return m;
+  return *locked ? meta_get_locked (z) : meta_get (z, ctx);
 }
 
 static void

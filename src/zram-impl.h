@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "zram/histogram.h"
 #include "zram/mem-guard.h"
 #include "zram/slot.h"
 #include "zram/thread-ctx.h"
@@ -36,7 +37,7 @@ struct meta_stats {
 struct zram_meta {
   uint64_t disksize;
   uint64_t nr_pages;
-  struct zram_slot *table;
+  struct slot_table table;    /* nr_pages slots and their touched map */
   struct zpool *pool;
   enum zpool_kind pool_kind;
   struct zcomp *comp;
@@ -66,6 +67,12 @@ struct zram {
   unsigned reserve_wait_ms;
   bool started;               /* ctl_lock: zram_start was called */
   int rcu_sync;               /* address for ThreadSanitizer's benefit */
+  /* Metrics for the process's life (a reset does not clear them, so
+   * they stay monotonic counters): see zram_get_histogram.
+   */
+  struct zram_hist hist[ZRAM_HIST_NR];
+  pthread_mutex_t clients_lock;  /* guards client_pids */
+  int client_pids[ZRAM_MAX_CLIENT_PIDS];  /* 0 = free */
 };
 
 #define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)
@@ -108,6 +115,26 @@ meta_get (struct zram *z, const struct zram_thread_ctx *ctx)
   m = __atomic_load_n (&z->meta, __ATOMIC_ACQUIRE);
   if (m == NULL) {
     urcu_bp_read_unlock ();
+    errno = EIO;
+  }
+  return m;
+}
+
+/* The live state without a read-side section, for a thread that has no
+ * memory for its context (and so no RCU registration): under ctl_lock,
+ * which keeps reset (the only thing that frees the state) away.  It waits
+ * behind a reset or compaction in progress.  NULL (errno EIO) while a
+ * reset has the device unpublished.  Release by unlocking ctl_lock.
+ */
+static inline struct zram_meta *
+meta_get_locked (struct zram *z)
+{
+  struct zram_meta *m;
+
+  pthread_mutex_lock (&z->ctl_lock);
+  m = z->meta;                /* only the control path changes it */
+  if (m == NULL) {
+    pthread_mutex_unlock (&z->ctl_lock);
     errno = EIO;
   }
   return m;

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "zram-impl.h"
 
@@ -67,8 +68,7 @@ zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard
   m->comp = zcomp_create (config->algo, config->level);
   if (m->comp == NULL)
     goto err;
-  m->table = slot_table_create (m->nr_pages);
-  if (m->table == NULL)
+  if (slot_table_create (&m->table, m->nr_pages) == -1)
     goto err;
   m->pool = zpool_create (config->pool);
   if (m->pool == NULL)
@@ -101,14 +101,18 @@ zram_meta_start (struct zram_meta *m)
    * first write in the child, a fault on the data path.
    */
   if (m->nr_pages * sizeof (struct zram_slot) <= ZRAM_TABLE_POPULATE_MAX &&
-      slot_table_populate (m->table, m->nr_pages) == -1)
+      slot_table_populate (&m->table) == -1)
     return -1;
   return zpool_reserve_start (m->pool);
 }
 
-/* Free every object, then the pool, table and compressor.  Stops scanning
- * the table once every object is found, so a large, lightly used device is
- * freed quickly.
+/* Free every object, then the pool, table and compressor.  A pool that
+ * releases its objects wholesale (zs: whole arenas are unmapped) is not
+ * walked at all: freeing a filled device object by object costs seconds
+ * (each emptied span is madvised back to the OS), which delayed exit and
+ * reset.  Otherwise the walk visits only the touched groups of the table
+ * and stops once every object is found, so a large, lightly used device
+ * is freed quickly and its never-written table pages are not faulted in.
  */
 void
 zram_meta_destroy (struct zram_meta *m)
@@ -117,13 +121,14 @@ zram_meta_destroy (struct zram_meta *m)
 
   if (m == NULL)
     return;
-  if (m->table && m->pool) {
+  if (m->table.slots && m->pool && !zpool_destroy_frees_objects (m->pool)) {
     uint64_t objects = STAT_GET (m->stats.pages_stored) -
                        STAT_GET (m->stats.same_pages);
-    uint64_t i;
+    uint64_t i = 0;
 
-    for (i = 0; objects > 0 && i < m->nr_pages; ++i) {
-      struct zram_slot *slot = &m->table[i];
+    while (objects > 0 &&
+           (i = slot_table_next_touched (&m->table, i, m->nr_pages)) < m->nr_pages) {
+      struct zram_slot *slot = slot_at (&m->table, i++);
 
       if (!slot_test_flag (slot, SLOT_SAME) && slot_get_handle (slot) != 0) {
         zpool_free (m->pool, slot_get_handle (slot));
@@ -132,7 +137,7 @@ zram_meta_destroy (struct zram_meta *m)
     }
   }
   zpool_destroy (m->pool);
-  slot_table_destroy (m->table, m->nr_pages);
+  slot_table_destroy (&m->table);
   zcomp_destroy (m->comp);
   free (m);
   errno = saved_errno;
@@ -161,6 +166,7 @@ zram_create (const struct zram_config *config)
   z->reserve = config->reserve;
   z->reserve_wait_ms = config->reserve_wait_ms;
   pthread_mutex_init (&z->ctl_lock, NULL);
+  pthread_mutex_init (&z->clients_lock, NULL);
   return z;
 }
 
@@ -188,6 +194,7 @@ zram_destroy (struct zram *z)
   zram_meta_destroy (z->meta);
   zram_mem_guard_destroy (z->guard);
   pthread_mutex_destroy (&z->ctl_lock);
+  pthread_mutex_destroy (&z->clients_lock);
   free (z);
 }
 
@@ -224,14 +231,16 @@ update_mem_used_max (struct zram_meta *m, uint64_t total)
 
 /* Turn a page of data into a page state: a SAME word, or an object in the
  * pool holding the compressed (or, if that saves nothing, raw) page.  Takes
- * no slot lock.  Returns 0, or -1 with errno (ENOMEM, ENOSPC).
+ * no slot lock.  Returns 0, or -1 with errno (ENOMEM, or ENOSPC when the
+ * pool would have to grow past the memory limit: the pool refuses before
+ * it grows, so mem_used_total never passes the limit, not even briefly).
  */
 static int
 prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
               const unsigned char *src, struct page_state *st)
 {
   const unsigned char *data = ctx->cbuf;
-  uint64_t word, limit, total;
+  uint64_t word;
   zpool_handle h;
   int clen;
   void *dst;
@@ -240,6 +249,7 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
     st->handle = word;
     st->size = 0;
     st->flags = SLOT_BIT (SLOT_SAME);
+    zram_hist_add (&z->hist[ZRAM_HIST_COMPR_SIZE], 0);
     return 0;
   }
 
@@ -260,17 +270,12 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
     st->flags = 0;
   }
 
-  h = zpool_alloc (m->pool, st->size);
+  h = zpool_alloc_limited (m->pool, st->size,
+                           __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED));
   if (h == 0)
     return -1;
-  total = zpool_total_bytes (m->pool);
-  limit = __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED);
-  if (limit && total > limit) {
-    zpool_free (m->pool, h);
-    errno = ENOSPC;
-    return -1;
-  }
-  update_mem_used_max (m, total);
+  update_mem_used_max (m, zpool_total_bytes (m->pool));
+  zram_hist_add (&z->hist[ZRAM_HIST_COMPR_SIZE], st->size);
 
   dst = zpool_map (m->pool, h, ZPOOL_MAP_WO);
   memcpy (dst, data, st->size);
@@ -361,7 +366,7 @@ static int
 write_full_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
                  uint64_t index, const unsigned char *src)
 {
-  struct zram_slot *slot = &m->table[index];
+  struct zram_slot *slot = slot_at (&m->table, index);
   struct page_state st, old;
 
   /* Compression and allocation happen before the lock: readers and writers
@@ -369,6 +374,7 @@ write_full_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ct
    */
   if (prepare_page (z, m, ctx, src, &st) == -1)
     return -1;
+  slot_table_touch (&m->table, index);
   slot_lock (slot);
   install_locked (m, slot, &st, &old);
   slot_unlock (slot);
@@ -381,15 +387,23 @@ write_partial_page (struct zram *z, struct zram_meta *m,
                     struct zram_thread_ctx *ctx, uint64_t index,
                     const unsigned char *src, size_t off, size_t n)
 {
-  struct zram_slot *slot = &m->table[index];
+  struct zram_slot *slot = slot_at (&m->table, index);
   struct page_state st, old;
 
-  slot_lock (slot);
-  /* Zeroes written into a page that reads as zeroes change nothing. */
-  if (slot_is_empty (slot) && memcmp (src, zero_page, n) == 0) {
-    slot_unlock (slot);
+  /* Zeroes written into a page that reads as zeroes change nothing, and
+   * are decided without the lock (which would write to the table): the
+   * peek is a moment the page read as zeroes, the write's linearisation
+   * point.  Zeroing never-written space thus costs no memory.
+   */
+  if (slot_table_peek_zero (&m->table, index) &&
+      memcmp (src, zero_page, n) == 0)
     return 0;
+  if (ctx == NULL) {
+    errno = ENOMEM;           /* a context-less trim or zero (do_io) */
+    return -1;
   }
+  slot_table_touch (&m->table, index);
+  slot_lock (slot);
   if (read_locked (m, ctx, slot, ctx->page) == -1)
     goto err;
   memcpy (ctx->page + off, src, n);
@@ -409,9 +423,19 @@ static int
 read_page (struct zram_meta *m, struct zram_thread_ctx *ctx, uint64_t index,
            unsigned char *dst, size_t off, size_t n)
 {
-  struct zram_slot *slot = &m->table[index];
+  struct zram_slot *slot;
   int r;
 
+  /* A page that reads as zeroes needs no lock: the lock-free peek is a
+   * state the slot really had during this request, a valid point at which
+   * the read happened.  Taking the lock would write to the table and make
+   * reading never-written space cost memory.
+   */
+  if (slot_table_peek_zero (&m->table, index)) {
+    memset (dst, 0, n);
+    return 0;
+  }
+  slot = slot_at (&m->table, index);
   slot_lock (slot);
   if (n == ZRAM_PAGE_SIZE)
     r = read_locked (m, ctx, slot, dst);
@@ -428,10 +452,10 @@ static void
 discard_full_page (struct zram_meta *m, uint64_t index)
 {
   static const struct page_state empty = { 0, 0, 0 };
-  struct zram_slot *slot = &m->table[index];
+  struct zram_slot *slot = slot_at (&m->table, index);
   struct page_state old;
 
-  if (slot_is_empty (slot))
+  if (!slot_table_touched (&m->table, index) || slot_is_empty (slot))
     return;                   /* empty already (a racing write may win) */
   slot_lock (slot);
   install_locked (m, slot, &empty, &old);
@@ -452,64 +476,139 @@ discard_full_page (struct zram_meta *m, uint64_t index)
                 ZRAM_PAGE_SIZE - (off) : end_ - pos_, 1);                      \
        pos_ += (n))
 
-/* What a data request does to each page it covers. */
-enum io_op { IO_READ, IO_WRITE, IO_DISCARD };
+/* What a data request does to the pages it covers. */
+enum io_op { IO_READ, IO_WRITE, IO_TRIM, IO_ZERO };
+
+/* The latency histogram of each operation: trim and write-zeroes are
+ * both discards.
+ */
+static const enum zram_hist_id op_hist[] = {
+  [IO_READ] = ZRAM_HIST_READ_US,
+  [IO_WRITE] = ZRAM_HIST_WRITE_US,
+  [IO_TRIM] = ZRAM_HIST_DISCARD_US,
+  [IO_ZERO] = ZRAM_HIST_DISCARD_US,
+};
+
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Free every whole page of [offset, offset+count), visiting only touched
+ * groups of the table, so discarding never-written space writes nothing.
+ * Needs no memory and cannot fail.
+ */
+static void
+discard_whole_pages (struct zram_meta *m, uint32_t count, uint64_t offset)
+{
+  uint64_t i = (offset + ZRAM_PAGE_SIZE - 1) >> ZRAM_PAGE_SHIFT;
+  uint64_t end = (offset + count) >> ZRAM_PAGE_SHIFT;
+
+  while ((i = slot_table_next_touched (&m->table, i, end)) < end)
+    discard_full_page (m, i++);
+}
+
+/* Zero the partial pages at the ends of [offset, offset+count), after the
+ * whole pages are freed: freeing never waits for memory, rewriting an end
+ * may need it.  Both ends are tried; returns -1 (errno of the first
+ * failure) if either fails, that end keeping its old content.
+ */
+static int
+zero_partial_ends (struct zram *z, struct zram_meta *m,
+                   struct zram_thread_ctx *ctx, uint32_t count, uint64_t offset)
+{
+  uint64_t end = offset + count;
+  size_t head_off = offset & (ZRAM_PAGE_SIZE - 1);
+  size_t head_n = ZRAM_PAGE_SIZE - head_off < count ?
+                  ZRAM_PAGE_SIZE - head_off : count;
+  size_t tail_n = end & (ZRAM_PAGE_SIZE - 1);
+  int r = 0, err = 0;
+
+  if (count == 0)
+    return 0;
+  if (head_n < ZRAM_PAGE_SIZE &&
+      write_partial_page (z, m, ctx, offset >> ZRAM_PAGE_SHIFT, zero_page,
+                          head_off, head_n) == -1) {
+    r = -1;
+    err = errno;
+  }
+  /* The tail, unless the head piece already reached the end. */
+  if (tail_n != 0 && end >> ZRAM_PAGE_SHIFT != offset >> ZRAM_PAGE_SHIFT &&
+      write_partial_page (z, m, ctx, end >> ZRAM_PAGE_SHIFT, zero_page,
+                          0, tail_n) == -1 && r == 0) {
+    r = -1;
+    err = errno;
+  }
+  if (r == -1)
+    errno = err;
+  return r;
+}
 
 /* The common frame of every data request: get the thread's context,
  * enter the read-side section, check the range against the live size,
- * apply op page by page (stopping at the first failure, which leaves that
- * page as it was), count a failure, leave.  buf is written for IO_READ,
- * read for IO_WRITE, unused for IO_DISCARD.
+ * apply op (reads and writes go page by page, stopping at the first
+ * failure, which leaves that page as it was), count a failure, leave, and
+ * count the request's time.  buf is written for IO_READ, read for
+ * IO_WRITE, unused otherwise.
  */
 static int
 do_io (struct zram *z, enum io_op op, unsigned char *buf, uint32_t count,
        uint64_t offset)
 {
+  uint64_t start = now_ns ();
   struct zram_thread_ctx *ctx = zram_thread_ctx_get ();
+  bool freeing = op == IO_TRIM || op == IO_ZERO;
   struct zram_meta *m;
   uint64_t index;
   size_t off, n;
   int r = 0;
 
-  if (ctx == NULL) {
+  /* Freeing must never need memory, not even a thread's first context:
+   * without one, trim and zero run under the control mutex instead of in
+   * a read-side section, free every whole page, and fail only the partial
+   * ends of a zero that would have to be rewritten.
+   */
+  if (ctx == NULL && !freeing) {
     STAT_ADD (*(op == IO_READ ? &z->nomem_reads : &z->nomem_writes), 1);
     return -1;                /* ENOMEM */
   }
-  m = meta_get (z, ctx);
+  m = ctx ? meta_get (z, ctx) : meta_get_locked (z);
   if (m == NULL) {
     STAT_ADD (*(op == IO_READ ? &z->offline_reads : &z->offline_writes), 1);
     return -1;
   }
   if (!range_valid (m, count, offset))
     r = -1;
+  else if (freeing) {
+    discard_whole_pages (m, count, offset);
+    if (op == IO_ZERO)
+      r = zero_partial_ends (z, m, ctx, count, offset);
+  }
   else {
     FOR_EACH_PAGE_PIECE (offset, count, index, off, n) {
-      switch (op) {
-      case IO_READ:
+      if (op == IO_READ)
         r = read_page (m, ctx, index, buf, off, n);
-        break;
-      case IO_WRITE:
+      else
         r = n == ZRAM_PAGE_SIZE ? write_full_page (z, m, ctx, index, buf)
-                                : write_partial_page (z, m, ctx, index, buf, off, n);
-        break;
-      case IO_DISCARD:
-        /* Whole pages are freed; the ends are zeroed in place. */
-        if (n == ZRAM_PAGE_SIZE)
-          discard_full_page (m, index);
-        else
-          r = write_partial_page (z, m, ctx, index, zero_page, off, n);
-        break;
-      }
+                                : write_partial_page (z, m, ctx, index, buf,
+                                                      off, n);
       if (r == -1)
         break;
-      if (op != IO_DISCARD)
-        buf += n;
+      buf += n;
     }
   }
   if (r == -1)
     STAT_ADD (*(op == IO_READ ? &m->stats.failed_reads
                                : &m->stats.failed_writes), 1);
-  meta_put (z);
+  if (ctx)
+    meta_put (z);
+  else
+    pthread_mutex_unlock (&z->ctl_lock);
+  zram_hist_add (&z->hist[op_hist[op]], (now_ns () - start) / 1000);
   return r;
 }
 
@@ -529,7 +628,38 @@ zram_write (struct zram *z, const void *buf, uint32_t count, uint64_t offset)
 int
 zram_discard (struct zram *z, uint32_t count, uint64_t offset)
 {
-  return do_io (z, IO_DISCARD, NULL, count, offset);
+  return do_io (z, IO_ZERO, NULL, count, offset);
+}
+
+int
+zram_trim (struct zram *z, uint32_t count, uint64_t offset)
+{
+  return do_io (z, IO_TRIM, NULL, count, offset);
+}
+
+/* Pages [i, stop) from i on that share page i's state: returns the end
+ * of the run and sets *type.  Runs of zeroes cross untouched groups of the
+ * table through the touched map alone, never loading their slots.
+ */
+static uint64_t
+scan_run (const struct slot_table *t, uint64_t i, uint64_t stop,
+          enum zram_extent_type *type)
+{
+  bool zero = slot_table_peek_zero (t, i);
+
+  *type = zero ? ZRAM_EXTENT_ZERO : ZRAM_EXTENT_DATA;
+  for (++i; i < stop; ++i) {
+    if (!slot_table_touched (t, i)) {
+      if (!zero)
+        return i;
+      i = slot_table_next_touched (t, i, stop);
+      if (i == stop)
+        break;
+    }
+    if (slot_peek_zero (slot_at (t, i)) != zero)
+      return i;
+  }
+  return stop;
 }
 
 int
@@ -538,8 +668,8 @@ zram_extents (struct zram *z, uint32_t count, uint64_t offset,
 {
   struct zram_thread_ctx *ctx = zram_thread_ctx_get ();
   struct zram_meta *m;
-  uint64_t first, last, i, run_start;
-  enum zram_extent_type run_type;
+  uint64_t pos, end, next, stop;
+  enum zram_extent_type type;
   int r = 0;
 
   if (ctx == NULL)
@@ -551,28 +681,19 @@ zram_extents (struct zram *z, uint32_t count, uint64_t offset,
     meta_put (z);
     return -1;
   }
-  first = offset >> ZRAM_PAGE_SHIFT;
-  last = (offset + count + ZRAM_PAGE_SIZE - 1) >> ZRAM_PAGE_SHIFT;
-  if (last <= first)
-    last = first + 1;         /* count 0: still describe the page at offset */
-  if (last > m->nr_pages)
-    last = m->nr_pages;
-
-  run_start = first;
-  run_type = slot_peek_zero (&m->table[first]) ? ZRAM_EXTENT_ZERO : ZRAM_EXTENT_DATA;
-  for (i = first + 1; i <= last; ++i) {
-    enum zram_extent_type t = ZRAM_EXTENT_DATA;
-
-    if (i < last)
-      t = slot_peek_zero (&m->table[i]) ? ZRAM_EXTENT_ZERO : ZRAM_EXTENT_DATA;
-    if (i == last || t != run_type) {
-      if (fn (opaque, run_start << ZRAM_PAGE_SHIFT,
-              (i - run_start) << ZRAM_PAGE_SHIFT, run_type) == -1) {
-        r = -1;
-        break;
-      }
-      run_start = i;
-      run_type = t;
+  /* range_valid: end <= disksize, so every page index below is < nr_pages;
+   * count 0 describes nothing and loads no slot.
+   */
+  end = offset + count;
+  stop = (end + ZRAM_PAGE_SIZE - 1) >> ZRAM_PAGE_SHIFT;
+  for (pos = offset; pos < end; pos = next) {
+    next = scan_run (&m->table, pos >> ZRAM_PAGE_SHIFT, stop, &type)
+           << ZRAM_PAGE_SHIFT;
+    if (next > end)
+      next = end;             /* clip the last run to the request */
+    if (fn (opaque, pos, next - pos, type) == -1) {
+      r = -1;
+      break;
     }
   }
   meta_put (z);

@@ -358,12 +358,32 @@ reserve_check_low (struct zs_pool *p)
   }
 }
 
-/* Get an empty span for the class: a kept one, else a new one.  Class
- * lock held on entry and on return; it may be dropped in between (to wait
- * for the reserve).  Returns NULL with errno ENOMEM.
+/* Count n more pages in total_pages unless that would take the pool past
+ * limit bytes (0 = none).  One compare-and-swap: concurrent growers of
+ * different classes cannot overshoot together.
+ */
+static bool
+count_span_pages (struct zs_pool *p, uint32_t n, uint64_t limit)
+{
+  uint64_t total = __atomic_load_n (&p->total_pages, __ATOMIC_RELAXED);
+
+  do {
+    if (limit && (total + n) * ZS_PAGE_SIZE > limit)
+      return false;
+  } while (!__atomic_compare_exchange_n (&p->total_pages, &total, total + n,
+                                         true, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED));
+  return true;
+}
+
+/* Get an empty span for the class: a kept one (already counted in
+ * total_pages), else a new one, if the pages it adds to total_pages stay
+ * within limit bytes (0 = none).  Class lock held on entry and on return;
+ * it may be dropped in between (to wait for the reserve).  Returns NULL
+ * with errno ENOSPC (over the limit: nothing was taken) or ENOMEM.
  */
 struct zs_span *
-zs_span_get (struct zs_pool *p, struct zs_class *cls)
+zs_span_get (struct zs_pool *p, struct zs_class *cls, uint64_t limit)
 {
   struct zs_wait wait = ZS_WAIT_INIT;
   struct zs_span *s;
@@ -376,6 +396,11 @@ zs_span_get (struct zs_pool *p, struct zs_class *cls)
     __atomic_store_n (&cls->nr_empty, cls->nr_empty - 1, __ATOMIC_RELAXED);
     return s;
   }
+  /* Before any memory is taken, so a refusal leaves the pool as it was. */
+  if (!count_span_pages (p, cls->pages, limit)) {
+    errno = ENOSPC;
+    return NULL;
+  }
   pthread_mutex_lock (&p->page_lock);
   for (;;) {
     s = header_take (p, cls);
@@ -387,8 +412,7 @@ zs_span_get (struct zs_pool *p, struct zs_class *cls)
     }
     if (!have_reserve (p)) {
       pthread_mutex_unlock (&p->page_lock);
-      errno = ENOMEM;
-      return NULL;
+      goto nomem;
     }
     /* Short of reserve: wait for the refill thread without the class
      * lock (lock order: class lock, then page_lock).
@@ -400,8 +424,7 @@ zs_span_get (struct zs_pool *p, struct zs_class *cls)
       zs_reserve_fail (p);
       pthread_mutex_unlock (&p->page_lock);
       class_lock (cls);
-      errno = ENOMEM;
-      return NULL;
+      goto nomem;
     }
     pthread_mutex_unlock (&p->page_lock);
     class_lock (cls);
@@ -417,8 +440,12 @@ zs_span_get (struct zs_pool *p, struct zs_class *cls)
   s->free_head = 0;
   for (i = 0; i < cls->objs; i++)
     s->owner[i] = SLOT_FREE | (i + 1 < cls->objs ? i + 1 : SLOT_NONE);
-  __atomic_add_fetch (&p->total_pages, cls->pages, __ATOMIC_RELAXED);
   return s;
+
+ nomem:
+  __atomic_sub_fetch (&p->total_pages, cls->pages, __ATOMIC_RELAXED);
+  errno = ENOMEM;
+  return NULL;
 }
 
 /* A span just became empty and is on no list.  Keep it for reuse if the

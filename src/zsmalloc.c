@@ -127,7 +127,7 @@ size_class (struct zs_pool *p, size_t size)
 }
 
 static zpool_handle
-zs_alloc (struct zpool *pool, size_t size)
+zs_alloc (struct zpool *pool, size_t size, uint64_t limit)
 {
   struct zs_pool *p = POOL (pool);
   struct zs_class *cls = size_class (p, size);
@@ -148,11 +148,13 @@ zs_alloc (struct zpool *pool, size_t size)
      * another thread made a span meanwhile: no empty span may sit on a
      * list.
      */
-    fresh = zs_span_get (p, cls);
+    fresh = zs_span_get (p, cls, limit);
     if (fresh == NULL) {
+      int err = errno;        /* ENOMEM or ENOSPC */
+
       pthread_mutex_unlock (&cls->lock);
       zs_handle_put (p, h);
-      errno = ENOMEM;
+      errno = err;
       return 0;
     }
     s = fresh;
@@ -315,6 +317,7 @@ const struct zpool_ops zpool_zs_ops = {
   .name = "zs",
   .create = zs_create,
   .destroy = zs_destroy,
+  .destroy_frees_objects = true,  /* spans live in arenas, unmapped whole */
   .alloc = zs_alloc,
   .free = zs_free,
   .map = zs_map,

@@ -177,6 +177,12 @@
  * span headers with 4 bytes per object slot) is reported apart, in
  * zpool_stats.meta_bytes.
  *
+ * A limit (zpool_alloc_limited) is enforced where the pool grows: a new
+ * span's pages are added to total_pages by one compare-and-swap against
+ * the limit before any memory is taken, so total_bytes never passes it,
+ * however many threads grow classes at once.  Kept empty spans are
+ * counted already and are reused whatever the limit.
+ *
  * KNOWN LIMITS
  *
  * Virtual memory of arenas is given back only when a whole arena is free,
@@ -574,13 +580,15 @@ class_count (struct zs_class *cls, int64_t objects, int64_t bytes)
 extern uint64_t zs_handle_get (struct zs_pool *p);
 extern void zs_handle_put (struct zs_pool *p, uint64_t h);
 
-/* zs-span.c: get an empty span for a class (class lock held; may be
- * dropped and retaken; NULL with errno ENOMEM); keep a span that became
+/* zs-span.c: get an empty span for a class within limit bytes of
+ * total_bytes (0 = none; class lock held; may be dropped and retaken; NULL
+ * with errno ENOSPC or ENOMEM); keep a span that became
  * empty for reuse (class lock held; false: release it instead); release an
  * empty span (class lock NOT held); unmap all the pool's memory (pool
  * being destroyed).
  */
-extern struct zs_span *zs_span_get (struct zs_pool *p, struct zs_class *cls);
+extern struct zs_span *zs_span_get (struct zs_pool *p, struct zs_class *cls,
+                                    uint64_t limit);
 extern bool zs_span_keep (struct zs_class *cls, struct zs_span *s);
 extern void zs_span_release (struct zs_pool *p, struct zs_span *s);
 extern void zs_pages_destroy (struct zs_pool *p);

@@ -52,9 +52,30 @@ requires () {
   done
 }
 
+# Skip (exit 77) unless the system python3 has libnbd's module nbd.
+requires_python_nbd () {
+  [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import nbd' 2>/dev/null ||
+    { echo "$0: SKIP: python3 module nbd (python3-libnbd) is not installed"; exit 77; }
+}
+
+# Skip (exit 77) unless the nbdzramctl CLI was built ($NBDZRAMCTL).
+requires_nbdzramctl () {
+  [ -x "${NBDZRAMCTL:-}" ] || { echo "$0: SKIP: nbdzramctl was not built"; exit 77; }
+}
+
 fail () {
   echo "$0: FAIL: $*" >&2
   exit 1
+}
+
+# expect STATUS CMD...: run CMD with its output in $tmpdir/out and
+# $tmpdir/err, and fail unless it exits with STATUS.
+expect () {
+  local want=$1 got=0
+  shift
+  "$@" >"$tmpdir/out" 2>"$tmpdir/err" || got=$?
+  [ "$got" = "$want" ] ||
+    fail "'$*' exited $got, expected $want: $(cat "$tmpdir/out" "$tmpdir/err")"
 }
 
 # A private temporary directory, removed at exit.  Sanitizer reports of
@@ -126,6 +147,23 @@ kill_nbdkit () {
   echo "$0: nbdkit (pid $pid) still running 10 s after SIGTERM" >&2
   kill -9 "$pid" 2>/dev/null
   return 1
+}
+
+# hold_connection URI SECONDS: connect to URI in the background (system
+# python3 with libnbd) and stay connected for SECONDS; returns once the
+# connection is open, or after 10 s.  The holder's pid is in $holder, and
+# it is killed at exit.
+hold_connection () {
+  local i
+  rm -f "$tmpdir/holding"
+  /usr/bin/python3 -c '
+import nbd, sys, time
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+open(sys.argv[2], "w").close()
+time.sleep(float(sys.argv[3]))' "$1" "$tmpdir/holding" "$2" &
+  holder=$!
+  cleanup_fn "kill $holder 2>/dev/null"
+  for (( i = 0; i < 100; i++ )); do [ -e "$tmpdir/holding" ] && break; sleep 0.1; done
 }
 
 # The URI of a unix socket.

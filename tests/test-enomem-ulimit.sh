@@ -31,10 +31,9 @@
 # faulting; reserve_failed counts them (issue 11).
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
-requires nbdkit python3
-python3 -c 'import nbd' 2>/dev/null ||
-  { echo "$0: SKIP: python3 module nbd (python3-libnbd) is not installed"; exit 77; }
-[ -x "${NBDZRAMCTL:-}" ] || { echo "$0: SKIP: nbdzramctl not built"; exit 77; }
+requires nbdkit
+requires_python_nbd
+requires_nbdzramctl
 if [ -n "${ZRAM_PRELOAD:-}" ]; then
   echo "$0: SKIP: under a sanitizer, whose runtime reserves terabytes of" \
        "address space, an address-space limit cannot be set"

@@ -33,6 +33,17 @@ expect_error "accepted: zs, malloc" 1G pool=slab
 expect_error "mlock" 1G mlock=perhaps
 expect_error "unknown parameter 'colour'" 1G colour=blue
 expect_error "unknown parameter 'sizee'" sizee=1G
+# Sizes: one syntax and one message everywhere (include/zram/size.h).
+for bad in 1.5G 0x1000 4Gi " 4G" 4XB; do
+  expect_error "size: '$bad' is not a size: use a whole number of bytes" "size=$bad"
+  expect_error "mem_limit: '$bad' is not a size: use a whole number of bytes" 1G "mem_limit=$bad"
+  if [ -x "${NBDZRAMCTL:-}" ]; then
+    "$NBDZRAMCTL" -s "$tmpdir/none" mem-limit "$bad" 2>"$tmpdir/err" && fail "nbdzramctl accepted $bad"
+    grep -q -- "mem-limit: '$bad' is not a size: use a whole number of bytes" "$tmpdir/err" ||
+      fail "nbdzramctl mem-limit $bad: $(cat "$tmpdir/err")"
+  fi
+done
+expect_error "too large" size=16E
 expect_error "reserve: needs mlock=true" 1G reserve=8M
 expect_error "reserve: 4096 bytes is too small" 1G reserve=4K mlock=true
 expect_error "reserve" 1G reserve=lots
@@ -57,11 +68,22 @@ expect_size 1073741824 1G
 expect_size 4096 size=1000
 expect_size 12288 size=8193
 expect_size 1099511627776 1T
+for good in 4G 4GiB 4GB 4g 4294967296; do
+  expect_size 4294967296 "$good"
+done
 for a in lz4 lz4hc zstd; do
   expect_size 1048576 1M algorithm=$a
 done
 expect_size 1048576 1M algorithm=zstd level=19
 expect_size 1048576 1M algorithm=lz4hc level=12 pool=malloc
+
+# mem_limit= at start is the device's mem_limit.
+if [ -x "${NBDZRAMCTL:-}" ]; then
+  start_nbdkit "$tmpdir/pidm" "$tmpdir/sockm" 1G mem_limit=3MiB ctl="$tmpdir/ctlm"
+  "$NBDZRAMCTL" -s "$tmpdir/ctlm" stats | grep -qx 'mem_limit=3145728' ||
+    fail "mem_limit=3MiB: $("$NBDZRAMCTL" -s "$tmpdir/ctlm" stats)"
+  kill_nbdkit "$tmpdir/pidm"
+fi
 
 # --dump-plugin names the algorithms.
 run_nbdkit "$ZRAM_PLUGIN" --dump-plugin > "$tmpdir/dump"

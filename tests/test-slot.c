@@ -103,13 +103,45 @@ test_same_filled (void)
 static void
 test_table (void)
 {
-  struct zram_slot *t = slot_table_create (1 << 20);   /* 16 MiB, untouched */
+  const uint64_t nr = 1 << 20;                        /* 16 MiB, untouched */
+  struct slot_table t;
 
-  CHECK (t != NULL);
-  CHECK (slot_is_empty (&t[0]) && slot_is_empty (&t[(1 << 20) - 1]));
-  slot_table_destroy (t, 1 << 20);
-  CHECK (slot_table_create (0) == NULL);
-  CHECK (slot_table_create (UINT64_MAX / 4) == NULL);
+  CHECK (slot_table_create (&t, nr) == 0);
+  CHECK (slot_is_empty (slot_at (&t, 0)) && slot_is_empty (slot_at (&t, nr - 1)));
+  CHECK (slot_table_peek_zero (&t, 0) && slot_table_peek_zero (&t, nr - 1));
+
+  /* The touched map: nothing touched, then groups 1 and 200 (group 200 in
+   * the fourth word of the map).
+   */
+  CHECK (!slot_table_touched (&t, 0) && !slot_table_touched (&t, nr - 1));
+  CHECK (slot_table_next_touched (&t, 0, nr) == nr);
+  slot_table_touch (&t, SLOT_GROUP_SLOTS + 5);
+  slot_table_touch (&t, 200 * SLOT_GROUP_SLOTS + 17);
+  slot_table_touch (&t, 200 * SLOT_GROUP_SLOTS + 3);  /* set already */
+  CHECK (slot_table_touched (&t, SLOT_GROUP_SLOTS) &&
+         slot_table_touched (&t, 2 * SLOT_GROUP_SLOTS - 1));
+  CHECK (!slot_table_touched (&t, SLOT_GROUP_SLOTS - 1) &&
+         !slot_table_touched (&t, 2 * SLOT_GROUP_SLOTS));
+  CHECK (slot_table_next_touched (&t, 0, nr) == SLOT_GROUP_SLOTS);
+  CHECK (slot_table_next_touched (&t, SLOT_GROUP_SLOTS + 9, nr) == SLOT_GROUP_SLOTS + 9);
+  CHECK (slot_table_next_touched (&t, 2 * SLOT_GROUP_SLOTS, nr) == 200 * SLOT_GROUP_SLOTS);
+  /* "to" bounds the answer, also inside a word and at a group edge. */
+  CHECK (slot_table_next_touched (&t, 0, SLOT_GROUP_SLOTS) == SLOT_GROUP_SLOTS);
+  CHECK (slot_table_next_touched (&t, 0, 5) == 5);
+  CHECK (slot_table_next_touched (&t, 2 * SLOT_GROUP_SLOTS, 200 * SLOT_GROUP_SLOTS)
+         == 200 * SLOT_GROUP_SLOTS);
+  CHECK (slot_table_next_touched (&t, 2 * SLOT_GROUP_SLOTS, 200 * SLOT_GROUP_SLOTS + 1)
+         == 200 * SLOT_GROUP_SLOTS);
+  CHECK (slot_table_next_touched (&t, 201 * SLOT_GROUP_SLOTS, nr) == nr);
+  CHECK (slot_table_next_touched (&t, nr, nr) == nr);
+  /* A touched group with an empty slot still peeks as zero. */
+  CHECK (slot_table_peek_zero (&t, SLOT_GROUP_SLOTS + 5));
+  slot_table_destroy (&t);
+  slot_table_destroy (&t);                            /* idempotent */
+
+  CHECK (slot_table_create (&t, 0) == -1);
+  CHECK (slot_table_create (&t, UINT64_MAX / 4) == -1);
+  slot_table_destroy (&t);
 }
 
 int

@@ -20,10 +20,12 @@ done
 
 tmp=$(mktemp -d /tmp/zram-unit.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-cp "$unitdir/nbdkit-zram@.service" "$tmp/"
+cp "$unitdir/nbdkit-zram@.service" "$unitdir/nbdkit-zram-metrics.service" \
+   "$unitdir/nbdkit-zram-metrics.timer" "$tmp/"
 ln -s nbdkit-zram@.service "$tmp/nbdkit-zram@nbd0.service"
 ( cd "$tmp" && SYSTEMD_LOG_LEVEL=notice \
-    systemd-analyze verify --man=no ./nbdkit-zram@nbd0.service ) > "$tmp/out" 2>&1
+    systemd-analyze verify --man=no ./nbdkit-zram@nbd0.service \
+      ./nbdkit-zram-metrics.service ./nbdkit-zram-metrics.timer ) > "$tmp/out" 2>&1
 rc=$?
 cat "$tmp/out"
 # Messages about other units on this machine are not ours to judge.

@@ -189,6 +189,9 @@ struct oom {
   pthread_barrier_t step;
   int write_errno;              /* of the write while memory was gone */
   uint64_t failed_writes;       /* stats read on the same thread then */
+  int trim_r, trim_errno;       /* trim of pages 1-2 while memory was gone */
+  int zero_r, zero_errno;       /* zero of page 3 and part of page 4 */
+  uint64_t notify_free;         /* pages freed by those two */
   int write_after;              /* 0: the write after memory came back */
   int read_after;
   int same_data;
@@ -210,6 +213,17 @@ oom_thread (void *arg)
   o->write_errno = zram_write (o->z, page, PAGE, 0) == -1 ? errno : 0;
   zram_get_stats (o->z, &st);
   o->failed_writes = st.failed_writes;
+  /* Freeing needs no memory, not even this thread's first context: the
+   * whole pages go, only the partial end of the zero fails.
+   */
+  errno = 0;
+  o->trim_r = zram_trim (o->z, 2 * PAGE, PAGE);
+  o->trim_errno = errno;
+  errno = 0;
+  o->zero_r = zram_discard (o->z, PAGE + 100, 3 * PAGE);
+  o->zero_errno = errno;
+  zram_get_stats (o->z, &st);
+  o->notify_free = st.notify_free;
   pthread_barrier_wait (&o->step);      /* memory is back */
   pthread_barrier_wait (&o->step);
   o->write_after = zram_write (o->z, page, PAGE, 0);
@@ -221,7 +235,12 @@ oom_thread (void *arg)
 static void *
 idle_thread (void *arg)
 {
-  return arg;
+  pthread_barrier_t *together = arg;
+
+  /* Alive at the same time, so that each leaves a stack of its own. */
+  if (together)
+    pthread_barrier_wait (together);
+  return NULL;
 }
 
 /* Threads that hold a context (and so an RCU registration) meanwhile. */
@@ -251,7 +270,9 @@ oom_child (bool holders)
   struct zctl_server *srv;
   struct rlimit rl;
   struct oom o = { 0 };
-  pthread_t t, idle, holder[NR_HOLDERS];
+  pthread_t t, idle[2], holder[NR_HOLDERS];
+  pthread_barrier_t idle_together;
+  unsigned live_before;
   pthread_barrier_t release;
   unsigned long vm_pages;
   FILE *fp;
@@ -263,24 +284,38 @@ oom_child (bool holders)
   hog_len = (size_t *) (hogs + MAX_HOGS);
 
   o.z = make_device (1024 * PAGE);
+  {
+    unsigned char data[4 * PAGE];
+
+    /* Pages 1-4 hold data for the freeing below (page 0 stays empty). */
+    for (i = 0; i < 4; i++)
+      fill (data + i * PAGE, 10 + i);
+    CHECK (zram_write (o.z, data, sizeof data, PAGE) == 0);
+  }
   CHECK (mkdtemp (sock) != NULL);
   strcat (sock, "/ctl");
-  srv = zctl_server_bind (sock, o.z, err, sizeof err);
+  srv = zctl_server_bind (sock, o.z, NULL, err, sizeof err);
   CHECK (srv != NULL);
   pthread_barrier_init (&o.step, NULL, 2);
   pthread_barrier_init (&release, NULL, NR_HOLDERS + 1);
+  live_before = zram_thread_ctx_live ();   /* this thread's, made above */
   if (holders) {
     for (i = 0; i < NR_HOLDERS; i++)
       CHECK (pthread_create (&holder[i], NULL, holder_thread, &release) == 0);
     pthread_barrier_wait (&release);
-    CHECK (zram_thread_ctx_live () == NR_HOLDERS);
+    CHECK (zram_thread_ctx_live () == live_before + NR_HOLDERS);
   }
   CHECK (pthread_create (&t, NULL, oom_thread, &o) == 0);
-  /* A joined thread leaves its stack in glibc's cache, so that the control
-   * thread below can start with memory gone and fail only for its context.
+  /* A joined thread leaves its stack in glibc's cache, so that the two
+   * control threads below can start with memory gone and fail only for
+   * their contexts.
    */
-  CHECK (pthread_create (&idle, NULL, idle_thread, NULL) == 0);
-  pthread_join (idle, NULL);
+  pthread_barrier_init (&idle_together, NULL, 2);
+  for (i = 0; i < 2; i++)
+    CHECK (pthread_create (&idle[i], NULL, idle_thread, &idle_together) == 0);
+  for (i = 0; i < 2; i++)
+    pthread_join (idle[i], NULL);
+  pthread_barrier_destroy (&idle_together);
 
   /* Limit the address space to what is in use, then take what is left. */
   fp = fopen ("/proc/self/statm", "r");
@@ -311,12 +346,19 @@ oom_child (bool holders)
           o.same_data ? "intact" : "WRONG");
   CHECK (o.write_errno == ENOMEM);
   CHECK (o.failed_writes >= 1);
+  printf ("  out of memory, no context: trim -> %d (%s), zero with a partial "
+          "end -> %d (%s), notify_free %llu\n", o.trim_r,
+          strerror (o.trim_errno), o.zero_r, strerror (o.zero_errno),
+          (unsigned long long) o.notify_free);
+  CHECK (o.trim_r == 0);
+  CHECK (o.zero_r == -1 && o.zero_errno == ENOMEM);
+  CHECK (o.notify_free == 3);
   CHECK (start_r == -1 && start_errno == ENOMEM);
   CHECK (o.write_after == 0 && o.read_after == 0 && o.same_data);
 
   /* And with memory back, the control thread starts. */
   zctl_server_stop (srv);
-  srv = zctl_server_bind (sock, o.z, err, sizeof err);
+  srv = zctl_server_bind (sock, o.z, NULL, err, sizeof err);
   CHECK (srv != NULL);
   CHECK (zctl_server_start (srv) == 0);
   zctl_server_stop (srv);

@@ -1,7 +1,11 @@
-/* The control socket server: mode 0600, stale socket replaced, live one not
- * stolen, non-sockets left alone, long lines and garbage rejected on a
- * connection that stays usable, hung and non-reading clients do not block
- * others, client limit, peer uid check, clean stop.
+/* The control socket server: mode 0600 whatever the umask (which stays
+ * untouched), directories others could write refused, stale socket
+ * replaced, live one not stolen, non-sockets left alone, long lines and
+ * garbage rejected on a connection that stays usable, hung and non-reading
+ * clients do not block others, stats answered during a slow command (and
+ * during a reset's grace period: initialised=0), one client's replies in
+ * order, client limit, no spinning and still served when out of file
+ * descriptors, peer uid check, clean stop.
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>
@@ -15,7 +19,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <pthread.h>
+#include <urcu/urcu-bp.h>
 
 #include "zram/zctl.h"
 #include "zram/zctl-server.h"
@@ -113,6 +120,139 @@ make_stale_socket (void)
   close (fd);
 }
 
+static double
+cpu_seconds (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+         ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Holds an RCU read-side section for a second: a reset's grace period
+ * waits for it, as it would for a long request in flight.
+ */
+static int reader_in;             /* atomic */
+
+static void *
+rcu_reader (void *arg)
+{
+  (void) arg;
+  urcu_bp_read_lock ();
+  __atomic_store_n (&reader_in, 1, __ATOMIC_RELEASE);
+  usleep (1000000);
+  urcu_bp_read_unlock ();
+  return NULL;
+}
+
+/* Directories others can write are refused (the symlink swap of case 04
+ * needs one); sticky ones (like /tmp) are fine.
+ */
+static void
+test_directories (struct zram *z, const char *dir)
+{
+  char sub[128], sock[160], err[256];
+  struct zctl_server *srv;
+  struct stat st;
+  mode_t old;
+  static const struct { mode_t mode; const char *why; } modes[] = {
+    { 0777, "writable by everyone and not sticky" },
+    { 0770, "writable by its group and not sticky" },
+    { 01777, NULL },
+    { 0700, NULL },
+  };
+  size_t i;
+
+  snprintf (sub, sizeof sub, "%s/d", dir);
+  snprintf (sock, sizeof sock, "%s/s", sub);
+  mkdir (sub, 0700);
+  for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+    chmod (sub, modes[i].mode);
+    srv = zctl_server_bind (sock, z, NULL, err, sizeof err);
+    if (modes[i].why) {
+      EXPECT (srv == NULL && errno == EPERM && strstr (err, modes[i].why),
+              "mode %o: %s", modes[i].mode, srv ? "accepted" : err);
+      EXPECT (lstat (sock, &st) == -1, "mode %o: a file was created",
+              modes[i].mode);
+    }
+    else
+      EXPECT (srv != NULL, "mode %o: %s", modes[i].mode, err);
+    zctl_server_stop (srv);
+  }
+  /* The directory's parent is checked too. */
+  chmod (sub, 0700);
+  chmod (dir, 0777);
+  srv = zctl_server_bind (sock, z, NULL, err, sizeof err);
+  EXPECT (srv == NULL && strstr (err, dir), "parent 0777: %s", srv ? "ok" : err);
+  zctl_server_stop (srv);
+  chmod (dir, 0700);
+
+  /* The mode is 0600 whatever the umask, and the umask is left alone. */
+  old = umask (0);
+  srv = zctl_server_bind (sock, z, NULL, err, sizeof err);
+  EXPECT (srv && stat (sock, &st) == 0 && (st.st_mode & 0777) == 0600,
+          "umask 0: mode %o (%s)", st.st_mode & 0777, err);
+  EXPECT (umask (old) == 0, "umask changed");
+  zctl_server_stop (srv);
+  EXPECT (lstat (sock, &st) == -1, "not removed at stop");
+  rmdir (sub);
+}
+
+/* Out of file descriptors: the first control client is served (on the
+ * spare descriptor), the next waits without the server spinning, and is
+ * served once a descriptor is free.
+ */
+static void
+test_emfile (void)
+{
+  struct rlimit old, low;
+  int c1, c2, fillers[512], n = 0;
+  double cpu0, cpu1;
+  const char *r;
+
+  getrlimit (RLIMIT_NOFILE, &old);
+  low = old;
+  low.rlim_cur = 128;
+  if (old.rlim_cur < 128 || setrlimit (RLIMIT_NOFILE, &low) == -1) {
+    fprintf (stderr, "cannot lower RLIMIT_NOFILE: EMFILE not tested\n");
+    return;
+  }
+  c1 = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  c2 = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  while (n < 512 && (fillers[n] = open ("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+    n++;
+  EXPECT (n < 512 && errno == EMFILE, "could not run out of descriptors");
+  {
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+
+    strcpy (addr.sun_path, path);
+    EXPECT (connect (c1, (struct sockaddr *) &addr, sizeof addr) == 0, "c1");
+    r = ask (c1, "stats\n", 6);
+    EXPECT (ends_ok (r), "first client out of fds: %s", r);
+    EXPECT (connect (c2, (struct sockaddr *) &addr, sizeof addr) == 0, "c2");
+  }
+  EXPECT (send (c2, "stats\n", 6, MSG_NOSIGNAL) == 6, "c2 send");
+  usleep (200000);
+  cpu0 = cpu_seconds ();
+  usleep (1500000);
+  cpu1 = cpu_seconds ();
+  EXPECT (cpu1 - cpu0 < 0.15, "the server spun: %.3f s CPU in 1.5 s", cpu1 - cpu0);
+  close (fillers[--n]);
+  close (fillers[--n]);
+  {
+    char buf[ZCTL_REPLY_MAX * 2];
+    ssize_t len = read_reply (c2, buf, sizeof buf, 5);
+    EXPECT (len > 0 && ends_ok (buf), "second client not served once a "
+            "descriptor was free: %s", len > 0 ? buf : "(no reply)");
+  }
+  close (c1);
+  close (c2);
+  while (n > 0)
+    close (fillers[--n]);
+  setrlimit (RLIMIT_NOFILE, &old);
+}
+
 int
 main (void)
 {
@@ -139,7 +279,7 @@ main (void)
   /* A path that exists and is not a socket is never replaced. */
   fd = open (path, O_CREAT | O_WRONLY, 0644);
   close (fd);
-  srv = zctl_server_bind (path, z, err, sizeof err);
+  srv = zctl_server_bind (path, z, NULL, err, sizeof err);
   EXPECT (srv == NULL && strstr (err, "not a socket"), "%s", err);
   EXPECT (stat (path, &st) == 0 && S_ISREG (st.st_mode), "regular file removed");
   unlink (path);
@@ -149,13 +289,15 @@ main (void)
     char longp[200];
     memset (longp, 'a', sizeof longp - 1);
     longp[sizeof longp - 1] = '\0';
-    EXPECT (zctl_server_bind (longp, z, err, sizeof err) == NULL &&
+    EXPECT (zctl_server_bind (longp, z, NULL, err, sizeof err) == NULL &&
            errno == ENAMETOOLONG, "%s", err);
   }
 
+  test_directories (z, dir);
+
   /* A stale socket is replaced; the new one has mode 0600. */
   make_stale_socket ();
-  srv = zctl_server_bind (path, z, err, sizeof err);
+  srv = zctl_server_bind (path, z, NULL, err, sizeof err);
   EXPECT (srv != NULL, "bind over stale socket: %s", err);
   if (srv == NULL)
     return 1;
@@ -164,7 +306,7 @@ main (void)
   EXPECT (zctl_server_start (srv) == 0, "start: %m");
 
   /* A live socket is not stolen, and keeps working. */
-  srv2 = zctl_server_bind (path, z, err, sizeof err);
+  srv2 = zctl_server_bind (path, z, NULL, err, sizeof err);
   EXPECT (srv2 == NULL && strstr (err, "running server"), "%s", err);
   fd = dial ();
   EXPECT (fd >= 0, "dial after refused steal: %m");
@@ -239,6 +381,60 @@ main (void)
   EXPECT (now () - t0 < 2.0, "stats took %.3f s beside stuck clients", now () - t0);
   close (fd);
 
+  /* A slow command (a reset waiting for a connection to close) does not
+   * hold up another client's stats; the same client's replies stay in
+   * order.
+   */
+  {
+    int a2 = dial (), b2 = dial ();
+    char buf[ZCTL_REPLY_MAX * 2];
+    ssize_t len;
+
+    EXPECT (zram_open (z) == 0, "open");
+    EXPECT (send (a2, "reset\nstats\n", 12, 0) == 12, "send reset");
+    usleep (300000);
+    t0 = now ();
+    r = ask (b2, "stats\n", 6);
+    EXPECT (ends_ok (r) && strstr (r, "connections=1\n"), "%s", r);
+    EXPECT (now () - t0 < 0.5, "stats waited %.3f s behind a reset", now () - t0);
+    /* Both replies, the reset's first (they may come in one read). */
+    len = read_reply (a2, buf, sizeof buf, 5);
+    if (len > 0 && strchr (buf, '\n') == buf + len - 1) {
+      ssize_t more = read_reply (a2, buf + len, sizeof buf - len, 5);
+      len = more > 0 ? len + more : -1;
+    }
+    EXPECT (len > 0 && strncmp (buf, "error EBUSY:", 12) == 0 &&
+            strstr (buf, "\ndisksize=") && ends_ok (buf),
+            "reset then stats: %s", len > 0 ? buf : "(none)");
+    zram_close (z);
+
+    /* During a forced reset's grace period the device reads as not
+     * initialised, and stats says so at once.
+     */
+    {
+      pthread_t th;
+
+      __atomic_store_n (&reader_in, 0, __ATOMIC_RELAXED);
+      pthread_create (&th, NULL, rcu_reader, NULL);
+      while (!__atomic_load_n (&reader_in, __ATOMIC_ACQUIRE))
+        usleep (1000);
+      EXPECT (send (a2, "reset force\n", 12, 0) == 12, "send reset force");
+      usleep (200000);
+      t0 = now ();
+      r = ask (b2, "stats\n", 6);
+      EXPECT (now () - t0 < 0.5 && strstr (r, "initialised=0\n"),
+              "stats during a grace period (%.3f s): %s", now () - t0, r);
+      len = read_reply (a2, buf, sizeof buf, 5);
+      EXPECT (len > 0 && strcmp (buf, "ok\n") == 0, "reset force: %s",
+              len > 0 ? buf : "(none)");
+      pthread_join (th, NULL);
+      r = ask (b2, "stats\n", 6);
+      EXPECT (strstr (r, "initialised=1\n"), "after the reset: %s", r);
+    }
+    close (a2);
+    close (b2);
+  }
+
   /* At most ZCTL_MAX_CLIENTS: the next one is told EAGAIN and closed. */
   for (i = 0; i < ZCTL_MAX_CLIENTS - 2; i++)
     fds[i] = dial ();
@@ -275,6 +471,8 @@ main (void)
     usleep (10000);
   }
   EXPECT (ends_ok (r), "slots not freed: %s", r);
+
+  test_emfile ();
 
   /* Peer check: another uid is refused even if the file mode allowed it. */
   if (geteuid () == 0) {
@@ -318,7 +516,7 @@ main (void)
   /* Stop of a server that never started; and a successor's file is not
    * removed by its predecessor.
    */
-  srv = zctl_server_bind (path, z, err, sizeof err);
+  srv = zctl_server_bind (path, z, NULL, err, sizeof err);
   EXPECT (srv != NULL, "rebind: %s", err);
   unlink (path);
   make_stale_socket ();

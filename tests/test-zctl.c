@@ -3,12 +3,16 @@
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "zram/size.h"
 #include "zram/zctl.h"
 #include "zram/zram.h"
 #include "check.h"
@@ -102,6 +106,38 @@ page_is (struct zram *z, uint64_t index, unsigned seed)
   return memcmp (want, got, sizeof got) == 0;
 }
 
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Close the device's last opener 300 ms from now, as nbdkit does a moment
+ * after a client disconnected.
+ */
+static void *
+close_later (void *z)
+{
+  usleep (300000);
+  zram_close (z);
+  return NULL;
+}
+
+/* Pages 0 and 5 hold patterns 1 and 2. */
+static void
+fill_pages (struct zram *z)
+{
+  unsigned char page[ZRAM_PAGE_SIZE];
+
+  fill (page, 1);
+  zram_write (z, page, sizeof page, 0);
+  fill (page, 2);
+  zram_write (z, page, sizeof page, 5 * ZRAM_PAGE_SIZE);
+}
+
 /* Commands that must fail, with the errno name they must report. */
 static const struct {
   const char *line;
@@ -174,8 +210,9 @@ main (void)
   struct zram_stats before, after;
   unsigned char page[ZRAM_PAGE_SIZE];
   char line[4 * ZCTL_LINE_MAX];
-  unsigned long long sz;
+  uint64_t sz;
   struct zram *z;
+  double t0, t1;
   size_t i;
 
   z = zram_create (&config);
@@ -189,6 +226,15 @@ main (void)
   EXPECT (strstr (reply, "command=reset [force]") != NULL, "%s", reply);
   EXPECT (strncmp (reply, "ok", 2) != 0 && strncmp (reply, "error", 5) != 0,
          "help text starts like a terminating line");
+
+  /* Which commands may block (the server runs them off its poll loop). */
+  EXPECT (zctl_may_block ("reset", 5) && zctl_may_block (" reset force", 12) &&
+          zctl_may_block ("compact", 7) && zctl_may_block ("reset\r", 6) &&
+          zctl_may_block ("reset\tbogus", 11), "slow commands");
+  EXPECT (!zctl_may_block ("stats", 5) && !zctl_may_block ("resetx", 6) &&
+          !zctl_may_block ("rese", 4) && !zctl_may_block ("", 0) &&
+          !zctl_may_block ("help", 4) && !zctl_may_block ("mem_limit 0", 11) &&
+          !zctl_may_block ("compac", 6), "quick commands");
 
   /* stats, on an empty device */
   EXPECT (run (z, "stats") == 0 && ends_ok (), "%s", reply);
@@ -260,16 +306,43 @@ main (void)
   EXPECT (page_is (z, 0, 1) && page_is (z, 5, 2), "data changed by bad commands");
 
   /* reset without force while a connection is open: EBUSY, data intact. */
+  /* It waits about ZCTL_RESET_WAIT_MS for them first; "nowait" does not.
+   * The hint names no command spelling (nbdzramctl has its own).
+   */
   EXPECT (zram_open (z) == 0, "open");
+  t0 = now ();
   EXPECT (run (z, "reset") == -1 && is_error ("EBUSY"), "%s", reply);
-  EXPECT (strstr (reply, "2 connections open (use 'reset force')") != NULL,
+  t1 = now () - t0;
+  EXPECT (t1 >= ZCTL_RESET_WAIT_MS / 1000.0 - 0.05 &&
+          t1 < ZCTL_RESET_WAIT_MS / 1000.0 + 1.5, "waited %.3f s", t1);
+  EXPECT (strstr (reply, "2 connections still open after waiting") != NULL,
          "%s", reply);
+  EXPECT (strstr (reply, "'reset") == NULL && strstr (reply, "--force") == NULL,
+          "hint spells a command: %s", reply);
   EXPECT (page_is (z, 0, 1), "reset EBUSY lost data");
   zram_close (z);
-  EXPECT (run (z, "reset algorithm=zstd") == -1 && is_error ("EBUSY"), "%s", reply);
-  EXPECT (strstr (reply, "1 connection open") != NULL, "%s", reply);
+  t0 = now ();
+  EXPECT (run (z, "reset nowait algorithm=zstd") == -1 && is_error ("EBUSY"),
+          "%s", reply);
+  EXPECT (now () - t0 < 0.5, "nowait waited %.3f s", now () - t0);
+  EXPECT (strstr (reply, "1 connection still open;") != NULL, "%s", reply);
   snapshot (z, &after);
   EXPECT (after.algo == ZCOMP_LZ4, "refused reset changed the algorithm");
+  EXPECT (run (z, "reset nowait nowait") == -1 && is_error ("EINVAL"), "%s", reply);
+
+  /* The connection closes during the wait (nbdkit's .close comes a moment
+   * after the client saw its disconnect): the reset goes through.
+   */
+  {
+    pthread_t th;
+
+    EXPECT (pthread_create (&th, NULL, close_later, z) == 0, "pthread_create");
+    EXPECT (run (z, "reset") == 0 && ends_ok (), "%s", reply);
+    pthread_join (th, NULL);
+    EXPECT (page_is (z, 0, 0), "reset after the wait kept data");
+    fill_pages (z);
+    EXPECT (zram_open (z) == 0, "reopen");
+  }
 
   /* reset force with the connection still open: data gone. */
   EXPECT (run (z, "reset force") == 0 && ends_ok (), "%s", reply);
@@ -368,21 +441,31 @@ main (void)
            strcmp (small, "error EI\n") == 0, "'%s'", small);
   }
 
-  /* zctl_parse_size */
-  EXPECT (zctl_parse_size ("0", &sz) == 0 && sz == 0, "0");
-  EXPECT (zctl_parse_size ("4096", &sz) == 0 && sz == 4096, "4096");
-  EXPECT (zctl_parse_size ("1k", &sz) == 0 && sz == 1024, "1k");
-  EXPECT (zctl_parse_size ("3M", &sz) == 0 && sz == 3 << 20, "3M");
-  EXPECT (zctl_parse_size ("1GB", &sz) == 0 && sz == 1 << 30, "1GB");
-  EXPECT (zctl_parse_size ("2TiB", &sz) == 0 && sz == 2ULL << 40, "2TiB");
-  EXPECT (zctl_parse_size ("16777215T", &sz) == 0 && sz == 16777215ULL << 40, "max T");
-  EXPECT (zctl_parse_size ("16777216T", &sz) == -1 && errno == ERANGE, "T overflow");
-  EXPECT (zctl_parse_size ("18446744073709551615", &sz) == 0 && sz == ~0ULL, "max");
-  EXPECT (zctl_parse_size ("18446744073709551616", &sz) == -1 && errno == ERANGE, "ovf");
-  EXPECT (zctl_parse_size ("", &sz) == -1 && errno == EINVAL, "empty");
-  EXPECT (zctl_parse_size ("1iB", &sz) == -1 && errno == EINVAL, "1iB");
-  EXPECT (zctl_parse_size ("1KK", &sz) == -1 && errno == EINVAL, "1KK");
-  EXPECT (zctl_parse_size (" 1", &sz) == -1 && errno == EINVAL, "space");
+  /* zram_parse_size (include/zram/size.h) */
+  EXPECT (zram_parse_size ("0", &sz) == 0 && sz == 0, "0");
+  EXPECT (zram_parse_size ("4096", &sz) == 0 && sz == 4096, "4096");
+  EXPECT (zram_parse_size ("1k", &sz) == 0 && sz == 1024, "1k");
+  EXPECT (zram_parse_size ("3M", &sz) == 0 && sz == 3 << 20, "3M");
+  EXPECT (zram_parse_size ("1GB", &sz) == 0 && sz == 1 << 30, "1GB");
+  EXPECT (zram_parse_size ("2TiB", &sz) == 0 && sz == 2ULL << 40, "2TiB");
+  EXPECT (zram_parse_size ("16777215T", &sz) == 0 && sz == 16777215ULL << 40, "max T");
+  EXPECT (zram_parse_size ("16777216T", &sz) == -1 && errno == ERANGE, "T overflow");
+  EXPECT (zram_parse_size ("18446744073709551615", &sz) == 0 && sz == ~0ULL, "max");
+  EXPECT (zram_parse_size ("18446744073709551616", &sz) == -1 && errno == ERANGE, "ovf");
+  EXPECT (zram_parse_size ("", &sz) == -1 && errno == EINVAL, "empty");
+  EXPECT (zram_parse_size ("1iB", &sz) == -1 && errno == EINVAL, "1iB");
+  EXPECT (zram_parse_size ("1KK", &sz) == -1 && errno == EINVAL, "1KK");
+  EXPECT (zram_parse_size (" 1", &sz) == -1 && errno == EINVAL, "space");
+  EXPECT (zram_parse_size ("4GiB", &sz) == 0 && sz == 4ULL << 30, "4GiB");
+  EXPECT (zram_parse_size ("4g", &sz) == 0 && sz == 4ULL << 30, "4g");
+  EXPECT (zram_parse_size ("2P", &sz) == 0 && sz == 2ULL << 50, "2P");
+  EXPECT (zram_parse_size ("15E", &sz) == 0 && sz == 15ULL << 60, "15E");
+  EXPECT (zram_parse_size ("16E", &sz) == -1 && errno == ERANGE, "16E");
+  EXPECT (zram_parse_size ("4Gi", &sz) == -1 && errno == EINVAL, "4Gi");
+  EXPECT (zram_parse_size ("1.5G", &sz) == -1 && errno == EINVAL, "1.5G");
+  EXPECT (zram_parse_size ("0x10", &sz) == -1 && errno == EINVAL, "0x10");
+  EXPECT (zram_parse_size ("4 G", &sz) == -1 && errno == EINVAL, "4 G");
+  EXPECT (zram_parse_size ("4X", &sz) == -1 && errno == EINVAL, "4X");
 
   zram_destroy (z);
   if (check_failures) {

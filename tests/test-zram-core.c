@@ -165,6 +165,20 @@ collect (void *opaque, uint64_t offset, uint64_t length, enum zram_extent_type t
   return 0;
 }
 
+/* Runs recorded by zram_extents, for exact checks. */
+struct run { uint64_t offset, length; enum zram_extent_type type; };
+struct runs { struct run *v; size_t n, max; };
+
+static int
+record (void *opaque, uint64_t offset, uint64_t length, enum zram_extent_type t)
+{
+  struct runs *rs = opaque;
+
+  CHECK (rs->n < rs->max);
+  rs->v[rs->n++] = (struct run) { offset, length, t };
+  return 0;
+}
+
 static void
 test_discard_and_extents (void)
 {
@@ -190,10 +204,12 @@ test_discard_and_extents (void)
   memcpy (map, "........", 8);
   CHECK (zram_extents (z, 8 * PAGE, 0, collect, map) == 0);
   CHECK (strcmp (map, "DzzDzzzz") == 0);
-  /* Extents start at the page containing offset and cover the range. */
-  memcpy (map, "........", 8);
-  CHECK (zram_extents (z, 10, 3 * PAGE + 5, collect, map) == 0);
-  CHECK (map[3] == 'D');
+  /* Extents start at offset and end at offset+count exactly. */
+  struct run runs[4];
+  struct runs rs = { runs, 0, 4 };
+  CHECK (zram_extents (z, 10, 3 * PAGE + 5, record, &rs) == 0);
+  CHECK (rs.n == 1 && runs[0].offset == 3 * PAGE + 5 && runs[0].length == 10 &&
+         runs[0].type == ZRAM_EXTENT_DATA);
 
   /* Discarding everything frees every object. */
   CHECK (zram_discard (z, 8 * PAGE, 0) == 0);
@@ -216,7 +232,8 @@ test_mem_limit (void)
   fill_random (w, PAGE, 10);
   errno = 0;
   CHECK (zram_write (z, w, PAGE, 0) == -1 && errno == ENOSPC);
-  CHECK (zram_write (z, w, 10, 5) == -1 && errno == ENOSPC);   /* partial */
+  /* partial, into an empty page: an object of a class with no span yet */
+  CHECK (zram_write (z, w, 10, 2 * PAGE + 5) == -1 && errno == ENOSPC);
   CHECK (zram_read (z, r, PAGE, 0) == 0 && memcmp (r, old, PAGE) == 0);
   struct zram_stats s = stats (z);
   CHECK (s.failed_writes == 2 && s.mem_limit == 1);
@@ -227,6 +244,157 @@ test_mem_limit (void)
   fill_random (w, PAGE, 11);
   CHECK (zram_write (z, w, PAGE, 0) == 0);
   CHECK (stats (z).mem_used_max >= PAGE);
+  zram_destroy (z);
+}
+
+/* The limit is a hard cap on mem_used_total: refused writes leave it, and
+ * mem_used_max, at or below the limit (cases 05 and 12).
+ */
+static void
+test_mem_limit_hard_cap (void)
+{
+  const uint64_t limit = 64 * 1024;
+  struct zram *z = make (ZCOMP_LZ4, 256);
+  unsigned char w[PAGE];
+  struct zram_stats s;
+  int i, refused = 0;
+
+  zram_set_mem_limit (z, limit);
+  for (i = 0; i < 256; ++i) {
+    fill_random (w, PAGE, 1000 + i);
+    errno = 0;
+    if (zram_write (z, w, PAGE, (uint64_t) i * PAGE) == -1) {
+      CHECK (errno == ENOSPC);
+      refused++;
+    }
+    s = stats (z);
+    CHECK (s.mem_used_total <= limit && s.mem_used_max <= limit);
+  }
+  /* 64 KiB holds at most 16 raw pages. */
+  CHECK (refused >= 256 - 16);
+  for (i = 0; i < 256; ++i) {
+    unsigned char r[PAGE];
+    CHECK (zram_read (z, r, PAGE, (uint64_t) i * PAGE) == 0);
+    fill_random (w, PAGE, 1000 + i);
+    CHECK (memcmp (r, w, PAGE) == 0 || (r[0] == 0 && r[PAGE - 1] == 0));
+  }
+  zram_destroy (z);
+}
+
+/* Freeing needs no memory: at the limit, trim with unaligned ends frees
+ * its whole pages, and write-zeroes frees its whole pages before it tries
+ * (and may fail) to rewrite the ends.
+ */
+static void
+test_free_at_limit (void)
+{
+  struct zram *z = make (ZCOMP_LZ4, 32);
+  unsigned char w[10 * PAGE], r[10 * PAGE];
+  struct zram_stats s;
+
+  /* Pages 0 and 9 incompressible, 1-8 text. */
+  fill_random (w, PAGE, 77);
+  fill_text (w + PAGE, 8 * PAGE, 78);
+  fill_random (w + 9 * PAGE, PAGE, 79);
+  CHECK (zram_write (z, w, sizeof w, 0) == 0);
+  CHECK (zram_write (z, w, sizeof w, 16 * PAGE) == 0);
+  zram_set_mem_limit (z, 1);             /* nothing more may be taken */
+
+  /* Trim [100, 9 pages + 100): whole pages 1-8 freed, the ends untouched. */
+  CHECK (zram_trim (z, 9 * PAGE, 100) == 0);
+  s = stats (z);
+  CHECK (s.notify_free == 8 && s.failed_writes == 0);
+  CHECK (zram_read (z, r, sizeof r, 0) == 0);
+  CHECK (memcmp (r, w, PAGE) == 0 && memcmp (r + 9 * PAGE, w + 9 * PAGE, PAGE) == 0);
+  for (size_t i = PAGE; i < 9 * PAGE; ++i) CHECK (r[i] == 0);
+  /* Trimming less than a page frees nothing and changes nothing. */
+  CHECK (zram_trim (z, 100, 5) == 0 && zram_trim (z, 0, 32 * PAGE) == 0);
+  CHECK (zram_read (z, r, PAGE, 0) == 0 && memcmp (r, w, PAGE) == 0);
+
+  /* Write-zeroes of the same range at 16: the ends cannot be rewritten
+   * (new objects of classes with no room), but the whole pages are freed
+   * first, and the ends keep their content.
+   */
+  errno = 0;
+  CHECK (zram_discard (z, 9 * PAGE, 16 * PAGE + 100) == -1 && errno == ENOSPC);
+  s = stats (z);
+  CHECK (s.notify_free == 16 && s.failed_writes == 1);
+  CHECK (zram_read (z, r, sizeof r, 16 * PAGE) == 0);
+  CHECK (memcmp (r, w, PAGE) == 0 && memcmp (r + 9 * PAGE, w + 9 * PAGE, PAGE) == 0);
+  for (size_t i = PAGE; i < 9 * PAGE; ++i) CHECK (r[i] == 0);
+  CHECK (s.mem_used_total <= s.mem_used_max);
+
+  /* Ends that read as zeroes already need nothing: this one succeeds. */
+  CHECK (zram_discard (z, 3 * PAGE, 16 * PAGE + PAGE + 7) == 0);
+
+  /* Without the limit the ends are zeroed. */
+  zram_set_mem_limit (z, 0);
+  CHECK (zram_discard (z, 9 * PAGE, 16 * PAGE + 100) == 0);
+  memset (w + 100, 0, 9 * PAGE);
+  CHECK (zram_read (z, r, sizeof r, 16 * PAGE) == 0 && memcmp (r, w, sizeof r) == 0);
+  zram_destroy (z);
+}
+
+/* Extents of every edge: count 0 anywhere up to the end (no run, no slot
+ * loaded: ASan sees a load one slot past the table), odd offsets and
+ * lengths, the last byte; runs are clipped to the request, contiguous,
+ * alternate in type and match a model.
+ */
+static void
+test_extents_edges (void)
+{
+  const uint64_t pages = 3 * 256 + 5;    /* several table groups, a ragged end */
+  const uint64_t size = pages * PAGE;
+  struct zram *z = make (ZCOMP_LZ4, pages);
+  static char model[3 * 256 + 5];
+  unsigned char w[PAGE];
+  struct run runs[1024];
+  struct runs rs = { runs, 0, 1024 };
+  unsigned long long seed = 4242;
+
+  memset (model, 'z', sizeof model);
+  fill_text (w, PAGE, 3);
+  /* Data at the first and last page, a group boundary, and a few random. */
+  const uint64_t data[] = { 0, 255, 256, 511, 600, pages - 1 };
+  for (size_t i = 0; i < sizeof data / sizeof data[0]; ++i) {
+    CHECK (zram_write (z, w, PAGE, data[i] * PAGE) == 0);
+    model[data[i]] = 'D';
+  }
+
+  CHECK (zram_extents (z, 0, size, record, &rs) == 0 && rs.n == 0);
+  /* Every data call with count 0 at the very end is valid and empty. */
+  CHECK (zram_read (z, w, 0, size) == 0 && zram_write (z, w, 0, size) == 0);
+  CHECK (zram_discard (z, 0, size) == 0 && zram_trim (z, 0, size) == 0);
+  CHECK (zram_read (z, w, 0, size + 1) == -1 && errno == EINVAL);
+  fill_text (w, PAGE, 3);
+  CHECK (zram_extents (z, 0, 0, record, &rs) == 0 && rs.n == 0);
+  CHECK (zram_extents (z, 0, size - 1, record, &rs) == 0 && rs.n == 0);
+  CHECK (zram_extents (z, 1, size, record, &rs) == -1 && errno == EINVAL);
+  CHECK (zram_extents (z, 0, size + 1, record, &rs) == -1 && errno == EINVAL);
+  CHECK (zram_extents (z, UINT32_MAX, 1, record, &rs) == -1 && errno == EINVAL);
+  CHECK (zram_extents (z, 1, size - 1, record, &rs) == 0 && rs.n == 1);
+  CHECK (runs[0].offset == size - 1 && runs[0].length == 1 &&
+         runs[0].type == ZRAM_EXTENT_DATA);
+
+  for (int k = 0; k < 3000; ++k) {
+    uint64_t off = test_rand (&seed) % size;
+    uint64_t count = 1 + test_rand (&seed) % (k % 3 ? 3 * PAGE : size - off);
+    if (count > size - off) count = size - off;
+    if (k % 7 == 0) off &= ~(uint64_t) (PAGE - 1);
+    if (count > size - off) count = size - off;
+    rs.n = 0;
+    CHECK (zram_extents (z, count, off, record, &rs) == 0);
+    CHECK (rs.n >= 1 && runs[0].offset == off);
+    uint64_t pos = off;
+    for (size_t i = 0; i < rs.n; ++i) {
+      CHECK (runs[i].offset == pos && runs[i].length > 0);
+      CHECK (i == 0 || runs[i].type != runs[i - 1].type);
+      for (uint64_t b = pos; b < pos + runs[i].length; b += PAGE - b % PAGE)
+        CHECK (model[b / PAGE] == (runs[i].type == ZRAM_EXTENT_DATA ? 'D' : 'z'));
+      pos += runs[i].length;
+    }
+    CHECK (pos == off + count);
+  }
   zram_destroy (z);
 }
 
@@ -278,7 +446,7 @@ test_model (unsigned long long seed)
     size_t off = test_rand (&seed) % size;
     size_t n = 1 + test_rand (&seed) % (i % 4 == 0 ? size - off : PAGE);
     if (n > size - off) n = size - off;
-    switch (test_rand (&seed) % 5) {
+    switch (test_rand (&seed) % 6) {
     case 0: case 1:
       fill_text (buf, n, seed);
       CHECK (zram_write (z, buf, n, off) == 0);
@@ -298,6 +466,14 @@ test_model (unsigned long long seed)
       CHECK (zram_read (z, buf, n, off) == 0);
       CHECK (memcmp (buf, model + off, n) == 0);
       break;
+    case 5: {
+      /* Trim: whole pages read as zeroes, partial ends are left alone. */
+      size_t first = (off + PAGE - 1) / PAGE * PAGE, end = (off + n) / PAGE * PAGE;
+      CHECK (zram_trim (z, n, off) == 0);
+      if (first < end)
+        memset (model + first, 0, end - first);
+      break;
+    }
     }
     if (i % 500 == 0 && kind == ZPOOL_ZS)
       CHECK (zram_compact (z) >= 0);
@@ -345,6 +521,105 @@ test_concurrent_sub_page (void)
   zram_destroy (shared);
 }
 
+/* Lock-free peeks under races: threads write whole pages (each a pattern
+ * that names itself), zero, trim and partially zero-write them, read them
+ * and map them, on pages either side of a table-group boundary.  Every
+ * read must see a whole page that one writer wrote, or zeroes; every map
+ * must be contiguous.  Run it under TSan for the memory-ordering claims.
+ */
+#define PEEK_THREADS 4
+#define PEEK_PAGES 8
+#define PEEK_BASE (256 - PEEK_PAGES / 2)   /* pages 252..259: groups 0 and 1 */
+
+static void
+peek_pattern (unsigned char *p, uint64_t tag)
+{
+  for (size_t i = 0; i < PAGE; i += 8) {
+    uint64_t w = tag * 0x9e3779b97f4a7c15ULL + i;
+    memcpy (p + i, &w, 8);
+  }
+  memcpy (p, &tag, 8);
+}
+
+static int
+peek_check_run (void *opaque, uint64_t offset, uint64_t length,
+                enum zram_extent_type t)
+{
+  uint64_t *pos = opaque;
+
+  (void) t;
+  CHECK (offset == *pos && length > 0);
+  *pos += length;
+  return 0;
+}
+
+static void *
+peek_worker (void *arg)
+{
+  unsigned long long seed = 77 + (uintptr_t) arg;
+  unsigned char w[PAGE], r[PAGE], expect[PAGE];
+
+  for (int i = 0; i < 4000; ++i) {
+    uint64_t page = PEEK_BASE + test_rand (&seed) % PEEK_PAGES;
+    uint64_t off = page * PAGE, tag, pos;
+
+    switch (test_rand (&seed) % 6) {
+    case 0:
+      tag = (uintptr_t) arg << 32 | (uint64_t) i << 1 | 1;  /* never 0 */
+      peek_pattern (w, tag);
+      CHECK (zram_write (shared, w, PAGE, off) == 0);
+      break;
+    case 1:
+      CHECK (zram_trim (shared, PAGE, off) == 0);
+      break;
+    case 2:
+      memset (w, 0, PAGE);
+      CHECK (zram_write (shared, w, PAGE, off) == 0);   /* SAME 0 */
+      break;
+    case 3:
+      /* Zeroing part of a page reading as zeroes changes nothing; of a
+       * pattern page, makes it neither: only ever on the upper page so
+       * reads of the others stay checkable.
+       */
+      if (page == PEEK_BASE + PEEK_PAGES - 1)
+        CHECK (zram_discard (shared, 100, off + 7) == 0);
+      break;
+    case 4:
+      CHECK (zram_read (shared, r, PAGE, off) == 0);
+      if (page == PEEK_BASE + PEEK_PAGES - 1)
+        break;
+      memcpy (&tag, r, 8);
+      if (tag == 0)
+        for (size_t k = 0; k < PAGE; ++k) CHECK (r[k] == 0);
+      else {
+        peek_pattern (expect, tag);
+        CHECK (memcmp (r, expect, PAGE) == 0);
+      }
+      break;
+    case 5:
+      pos = PEEK_BASE * PAGE + 3;
+      CHECK (zram_extents (shared, PEEK_PAGES * PAGE - 5, pos, peek_check_run,
+                           &pos) == 0);
+      CHECK (pos == (PEEK_BASE + PEEK_PAGES) * PAGE - 2);
+      break;
+    }
+  }
+  return NULL;
+}
+
+static void
+test_concurrent_peek (void)
+{
+  pthread_t t[PEEK_THREADS];
+
+  shared = make (ZCOMP_LZ4, 1024);
+  for (uintptr_t i = 0; i < PEEK_THREADS; ++i)
+    CHECK (pthread_create (&t[i], NULL, peek_worker, (void *) (i + 1)) == 0);
+  for (int i = 0; i < PEEK_THREADS; ++i)
+    pthread_join (t[i], NULL);
+  zram_destroy (shared);
+}
+
 int
 main (void)
 {
@@ -365,11 +640,15 @@ main (void)
     test_basic (ZCOMP_ZSTD);
     test_partial ();
     test_discard_and_extents ();
+    test_extents_edges ();
     test_mem_limit ();
+    test_mem_limit_hard_cap ();
+    test_free_at_limit ();
     test_reset ();
     test_model (1);
     test_model (0x9e3779b97f4a7c15ULL);
     test_concurrent_sub_page ();
+    test_concurrent_peek ();
     printf ("test-zram-core: pool=%s ok\n", zpool_kind_name (kind));
   }
   return 0;

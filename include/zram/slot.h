@@ -15,12 +15,28 @@
  * Locking: the SLOT_LOCK bit is a per-slot spin lock (with yield).  Holding
  * it gives exclusive right to read and change the slot and to map its
  * object.  Everything else in info is changed only by the lock holder,
- * through the setters below, which keep the lock bit set.  The table is one
- * anonymous mapping reserved with MAP_NORESERVE, so untouched parts cost no
- * memory.
+ * through the setters below, which keep the lock bit set.
  *
- * slot_peek_* read a slot without the lock; the answer may be stale at once
- * and is meant only for advisory uses (block status).
+ * Memory: the table is one anonymous mapping reserved with MAP_NORESERVE,
+ * so untouched parts cost no memory.  Taking a slot lock writes to the
+ * table, and even reading an untouched part costs page tables, so a
+ * summary, itself reserved the same way, keeps one bit per group of
+ * SLOT_GROUP_SLOTS slots (one 4 KiB page of table, 1 MiB of device):
+ *
+ *   touched  |0|0|1|0|0|0|...        bit g: group g may hold a non-empty slot
+ *   slots    [ 256 ][ 256 ][ 256 ]...
+ *                          ^ only this page of the table was ever written
+ *
+ * A writer calls slot_table_touch before it stores a page into a slot; the
+ * bit is never cleared for the life of the table.  A clear bit therefore
+ * proves every slot of the group empty without loading any of them, so
+ * reads, block status, zeroing and teardown of never-written space leave
+ * the table (and its page tables) untouched.
+ *
+ * slot_peek_* and slot_table_*touched* read without the lock; the answer
+ * describes a state the slot really had at the moment of the load, and may
+ * be stale at once.  A request that overlaps a concurrent write may use it
+ * as its linearisation point (it happened before that write).
  */
 #ifndef ZRAM_SLOT_H
 #define ZRAM_SLOT_H
@@ -45,17 +61,74 @@ enum slot_flag {
 
 #define SLOT_BIT(flag) (UINT64_C(1) << (flag))
 
-/* Reserve a zeroed table of nr slots.  Returns NULL with errno ENOMEM (or
- * EOVERFLOW if nr * 16 does not fit in size_t).
- */
-extern struct zram_slot *slot_table_create (uint64_t nr);
-extern void slot_table_destroy (struct zram_slot *table, uint64_t nr);
+/* Slots summarised by one bit of the touched map: one 4 KiB page of table. */
+#define SLOT_GROUP_SHIFT 8
+#define SLOT_GROUP_SLOTS (UINT64_C(1) << SLOT_GROUP_SHIFT)
 
-/* Fault in the whole table now (it stays zeroed), so that first writes to
- * slots never fault.  Safe while other threads use the table.  Returns 0,
- * or -1 with errno ENOMEM.
+struct slot_table {
+  struct zram_slot *slots;    /* nr slots, zeroed (empty) at creation */
+  uint64_t *touched;          /* one bit per group, atomic words */
+  uint64_t nr;                /* slots */
+};
+
+/* Reserve a zeroed table of nr slots and its touched map.  Returns 0, or
+ * -1 with errno ENOMEM (or EOVERFLOW if nr * 16 does not fit in size_t),
+ * leaving *t unusable.  Touches none of the memory it reserves.
  */
-extern int slot_table_populate (struct zram_slot *table, uint64_t nr);
+extern int slot_table_create (struct slot_table *t, uint64_t nr);
+
+/* Unmap both.  Accepts a table whose creation failed or that was zeroed. */
+extern void slot_table_destroy (struct slot_table *t);
+
+/* Slot i (i < nr). */
+static inline struct zram_slot *
+slot_at (const struct slot_table *t, uint64_t i)
+{
+  return &t->slots[i];
+}
+
+/* False if no slot of slot i's group was ever stored to: slot i is
+ * certainly empty and its table page was never written.
+ */
+static inline bool
+slot_table_touched (const struct slot_table *t, uint64_t i)
+{
+  uint64_t g = i >> SLOT_GROUP_SHIFT;
+
+  return (__atomic_load_n (&t->touched[g / 64], __ATOMIC_ACQUIRE)
+          >> (g % 64)) & 1;
+}
+
+/* Mark slot i's group as touched.  Call before storing a page into slot i
+ * (before slot_lock, which itself writes the slot).  Cheap once set: a
+ * load, no store.
+ */
+static inline void
+slot_table_touch (struct slot_table *t, uint64_t i)
+{
+  uint64_t g = i >> SLOT_GROUP_SHIFT, bit = UINT64_C(1) << (g % 64);
+
+  if (!(__atomic_load_n (&t->touched[g / 64], __ATOMIC_RELAXED) & bit))
+    __atomic_fetch_or (&t->touched[g / 64], bit, __ATOMIC_SEQ_CST);
+}
+
+/* The first slot index in [from, to) whose group is touched, or to if
+ * none (every slot in between is empty).  Reads only the touched map, one
+ * word per 64 groups (64 MiB of device).
+ */
+extern uint64_t slot_table_next_touched (const struct slot_table *t,
+                                         uint64_t from, uint64_t to);
+
+/* True if slot i certainly reads as zeroes as of some recent moment, found
+ * without loading the slot when its group was never touched.
+ */
+extern bool slot_table_peek_zero (const struct slot_table *t, uint64_t i);
+
+/* Fault in the whole table and its touched map now (they stay as they
+ * are), so that first writes to slots never fault.  Safe while other
+ * threads use the table.  Returns 0, or -1 with errno ENOMEM.
+ */
+extern int slot_table_populate (struct slot_table *t);
 
 /* Spin (yielding the CPU after a while) until the lock is ours. */
 extern void slot_lock (struct zram_slot *slot);

@@ -16,42 +16,73 @@
  *
  *   help                                  list the commands
  *   stats                                 key=value lines, see below
- *   reset [force] [algorithm=NAME] [level=N]
+ *   histograms                            one line per histogram:
+ *                                         NAME=SUM C0 C1 ... Ck, the sum
+ *                                         of the samples and the count of
+ *                                         each log2 bucket (bucket i: up
+ *                                         to 2^i; trailing zeroes left
+ *                                         out); NAME is read_latency_us,
+ *                                         write_latency_us,
+ *                                         discard_latency_us (request
+ *                                         wall time in microseconds) and
+ *                                         compressed_size_bytes (pool
+ *                                         bytes per stored page)
+ *   reset [force] [nowait] [algorithm=NAME] [level=N]
  *                                         zram_reset; without "force" it
- *                                         fails with EBUSY while connections
- *                                         are open
+ *                                         first waits up to
+ *                                         ZCTL_RESET_WAIT_MS for open
+ *                                         connections to close, then fails
+ *                                         with EBUSY if any is left
+ *                                         ("nowait": fail at once)
  *   compact                               zram_compact; replies
  *                                         pages_compacted=N
- *   mem_limit SIZE                        SIZE in bytes or with a K/M/G/T
- *                                         suffix (powers of 1024); 0 = none
+ *   mem_limit SIZE                        SIZE as in include/zram/size.h
+ *                                         (e.g. 512M); 0 = none
  *   mem_used_max 0                        restart the peak at the current use
  *
  * "stats" replies with these keys, in this order (zram's names and units;
  * see struct zram_stats): disksize orig_data_size compr_data_size
  * mem_used_total mem_limit mem_used_max same_pages pages_compacted
  * huge_pages huge_pages_since failed_reads failed_writes invalid_io
- * notify_free algorithm level pool connections initialised reserve_bytes
- * reserve_free reserve_refills reserve_empty reserve_failed.  Clients must
+ * notify_free algorithm level pool connections initialised client_pids
+ * (a comma-separated list of the process ids of the NBD clients that
+ * have the device open, where the server knows them; may be empty)
+ * streams (threads with a codec state of their own: zramctl's STREAMS)
+ * reserve_bytes reserve_free reserve_refills reserve_empty reserve_failed
+ * (the pool's reserve, see struct zram_stats).  Clients must
  * ignore keys they do not know: more may be added.
  *
- * A command that fails changes nothing.  This module is a pure function of
- * (device, line): it does no I/O, so the socket server and the fuzzer share
- * it.  It is thread-safe insofar as the zram calls it makes are; "reset"
- * blocks for an RCU grace period.
+ * A command that fails changes nothing.  Errors that nbdzramctl can pass
+ * on to its users, who spell commands differently ("reset --force",
+ * "mem-limit"), name no command to type: the client adds hints in its own
+ * spelling.  Only replies to lines nbdzramctl never sends (an unknown or
+ * empty command) point to the protocol's "help".
+ *
+ * This module is a pure function of (device, line): it does no I/O, so the
+ * socket server and the fuzzer share it.  It is thread-safe insofar as the
+ * zram calls it makes are.  "reset" and "compact" may block (a grace
+ * period, the wait for connections to close, the control mutex; see
+ * zctl_may_block); the other commands never do.
  */
 #ifndef ZRAM_ZCTL_H
 #define ZRAM_ZCTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Longest command line accepted, in bytes, without its '\n'. */
 #define ZCTL_LINE_MAX 256
 
 /* A reply buffer of this many bytes always holds the whole reply. */
-#define ZCTL_REPLY_MAX 2048
+#define ZCTL_REPLY_MAX 4096
 
 /* Most whitespace-separated words a command line may have. */
 #define ZCTL_MAX_WORDS 8
+
+/* How long "reset" without "force" waits for open connections to close
+ * (a client that has just disconnected is closed by nbdkit a moment later).
+ */
+#define ZCTL_RESET_WAIT_MS 2000
 
 struct zram;
 
@@ -69,12 +100,12 @@ struct zram;
 extern int zctl_execute (struct zram *zram, const char *line, size_t len,
                          char *reply, size_t reply_cap);
 
-/* Parse a size: decimal digits, optionally followed by one of K, M, G, T
- * (case-insensitive, powers of 1024), optionally followed by "B" or "iB":
- * "0", "4096", "64K", "2GiB".  Fractions ("1.5G") and signs are refused.
- * Returns 0 and sets *bytes, or -1 (errno EINVAL on syntax, ERANGE on
- * overflow).  Used by the server and by the nbdzramctl client alike.
+/* Whether the command on this line (same bytes as for zctl_execute) may
+ * block for long: true for "reset" and "compact", whatever their
+ * arguments; false for everything else, malformed lines included.  A
+ * server can answer the other commands while one of these runs.
  */
-extern int zctl_parse_size (const char *str, unsigned long long *bytes);
+extern bool zctl_may_block (const char *line, size_t len);
+
 
 #endif /* ZRAM_ZCTL_H */

@@ -32,6 +32,7 @@
 #ifndef ZRAM_ZPOOL_H
 #define ZRAM_ZPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -105,10 +106,19 @@ extern const char *zpool_kind_name (enum zpool_kind kind);
 /* Create an empty pool.  Returns NULL with errno ENOMEM on failure. */
 extern struct zpool *zpool_create (enum zpool_kind kind);
 
-/* Free the pool and every object in it.  NULL is accepted.  The caller
- * guarantees that no other call on this pool is in flight or will follow.
+/* Free the pool.  NULL is accepted.  The caller guarantees that no other
+ * call on this pool is in flight or will follow.  If
+ * zpool_destroy_frees_objects (pool) is true, every object still allocated
+ * is released with the pool, wholesale; otherwise the caller must free
+ * every object first, or they leak.
  */
 extern void zpool_destroy (struct zpool *pool);
+
+/* Whether zpool_destroy releases live objects itself (ZPOOL_ZS: it unmaps
+ * its arenas whole, which is much faster than freeing objects one by one).
+ * false for ZPOOL_MALLOC, which keeps no list of its blocks.
+ */
+extern bool zpool_destroy_frees_objects (const struct zpool *pool);
 
 /* Allocate an object of size bytes (1 <= size <= ZPOOL_MAX_OBJECT).  Its
  * contents are undefined until written through zpool_map.  Returns the
@@ -116,6 +126,18 @@ extern void zpool_destroy (struct zpool *pool);
  * whatever the growth gate refused with (see zpool_set_grow_gate).
  */
 extern zpool_handle zpool_alloc (struct zpool *pool, size_t size);
+
+/* Like zpool_alloc, but total_bytes never grows past limit (bytes; 0 = no
+ * limit).  An object that fits in memory the pool holds already is
+ * allocated whatever total_bytes is; one that needs more memory from the
+ * OS, taking total_bytes past limit, is refused before anything is taken:
+ * returns 0 with errno ENOSPC.  The check and the growth are one atomic
+ * step, so concurrent callers together stay within limit too.  (A pool
+ * whose total_bytes is already above limit, because the limit was lowered,
+ * only shrinks.)
+ */
+extern zpool_handle zpool_alloc_limited (struct zpool *pool, size_t size,
+                                         uint64_t limit);
 
 /* Free an object.  The handle must come from zpool_alloc on this pool, must
  * not be mapped, and becomes invalid.

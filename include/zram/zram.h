@@ -9,15 +9,22 @@
  *     meta ──RCU──> struct zram_meta (one "initialisation": slot table, pool,
  *                   compressor, statistics; replaced whole by zram_reset)
  *
- * Data path (zram_read, zram_write, zram_discard, zram_extents): thread-safe,
+ * Data path (zram_read, zram_write, zram_discard, zram_trim, zram_extents):
+ * thread-safe,
  * lock-free with respect to the device: each call runs in an RCU read-side
  * section (liburcu-bp; any thread may call: the calling thread's context,
  * include/zram/thread-ctx.h, is made on its first call, and that is where
  * it registers as a reader) and locks only the per-page slots it touches.  Byte ranges may be any
  * offset and length; pages touched partially are read-modify-written under
  * the slot lock, so concurrent writes to different bytes of a page all
- * survive.  A request is applied page by page: if it fails, pages before
- * the failing one are written, and the failing page keeps its old content.
+ * survive.  A read or write is applied page by page: if it fails, pages
+ * before the failing one are written, and the failing page keeps its old
+ * content (zram_discard frees first and rewrites after: see there).
+ *
+ * Never-written space costs nothing to use: reading it, asking its block
+ * status, trimming or zeroing it (whole or in part), compacting, resetting
+ * and statistics write no memory (no slot lock is taken on a page that
+ * reads as zeroes), so a 1 TiB device stays as small as its data.
  *
  * Data-path calls return 0, or -1 with errno:
  *   EINVAL  the range ends beyond the live device size
@@ -26,8 +33,11 @@
  *   ENOMEM  memory for an object could not be allocated, nor, on a thread's
  *           first call, its context; or the pool would grow too close to
  *           the memory limit of the process's cgroup (mem-guard.h); or,
- *           with a reserve, it stayed empty for the whole reserve_wait_ms
- *   ENOSPC  the write would grow the pool past the memory limit
+ *           with a reserve, it stayed empty while its refill could get no
+ *           memory for reserve_wait_ms
+ *   ENOSPC  the write would grow the pool past the memory limit; the pool
+ *           refuses before it grows, so mem_used_total and mem_used_max
+ *           never pass the limit because of a refused write
  *
  * Control path (zram_reset, zram_compact, limits): serialised among itself
  * by one mutex which the data path never takes.  It may block.
@@ -42,6 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "zram/histogram.h"
 #include "zram/zcomp.h"
 #include "zram/zpool.h"
 
@@ -101,7 +112,9 @@ struct zram_stats {
   uint64_t huge_pages_since;  /* pages stored uncompressed since init */
   uint64_t failed_reads;      /* reads that failed (EIO, decompression) */
   uint64_t failed_writes;     /* writes that failed (ENOMEM, ENOSPC, EIO) */
-  uint64_t invalid_io;        /* requests beyond the live size */
+  uint64_t invalid_io;        /* calls beyond the live size (EINVAL); an
+                                 NBD server usually refuses such requests
+                                 itself, before they reach the device */
   uint64_t notify_free;       /* pages freed by discard / write-zeroes */
   uint64_t openers;           /* open connections (zram_open - zram_close) */
   enum zcomp_algo algo;       /* algorithm in use */
@@ -154,12 +167,30 @@ extern int zram_read (struct zram *zram, void *buf, uint32_t count, uint64_t off
 extern int zram_write (struct zram *zram, const void *buf, uint32_t count,
                        uint64_t offset);
 
-/* Make [offset, offset+count) read as zeroes.  Whole pages in the range are
- * freed (their memory is released); partial pages at the ends are
- * zero-filled in place.  Serves both NBD trim and write-zeroes.  Cheap: it
- * never compresses more than the two end pages.
+/* Make [offset, offset+count) read as zeroes (NBD write-zeroes).  First
+ * every whole page in the range is freed (its memory released; this needs
+ * no memory and cannot fail), then the partial pages at the two ends are
+ * zero-filled in place.  Rewriting an end is a read-modify-write that may
+ * need a new object: at the memory limit (ENOSPC) or out of memory (ENOMEM)
+ * it fails, and then zram_discard returns -1 with that errno, having freed
+ * every whole page; the end that failed keeps its old content, the other
+ * end is zeroed if it could be.  An end that already reads as zeroes is
+ * left alone and cannot fail.  Cheap: it never compresses more than the two
+ * end pages.
  */
 extern int zram_discard (struct zram *zram, uint32_t count, uint64_t offset);
+
+/* Advisory discard (NBD trim; what kernel zram does with a discard): free
+ * every whole page in [offset, offset+count); partial pages at the ends
+ * are left as they are.  Needs no memory, not even the calling thread's
+ * first context (include/zram/thread-ctx.h: without one it runs under the
+ * control mutex, so it may wait behind a reset or compaction), so it works
+ * at the memory limit and out of memory, and fails only with EINVAL or
+ * EIO.  Afterwards the whole pages read as zeroes; the content of the
+ * partial ends is whatever it was.  zram_discard frees whole pages the
+ * same way; only its partial ends may fail with ENOMEM there.
+ */
+extern int zram_trim (struct zram *zram, uint32_t count, uint64_t offset);
 
 /* Page states reported by zram_extents. */
 enum zram_extent_type {
@@ -167,11 +198,19 @@ enum zram_extent_type {
   ZRAM_EXTENT_ZERO,           /* never written, discarded, or all zeroes */
 };
 
-/* Called once per run of pages of one type, in ascending, contiguous order.
- * The first run starts at the page containing offset; the last ends at or
- * after offset+count, no further than the device end.  Return 0 to go on,
- * -1 to stop (zram_extents then returns -1 leaving errno as the callback
- * set it).
+/* Describe [offset, offset+count) as runs of one type, calling fn once per
+ * run, in ascending, contiguous order.  The first run starts exactly at
+ * offset and the last ends exactly at offset+count (which range checking
+ * keeps within the device), whatever the page alignment; so every run is
+ * at most count bytes long and fits the 32-bit lengths of NBD, and no run
+ * reaches outside the request.  Adjacent runs differ in type.  count 0
+ * describes nothing: fn is not called and 0 is returned (for any offset up
+ * to the device size).  Runs are advisory: a page written concurrently may
+ * be reported in its old or new state.  Zero runs over never-written space
+ * are found from the table's summary without touching the table.
+ * fn returns 0 to go on, -1 to stop (zram_extents then returns -1 leaving
+ * errno as fn set it).  Otherwise returns 0, or -1 with errno EINVAL
+ * (range beyond the device) or EIO (not initialised).
  */
 typedef int (*zram_extent_fn) (void *opaque, uint64_t offset, uint64_t length,
                                enum zram_extent_type type);
@@ -185,6 +224,20 @@ extern int zram_extents (struct zram *zram, uint32_t count, uint64_t offset,
  */
 extern int zram_open (struct zram *zram);
 extern void zram_close (struct zram *zram);
+
+/* Who has the device open, for tools that want to name it (the kernel
+ * device an NBD client attached it as): the caller notes each opener's
+ * process id (> 0) after a successful zram_open and forgets it before
+ * zram_close.  At most ZRAM_MAX_CLIENT_PIDS are remembered; more are
+ * ignored (zram_client_pid_add then returns -1 with errno ENOSPC; nothing
+ * else depends on it).  zram_client_pids copies up to cap of them into
+ * pids and returns how many it copied.  Thread-safe; takes a mutex of its
+ * own, never the data path's.
+ */
+#define ZRAM_MAX_CLIENT_PIDS 64
+extern int zram_client_pid_add (struct zram *zram, int pid);
+extern void zram_client_pid_remove (struct zram *zram, int pid);
+extern size_t zram_client_pids (struct zram *zram, int *pids, size_t cap);
 
 /* --- control path -------------------------------------------------------- */
 
@@ -205,16 +258,50 @@ extern void zram_close (struct zram *zram);
 extern int zram_reset (struct zram *zram, bool force,
                        const struct zram_config *new_config);
 
+/* Wait up to timeout_ms milliseconds for the openers to drop to zero (a
+ * client that has just disconnected may be closed by its server a moment
+ * later).  Claims nothing: an opener may arrive right after.  Returns 0 once
+ * none is open, or -1 with errno EBUSY at the timeout.  Sleeps in steps of
+ * at most 5 ms; takes no lock.
+ */
+extern int zram_wait_idle (struct zram *zram, unsigned timeout_ms);
+
 /* Fill *stats.  Safe at any time, on any thread; on a thread that cannot
  * have a context (no memory) it reads under the control mutex instead, and
  * may then wait for a reset or compaction in progress.
  */
 extern void zram_get_stats (struct zram *zram, struct zram_stats *stats);
 
-/* Set the pool memory limit in bytes (0 = none).  Writes that would grow
- * the pool beyond it fail with ENOSPC; stored data is untouched.
+/* Set the pool memory limit in bytes (0 = none): a hard cap on
+ * mem_used_total.  Writes that would grow the pool beyond it fail with
+ * ENOSPC before the pool grows; writes that fit in memory the pool already
+ * holds still succeed.  Stored data is untouched: a limit below the
+ * current use lets the pool only shrink (by discard, trim, overwrites and
+ * compaction) until it is under the limit.  Freeing never needs memory, so
+ * zram_trim, and the whole pages of zram_discard, work at the limit.
  */
 extern void zram_set_mem_limit (struct zram *zram, uint64_t bytes);
+
+/* Histograms kept since zram_create (a reset does not clear them):
+ *   ZRAM_HIST_READ_US     wall time of each zram_read, microseconds
+ *   ZRAM_HIST_WRITE_US    the same for zram_write
+ *   ZRAM_HIST_DISCARD_US  the same for zram_discard (trim, write-zeroes)
+ *   ZRAM_HIST_COMPR_SIZE  bytes of pool each stored page took: 0 for a
+ *                         same-filled page, 4096 for a huge one
+ * Failed requests are timed too; requests refused before they start
+ * (device not initialised) are not.
+ */
+enum zram_hist_id {
+  ZRAM_HIST_READ_US,
+  ZRAM_HIST_WRITE_US,
+  ZRAM_HIST_DISCARD_US,
+  ZRAM_HIST_COMPR_SIZE,
+  ZRAM_HIST_NR
+};
+
+/* Sum histogram id into *out.  Safe at any time, from any thread. */
+extern void zram_get_histogram (struct zram *zram, enum zram_hist_id id,
+                                struct zram_hist_snapshot *out);
 
 /* Reset mem_used_max to the current mem_used_total. */
 extern void zram_reset_mem_used_max (struct zram *zram);

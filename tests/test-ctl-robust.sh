@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The control socket under the conditions of issue 10 (cases 09, 13, 17,
+# 18), through the real plugin and nbdzramctl:
+#  - with every client slot taken, nbdzramctl is told EAGAIN (exit 4),
+#    never "Broken pipe"; a stranger is told EACCES (exit 3; needs root);
+#  - stats answers at once while a reset waits for a connection to close;
+#  - "disconnect, then reset" succeeds every time;
+#  - out of file descriptors, the control thread does not spin and a
+#    control client is still served.
+# SPDX-License-Identifier: BSD-3-Clause
+. "$srcdir/functions.sh"
+requires nbdkit
+requires_nbdzramctl
+requires_python_nbd
+make_tmpdir
+chmod 0711 "$tmpdir"
+c=("$NBDZRAMCTL" -s "$tmpdir/ctl")
+start_nbdkit "$tmpdir/pid" "$tmpdir/sock" 16M ctl="$tmpdir/ctl"
+uri=$(uri_of "$tmpdir/sock")
+
+# --- refusals (case 13) ---------------------------------------------------
+/usr/bin/python3 - "$tmpdir/ctl" "$NBDZRAMCTL" <<'PY' || fail "refusals"
+import collections, socket, subprocess, sys, time
+ctl, ctlbin = sys.argv[1], sys.argv[2]
+held = []
+for i in range(16):
+    s = socket.socket(socket.AF_UNIX); s.connect(ctl); s.send(b"sta"); held.append(s)
+time.sleep(0.3)
+seen = collections.Counter()
+for i in range(20):
+    r = subprocess.run([ctlbin, "-s", ctl, "stats"], capture_output=True, text=True, timeout=30)
+    seen[(r.returncode, "EAGAIN: too many control clients" in r.stderr)] += 1
+# A raw client that sends a long command before it reads gets the refusal too.
+for i in range(20):
+    s = socket.socket(socket.AF_UNIX); s.connect(ctl)
+    s.sendall(b"stats\n" * 40)
+    data = s.recv(200)
+    seen[("raw", data.startswith(b"error EAGAIN:"))] += 1
+    s.close()
+print(dict(seen))
+sys.exit(0 if seen == {(4, True): 20, ("raw", True): 20} else 1)
+PY
+# Slots come back (the held clients are gone).
+for (( i = 0; i < 50; i++ )); do "${c[@]}" stats >/dev/null 2>&1 && break; sleep 0.1; done
+
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && nobody=$(id -u nobody 2>/dev/null); then
+  chmod 0666 "$tmpdir/ctl"     # the file mode alone would let nobody in
+  for (( i = 0; i < 10; i++ )); do
+    rc=0
+    setpriv --reuid="$nobody" --regid="$(id -g nobody)" --clear-groups \
+      "${c[@]}" stats >/dev/null 2>"$tmpdir/err" || rc=$?
+    [ $rc = 3 ] && grep -q "EACCES: permission denied: uid $nobody" "$tmpdir/err" ||
+      fail "stranger: rc=$rc $(cat "$tmpdir/err")"
+  done
+  chmod 0600 "$tmpdir/ctl"
+fi
+
+# --- stats during a reset (case 18) -----------------------------------------
+hold_connection "$uri" 30
+t0=$(date +%s%N)
+rc=0; "${c[@]}" reset 2>"$tmpdir/reset.err" || rc=$? &
+resetter=$!
+sleep 0.3
+"${c[@]}" stats >"$tmpdir/out" || fail "stats during a reset"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ $ms -lt 1300 ] || fail "stats took until $ms ms after a reset began"
+grep -q '^connections=1$' "$tmpdir/out" || fail "$(cat "$tmpdir/out")"
+wait $resetter || :
+grep -q "EBUSY: reset refused: 1 connection still open" "$tmpdir/reset.err" ||
+  fail "reset: $(cat "$tmpdir/reset.err")"
+kill $holder; wait $holder 2>/dev/null || :
+echo "stats answered $ms ms after a waiting reset began"
+
+# --- disconnect, then reset (case 17) ---------------------------------------
+for (( i = 0; i < 40; i++ )); do
+  /usr/bin/python3 -c '
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b"x" * 4096, 0); h.shutdown()' "$uri"
+  "${c[@]}" reset 2>"$tmpdir/err" || fail "reset right after a disconnect (try $i): $(cat "$tmpdir/err")"
+done
+
+# --- out of file descriptors (case 09) ---------------------------------------
+kill_nbdkit "$tmpdir/pid"
+rm -f "$tmpdir/sock"
+( ulimit -n 64; start_nbdkit "$tmpdir/pid2" "$tmpdir/sock" 16M ctl="$tmpdir/ctl" )
+cleanup_fn "kill_nbdkit '$tmpdir/pid2'"
+pid=$(cat "$tmpdir/pid2")
+/usr/bin/python3 - "$tmpdir/sock" "$tmpdir/exhausted" <<'PY' &
+import socket, sys, time
+socks = []
+for i in range(100):
+    s = socket.socket(socket.AF_UNIX); s.settimeout(0.5)
+    try: s.connect(sys.argv[1]); socks.append(s)
+    except Exception: break
+open(sys.argv[2], "w").close()
+time.sleep(8)
+PY
+hog=$!
+cleanup_fn "kill $hog 2>/dev/null"
+for (( i = 0; i < 100; i++ )); do [ -e "$tmpdir/exhausted" ] && break; sleep 0.1; done
+sleep 1
+[ "$(ls /proc/$pid/fd | wc -l)" -ge 60 ] || echo "(only $(ls /proc/$pid/fd | wc -l) fds in use)"
+tid=$(grep -l '^zctl$' /proc/$pid/task/*/comm | head -n1 | cut -d/ -f5)
+[ -n "$tid" ] || fail "no zctl thread in nbdkit"
+timeout 10 "${c[@]}" stats >"$tmpdir/out" 2>&1 || fail "no stats when out of fds: $(cat "$tmpdir/out")"
+a=$(awk '{print $14 + $15}' /proc/$pid/task/$tid/stat)
+timeout 5 /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"stats\n")
+import time; time.sleep(2)' "$tmpdir/ctl" || :
+b=$(awk '{print $14 + $15}' /proc/$pid/task/$tid/stat)
+echo "control thread CPU over 2 s out of fds: $((b - a)) ticks"
+[ $((b - a)) -le 20 ] || fail "the control thread spun: $((b - a)) ticks in 2 s"
+kill $hog; wait $hog 2>/dev/null || :
+echo "$0: OK"

@@ -1,0 +1,373 @@
+/* nbdzramctl: printing statistics in other programs' formats (see
+ * tools/ctl-format.h).
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zram/histogram.h"
+#include "ctl-format.h"
+
+/* Parse a decimal unsigned number that is the whole of s. */
+static int
+parse_u64 (const char *s, unsigned long long *out)
+{
+  char *end;
+
+  if (s == NULL || *s < '0' || *s > '9')
+    return -1;
+  errno = 0;
+  *out = strtoull (s, &end, 10);
+  return errno || *end ? -1 : 0;
+}
+
+/* The number of stats key, or -1 after saying what is wrong. */
+static int
+stat_u64 (FILE *errfp, const struct ctl_device *dev, const char *key,
+          unsigned long long *out)
+{
+  const char *v = zctl_reply_get (dev->stats, key);
+  char name[256], clean[64];
+
+  if (parse_u64 (v, out) == 0)
+    return 0;
+  zctl_clean (dev->name, name, sizeof name);
+  if (v == NULL)
+    fprintf (errfp, "%s: the server's stats lack '%s' (an older server?)\n",
+             name, key);
+  else
+    fprintf (errfp, "%s: bad number for '%s': %s\n", name, key,
+             zctl_clean (v, clean, sizeof clean));
+  return -1;
+}
+
+/* --- the kernel's sysfs lines -------------------------------------------- */
+
+int
+ctl_print_kstat (FILE *fp, FILE *errfp, enum ctl_kstat which,
+                 const struct ctl_device *dev)
+{
+  static const char *const mm[] = {
+    "orig_data_size", "compr_data_size", "mem_used_total", "mem_limit",
+    "mem_used_max", "same_pages", "pages_compacted", "huge_pages",
+    "huge_pages_since", NULL,
+  };
+  static const char *const io[] = {
+    "failed_reads", "failed_writes", "invalid_io", "notify_free", NULL,
+  };
+  /* No backing store yet: bd_stat is three zeroes, as on a kernel zram
+   * device without one.
+   */
+  static const char *const bd[] = { NULL };
+  const char *const *keys = which == KSTAT_MM ? mm : which == KSTAT_IO ? io : bd;
+  unsigned long long v[16];
+  size_t i, n;
+
+  for (n = 0; keys[n]; n++)
+    if (stat_u64 (errfp, dev, keys[n], &v[n]) == -1)
+      return -1;
+  if (which == KSTAT_BD) {
+    for (n = 0; n < 3; n++)
+      v[n] = 0;
+  }
+  for (i = 0; i < n; i++)
+    fprintf (fp, "%s%8llu", i ? " " : "", v[i]);
+  fputc ('\n', fp);
+  return 0;
+}
+
+/* --- Prometheus ----------------------------------------------------------- */
+
+enum metric_type { GAUGE, COUNTER };
+
+static const struct metric {
+  const char *key;              /* stats key */
+  const char *name;
+  enum metric_type type;
+  const char *help;
+} metrics[] = {
+  { "disksize", "nbdzram_disksize_bytes", GAUGE,
+    "Size of the device." },
+  { "orig_data_size", "nbdzram_orig_data_size_bytes", GAUGE,
+    "Uncompressed bytes of the pages stored, same-filled pages included "
+    "(zram mm_stat orig_data_size)." },
+  { "compr_data_size", "nbdzram_compr_data_size_bytes", GAUGE,
+    "Bytes of compressed objects, huge pages counted as 4096 "
+    "(zram mm_stat compr_data_size)." },
+  { "mem_used_total", "nbdzram_mem_used_bytes", GAUGE,
+    "Memory the pool holds from the OS (zram mm_stat mem_used_total)." },
+  { "mem_limit", "nbdzram_mem_limit_bytes", GAUGE,
+    "Memory limit of the pool; 0 means none (zram mem_limit)." },
+  { "mem_used_max", "nbdzram_mem_used_max_bytes", GAUGE,
+    "Peak of the pool's memory since initialisation or since it was "
+    "restarted (zram mem_used_max)." },
+  { "same_pages", "nbdzram_same_pages", GAUGE,
+    "Pages stored as one repeated 8-byte word, without an object "
+    "(zram same_pages)." },
+  { "pages_compacted", "nbdzram_pages_compacted_total", COUNTER,
+    "Pool pages freed by compaction since initialisation "
+    "(zram pages_compacted)." },
+  { "huge_pages", "nbdzram_huge_pages", GAUGE,
+    "Pages stored uncompressed (zram huge_pages)." },
+  { "huge_pages_since", "nbdzram_huge_pages_stored_total", COUNTER,
+    "Pages stored uncompressed since initialisation "
+    "(zram huge_pages_since)." },
+  { "failed_reads", "nbdzram_failed_reads_total", COUNTER,
+    "Reads that failed since initialisation (zram failed_reads)." },
+  { "failed_writes", "nbdzram_failed_writes_total", COUNTER,
+    "Writes, trims and zeroes that failed since initialisation "
+    "(zram failed_writes)." },
+  { "invalid_io", "nbdzram_invalid_io_total", COUNTER,
+    "Core requests beyond the device end since initialisation "
+    "(zram invalid_io)." },
+  { "notify_free", "nbdzram_notify_free_total", COUNTER,
+    "Pages freed by trim or write-zeroes since initialisation "
+    "(zram notify_free)." },
+  { "connections", "nbdzram_connections", GAUGE,
+    "Open NBD connections." },
+  { "initialised", "nbdzram_initialised", GAUGE,
+    "1 while the device is initialised, 0 while a reset runs." },
+};
+#define NMETRICS (sizeof metrics / sizeof metrics[0])
+
+#define REQUEST_DURATION_HELP \
+  "Time the device took to serve a request (op: read, write, or discard " \
+  "for trim and write-zeroes)."
+
+/* Histograms: the "histograms" reply key, the metric, its label, the unit
+ * of the server's numbers in the metric's base unit, how many finite
+ * buckets to show, and the help text.
+ */
+static const struct hist_metric {
+  const char *key;
+  const char *name;
+  const char *label;            /* extra label, or NULL */
+  double unit;                  /* seconds per microsecond, or 1 */
+  unsigned finite;              /* buckets with an upper bound */
+  const char *help;
+} hists[] = {
+  { "read_latency_us", "nbdzram_request_duration_seconds", "op=\"read\"",
+    1e-6, ZRAM_HIST_BUCKETS - 1, REQUEST_DURATION_HELP },
+  { "write_latency_us", "nbdzram_request_duration_seconds", "op=\"write\"",
+    1e-6, ZRAM_HIST_BUCKETS - 1, REQUEST_DURATION_HELP },
+  { "discard_latency_us", "nbdzram_request_duration_seconds",
+    "op=\"discard\"", 1e-6, ZRAM_HIST_BUCKETS - 1, REQUEST_DURATION_HELP },
+  { "compressed_size_bytes", "nbdzram_stored_page_size_bytes", NULL, 1,
+    13, "Pool bytes each stored page took: 0 for a same-filled page, "
+    "4096 for one stored uncompressed." },
+};
+#define NHISTS (sizeof hists / sizeof hists[0])
+
+/* A histogram line: "SUM C0 C1 ... Ck" (k < ZRAM_HIST_BUCKETS). */
+struct hist_values {
+  unsigned long long sum;
+  unsigned long long count[ZRAM_HIST_BUCKETS];
+};
+
+static int
+parse_hist (const char *s, struct hist_values *h)
+{
+  unsigned b = 0;
+  char *end;
+
+  memset (h, 0, sizeof *h);
+  if (s == NULL || *s < '0' || *s > '9')
+    return -1;
+  errno = 0;
+  h->sum = strtoull (s, &end, 10);
+  while (errno == 0 && *end == ' ' && end[1] >= '0' && end[1] <= '9' &&
+         b < ZRAM_HIST_BUCKETS)
+    h->count[b++] = strtoull (end + 1, &end, 10);
+  return errno || *end ? -1 : 0;
+}
+
+/* A label value with \, " and newline escaped as the format wants, and
+ * any other byte outside printable ASCII (a server's bytes, a path's) as
+ * the four characters \xHH, so the exposition stays valid UTF-8 and
+ * harmless to a terminal.
+ */
+static void
+print_label_value (FILE *fp, const char *s)
+{
+  for (; *s; s++) {
+    unsigned char c = *s;
+
+    if (c == '\\' || c == '"')
+      fprintf (fp, "\\%c", c);
+    else if (c == '\n')
+      fputs ("\\n", fp);
+    else if (c < 0x20 || c >= 0x7f)
+      fprintf (fp, "\\\\x%02x", c);
+    else
+      fputc (c, fp);
+  }
+}
+
+static void
+print_labels (FILE *fp, const struct ctl_device *dev, const char *extra,
+              const char *le)
+{
+  fputs ("{device=\"", fp);
+  print_label_value (fp, dev->name);
+  fputc ('"', fp);
+  if (extra)
+    fprintf (fp, ",%s", extra);
+  if (le)
+    fprintf (fp, ",le=\"%s\"", le);
+  fputc ('}', fp);
+}
+
+/* The upper bound of bucket b (2^b units) in base units, exactly: an
+ * integer, or for microseconds a decimal with trailing zeroes cut.
+ */
+static void
+bucket_bound (char *out, size_t cap, unsigned b, double unit)
+{
+  unsigned long long v = 1ULL << b;
+
+  if (unit == 1)
+    snprintf (out, cap, "%llu", v);
+  else {
+    size_t n = snprintf (out, cap, "%llu.%06llu", v / 1000000, v % 1000000);
+
+    while (n > 0 && out[n - 1] == '0')
+      out[--n] = '\0';
+    if (n > 0 && out[n - 1] == '.')
+      out[--n] = '\0';
+  }
+}
+
+static int
+print_hist_family (FILE *fp, FILE *errfp, const struct ctl_device *devs,
+                   size_t ndevs, size_t first, size_t last)
+{
+  const struct hist_metric *m = &hists[last];
+  size_t d, i;
+  unsigned b;
+
+  fprintf (fp, "# HELP %s %s\n# TYPE %s histogram\n", m->name, m->help,
+           m->name);
+  for (d = 0; d < ndevs; d++) {
+    if (devs[d].hists == NULL)
+      continue;                 /* a server without histograms */
+    for (i = first; i <= last; i++) {
+      const char *v = zctl_reply_get (devs[d].hists, hists[i].key);
+      struct hist_values h;
+      unsigned long long cum = 0;
+      char le[32], name[256];
+
+      if (parse_hist (v, &h) == -1) {
+        fprintf (errfp, "%s: bad or missing histogram '%s'\n",
+                 zctl_clean (devs[d].name, name, sizeof name), hists[i].key);
+        return -1;
+      }
+      for (b = 0; b < hists[i].finite; b++) {
+        cum += h.count[b];
+        bucket_bound (le, sizeof le, b, hists[i].unit);
+        fprintf (fp, "%s_bucket", m->name);
+        print_labels (fp, &devs[d], hists[i].label, le);
+        fprintf (fp, " %llu\n", cum);
+      }
+      for (; b < ZRAM_HIST_BUCKETS; b++)
+        cum += h.count[b];
+      fprintf (fp, "%s_bucket", m->name);
+      print_labels (fp, &devs[d], hists[i].label, "+Inf");
+      fprintf (fp, " %llu\n", cum);
+      fprintf (fp, "%s_sum", m->name);
+      print_labels (fp, &devs[d], hists[i].label, NULL);
+      if (hists[i].unit == 1)
+        fprintf (fp, " %llu\n", h.sum);
+      else
+        fprintf (fp, " %llu.%06llu\n", h.sum / 1000000, h.sum % 1000000);
+      fprintf (fp, "%s_count", m->name);
+      print_labels (fp, &devs[d], hists[i].label, NULL);
+      fprintf (fp, " %llu\n", cum);
+    }
+  }
+  return 0;
+}
+
+static int
+render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
+                size_t ndevs)
+{
+  unsigned long long v;
+  size_t i, d, first;
+
+  if (ndevs == 0)
+    return 0;                   /* no device: nothing to describe */
+  for (i = 0; i < NMETRICS; i++) {
+    const struct metric *m = &metrics[i];
+
+    fprintf (fp, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+             m->type == COUNTER ? "counter" : "gauge");
+    for (d = 0; d < ndevs; d++) {
+      if (stat_u64 (errfp, &devs[d], m->key, &v) == -1)
+        return -1;
+      fputs (m->name, fp);
+      print_labels (fp, &devs[d], NULL, NULL);
+      fprintf (fp, " %llu\n", v);
+    }
+  }
+
+  /* The configuration as an info metric: labels, value 1. */
+  fputs ("# HELP nbdzram_info The device's compression algorithm, level "
+         "and allocator.\n# TYPE nbdzram_info gauge\n", fp);
+  for (d = 0; d < ndevs; d++) {
+    static const char *const keys[] = { "algorithm", "level", "pool" };
+
+    fputs ("nbdzram_info{device=\"", fp);
+    print_label_value (fp, devs[d].name);
+    fputc ('"', fp);
+    for (i = 0; i < 3; i++) {
+      const char *val = zctl_reply_get (devs[d].stats, keys[i]);
+      char name[256];
+
+      if (val == NULL) {
+        fprintf (errfp, "%s: the server's stats lack '%s'\n",
+                 zctl_clean (devs[d].name, name, sizeof name), keys[i]);
+        return -1;
+      }
+      fprintf (fp, ",%s=\"", keys[i]);
+      print_label_value (fp, val);
+      fputc ('"', fp);
+    }
+    fputs ("} 1\n", fp);
+  }
+
+  /* Histograms sharing a metric name are one family: print them together. */
+  for (first = 0; first < NHISTS; first = i + 1) {
+    for (i = first; i + 1 < NHISTS && strcmp (hists[i + 1].name, hists[first].name) == 0; i++)
+      ;
+    if (print_hist_family (fp, errfp, devs, ndevs, first, i) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+int
+ctl_print_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
+                   size_t ndevs)
+{
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *mem = open_memstream (&buf, &len);
+  int r;
+
+  if (mem == NULL) {
+    fprintf (errfp, "open_memstream: %s\n", strerror (errno));
+    return -1;
+  }
+  /* Render whole before printing: a half-written exposition would be
+   * scraped as if it were complete.
+   */
+  r = render_metrics (mem, errfp, devs, ndevs);
+  if (fclose (mem) != 0)
+    r = -1;
+  if (r == 0)
+    fwrite (buf, 1, len, fp);
+  free (buf);
+  return r;
+}

@@ -623,7 +623,7 @@ extern int zs_pages_discard (char *base, size_t bytes);
  * ZS_WAIT_MAX_MIN_MS (the caller then fails with ENOMEM and counts it
  * with zs_reserve_fail).  Stop the refill thread (pool being destroyed).
  */
-#define ZS_WAIT_MAX_FACTOR 50
+#define ZS_WAIT_MAX_FACTOR 5
 #define ZS_WAIT_MAX_MIN_MS 5000
 struct zs_wait {
   struct timespec deadline;     /* no progress by then: give up */

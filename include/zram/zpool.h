@@ -197,7 +197,7 @@ extern void zpool_set_grow_gate (struct zpool *pool, zpool_grow_fn fn,
  * busy).  Once it has added nothing for wait_ms milliseconds while it
  * cannot get memory (its last attempt got none, or it has been in mmap or
  * populate for wait_ms: waiting in reclaim, the machine is out of
- * memory), or after 50 times wait_ms in all (and at least 5 s), the
+ * memory), or after 5 times wait_ms in all (and at least 5 s), the
  * allocation fails with ENOMEM (counted in reserve_failed): the caller
  * fails that one write instead of stalling.
  *

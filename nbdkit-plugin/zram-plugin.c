@@ -273,7 +273,7 @@ zram_plugin_config_complete (void)
   "reserve=SIZE             Pool memory kept ready for writes (default with\n" \
   "                         mlock=true: size/16, 4M to 64M; 0 = none).\n" \
   "reserve-wait=MS          Fail a write when the reserve is empty and its\n" \
-  "                         refill cannot get memory for MS (1000)."
+  "                         refill cannot get memory for MS (20)."
 
 static void
 zram_plugin_dump_plugin (void)

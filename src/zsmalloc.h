@@ -376,6 +376,8 @@ struct zs_reserve {
                                    (mmap, populate); 0 when outside one */
   bool failing;                 /* page_lock: its last refill round wanted
                                    memory and got none */
+  uint64_t short_bytes;         /* free memory below this is short (the
+                                   kernel reclaims); set at start */
   pthread_t thread;
   uint64_t refills;             /* atomic: refill rounds that added stock */
   uint64_t empty;               /* atomic: requests that found it short */
@@ -618,7 +620,8 @@ extern int zs_pages_discard (char *base, size_t bytes);
  * to add stock.  w starts zeroed (ZS_WAIT_INIT) and carries the wait from
  * call to call.  Returns false once the refill thread has added nothing
  * for the reserve's wait_ms while it cannot get memory (its last round
- * got none, or it has been in mmap or populate for wait_ms), or the whole
+ * got none, or it has been in mmap or populate for wait_ms while free
+ * memory is below about twice the kernel's high watermark), or the whole
  * wait has lasted ZS_WAIT_MAX_FACTOR times wait_ms, and at least
  * ZS_WAIT_MAX_MIN_MS (the caller then fails with ENOMEM and counts it
  * with zs_reserve_fail).  Stop the refill thread (pool being destroyed).

@@ -87,11 +87,7 @@ struct zram_config {
 #define ZRAM_RESERVE_DEFAULT_DIV 16
 #define ZRAM_RESERVE_DEFAULT_MIN (UINT64_C (4) << 20)
 #define ZRAM_RESERVE_DEFAULT_MAX (UINT64_C (64) << 20)
-/* The refill thread can spend tens of milliseconds in one populate on a
- * busy or slow machine with memory to spare (70 ms measured under TCG):
- * only far longer means it waits in reclaim.
- */
-#define ZRAM_RESERVE_DEFAULT_WAIT_MS 1000
+#define ZRAM_RESERVE_DEFAULT_WAIT_MS 20
 
 static inline uint64_t
 zram_reserve_default (uint64_t disksize)

@@ -131,9 +131,11 @@
  * populates the handle table ahead of use, and gives whole free blocks
  * back (MADV_DONTNEED, or the mapping over) while the free pages exceed
  * the size by half.  A span or handle that finds the reserve short wakes
- * the thread and waits for it at most the reserve's wait, then fails
- * with ENOMEM.  Populated is not locked: the process locks its memory
- * (mlockall MCL_FUTURE | MCL_ONFAULT) for the reserve to stay in RAM.
+ * the thread and waits for it; it fails with ENOMEM once the thread has
+ * added nothing for the reserve's wait while it cannot get memory (see
+ * zs_reserve_wait), or after a cap.  Populated is not locked: the process
+ * locks its memory (mlockall MCL_FUTURE | MCL_ONFAULT) for the reserve to
+ * stay in RAM.
  *
  * WHAT A WRITE INTO A FRESH POOL COSTS (measured 2026-11-22, 2-CPU VM)
  *

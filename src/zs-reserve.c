@@ -84,15 +84,6 @@ kick (struct zs_reserve *r)
   }
 }
 
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Is free memory so low that the kernel reclaims to satisfy allocations
  * (below about twice its high watermark)?  sysinfo fills our buffer and
  * allocates nothing.
@@ -108,20 +99,19 @@ memory_short (const struct zs_reserve *r)
 }
 
 /* Is the refill thread unable to get memory: its last round failed (no
- * memory, or the growth gate refused), or it has been inside a call that
- * takes memory (mmap, populate) for wait_ms or more while free memory is
- * low, so it is waiting in reclaim?  A long call with plenty of memory
- * free is a thread that did not get the CPU (measured: 70 ms under TCG on
- * a loaded host), not one that cannot get memory.  page_lock held.
+ * memory, or the growth gate refused), or it is at work (not asleep) while
+ * free memory is low, so that it has added nothing for the waiter's
+ * wait_ms because it waits in reclaim (in populate or mmap, or a page
+ * fault of its own: the gate's file reads, the handle table)?  At work
+ * with plenty of memory free, it is a thread that did not get the CPU
+ * (measured: 70 ms in one populate under TCG on a loaded host), not one
+ * that cannot get memory.  page_lock held.
  */
 static bool
 refill_stuck (const struct zs_reserve *r)
 {
-  uint64_t since = __atomic_load_n (&r->busy_since, __ATOMIC_RELAXED);
-
   return r->failing ||
-    (since != 0 && now_ns () - since >= (uint64_t) r->wait_ms * 1000000 &&
-     memory_short (r));
+    (__atomic_load_n (&r->busy, __ATOMIC_RELAXED) && memory_short (r));
 }
 
 /* Read a number from a /proc/sys file; dflt if it cannot be read. */
@@ -272,16 +262,13 @@ refill (struct zs_pool *p)
         break;
       since_gate = 0;
     }
-    __atomic_store_n (&r->busy_since, now_ns (), __ATOMIC_RELAXED);
     b = zs_block_take_virgin (p);
     if (b == NULL) {
-      __atomic_store_n (&r->busy_since, 0, __ATOMIC_RELAXED);
       failed = 1;
       break;
     }
     pthread_mutex_unlock (&p->page_lock);
     failed = block_populate (b->base) == -1;
-    __atomic_store_n (&r->busy_since, 0, __ATOMIC_RELAXED);
     /* A populate that failed half way leaves some pages populated. */
     if (failed)
       zs_pages_discard (b->base, ZS_BLOCK_BYTES);
@@ -361,6 +348,7 @@ refill_thread (void *arg)
     r->kicked = false;
     if (r->stopping)
       break;
+    __atomic_store_n (&r->busy, true, __ATOMIC_RELAXED);
     refill (p);
     trim (p);
     pthread_mutex_unlock (&p->page_lock);
@@ -369,6 +357,7 @@ refill_thread (void *arg)
     pthread_mutex_lock (&p->page_lock);
     if (__atomic_load_n (&p->table_ready, __ATOMIC_RELAXED) != ready)
       r->progress++;
+    __atomic_store_n (&r->busy, false, __ATOMIC_RELAXED);
     /* Also after a refill that failed: waiters check their deadline. */
     pthread_cond_broadcast (&r->added);
   }

@@ -373,9 +373,8 @@ struct zs_reserve {
   bool running;                 /* the thread exists */
   uint64_t progress;            /* page_lock: stock the thread added, in
                                    blocks and handle-table steps */
-  uint64_t busy_since;          /* atomic: CLOCK_MONOTONIC ns at which the
-                                   thread entered a call that takes memory
-                                   (mmap, populate); 0 when outside one */
+  bool busy;                    /* atomic: the thread is at work (between
+                                   a wake-up and its next sleep) */
   bool failing;                 /* page_lock: its last refill round wanted
                                    memory and got none */
   uint64_t short_bytes;         /* free memory below this is short (the
@@ -622,8 +621,8 @@ extern int zs_pages_discard (char *base, size_t bytes);
  * to add stock.  w starts zeroed (ZS_WAIT_INIT) and carries the wait from
  * call to call.  Returns false once the refill thread has added nothing
  * for the reserve's wait_ms while it cannot get memory (its last round
- * got none, or it has been in mmap or populate for wait_ms while free
- * memory is below about twice the kernel's high watermark), or the whole
+ * got none, or it is at work while free memory is below about twice the
+ * kernel's high watermark), or the whole
  * wait has lasted ZS_WAIT_MAX_FACTOR times wait_ms, and at least
  * ZS_WAIT_MAX_MIN_MS (the caller then fails with ENOMEM and counts it
  * with zs_reserve_fail).  Stop the refill thread (pool being destroyed).

@@ -195,10 +195,10 @@ extern void zpool_set_grow_gate (struct zpool *pool, zpool_grow_fn fn,
  * thread keeps adding memory, or merely has not had the CPU, the wait goes
  * on (memory is there; a burst outran the refill, or the machine is
  * busy).  Once it has added nothing for wait_ms milliseconds while it
- * cannot get memory (its last attempt got none, or it has been in mmap or
- * populate for wait_ms while free memory is below about twice the
- * kernel's high watermark: waiting in reclaim, the machine is out of
- * memory), or after 5 times wait_ms in all (and at least 5 s), the
+ * cannot get memory (its last attempt got none, or it is at work while
+ * free memory is below about twice the kernel's high watermark: waiting
+ * in reclaim, the machine is out of memory), or after 5 times wait_ms in
+ * all (and at least 5 s), the
  * allocation fails with ENOMEM (counted in reserve_failed): the caller
  * fails that one write instead of stalling.
  *

@@ -154,6 +154,32 @@ zs_span_keep (struct zs_class *cls, struct zs_span *s)
   return true;
 }
 
+uint64_t
+zs_release_kept (struct zs_pool *p)
+{
+  uint64_t released = 0;
+  unsigned c;
+
+  for (c = 0; c < p->nr_classes; c++) {
+    struct zs_class *cls = &p->classes[c];
+    struct zs_span *s, *next;
+
+    if (__atomic_load_n (&cls->nr_empty, __ATOMIC_RELAXED) == 0)
+      continue;
+    class_lock (cls);
+    s = cls->empty;
+    cls->empty = NULL;
+    __atomic_store_n (&cls->nr_empty, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock (&cls->lock);
+    for (; s; s = next) {
+      next = s->next;
+      released += cls->pages;
+      zs_span_release (p, s);
+    }
+  }
+  return released;
+}
+
 /* Give an empty span's pages back to the OS and its range back to its
  * arena; unmap the arena if it is then unused.  Class lock NOT held.
  */

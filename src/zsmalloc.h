@@ -482,6 +482,12 @@ extern struct zs_span *zs_span_get (struct zs_pool *p, struct zs_class *cls,
                                     uint64_t limit);
 extern bool zs_span_keep (struct zs_class *cls, struct zs_span *s);
 extern void zs_span_release (struct zs_pool *p, struct zs_span *s);
+/* Release every class's kept empty spans (ZS_EMPTY_KEEP_PAGES), one class
+ * lock at a time; returns the pages released.  No class lock held.  At the
+ * memory limit, memory kept for one class must not refuse another's
+ * allocation: zs_alloc calls this before it answers ENOSPC.
+ */
+extern uint64_t zs_release_kept (struct zs_pool *p);
 extern void zs_class_free_all (struct zs_class *cls);
 
 /* zs-compact.c: the pool's compact operation. */

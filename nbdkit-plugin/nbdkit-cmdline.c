@@ -123,12 +123,13 @@ read_cmdline (int *argc, char **bufp)
   return NULL;
 }
 
+/* Kept until cmdline_release: the strings point into buf. */
+static struct cmdline cached;
+static char **argv, *buf;
+
 const struct cmdline *
 cmdline_get (void)
 {
-  /* Kept for the life of the process: the strings point into buf. */
-  static struct cmdline cached;
-  static char **argv, *buf;
   int argc, c, saved_optind = optind, saved_opterr = opterr;
 
   if (argv)
@@ -150,4 +151,14 @@ cmdline_get (void)
   optind = saved_optind;
   opterr = saved_opterr;
   return &cached;
+}
+
+void
+cmdline_release (void)
+{
+  free (argv);
+  free (buf);
+  argv = NULL;
+  buf = NULL;
+  memset (&cached, 0, sizeof cached);
 }

@@ -35,11 +35,17 @@ struct cmdline {
   bool swap;                    /* --swap given */
 };
 
-/* nbdkit's options, parsed on the first successful call and cached for
- * the life of the process (the strings too: do not free them).  Returns
+/* nbdkit's options, parsed on the first successful call and cached until
+ * cmdline_release (the strings too: do not free them).  Returns
  * NULL with errno set if /proc/self/cmdline cannot be read (a later call
  * tries again).
  */
 extern const struct cmdline *cmdline_get (void);
+
+/* Free what cmdline_get keeps; a later cmdline_get reads it again.  The
+ * plugin calls it in .unload: the module's memory would otherwise outlive
+ * the dlclose'd plugin as a leak.
+ */
+extern void cmdline_release (void);
 
 #endif /* ZRAM_PLUGIN_NBDKIT_CMDLINE_H */

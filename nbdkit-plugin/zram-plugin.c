@@ -31,6 +31,7 @@
 #include "ctl-owner.h"
 
 #include "local-peer.h"
+#include "nbdkit-cmdline.h"
 #include "preflight.h"
 
 #ifndef PR_SET_IO_FLUSHER
@@ -92,6 +93,7 @@ zram_plugin_unload (void)
   zram_destroy (zram);
   zram = NULL;
   free (ctl_path);
+  cmdline_release ();
   if (io_flusher_key_ok)
     pthread_key_delete (io_flusher_key);
 }

@@ -635,6 +635,22 @@ zctl_server_bind (const char *path, struct zram *zram,
   return NULL;
 }
 
+/* Stop and join both threads (each may have exited already). */
+static void
+stop_threads (struct zctl_server *srv)
+{
+  ssize_t r = write (srv->stop_pipe[1], "x", 1);
+
+  (void) r;                     /* the pipe is empty: cannot fail */
+  pthread_join (srv->thread, NULL);
+  /* A command in the slow thread completes first. */
+  pthread_mutex_lock (&srv->job_lock);
+  srv->stopping = true;
+  pthread_cond_signal (&srv->job_cond);
+  pthread_mutex_unlock (&srv->job_lock);
+  pthread_join (srv->slow_thread, NULL);
+}
+
 int
 zctl_server_start (struct zctl_server *srv)
 {
@@ -676,15 +692,7 @@ zctl_server_start (struct zctl_server *srv)
     ;
   sem_destroy (&srv->ready);
   if (srv->serve_errno != 0 || srv->slow_errno != 0) {
-    ssize_t w = write (srv->stop_pipe[1], "x", 1);
-
-    (void) w;
-    pthread_join (srv->thread, NULL);
-    pthread_mutex_lock (&srv->job_lock);
-    srv->stopping = true;
-    pthread_cond_signal (&srv->job_cond);
-    pthread_mutex_unlock (&srv->job_lock);
-    pthread_join (srv->slow_thread, NULL);
+    stop_threads (srv);
     errno = srv->serve_errno ? srv->serve_errno : srv->slow_errno;
     return -1;
   }
@@ -699,16 +707,7 @@ zctl_server_stop (struct zctl_server *srv)
 {
   if (srv == NULL)
     return;
-  if (srv->started) {
-    ssize_t r = write (srv->stop_pipe[1], "x", 1);
-    (void) r;                   /* the pipe is empty: cannot fail */
-    pthread_join (srv->thread, NULL);
-    /* A command in the slow thread completes first. */
-    pthread_mutex_lock (&srv->job_lock);
-    srv->stopping = true;
-    pthread_cond_signal (&srv->job_cond);
-    pthread_mutex_unlock (&srv->job_lock);
-    pthread_join (srv->slow_thread, NULL);
-  }
+  if (srv->started)
+    stop_threads (srv);
   server_free (srv);
 }

@@ -464,6 +464,32 @@ zs_span_keep (struct zs_class *cls, struct zs_span *s)
   return true;
 }
 
+uint64_t
+zs_release_kept (struct zs_pool *p)
+{
+  uint64_t released = 0;
+  unsigned c;
+
+  for (c = 0; c < p->nr_classes; c++) {
+    struct zs_class *cls = &p->classes[c];
+    struct zs_span *s, *next;
+
+    if (__atomic_load_n (&cls->nr_empty, __ATOMIC_RELAXED) == 0)
+      continue;
+    class_lock (cls);
+    s = cls->empty;
+    cls->empty = NULL;
+    __atomic_store_n (&cls->nr_empty, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock (&cls->lock);
+    for (; s; s = next) {
+      next = s->next;
+      released += cls->pages;
+      zs_span_release (p, s);
+    }
+  }
+  return released;
+}
+
 /* Release an empty span: its pages go back to their block, its header to
  * the slab.  Without a reserve the pages are given back to the OS first,
  * before anyone can take them again, so no new data is lost; if that

@@ -135,12 +135,14 @@ zs_alloc (struct zpool *pool, size_t size, uint64_t limit)
   struct zs_span *s, *fresh = NULL;
   uint64_t h;
   uint32_t slot;
+  bool released = false;      /* kept spans released once already */
 
   h = zs_handle_get (p);
   if (h == 0)
     return 0;
   e = handle_entry (p, h);
 
+ retry:
   class_lock (cls);
   s = fullest_partial (cls);
   if (s == NULL) {
@@ -153,6 +155,15 @@ zs_alloc (struct zpool *pool, size_t size, uint64_t limit)
       int err = errno;        /* ENOMEM or ENOSPC */
 
       pthread_mutex_unlock (&cls->lock);
+      /* At the limit, empty spans other classes keep for reuse are
+       * memory that trims gave back: release them and try once more,
+       * so that freeing pages always makes room for new ones.
+       */
+      if (err == ENOSPC && !released) {
+        released = true;
+        if (zs_release_kept (p) > 0)
+          goto retry;
+      }
       zs_handle_put (p, h);
       errno = err;
       return 0;

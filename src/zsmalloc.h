@@ -595,6 +595,12 @@ extern struct zs_span *zs_span_get (struct zs_pool *p, struct zs_class *cls,
 extern bool zs_span_keep (struct zs_class *cls, struct zs_span *s);
 extern void zs_span_release (struct zs_pool *p, struct zs_span *s);
 extern void zs_pages_destroy (struct zs_pool *p);
+/* Release every class's kept empty spans (ZS_EMPTY_KEEP_PAGES), one class
+ * lock at a time; returns the pages released.  No class lock held.  At the
+ * memory limit, memory kept for one class must not refuse another's
+ * allocation: zs_alloc calls this before it answers ENOSPC.
+ */
+extern uint64_t zs_release_kept (struct zs_pool *p);
 
 /* zs-span.c, for the refill thread (page_lock held unless said): take a
  * virgin block, mapping an arena if none is left (page_lock dropped and

@@ -281,6 +281,40 @@ test_mem_limit_hard_cap (void)
   zram_destroy (z);
 }
 
+/* At the limit, what a trim frees is room for new pages of any size: a
+ * pool may keep the freed memory for the class it came from, but must not
+ * refuse another class's page while it holds it.  (A user found that swap
+ * at the limit kept failing after discards until someone compacted.)
+ */
+static void
+test_trim_makes_room_at_limit (void)
+{
+  struct zram *z = make (ZCOMP_LZ4, 256);
+  unsigned char w[PAGE];
+  struct zram_stats s;
+  int i;
+
+  for (i = 0; i < 64; ++i) {
+    fill_random (w, PAGE, 500 + i);     /* huge: a page each */
+    CHECK (zram_write (z, w, PAGE, (uint64_t) i * PAGE) == 0);
+  }
+  s = stats (z);
+  zram_set_mem_limit (z, s.mem_used_total);
+  fill_text (w, PAGE, 7);               /* compresses: another class */
+  errno = 0;
+  CHECK (zram_write (z, w, PAGE, 100 * PAGE) == -1 && errno == ENOSPC);
+  /* Nine whole pages freed: room for a span of any class (at most 8
+   * pages), so the text page fits, without a compaction.
+   */
+  CHECK (zram_trim (z, 9 * PAGE, 0) == 0);
+  EXPECT (zram_write (z, w, PAGE, 100 * PAGE) == 0,
+          "pool=%s: a text page after trimming 9 pages at the limit: %m",
+          zpool_kind_name (kind));
+  s = stats (z);
+  CHECK (s.mem_used_total <= s.mem_limit && s.mem_used_max <= s.mem_limit);
+  zram_destroy (z);
+}
+
 /* Freeing needs no memory: at the limit, trim with unaligned ends frees
  * its whole pages, and write-zeroes frees its whole pages before it tries
  * (and may fail) to rewrite the ends.
@@ -644,6 +678,7 @@ main (void)
     test_mem_limit ();
     test_mem_limit_hard_cap ();
     test_free_at_limit ();
+    test_trim_makes_room_at_limit ();
     test_reset ();
     test_model (1);
     test_model (0x9e3779b97f4a7c15ULL);
@@ -651,5 +686,5 @@ main (void)
     test_concurrent_peek ();
     printf ("test-zram-core: pool=%s ok\n", zpool_kind_name (kind));
   }
-  return 0;
+  return check_failures ? 1 : 0;
 }

@@ -163,6 +163,13 @@ if command -v curl >/dev/null && ! "$ctl" metrics --listen nonsense 2>&1 |
     fail "/ is not 404"
   [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/metrics")" = 405 ] ||
     fail "POST is not 405"
+  # A server that stalls (stopped): 503 within the scrape timeout, not a
+  # scrape that hangs.
+  kill -STOP "$(cat "$tmpdir/pa")"
+  code=$(curl -s -m 20 -o "$tmpdir/scrape" -w '%{http_code}' "http://127.0.0.1:$port/metrics")
+  kill -CONT "$(cat "$tmpdir/pa")"
+  [ "$code" = 503 ] && grep -q "no complete reply within 8 seconds" "$tmpdir/scrape" ||
+    fail "scrape of a stalled device: HTTP $code $(cat "$tmpdir/scrape")"
   # A device that stops: 503 with the reason, and the exporter lives on.
   kill_nbdkit "$tmpdir/pb"
   code=$(curl -s -o "$tmpdir/scrape" -w '%{http_code}' "http://127.0.0.1:$port/metrics")

@@ -54,6 +54,13 @@ enum {
  */
 #define REPLY_TIMEOUT 60
 
+/* For an HTTP scrape: under Prometheus's default scrape timeout (10 s), so
+ * that a stalled server yields 503 with the reason rather than no answer.
+ */
+#define SCRAPE_TIMEOUT 8
+
+static int reply_timeout = REPLY_TIMEOUT;   /* seconds */
+
 static const char *progname = "nbdzramctl";
 
 /* What is at the path, for "it is not a control socket" messages. */
@@ -161,7 +168,7 @@ static int
 connect_server (const char *path, struct failure *f)
 {
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
-  struct timeval tv = { .tv_sec = REPLY_TIMEOUT };
+  struct timeval tv = { .tv_sec = reply_timeout };
   struct ucred cred;
   socklen_t credlen = sizeof cred;
   struct stat st;
@@ -198,7 +205,7 @@ connect_server (const char *path, struct failure *f)
     case EAGAIN:
     case EINPROGRESS:
       return failed (f, EXIT_COMM, "%s: the server accepts no connection "
-                     "within %d seconds", shown (path), REPLY_TIMEOUT);
+                     "within %d seconds", shown (path), reply_timeout);
     default:
       return failed (f, EXIT_NO_SERVER, "%s: connect: %s", shown (path),
                      strerror (err));
@@ -258,12 +265,12 @@ ask (const char *path, const char *cmd, struct zctl_reply *r,
     long left;
 
     clock_gettime (CLOCK_MONOTONIC, &t);
-    left = REPLY_TIMEOUT * 1000L - ((t.tv_sec - t0.tv_sec) * 1000L +
+    left = reply_timeout * 1000L - ((t.tv_sec - t0.tv_sec) * 1000L +
                                     (t.tv_nsec - t0.tv_nsec) / 1000000);
     if (left <= 0 || poll (&p, 1, (int) left) == 0) {
       close (fd);
       return failed (f, EXIT_COMM, "%s: no complete reply within %d seconds",
-                     shown (path), REPLY_TIMEOUT);
+                     shown (path), reply_timeout);
     }
     got = recv (fd, data + len, sizeof data - len, MSG_DONTWAIT);
     if (got == -1 && (errno == EAGAIN || errno == EINTR))
@@ -538,6 +545,7 @@ show_metrics (const char *listen)
    */
   if (listen) {
 #ifdef HAVE_LIBMICROHTTPD
+    reply_timeout = SCRAPE_TIMEOUT;
     return metrics_http_serve (listen, render_metrics, NULL) == 0 ? EXIT_OK
                                                                   : EXIT_USAGE;
 #else

@@ -277,6 +277,29 @@ PY
   echo "dev.sh: $dir: $1 passed, $2 failed, $3 skipped"
 }
 
+# CI keeps only the tail of the output: repeat what each failed test
+# printed (its last lines) just before the totals, so that a failure can
+# be read there.
+failures () {
+  local dir
+  for dir in "$@"; do
+    [ -f "$dir/meson-logs/testlog.json" ] || continue
+    python3 - "$dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+for l in open(d + "/meson-logs/testlog.json"):
+    r = json.loads(l)
+    if r["result"] in ("OK", "EXPECTEDFAIL", "SKIP"):
+        continue
+    print("dev.sh: FAILED in %s: %s (%s, %.1f s); its last lines:"
+          % (d, r["name"], r["result"], r.get("duration", 0)))
+    out = (r.get("stdout") or "") + (r.get("stderr") or "")
+    for line in out.splitlines()[-25:]:
+        print("    " + line)
+PY
+  done
+}
+
 # suite DIR "meson options" [meson test args...]
 suite () {
   local dir=$1 opts=$2
@@ -328,6 +351,7 @@ cmd_test () {
     --no-suite slow --no-suite bench-smoke
   suite build-tsan "-Db_sanitize=thread -Db_lundef=false" \
     --no-suite slow --no-suite bench-smoke
+  failures build build-asan build-tsan
   echo "$passed passed, $failed failed, $skipped skipped"
   [ "$failed" -eq 0 ]
 }

@@ -28,6 +28,7 @@
 #include "zram/zram.h"
 #include "ctl-owner.h"
 
+#include "fd-headroom.h"
 #include "local-peer.h"
 #include "nbdkit-cmdline.h"
 #include "preflight.h"
@@ -327,11 +328,16 @@ zram_plugin_cleanup (void)
   ctl_server = NULL;
 }
 
-/* Before the handshake: refuse clients from other hosts (local-peer.h). */
+/* Before the handshake: refuse clients from other hosts (local-peer.h),
+ * and new clients while file descriptors run out, so that the control
+ * socket can still answer (fd-headroom.h).
+ */
 static int
 zram_plugin_preconnect (int readonly UNUSED)
 {
-  return local_peer_check (allow_remote);
+  if (local_peer_check (allow_remote) == -1)
+    return -1;
+  return fd_headroom_check ();
 }
 
 

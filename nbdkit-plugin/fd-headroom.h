@@ -18,9 +18,6 @@
 #define FD_HEADROOM_MIN 8
 #define FD_HEADROOM_MAX 32
 
-/* The headroom for a descriptor limit of lim. */
-extern unsigned fd_headroom_for (unsigned long lim);
-
 /* For .preconnect: 0 if the process has its headroom of descriptors
  * free, or -1 after logging with nbdkit_error how many are left and what
  * to raise (errno EMFILE).  Costs one open and close of /dev/null: the

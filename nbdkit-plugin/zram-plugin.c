@@ -446,7 +446,8 @@ zram_plugin_preconnect (int readonly UNUSED)
 {
   if (local_peer_check (allow_remote) == -1)
     return -1;
-  return fd_headroom_check ();
+  /* Without a control socket there is nothing to keep descriptors for. */
+  return ctl_server ? fd_headroom_check () : 0;
 }
 
 

@@ -28,6 +28,7 @@
 #include "zram/size.h"
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
+#include "zram/thread-ctx.h"
 #include "ctl-owner.h"
 
 #include "fd-headroom.h"
@@ -43,6 +44,11 @@
  * MAX_REQUEST_SIZE); advertising more would invite requests it refuses.
  */
 #define ZRAM_MAX_REQUEST (64 * 1024 * 1024)
+
+/* liburcu-bp reader records made ready at start: nbdkit's 16 request
+ * threads per connection for four connections (nbd-client -C 4).
+ */
+#define RCU_READERS_PRESIZED 64
 
 /* malloc thresholds with a reserve (see zram_plugin_get_ready): glibc's
  * largest mmap threshold on 64-bit (HEAP_MAX_SIZE / 2), and a trim
@@ -391,6 +397,15 @@ zram_plugin_after_fork (void)
     nbdkit_error ("mlock: mlockall: %m (raise 'ulimit -l' or run as root)");
     goto fail;
   }
+  /* Room in liburcu's reader registry for the request threads of a few
+   * connections, so that a thread's first request maps nothing for it:
+   * after trims under an address-space limit with a reserve (which keeps
+   * the trimmed memory mapped), the probe for that mapping failed every
+   * request of a thread that had not served one before.  Best effort.
+   */
+  if (zram_thread_ctx_presize (RCU_READERS_PRESIZED) == -1)
+    nbdkit_debug ("cannot presize the RCU reader registry: %m; threads "
+                  "register with a probe instead");
   /* The reserve: filled and its thread started here, after the fork
    * (pages populated before it would be copied at their first write).
    */

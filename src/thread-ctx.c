@@ -83,6 +83,7 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned ctx_live;       /* reg_lock */
 static unsigned ctx_peak;       /* reg_lock: most contexts alive at once */
 static size_t tls_request;      /* glibc's malloc size for liburcu-bp's TLS */
+static unsigned registry_room;  /* reg_lock: readers liburcu-bp holds room for */
 
 static void
 ctx_free (struct zram_thread_ctx *ctx)
@@ -171,6 +172,12 @@ rcu_register_checked (void)
   size_t len;
   void *p;
 
+  /* Within the room zram_thread_ctx_presize made, liburcu-bp's registry
+   * has a free record: it maps nothing, and the probe, which needs address
+   * space that may all be in use (a reserve keeps trimmed pool memory
+   * mapped), would refuse for nothing.
+   */
+  if (ctx_live >= registry_room) {
   len = (size_t) (ctx_peak + REGISTRY_MIN_THREADS) * REGISTRY_GROWTH_FACTOR *
         sizeof (struct urcu_bp_reader);
   len = (len + pagesize - 1) & ~(size_t) (pagesize - 1);
@@ -181,6 +188,7 @@ rcu_register_checked (void)
     return -1;
   }
   munmap (p, len);
+  }
 
   /* Last before registering: nothing may malloc in between. */
   if (tls_request > 0) {
@@ -249,4 +257,76 @@ zram_thread_ctx_live (void)
   n = ctx_live;
   pthread_mutex_unlock (&reg_lock);
   return n;
+}
+
+/* --- presizing liburcu-bp's reader registry ------------------------------ */
+
+struct presize {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  unsigned arrived;             /* helpers registered (or failed) */
+  unsigned failed;
+  bool release;                 /* every helper may exit */
+};
+
+static void *
+presize_thread (void *arg)
+{
+  struct presize *ps = arg;
+  int r;
+
+  pthread_mutex_lock (&reg_lock);
+  r = rcu_register_checked ();
+  pthread_mutex_unlock (&reg_lock);
+  /* Hold the record until every helper has one: that is what makes the
+   * registry grow to n records.  liburcu-bp gives it back at thread exit.
+   */
+  pthread_mutex_lock (&ps->lock);
+  ps->arrived++;
+  ps->failed += r == -1;
+  pthread_cond_broadcast (&ps->cond);
+  while (!ps->release)
+    pthread_cond_wait (&ps->cond, &ps->lock);
+  pthread_mutex_unlock (&ps->lock);
+  return NULL;
+}
+
+int
+zram_thread_ctx_presize (unsigned n)
+{
+  struct presize ps = {
+    .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+  };
+  pthread_t *tid;
+  unsigned i, started;
+  int err = 0;
+
+  if (n == 0)
+    return 0;
+  tid = calloc (n, sizeof *tid);
+  if (tid == NULL)
+    return -1;
+  for (started = 0; started < n; started++) {
+    err = pthread_create (&tid[started], NULL, presize_thread, &ps);
+    if (err != 0)
+      break;
+  }
+  pthread_mutex_lock (&ps.lock);
+  while (ps.arrived < started)
+    pthread_cond_wait (&ps.cond, &ps.lock);
+  ps.release = true;
+  pthread_cond_broadcast (&ps.cond);
+  pthread_mutex_unlock (&ps.lock);
+  for (i = 0; i < started; i++)
+    pthread_join (tid[i], NULL);
+  free (tid);
+  if (started < n || ps.failed) {
+    errno = err ? err : ENOMEM;
+    return -1;
+  }
+  pthread_mutex_lock (&reg_lock);
+  if (n > registry_room)
+    registry_room = n;
+  pthread_mutex_unlock (&reg_lock);
+  return 0;
 }

@@ -54,6 +54,16 @@ struct zram_thread_ctx {
  */
 extern struct zram_thread_ctx *zram_thread_ctx_get (void);
 
+/* Make liburcu-bp's reader registry hold n readers at once, by
+ * registering n short-lived helper threads together, so that the first
+ * call of zram_thread_ctx_get on each of up to n threads alive at once
+ * maps no memory for the registry (and does not need the address space a
+ * reserve or a full pool may hold).  Call it once threads are allowed
+ * (the plugin: .after_fork).  Returns 0, or -1 with errno (EAGAIN: no
+ * thread; ENOMEM); on failure registration still works, with its probe.
+ */
+extern int zram_thread_ctx_presize (unsigned n);
+
 /* The number of contexts alive (made and not yet freed by their thread's
  * exit), for tests.
  */

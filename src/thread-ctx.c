@@ -31,7 +31,8 @@
  *      place to twice the last chunk, else mmap a new chunk of that size.
  *      Growth happens only when more threads are registered at once than
  *      ever before, and is then at most about four records per registered
- *      thread.  We mmap and unmap a mapping of that bound first.
+ *      thread.  We mmap and unmap a mapping of that bound first, unless
+ *      zram_thread_ctx_presize made room for more threads than are alive.
  *
  * Registrations are serialised by reg_lock, so our threads cannot take
  * each other's room.  What remains, accepted:
@@ -166,18 +167,12 @@ ctx_fini (void)
  * Returns 0, or -1 with errno ENOMEM.
  */
 static int
-rcu_register_checked (void)
+registry_probe (void)
 {
   long pagesize = sysconf (_SC_PAGESIZE);
   size_t len;
   void *p;
 
-  /* Within the room zram_thread_ctx_presize made, liburcu-bp's registry
-   * has a free record: it maps nothing, and the probe, which needs address
-   * space that may all be in use (a reserve keeps trimmed pool memory
-   * mapped), would refuse for nothing.
-   */
-  if (ctx_live >= registry_room) {
   len = (size_t) (ctx_peak + REGISTRY_MIN_THREADS) * REGISTRY_GROWTH_FACTOR *
         sizeof (struct urcu_bp_reader);
   len = (len + pagesize - 1) & ~(size_t) (pagesize - 1);
@@ -188,7 +183,21 @@ rcu_register_checked (void)
     return -1;
   }
   munmap (p, len);
-  }
+  return 0;
+}
+
+static int
+rcu_register_checked (void)
+{
+  void *p;
+
+  /* Within the room zram_thread_ctx_presize made, liburcu-bp's registry
+   * has a free record and maps nothing; the probe, which needs address
+   * space that may all be in use (a reserve keeps trimmed pool memory
+   * mapped), would refuse for nothing.
+   */
+  if (ctx_live >= registry_room && registry_probe () == -1)
+    return -1;
 
   /* Last before registering: nothing may malloc in between. */
   if (tls_request > 0) {

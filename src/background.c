@@ -117,7 +117,7 @@ run_round (struct zram_bg *bg, struct policy *pol)
     .bg = bg,
     .allowance_ns = unlimited (pol) ? INT64_MAX : pol->credit_ns,
   };
-  int64_t done, used;
+  int64_t done, used, start = mono_ns ();
 
   pol->kicked = false;
   pol->waiting = false;
@@ -138,7 +138,11 @@ run_round (struct zram_bg *bg, struct policy *pol)
   }
   if (r.urgent)
     pol->counts.urgent++;
-  pol->due_ns = mono_ns () + pol->p.period_ms * NS_PER_MS;
+  /* Periods run from start to start, so a round's own length does not
+   * stretch them; a round that outlasts its period is followed at once by
+   * the next, if credit is left.
+   */
+  pol->due_ns = start + pol->p.period_ms * NS_PER_MS;
 }
 
 static void *

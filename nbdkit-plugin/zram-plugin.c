@@ -24,10 +24,10 @@
 #include <nbdkit-plugin.h>
 
 #include "zram/compiler.h"
-#include "zram/compactor.h"
 #include "zram/size.h"
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
+#include "background-params.h"
 #include "ctl-owner.h"
 
 #include "local-peer.h"
@@ -67,7 +67,6 @@ static char *ctl_path;             /* ctl=PATH, made absolute */
 static struct zram *zram;
 static struct zctl_server *ctl_server;
 static struct ctl_owner ctl_owner; /* who serves it after nbdkit -u/-g */
-static struct zram_compactor *compactor;
 
 /* Whether this worker thread has tried PR_SET_IO_FLUSHER (a non-NULL
  * value under io_flusher_key), and whether the one warning about a refusal
@@ -116,6 +115,10 @@ parse_size (const char *key, const char *value, uint64_t *bytes)
 static int
 zram_plugin_config (const char *key, const char *value)
 {
+  int handled = bg_params_config (key, value);
+
+  if (handled != 0)
+    return handled == 1 ? 0 : -1;
   if (strcmp (key, "size") == 0) {
     uint64_t r;
 
@@ -214,7 +217,9 @@ zram_plugin_config (const char *key, const char *value)
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
                   "pool, mem_limit, ctl, mlock, allow-remote, reserve, "
-                  "reserve-wait (see nbdkit-zram-plugin(1))", key);
+                  "reserve-wait, recomp_policy, recomp_age, recomp_budget, "
+                  "recomp_rate, recomp_soft_limit (see nbdkit-zram-plugin(1))",
+                  key);
     return -1;
   }
   return 0;
@@ -258,6 +263,8 @@ zram_plugin_config_complete (void)
       return -1;
     }
   }
+  if (bg_params_complete (config.nr_recomp) == -1)
+    return -1;
   return preflight_refuse_nbdkit_swap (config.disksize);
 }
 
@@ -275,7 +282,8 @@ zram_plugin_config_complete (void)
   "reserve=SIZE             Pool memory kept ready for writes (default with\n" \
   "                         mlock=true: size/16, 4M to 64M; 0 = none).\n" \
   "reserve-wait=MS          Fail a write when the reserve is empty and its\n" \
-  "                         refill cannot get memory for MS (20)."
+  "                         refill cannot get memory for MS (20).\n" \
+  BG_PARAMS_HELP
 
 static void
 zram_plugin_dump_plugin (void)
@@ -407,13 +415,9 @@ zram_plugin_after_fork (void)
     nbdkit_error ("warning: ctl: the control socket was made for uid %u "
                   "but nbdkit runs as uid %u: only root can use it",
                   (unsigned) ctl_owner.owner.uid, (unsigned) geteuid ());
-  /* Background compaction when fragmentation passes the threshold. */
-  compactor = zram_compactor_start (zram, ZRAM_COMPACTOR_DEFAULT_INTERVAL_MS,
-                                    ZRAM_COMPACTOR_DEFAULT_THRESHOLD);
-  if (compactor == NULL) {
-    nbdkit_error ("cannot start the background compaction thread: %m");
+  /* Compaction, and recompression if configured: one thread. */
+  if (bg_start (zram) == -1)
     goto fail;
-  }
   return 0;
 
  fail:
@@ -430,10 +434,10 @@ zram_plugin_after_fork (void)
 static void
 zram_plugin_cleanup (void)
 {
-  zram_compactor_stop (compactor);
-  compactor = NULL;
+  /* The control socket first: it reports the background policies. */
   zctl_server_stop (ctl_server);
   ctl_server = NULL;
+  bg_stop (zram);
 }
 
 /* Before the handshake: refuse clients from other hosts (local-peer.h). */

@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zram/background.h"
+#include "zram/compactor.h"
+#include "zram/policy-recompress.h"
 #include "zram/size.h"
 #include "zram/thread-ctx.h"
 #include "zram/zctl.h"
@@ -153,6 +156,28 @@ cmd_help (struct reply *r)
   return reply_ok (r);
 }
 
+/* The background policies (include/zram/background.h): always every key,
+ * 0 for a policy that does not run, so that a client can rely on them.
+ */
+static void
+reply_policy_stats (struct zram *zram, struct reply *r)
+{
+  struct zram_bg *bg = zram_background (zram);
+  struct zram_bg_counts c;
+
+  zram_bg_counts (bg, zram_bg_find (bg, ZRAM_COMPACTOR_POLICY), &c);
+  reply_line (r, "compact_policy_rounds=%" PRIu64, c.rounds);
+  reply_line (r, "compact_policy_cpu_ms=%" PRIu64, c.cpu_ns / 1000000);
+  zram_bg_counts (bg, zram_bg_find (bg, ZRAM_RECOMP_POLICY), &c);
+  reply_line (r, "recomp_policy=%d",
+              zram_bg_find (bg, ZRAM_RECOMP_POLICY) >= 0 ? 1 : 0);
+  reply_line (r, "recomp_policy_rounds=%" PRIu64, c.rounds);
+  reply_line (r, "recomp_policy_pages=%" PRIu64, c.work);
+  reply_line (r, "recomp_policy_cpu_ms=%" PRIu64, c.cpu_ns / 1000000);
+  reply_line (r, "recomp_policy_throttled=%" PRIu64, c.throttled);
+  reply_line (r, "recomp_policy_urgent=%" PRIu64, c.urgent);
+}
+
 static int
 cmd_stats (struct zram *zram, struct reply *r)
 {
@@ -197,6 +222,7 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "reserve_refills=%" PRIu64, s.reserve_refills);
   reply_line (r, "reserve_empty=%" PRIu64, s.reserve_empty);
   reply_line (r, "reserve_failed=%" PRIu64, s.reserve_failed);
+  reply_policy_stats (zram, r);
   return reply_ok (r);
 }
 

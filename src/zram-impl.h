@@ -90,6 +90,7 @@ struct zram {
   struct zram_hist hist[ZRAM_HIST_NR];
   pthread_mutex_t clients_lock;  /* guards client_pids */
   int client_pids[ZRAM_MAX_CLIENT_PIDS];  /* 0 = free */
+  struct zram_bg *bg;         /* atomic: zram_set_background */
 };
 
 #define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)

@@ -139,4 +139,19 @@ extern int64_t zram_bg_round_cpu_ns (const struct zram_bg_round *r);
 /* Count this round as urgent (in zram_bg_counts.urgent). */
 extern void zram_bg_round_urgent (struct zram_bg_round *r);
 
+/* --- the device's framework ---------------------------------------------- */
+
+struct zram;
+
+/* Tell the device which framework runs its policies, so that what reports
+ * the device's state (the control socket's "stats", include/zram/zctl.h)
+ * can report the policies too; NULL forgets it.  The pointer is only
+ * stored: the caller keeps bg alive while anything may still ask for it
+ * (stop the control socket before zram_bg_destroy).  Thread-safe.
+ */
+extern void zram_set_background (struct zram *zram, struct zram_bg *bg);
+
+/* The framework last set for zram, or NULL. */
+extern struct zram_bg *zram_background (struct zram *zram);
+
 #endif /* ZRAM_BACKGROUND_H */

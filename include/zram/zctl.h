@@ -49,7 +49,12 @@
  * have the device open, where the server knows them; may be empty)
  * streams (threads with a codec state of their own: zramctl's STREAMS)
  * reserve_bytes reserve_free reserve_refills reserve_empty reserve_failed
- * (the pool's reserve, see struct zram_stats).  Clients must
+ * (the pool's reserve, see struct zram_stats)
+ * compact_policy_rounds compact_policy_cpu_ms recomp_policy (1 if the
+ * automatic recompression policy runs, else 0) recomp_policy_rounds
+ * recomp_policy_pages recomp_policy_cpu_ms recomp_policy_throttled
+ * recomp_policy_urgent (the background policies, include/zram/background.h
+ * and policy-recompress.h; all 0 for a policy that does not run).  Clients must
  * ignore keys they do not know: more may be added.
  *
  * A command that fails changes nothing.  Errors that nbdzramctl can pass

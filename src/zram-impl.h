@@ -132,6 +132,18 @@ meta_comp (const struct zram_meta *m, unsigned prio)
 extern int zram_read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
                              struct zram_slot *slot, unsigned char *dst);
 
+/* Raise m's mem_used_max to total if it is higher (after an allocation). */
+extern void zram_update_mem_used_max (struct zram_meta *m, uint64_t total);
+
+/* Walks of the whole table (idle marking, recompression) leave and
+ * re-enter the read-side section after this many slots, so that a reset
+ * waits for at most one batch.  Recompression also after
+ * ZRAM_WALK_BATCH_ATTEMPTS compressions (zstd at level 19 takes ~0.3 ms a
+ * page).
+ */
+#define ZRAM_WALK_BATCH_SLOTS 4096
+#define ZRAM_WALK_BATCH_ATTEMPTS 32
+
 /* Uncount a state's flags taken out of a slot (idle, incompressible,
  * priority): the statistics that follow the flags, not the object.
  */
@@ -203,6 +215,26 @@ meta_put (struct zram *z)
 {
   rcu_reader_done (&z->rcu_sync);
   urcu_bp_read_unlock ();
+}
+
+/* Leave the read-side section of m and enter a new one; true if the live
+ * state is still the one with generation gen (*m updated), false if a
+ * reset replaced it or is in progress (then no section is held).
+ */
+static inline bool
+meta_renew (struct zram *z, struct zram_thread_ctx *ctx, struct zram_meta **m,
+            uint64_t gen)
+{
+  meta_put (z);
+  *m = meta_get (z, ctx);
+  if (*m == NULL)
+    return false;
+  if ((*m)->gen != gen) {
+    meta_put (z);
+    *m = NULL;
+    return false;
+  }
+  return true;
 }
 
 #endif /* ZRAM_ZRAM_IMPL_H */

@@ -228,8 +228,8 @@ range_valid (struct zram_meta *m, uint32_t count, uint64_t offset)
 
 /* --- page states -------------------------------------------------------- */
 
-static void
-update_mem_used_max (struct zram_meta *m, uint64_t total)
+void
+zram_update_mem_used_max (struct zram_meta *m, uint64_t total)
 {
   uint64_t max = STAT_GET (m->stats.mem_used_max);
 
@@ -284,7 +284,7 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
                            __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED));
   if (h == 0)
     return -1;
-  update_mem_used_max (m, zpool_total_bytes (m->pool));
+  zram_update_mem_used_max (m, zpool_total_bytes (m->pool));
   zram_hist_add (&z->hist[ZRAM_HIST_COMPR_SIZE], st->size);
 
   dst = zpool_map (m->pool, h, ZPOOL_MAP_WO);

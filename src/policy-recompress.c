@@ -26,11 +26,14 @@ struct recomp_policy {
   uint64_t cycle_attempted;     /* pages attempted in this cycle so far */
   int64_t rest_until_ns;        /* monotonic: no sweep before (0 = none) */
   int64_t last_round_ns;        /* monotonic: for the rate */
+  int64_t page_cost_ns;         /* CPU per page attempted, a moving
+                                   average (0 = not known yet) */
   uint64_t round_no;
 };
 
 /* What one round did, for its log line. */
 struct round_sum {
+  uint32_t age_first, age_last; /* the sweeps' ages */
   uint64_t first, calls;
   struct zram_recomp_result r;
 };
@@ -81,6 +84,46 @@ rate_allows (struct recomp_policy *rp, int64_t now)
   return (uint64_t) (secs * (double) rp->c.rate_pages) + 1;
 }
 
+/* Pages for the next call: what the rest of the allowance pays for at the
+ * cost seen so far (so that a round overruns it by about one page, not by
+ * a batch of slow compressions), at least 1, at most
+ * ZRAM_RECOMP_POLICY_BATCH and what the rate leaves.
+ */
+static uint64_t
+batch_pages (const struct recomp_policy *rp, struct zram_bg_round *r,
+             uint64_t pages_left)
+{
+  int64_t allowance = zram_bg_round_allowance_ns (r);
+  uint64_t n = ZRAM_RECOMP_POLICY_BATCH;
+
+  if (allowance != INT64_MAX && rp->page_cost_ns > 0) {
+    int64_t left = allowance - zram_bg_round_cpu_ns (r);
+
+    n = left > 0 ? (uint64_t) (left / rp->page_cost_ns) : 0;
+    if (n < 1)
+      n = 1;
+    if (n > ZRAM_RECOMP_POLICY_BATCH)
+      n = ZRAM_RECOMP_POLICY_BATCH;
+  }
+  return n < pages_left ? n : pages_left;
+}
+
+/* Fold a call's CPU per attempted page into the moving average (weight
+ * 1/4: it follows a change of data within a few calls).  The CPU of a
+ * call includes its scanning, which is what a page really costs.
+ */
+static void
+learn_cost (struct recomp_policy *rp, int64_t cpu_ns, uint64_t attempted)
+{
+  int64_t per;
+
+  if (attempted == 0)
+    return;
+  per = cpu_ns / (int64_t) attempted;
+  rp->page_cost_ns = rp->page_cost_ns == 0 ? per
+                     : rp->page_cost_ns + (per - rp->page_cost_ns) / 4;
+}
+
 /* The sweep reached the device end: next tier, or the end of a cycle.
  * Returns true if the round should stop (a cycle found nothing to do: rest).
  */
@@ -112,13 +155,14 @@ log_round (struct recomp_policy *rp, struct zram_bg_round *r,
 {
   if (rp->c.log == NULL || (s->r.attempted == 0 && err == 0))
     return;
-  rp->c.log ("recompress: round %" PRIu64 "%s: age >= %" PRIu32 " s, slots %"
-             PRIu64 "..%" PRIu64 " in %" PRIu64 " calls: scanned %" PRIu64
+  rp->c.log ("recompress: round %" PRIu64 "%s: idle >= %" PRIu32 "..%" PRIu32
+             " s, from slot %" PRIu64 " to %" PRIu64 " in %" PRIu64
+             " calls: scanned %" PRIu64
              ", attempted %" PRIu64 ", recompressed %" PRIu64 " (saved %"
              PRIu64 " bytes), incompressible %" PRIu64 ", raced %" PRIu64
              "; CPU %.1f of %.1f ms; pool %" PRIu64 " of limit %" PRIu64
              "%s%s", rp->round_no, rp->urgent ? " (urgent: near mem_limit)" : "",
-             sweep_age (rp), s->first, rp->cursor, s->calls, s->r.scanned,
+             s->age_first, s->age_last, s->first, rp->cursor, s->calls, s->r.scanned,
              s->r.attempted, s->r.recompressed, s->r.bytes_saved,
              s->r.incompressible, s->r.raced, zram_bg_round_cpu_ns (r) / 1e6,
              zram_bg_round_allowance_ns (r) == INT64_MAX ? 0.0
@@ -164,12 +208,14 @@ recomp_round (void *opaque, struct zram_bg_round *r)
   rp->last_round_ns = now;
   nr_slots = st.disksize / ZRAM_PAGE_SIZE;
   s.first = rp->cursor;
+  s.age_first = sweep_age (rp);
   do {
+    int64_t cpu0 = zram_bg_round_cpu_ns (r);
+
     memset (&req, 0, sizeof req);
     req.type = ZRAM_RECOMP_IDLE;
-    req.min_age_s = sweep_age (rp);
-    req.max_pages = pages_left < ZRAM_RECOMP_POLICY_BATCH
-                    ? pages_left : ZRAM_RECOMP_POLICY_BATCH;
+    req.min_age_s = s.age_last = sweep_age (rp);
+    req.max_pages = batch_pages (rp, r, pages_left);
     req.start_index = rp->cursor;
     req.end_index = nr_slots - rp->cursor > ZRAM_RECOMP_POLICY_SPAN
                     ? rp->cursor + ZRAM_RECOMP_POLICY_SPAN : nr_slots;
@@ -178,6 +224,7 @@ recomp_round (void *opaque, struct zram_bg_round *r)
     s.calls++;
     add_result (&s.r, &res);
     rp->cycle_attempted += res.attempted;
+    learn_cost (rp, zram_bg_round_cpu_ns (r) - cpu0, res.attempted);
     pages_left -= res.attempted < pages_left ? res.attempted : pages_left;
     if (err) {
       /* ENOSPC: at the hard limit there is no room for a new object

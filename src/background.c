@@ -2,6 +2,7 @@
  * (see include/zram/background.h).
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  */
+#define _GNU_SOURCE 1
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -166,6 +167,8 @@ bg_thread (void *arg)
    * value, which is no worse than no framework at all.
    */
   (void) setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), bg->nice);
+  /* Named, so that its CPU can be read from /proc/PID/task/TID/stat. */
+  (void) pthread_setname_np (pthread_self (), ZRAM_BG_THREAD_NAME);
   sem_post (&bg->ready);
 
   pthread_mutex_lock (&bg->lock);

@@ -47,6 +47,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The thread's name (/proc/PID/task/TID/comm), for tools that measure it. */
+#define ZRAM_BG_THREAD_NAME "zram-bg"
+
 /* Most policies one framework runs. */
 #define ZRAM_BG_MAX_POLICIES 8
 

@@ -155,6 +155,14 @@ zram_plugin_config (const char *key, const char *value)
       return -1;
     level_given = true;
   }
+  else if (strcmp (key, "recomp_algorithm") == 0) {
+    char err[160];
+
+    if (zram_parse_recomp_spec (value, &config, err, sizeof err) == -1) {
+      nbdkit_error ("recomp_algorithm: %s", err);
+      return -1;
+    }
+  }
   else if (strcmp (key, "pool") == 0) {
     if (zpool_parse_kind (value, &config.pool) == -1) {
       nbdkit_error ("pool: unknown allocator '%s'; accepted: zs, malloc", value);
@@ -216,10 +224,10 @@ zram_plugin_config (const char *key, const char *value)
   }
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
-                  "pool, mem_limit, ctl, mlock, allow-remote, reserve, "
-                  "reserve-wait, recomp_policy, recomp_age, recomp_budget, "
-                  "recomp_rate, recomp_soft_limit (see nbdkit-zram-plugin(1))",
-                  key);
+                  "recomp_algorithm, pool, mem_limit, ctl, mlock, "
+                  "allow-remote, reserve, reserve-wait, recomp_policy, "
+                  "recomp_age, recomp_budget, recomp_rate, recomp_soft_limit "
+                  "(see nbdkit-zram-plugin(1))", key);
     return -1;
   }
   return 0;
@@ -251,11 +259,6 @@ zram_plugin_config_complete (void)
   }
   zcomp_level_range (config.algo, &min, &max, &dflt);
   if (level_given) {
-    if (max == 0) {
-      nbdkit_error ("level: algorithm %s takes no level; levels apply to "
-                    "lz4hc and zstd", zcomp_algo_name (config.algo));
-      return -1;
-    }
     if (config.level < min || config.level > max) {
       nbdkit_error ("level: %d is out of range for %s; accepted: %d to %d "
                     "(default %d)", config.level,
@@ -271,7 +274,11 @@ zram_plugin_config_complete (void)
 #define zram_plugin_config_help \
   "[size=]SIZE              Device size (required), e.g. 4G.\n" \
   "algorithm=lz4|lz4hc|zstd Compression algorithm (default lz4).\n" \
-  "level=N                  Level for lz4hc (1-12) or zstd (1-22).\n" \
+  "level=N                  Level: lz4 acceleration (1-65537, larger is\n" \
+  "                         faster), lz4hc (1-12), zstd (1-22).\n" \
+  "recomp_algorithm=NAME[:LEVEL][,...]\n" \
+  "                         Up to 3 algorithms to recompress idle or huge\n" \
+  "                         pages with, in priority order (e.g. zstd:3,zstd:19).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
   "mem_limit=SIZE           Most memory the pool may use, e.g. 2G (default none).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \

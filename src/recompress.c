@@ -20,6 +20,8 @@
  * object but keeps handles, and both are only touched while mapped.
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "zram-impl.h"
@@ -289,4 +291,78 @@ zram_recompress (struct zram *z, const struct zram_recomp_req *req,
   meta_put (z);
   errno = saved_errno;
   return r;
+}
+
+/* One item "NAME[:LEVEL]" of len bytes.  0, or -1 with a message. */
+static int
+parse_item (const char *item, size_t len, struct zram_recomp_algo *out,
+            char *err, size_t err_cap)
+{
+  char name[16], *colon, *end;
+  int min, max, dflt;
+  long level = 0;
+
+  if (len == 0) {
+    snprintf (err, err_cap, "an empty item; write NAME[:LEVEL][,NAME[:LEVEL]...]"
+              " (e.g. zstd:3,zstd:19)");
+    return -1;
+  }
+  if (len >= sizeof name) {
+    snprintf (err, err_cap, "unknown algorithm '%.*s'; accepted: %s",
+              (int) len, item, ZCOMP_ALGO_NAMES);
+    return -1;
+  }
+  memcpy (name, item, len);
+  name[len] = '\0';
+  colon = strchr (name, ':');
+  if (colon)
+    *colon = '\0';
+  if (zcomp_parse_algo (name, &out->algo) == -1) {
+    snprintf (err, err_cap, "unknown algorithm '%s'; accepted: %s", name,
+              ZCOMP_ALGO_NAMES);
+    return -1;
+  }
+  zcomp_level_range (out->algo, &min, &max, &dflt);
+  if (colon) {
+    errno = 0;
+    level = strtol (colon + 1, &end, 10);
+    if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 ||
+        level < min || level > max) {
+      snprintf (err, err_cap, "level '%s' of %s is not accepted: %d to %d "
+                "(default %d)", colon + 1, name, min, max, dflt);
+      return -1;
+    }
+  }
+  out->level = (int) level;
+  return 0;
+}
+
+int
+zram_parse_recomp_spec (const char *spec, struct zram_config *config,
+                        char *err, size_t err_cap)
+{
+  struct zram_recomp_algo list[ZRAM_MAX_RECOMP];
+  unsigned n = 0;
+  const char *p = spec, *comma;
+
+  for (;;) {
+    comma = strchr (p, ',');
+    if (n == ZRAM_MAX_RECOMP) {
+      snprintf (err, err_cap, "more than %d algorithms", ZRAM_MAX_RECOMP);
+      errno = EINVAL;
+      return -1;
+    }
+    if (parse_item (p, comma ? (size_t) (comma - p) : strlen (p), &list[n],
+                    err, err_cap) == -1) {
+      errno = EINVAL;
+      return -1;
+    }
+    n++;
+    if (comma == NULL)
+      break;
+    p = comma + 1;
+  }
+  memcpy (config->recomp, list, n * sizeof list[0]);
+  config->nr_recomp = n;
+  return 0;
 }

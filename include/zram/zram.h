@@ -336,6 +336,17 @@ extern void zram_reset_mem_used_max (struct zram *zram);
  */
 extern int64_t zram_compact (struct zram *zram);
 
+/* Parse a list of recompression algorithms, "NAME[:LEVEL][,NAME[:LEVEL]...]"
+ * in priority order (e.g. "zstd:3,zstd:19"; a missing level is the
+ * algorithm's default), into config->recomp and config->nr_recomp.
+ * Returns 0, or -1 with errno EINVAL and a message for the user in err
+ * (err_cap bytes): an unknown name, a level that is not a number or out
+ * of range, an empty item, or more than ZRAM_MAX_RECOMP.  config is
+ * unchanged on failure.
+ */
+extern int zram_parse_recomp_spec (const char *spec, struct zram_config *config,
+                                   char *err, size_t err_cap);
+
 /* --- idle tracking and recompression (Linux zram's semantics) ------------
  *
  * Every stored page remembers when it was last read or written (seconds

@@ -128,6 +128,18 @@ static const struct metric {
   { "notify_free", "nbdzram_notify_free_total", COUNTER,
     "Pages freed by trim or write-zeroes since initialisation "
     "(zram notify_free).", false },
+  { "idle_pages", "nbdzram_idle_pages", GAUGE,
+    "Pages marked idle and not accessed since (zram idle).", false },
+  { "incompressible_pages", "nbdzram_incompressible_pages", GAUGE,
+    "Pages that no recompression algorithm shrank, until rewritten "
+    "(zram incompressible).", false },
+  { "recomp_attempts", "nbdzram_recomp_attempts_total", COUNTER,
+    "Pages recompression compressed again since initialisation.", false },
+  { "recomp_successes", "nbdzram_recomp_successes_total", COUNTER,
+    "Pages recompression stored smaller since initialisation.", false },
+  { "recomp_bytes_saved", "nbdzram_recomp_saved_bytes_total", COUNTER,
+    "Compressed bytes recompression saved since initialisation (size "
+    "before - after).", false },
   { "connections", "nbdzram_connections", GAUGE,
     "Open NBD connections.", false },
   { "initialised", "nbdzram_initialised", GAUGE,
@@ -341,6 +353,23 @@ render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
       fprintf (fp, " %llu\n", v);
     }
   }
+
+  /* Pages per recompression priority: one metric, a label each. */
+  fputs ("# HELP nbdzram_recomp_pages Pages stored now with the "
+         "recompression algorithm of this priority (1 to 3).\n"
+         "# TYPE nbdzram_recomp_pages gauge\n", fp);
+  for (d = 0; d < ndevs; d++)
+    for (i = 1; i <= 3; i++) {
+      char key[32], label[32];
+
+      snprintf (key, sizeof key, "pages_recomp%zu", i);
+      snprintf (label, sizeof label, "priority=\"%zu\"", i);
+      if (stat_u64 (errfp, &devs[d], key, &v) == -1)
+        return -1;
+      fputs ("nbdzram_recomp_pages", fp);
+      print_labels (fp, &devs[d], label, NULL);
+      fprintf (fp, " %llu\n", v);
+    }
 
   /* The configuration as an info metric: labels, value 1. */
   fputs ("# HELP nbdzram_info The device's compression algorithm, level "

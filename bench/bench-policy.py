@@ -105,13 +105,57 @@ class Server:
         self.log.close()
 
 
-def write_image(tool, uri, size, seed):
-    r = subprocess.run([tool, "-u", uri, "-s", str(size), "-S", str(seed),
-                        "-m", "write"], stdout=subprocess.PIPE,
+def write_image(tool, uri, size, seed, mode="write", part=None):
+    argv = [tool, "-u", uri, "-s", str(size), "-S", str(seed), "-m", mode]
+    if part:
+        argv += ["-O", str(part[0]), "-L", str(part[1])]
+    r = subprocess.run(argv, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=900, check=False)
     if r.returncode != 0:
         raise RuntimeError("bench-nbd-image: " + r.stderr.decode()[-1000:])
     return json.loads(r.stdout.decode().strip().splitlines()[-1])
+
+
+def foreground(a, tmp, plugin, tool, size, common):
+    """Requests with the policy busy against the policy off: the first half
+    of the image is written and left to go idle (recomp_age=1), then the
+    second half is written and read back while the policy works on the
+    first.  Returns (results, report lines).
+    """
+    half = size // 2 // 4096 * 4096
+    runs = {"off": [], "on": []}
+    for rep_no in range(a.reps):
+        for mode in (("off", "on") if rep_no % 2 == 0 else ("on", "off")):
+            params = common + (["recomp_policy=off"] if mode == "off" else
+                               ["recomp_policy=on", "recomp_age=1"] +
+                               (["recomp_budget=" + a.budget] if a.budget else []))
+            srv = Server(tmp, "fg-%s-%d" % (mode, rep_no), plugin, size, params)
+            try:
+                write_image(tool, srv.uri, size, a.seed, "write", (0, half))
+                time.sleep(2)
+                cpu0 = thread_cpu(srv.proc.pid, "zram-bg")
+                t0 = time.monotonic()
+                r = write_image(tool, srv.uri, size, a.seed, "both", (half, size - half))
+                r["bg_cpu_pct"] = 100 * (thread_cpu(srv.proc.pid, "zram-bg") - cpu0) \
+                    / (time.monotonic() - t0)
+                r["policy_pages"] = ctl(srv.ctl, "stats")["recomp_policy_pages"]
+                runs[mode].append(r)
+            finally:
+                srv.stop()
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    lines = []
+    out = {}
+    for m in ("write_mbps", "read_mbps"):
+        off, on = med([r[m] for r in runs["off"]]), med([r[m] for r in runs["on"]])
+        out[m] = {"off": off, "on": on, "ratio": on / off}
+        lines.append("foreground %s: policy off %.1f, policy busy %.1f MB/s: %.3fx"
+                     % (m.split("_")[0], off, on, on / off))
+    lines.append("  (the background thread used %s %% of a core meanwhile; "
+                 "%s pages recompressed by the end)"
+                 % (", ".join("%.1f" % r["bg_cpu_pct"] for r in runs["on"]),
+                    ", ".join(str(r["policy_pages"]) for r in runs["on"])))
+    out["runs"] = runs
+    return out, lines
 
 
 def main():
@@ -126,6 +170,9 @@ def main():
     ap.add_argument("--budget", default=None, help="recomp_budget (default: the plugin's)")
     ap.add_argument("--timeout", type=float, default=180)
     ap.add_argument("--json")
+    ap.add_argument("--foreground", action="store_true",
+                    help="also measure requests with the policy busy against it off")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of --foreground")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
     if a.smoke:
@@ -149,7 +196,10 @@ def main():
     if a.budget is not None:
         policy.append("recomp_budget=%s" % a.budget)
 
+    fg = None
     with tempfile.TemporaryDirectory(prefix="bench-policy.") as tmp:
+        if a.foreground:
+            fg = foreground(a, tmp, plugin, tool, size, common)
         # The saving to reach, by hand.
         m = Server(tmp, "manual", plugin, size, common + ["recomp_policy=off"])
         try:
@@ -211,6 +261,7 @@ def main():
                    "rounds": end["recomp_policy_rounds"],
                    "pages": end["recomp_policy_pages"]},
         "samples": samples,
+        "foreground": fg[0] if fg else None,
     }
     p = res["policy"]
     print("image %d MiB, lz4 + zstd:%d; policy recomp_age=%s recomp_budget=%s"
@@ -236,6 +287,8 @@ def main():
           "(budget %.1f %%; the policy counted %.2f s)"
           % (cpu_end, t_end, 100 * cpu_end / t_end, budget_pct,
              p["policy_cpu_ms"] / 1000))
+    for line in (fg[1] if fg else []):
+        print(line)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

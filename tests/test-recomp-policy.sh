@@ -93,6 +93,31 @@ grep -q "recompress: round [0-9]*: idle >= .* recompressed [1-9]" "$tmpdir/log" 
   fail "no debug line per round in the log"
 kill_nbdkit "$tmpdir/pid"
 
+# Near mem_limit the age (an hour here) no longer matters: with the pool
+# at 95 % of the limit, the policy recompresses at once (urgent rounds),
+# and with compaction the pool falls below the soft limit (90 %).
+rm -f "$tmpdir/pid" "$tmpdir/sock"
+start_nbdkit "$tmpdir/pid" "$tmpdir/sock" 64M $R recomp_age=3600 \
+  recomp_budget=50 ctl="$tmpdir/ctl"
+write_data "$tmpdir/sock"
+sleep 1.5                       # older than the urgent age (1 s)
+used=$(st mem_used_total)
+limit=$((used * 100 / 95))
+"$NBDZRAMCTL" -s "$tmpdir/ctl" mem-limit "$limit" >/dev/null ||
+  fail "cannot set mem-limit $limit"
+for (( i = 0; i < 300; i++ )); do
+  [ "$(st recomp_policy_urgent)" -ge 1 ] &&
+    [ "$(st mem_used_total)" -lt $((limit / 1000 * 900)) ] && break
+  sleep 0.1
+done
+echo "near the limit: pool $used -> $(st mem_used_total) of limit $limit;" \
+     "$(st recomp_policy_urgent) urgent rounds, $(st recomp_policy_pages) pages"
+[ "$(st recomp_policy_urgent)" -ge 1 ] || fail "no urgent round near mem_limit"
+[ "$(st mem_used_total)" -lt $((limit / 1000 * 900)) ] ||
+  fail "pool still $(st mem_used_total) of limit $limit"
+verify_data "$tmpdir/sock"
+kill_nbdkit "$tmpdir/pid"
+
 # Off, and without a secondary algorithm: nothing happens by itself.
 for params in "$R recomp_policy=off" ""; do
   rm -f "$tmpdir/pid" "$tmpdir/sock"

@@ -24,6 +24,8 @@ struct recomp_policy {
   bool urgent;                  /* sweeping under the soft limit */
   uint64_t cursor;              /* next slot of the sweep */
   uint64_t cycle_attempted;     /* pages attempted in this cycle so far */
+  uint64_t cycle_recompressed;  /* of those, pages stored smaller */
+  bool compact_due;             /* a finished sweep freed objects */
   int64_t rest_until_ns;        /* monotonic: no sweep before (0 = none) */
   int64_t last_round_ns;        /* monotonic: for the rate */
   int64_t page_cost_ns;         /* CPU per page attempted, a moving
@@ -34,6 +36,8 @@ struct recomp_policy {
 /* What one round did, for its log line. */
 struct round_sum {
   uint32_t age_first, age_last; /* the sweeps' ages */
+  int64_t compacted;            /* pool pages compaction released; -1 =
+                                   no compaction */
   uint64_t first, calls;
   struct zram_recomp_result r;
 };
@@ -133,11 +137,22 @@ sweep_done (struct recomp_policy *rp, int64_t now)
   rp->cursor = 0;
   if (rp->urgent) {
     /* One whole sweep under the limit; the next round looks again. */
+    if (rp->cycle_recompressed > 0)
+    rp->compact_due = true;
+    rp->cycle_recompressed = 0;
     return true;
   }
   if (++rp->tier < TIERS)
     return false;
   rp->tier = 0;
+  /* Recompression frees objects but not pool pages: the spans they sat in
+   * are left partly used.  The compaction policy tidies up only past its
+   * fragmentation threshold (10 %), so after a cycle that stored pages
+   * smaller, compact now: the saving is then memory given back.
+   */
+  if (rp->cycle_recompressed > 0)
+    rp->compact_due = true;
+  rp->cycle_recompressed = 0;
   if (rp->cycle_attempted == 0) {
     uint32_t rest = rp->c.age_s / 8 ? rp->c.age_s / 8 : 1;
 
@@ -161,13 +176,14 @@ log_round (struct recomp_policy *rp, struct zram_bg_round *r,
              ", attempted %" PRIu64 ", recompressed %" PRIu64 " (saved %"
              PRIu64 " bytes), incompressible %" PRIu64 ", raced %" PRIu64
              "; CPU %.1f of %.1f ms; pool %" PRIu64 " of limit %" PRIu64
-             "%s%s", rp->round_no, rp->urgent ? " (urgent: near mem_limit)" : "",
+             "%s%s%s", rp->round_no, rp->urgent ? " (urgent: near mem_limit)" : "",
              s->age_first, s->age_last, s->first, rp->cursor, s->calls, s->r.scanned,
              s->r.attempted, s->r.recompressed, s->r.bytes_saved,
              s->r.incompressible, s->r.raced, zram_bg_round_cpu_ns (r) / 1e6,
              zram_bg_round_allowance_ns (r) == INT64_MAX ? 0.0
              : zram_bg_round_allowance_ns (r) / 1e6,
              st->mem_used_total, st->mem_limit,
+             s->compacted >= 0 ? "; compacted" : "",
              err ? "; stopped: " : "", err ? strerror (err) : "");
 }
 
@@ -177,7 +193,7 @@ recomp_round (void *opaque, struct zram_bg_round *r)
   struct recomp_policy *rp = opaque;
   struct zram_recomp_result res;
   struct zram_recomp_req req;
-  struct round_sum s = { 0 };
+  struct round_sum s = { .compacted = -1 };
   struct zram_stats st;
   uint64_t nr_slots, pages_left;
   bool urgent;
@@ -191,13 +207,16 @@ recomp_round (void *opaque, struct zram_bg_round *r)
            st.mem_used_total >= st.mem_limit / 1000 * rp->c.soft_pm;
   if (urgent != rp->urgent) {
     /* Entering or leaving urgency starts a sweep from the beginning. */
+    if (rp->cycle_recompressed > 0)
+      rp->compact_due = true;
     rp->urgent = urgent;
     rp->cursor = 0;
     rp->tier = 0;
     rp->cycle_attempted = 0;
+    rp->cycle_recompressed = 0;
     rp->rest_until_ns = 0;
   }
-  if (!urgent && now < rp->rest_until_ns)
+  if (!urgent && now < rp->rest_until_ns && !rp->compact_due)
     return -1;
   rp->rest_until_ns = 0;
   if (urgent)
@@ -224,6 +243,7 @@ recomp_round (void *opaque, struct zram_bg_round *r)
     s.calls++;
     add_result (&s.r, &res);
     rp->cycle_attempted += res.attempted;
+    rp->cycle_recompressed += res.recompressed;
     learn_cost (rp, zram_bg_round_cpu_ns (r) - cpu0, res.attempted);
     pages_left -= res.attempted < pages_left ? res.attempted : pages_left;
     if (err) {
@@ -240,6 +260,15 @@ recomp_round (void *opaque, struct zram_bg_round *r)
       break;
   } while (pages_left > 0 && !zram_bg_round_over (r));
 
+  /* Under the soft limit, memory is wanted back now, not at the end of
+   * the sweep.
+   */
+  if (rp->urgent && s.r.recompressed > 0)
+    rp->compact_due = true;
+  if (rp->compact_due) {
+    rp->compact_due = false;
+    s.compacted = zram_compact (rp->zram);
+  }
   if (err || s.r.attempted)
     zram_get_stats (rp->zram, &st);
   log_round (rp, r, &s, &st, err);

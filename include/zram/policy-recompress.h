@@ -26,10 +26,14 @@
  *   - rate_pages, if not 0, caps the pages attempted per second (on top of
  *     the budget).
  *
+ *   - Recompression frees objects, not pool pages (their spans are left
+ *     partly used), so the policy compacts the pool (zram_compact) after a
+ *     cycle of sweeps that stored pages smaller, and after every urgent
+ *     round that did; within its budget, like the rest of its work.
+ *
  * A device without a secondary algorithm is never touched: the policy
  * refuses to be added (EINVAL), and a round that finds none (after a
- * reset) does nothing.  Recompression frees objects, leaving the pool
- * fragmented: the compaction policy of the same framework tidies up.
+ * reset) does nothing.
  *
  * Decisions are visible: the framework counts rounds, pages recompressed
  * (stored smaller), CPU time, rounds that waited for budget and urgent

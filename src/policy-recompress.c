@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -138,7 +139,7 @@ sweep_done (struct recomp_policy *rp, int64_t now)
   if (rp->urgent) {
     /* One whole sweep under the limit; the next round looks again. */
     if (rp->cycle_recompressed > 0)
-    rp->compact_due = true;
+      rp->compact_due = true;
     rp->cycle_recompressed = 0;
     return true;
   }
@@ -168,8 +169,13 @@ log_round (struct recomp_policy *rp, struct zram_bg_round *r,
            const struct round_sum *s, const struct zram_stats *st,
            int err)
 {
+  char compacted[64] = "";
+
   if (rp->c.log == NULL || (s->r.attempted == 0 && err == 0))
     return;
+  if (s->compacted >= 0)
+    snprintf (compacted, sizeof compacted, "; compaction released %" PRId64
+              " pages", s->compacted);
   rp->c.log ("recompress: round %" PRIu64 "%s: idle >= %" PRIu32 "..%" PRIu32
              " s, from slot %" PRIu64 " to %" PRIu64 " in %" PRIu64
              " calls: scanned %" PRIu64
@@ -183,7 +189,7 @@ log_round (struct recomp_policy *rp, struct zram_bg_round *r,
              zram_bg_round_allowance_ns (r) == INT64_MAX ? 0.0
              : zram_bg_round_allowance_ns (r) / 1e6,
              st->mem_used_total, st->mem_limit,
-             s->compacted >= 0 ? "; compacted" : "",
+             compacted,
              err ? "; stopped: " : "", err ? strerror (err) : "");
 }
 

@@ -405,6 +405,8 @@ struct zram_recomp_result {
   uint64_t raced;             /* results dropped because the page changed
                                  (write, trim, reset) while compressing */
   uint64_t bytes_saved;       /* compressed size before - after, summed */
+  uint64_t nospace;           /* pages left as they were because their new
+                                 object would have passed the memory limit */
   uint64_t next_index;        /* first slot not scanned: end_index (or the
                                  device end) when done, earlier when
                                  max_pages stopped the scan */
@@ -427,10 +429,11 @@ struct zram_recomp_result {
  * Uses the calling thread's context (include/zram/thread-ctx.h).  Returns
  * 0, or -1 with errno EINVAL (bad type, priorities out of range, no
  * recompression algorithm configured, start beyond end or the device),
- * EIO (not initialised; or stored data failed to decompress), ENOMEM (no
- * memory for the thread context, codec state or a new object) or ENOSPC
- * (a new object would pass the memory limit).  A reset during the call
- * ends it with 0.
+ * EIO (not initialised; or stored data failed to decompress) or ENOMEM
+ * (no memory for the thread context, codec state or a new object).  A
+ * page whose new object would pass the memory limit is left as it was
+ * (counted in nospace) and the walk goes on: other classes may have room,
+ * and every success frees memory.  A reset during the call ends it with 0.
  */
 extern int zram_recompress (struct zram *zram,
                             const struct zram_recomp_req *req,

@@ -269,8 +269,8 @@ extern size_t zram_client_pids (struct zram *zram, int *pids, size_t cap);
 /* Throw away all data and start again with an empty device of the same size.
  * If new_config is not NULL, its algo, level and pool are used for the new
  * initialisation (its disksize must equal zram_disksize, else EINVAL); the
- * reserve stays as the device was created (ENOTSUP if the new pool kind
- * cannot keep one).
+ * reserve and the recompression algorithms stay as the device was created
+ * (ENOTSUP if the new pool kind cannot keep a reserve).
  * Without force, refused with EBUSY while openers > 0; the check and the
  * claim that keeps new openers out are one atomic step.  With force,
  * requests in flight finish against the old data; requests arriving during

@@ -117,8 +117,8 @@ drop_pp (struct zram_slot *slot)
 }
 
 /* Recompress slot index of m if the plan selects it.  Returns 0 (done,
- * skipped, raced or incompressible: see res), or -1 with errno (EIO,
- * ENOMEM, ENOSPC) leaving the slot as it was.
+ * skipped, raced, incompressible or no room under the memory limit: see
+ * res), or -1 with errno (EIO, ENOMEM) leaving the slot as it was.
  */
 static int
 recompress_slot (struct zram *z, struct zram_meta *m,
@@ -196,7 +196,14 @@ recompress_slot (struct zram *z, struct zram_meta *m,
                                __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED));
   if (new_h == 0) {
     drop_pp (slot);
-    return -1;                /* ENOMEM, ENOSPC */
+    /* At the memory limit, this page's class may have no free room while
+     * others do, and each success frees memory: go on with the next page.
+     */
+    if (errno == ENOSPC) {
+      res->nospace++;
+      return 0;
+    }
+    return -1;                /* ENOMEM */
   }
   zram_update_mem_used_max (m, zpool_total_bytes (m->pool));
   dst = zpool_map (m->pool, new_h, ZPOOL_MAP_WO);

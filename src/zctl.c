@@ -533,7 +533,6 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
     return reply_error (r, err, "recompress: %s after %" PRIu64 " pages "
                         "recompressed", err == EIO && res.scanned == 0
                         ? "device not initialised (a reset is in progress)"
-                        : err == ENOSPC ? "the memory limit is reached"
                         : strerror (err), res.recompressed);
   }
   reply_line (r, "scanned=%" PRIu64, res.scanned);
@@ -542,6 +541,7 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
   reply_line (r, "incompressible=%" PRIu64, res.incompressible);
   reply_line (r, "raced=%" PRIu64, res.raced);
   reply_line (r, "bytes_saved=%" PRIu64, res.bytes_saved);
+  reply_line (r, "nospace=%" PRIu64, res.nospace);
   return reply_ok (r);
 }
 

@@ -141,6 +141,7 @@ test_pair (enum zcomp_algo a1, int l1, enum zcomp_algo a2, int l2)
   CHECK (res.scanned == objects (&s0));
   CHECK (res.attempted == objects (&s0));
   CHECK (res.recompressed + res.incompressible + res.raced == res.attempted);
+  CHECK (res.nospace == 0);
   CHECK (res.raced == 0);
   CHECK (s2.pages_recomp[0] == res.recompressed);
   CHECK (s2.recomp_successes == res.recompressed);
@@ -326,6 +327,35 @@ test_limits (void)
   zram_destroy (z);
 }
 
+/* At the memory limit recompression goes on: pages whose smaller class
+ * has no room are left as they were (nospace), the others succeed, and
+ * the pool never passes the limit.
+ */
+static void
+test_at_limit (void)
+{
+  struct zram_recomp_algo rc = { ZCOMP_ZSTD, 19 };
+  struct zram *z = make (ZCOMP_LZ4, 0, &rc, 1);
+  struct zram_recomp_result res;
+  struct zram_stats s0, s1;
+
+  fill (z, 10);
+  zram_get_stats (z, &s0);
+  zram_set_mem_limit (z, s0.mem_used_total);
+  zram_reset_mem_used_max (z);
+  CHECK (zram_mark_idle (z, 0, NULL) == 0);
+  CHECK (recompress (z, ZRAM_RECOMP_IDLE, 0, 0, &res) == 0);
+  zram_get_stats (z, &s1);
+  printf ("at the limit: %" PRIu64 " recompressed, %" PRIu64 " no space\n",
+          res.recompressed, res.nospace);
+  CHECK (res.recompressed > 0);
+  CHECK (res.recompressed + res.incompressible + res.nospace == res.attempted);
+  CHECK (s1.mem_used_max <= s0.mem_used_total);
+  CHECK (s1.mem_used_total <= s0.mem_used_total);
+  verify (z, 10);
+  zram_destroy (z);
+}
+
 /* Bad requests are refused with EINVAL and change nothing. */
 static void
 test_refusals (void)
@@ -412,6 +442,7 @@ main (void)
   }
   kind = ZPOOL_ZS;
   test_limits ();
+  test_at_limit ();
   printf ("test-recompress: ok\n");
   return 0;
 }

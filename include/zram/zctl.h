@@ -12,7 +12,7 @@
  *
  * so a client reads lines until one is "ok" or begins with "error ".
  * ENAME is the symbolic errno (EINVAL, EBUSY, EIO, ENOMEM, E2BIG, EACCES,
- * EAGAIN, ENOSPC).  Commands:
+ * EAGAIN).  Commands:
  *
  *   help                                  list the commands
  *   stats                                 key=value lines, see below
@@ -50,8 +50,10 @@
  *                                         (default: each in turn); replies
  *                                         scanned= attempted= recompressed=
  *                                         incompressible= raced=
- *                                         bytes_saved=.  If it fails midway
- *                                         (ENOMEM, ENOSPC) the pages done
+ *                                         bytes_saved= nospace= (pages left
+ *                                         as they were at the memory
+ *                                         limit).  If it fails midway
+ *                                         (ENOMEM) the pages done
  *                                         stay recompressed (their content
  *                                         is unchanged either way)
  *

@@ -269,8 +269,8 @@ extern size_t zram_client_pids (struct zram *zram, int *pids, size_t cap);
 /* Throw away all data and start again with an empty device of the same size.
  * If new_config is not NULL, its algo, level and pool are used for the new
  * initialisation (its disksize must equal zram_disksize, else EINVAL); the
- * reserve stays as the device was created (ENOTSUP if the new pool kind
- * cannot keep one).
+ * reserve and the recompression algorithms stay as the device was created
+ * (ENOTSUP if the new pool kind cannot keep a reserve).
  * Without force, refused with EBUSY while openers > 0; the check and the
  * claim that keeps new openers out are one atomic step.  With force,
  * requests in flight finish against the old data; requests arriving during
@@ -405,6 +405,8 @@ struct zram_recomp_result {
   uint64_t raced;             /* results dropped because the page changed
                                  (write, trim, reset) while compressing */
   uint64_t bytes_saved;       /* compressed size before - after, summed */
+  uint64_t nospace;           /* pages left as they were because their new
+                                 object would have passed the memory limit */
   uint64_t next_index;        /* first slot not scanned: end_index (or the
                                  device end) when done, earlier when
                                  max_pages stopped the scan */
@@ -427,10 +429,11 @@ struct zram_recomp_result {
  * Uses the calling thread's context (include/zram/thread-ctx.h).  Returns
  * 0, or -1 with errno EINVAL (bad type, priorities out of range, no
  * recompression algorithm configured, start beyond end or the device),
- * EIO (not initialised; or stored data failed to decompress), ENOMEM (no
- * memory for the thread context, codec state or a new object) or ENOSPC
- * (a new object would pass the memory limit).  A reset during the call
- * ends it with 0.
+ * EIO (not initialised; or stored data failed to decompress) or ENOMEM
+ * (no memory for the thread context, codec state or a new object).  A
+ * page whose new object would pass the memory limit is left as it was
+ * (counted in nospace) and the walk goes on: other classes may have room,
+ * and every success frees memory.  A reset during the call ends it with 0.
  */
 extern int zram_recompress (struct zram *zram,
                             const struct zram_recomp_req *req,

@@ -69,6 +69,7 @@ add_result (struct zram_recomp_result *sum, const struct zram_recomp_result *r)
   sum->incompressible += r->incompressible;
   sum->raced += r->raced;
   sum->bytes_saved += r->bytes_saved;
+  sum->nospace += r->nospace;
 }
 
 /* Pages the rate allows this round, from the time since the last one (at
@@ -181,11 +182,13 @@ log_round (struct recomp_policy *rp, struct zram_bg_round *r,
              " calls: scanned %" PRIu64
              ", attempted %" PRIu64 ", recompressed %" PRIu64 " (saved %"
              PRIu64 " bytes), incompressible %" PRIu64 ", raced %" PRIu64
+             ", no room under the limit %" PRIu64
              "; CPU %.1f of %.1f ms; pool %" PRIu64 " of limit %" PRIu64
              "%s%s%s", rp->round_no, rp->urgent ? " (urgent: near mem_limit)" : "",
              s->age_first, s->age_last, s->first, rp->cursor, s->calls, s->r.scanned,
              s->r.attempted, s->r.recompressed, s->r.bytes_saved,
-             s->r.incompressible, s->r.raced, zram_bg_round_cpu_ns (r) / 1e6,
+             s->r.incompressible, s->r.raced, s->r.nospace,
+             zram_bg_round_cpu_ns (r) / 1e6,
              zram_bg_round_allowance_ns (r) == INT64_MAX ? 0.0
              : zram_bg_round_allowance_ns (r) / 1e6,
              st->mem_used_total, st->mem_limit,
@@ -253,9 +256,10 @@ recomp_round (void *opaque, struct zram_bg_round *r)
     learn_cost (rp, zram_bg_round_cpu_ns (r) - cpu0, res.attempted);
     pages_left -= res.attempted < pages_left ? res.attempted : pages_left;
     if (err) {
-      /* ENOSPC: at the hard limit there is no room for a new object
-       * before the old one is freed; EIO: a reset, or a page that fails
-       * to decompress.  Either way, continue after the batch next round.
+      /* EIO: a reset, or a page that fails to decompress; ENOMEM.
+       * Continue after the batch next round.  (At the memory limit,
+       * pages without room for their new object are skipped, not an
+       * error: see zram_recompress.)
        */
       if (res.next_index > rp->cursor)
         rp->cursor = res.next_index;

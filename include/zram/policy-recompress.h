@@ -7,11 +7,13 @@
  * (include/zram/background.h), so it runs in that thread, within its CPU
  * budget, behind the requests:
  *
- *   - Pages not read or written for age_s seconds are recompressed with
- *     the device's secondary algorithms (zram_recompress, type idle, with
- *     min_age_s), oldest first: the slot table is swept with descending
- *     age thresholds, 8 age_s, 4 age_s, 2 age_s, then age_s, one sweep
- *     after the other, and the sweeps start over.  A sweep advances
+ *   - Pages not read or written for age_s seconds (and pages marked idle:
+ *     zram_recompress counts them as idle whatever their age) are
+ *     recompressed with the device's secondary algorithms
+ *     (zram_recompress, type idle, with min_age_s), oldest first: the
+ *     slot table is swept with descending age thresholds, 8 age_s,
+ *     4 age_s, 2 age_s, then age_s, one sweep after the other, and the
+ *     sweeps start over.  A sweep advances
  *     ZRAM_RECOMP_POLICY_SPAN slots and at most ZRAM_RECOMP_POLICY_BATCH
  *     pages per call, asking the framework between calls whether the
  *     round's CPU allowance is spent; the next round continues where it

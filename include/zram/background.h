@@ -30,11 +30,12 @@
  * for CPU).
  *
  * The thread runs at the nice value given to zram_bg_create (Linux
- * nice applies per thread), so that request threads win the CPU when
- * both want it.  A niced thread that holds a lock a request needs can be
- * kept off the CPU by other requests (priority inversion): policies must
- * hold slot and pool locks only for short steps (zram_recompress and
- * zram_compact do), never across compression.
+ * nice applies per thread).  A niced thread that holds a lock a request
+ * needs can be kept off the CPU by other requests (priority inversion):
+ * policies must hold slot and pool locks only for short steps
+ * (zram_recompress and zram_compact do), never across compression; and
+ * budgets, not priority, are what keep policies out of the requests' way
+ * (the plugin uses nice 0: nbdkit-plugin/background-params.h says why).
  *
  * Thread-safety: zram_bg_kick, zram_bg_counts and zram_bg_find may be
  * called from any thread at any time between create and destroy; the

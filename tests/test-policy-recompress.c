@@ -5,6 +5,7 @@
  *     by itself (statistics move; every page reads back);
  *   - it keeps to its CPU budget while work is pending (process CPU
  *     against wall time; the work is left unfinished, so the budget bound);
+ *   - recomp_rate caps the pages attempted per second;
  *   - near mem_limit it recompresses regardless of age (urgent rounds),
  *     and compacts, so the pool falls below the soft threshold; without
  *     the soft threshold it does nothing.
@@ -273,6 +274,46 @@ test_budget (void)
   zram_destroy (z);
 }
 
+/* recomp_rate caps the pages attempted per second, whatever the budget. */
+static void
+test_rate (void)
+{
+  const uint32_t pages = 2048;
+  const uint64_t rate = 200;
+  struct zram *z = make (pages, 3, true);
+  struct zram_recomp_policy_config c;
+  struct zram_bg *bg = zram_bg_create (0);
+  struct zram_stats st;
+  double t0, elapsed;
+
+  zram_recomp_policy_defaults (&c);
+  c.age_s = 1;
+  c.budget_pm = ZRAM_BG_UNLIMITED;
+  c.period_ms = 100;
+  c.rate_pages = rate;
+  c.log = log_line;
+  CHECK (zram_recomp_policy_add (bg, z, &c) == 0);
+  sleep (2);
+  t0 = clock_s (CLOCK_MONOTONIC);
+  CHECK (zram_bg_start (bg) == 0);
+  usleep (2000000);
+  zram_get_stats (z, &st);
+  elapsed = clock_s (CLOCK_MONOTONIC) - t0;
+  zram_bg_destroy (bg);
+  printf ("rate %" PRIu64 " pages/s: %" PRIu64 " attempted in %.2f s\n",
+          rate, st.recomp_attempts, elapsed);
+  /* The first round comes a period after the start; each round may take
+   * one page more than its share.
+   */
+  EXPECT (st.recomp_attempts <= rate * elapsed * 1.1 + elapsed * 10 + 10,
+          "%" PRIu64 " pages attempted at %" PRIu64 " a second",
+          st.recomp_attempts, rate);
+  EXPECT (st.recomp_attempts >= rate * (elapsed - 0.3) * 0.7,
+          "only %" PRIu64 " pages attempted", st.recomp_attempts);
+  verify (z, pages);
+  zram_destroy (z);
+}
+
 /* Near mem_limit: the age (an hour) no longer matters. */
 static void
 test_soft_limit (unsigned soft_pm)
@@ -333,6 +374,7 @@ main (void)
   test_refusals ();
   test_by_itself ();
   test_budget ();
+  test_rate ();
   test_soft_limit (0);
   test_soft_limit (900);
   if (check_failures)

@@ -31,11 +31,14 @@ struct recomp_policy {
   int64_t last_round_ns;        /* monotonic: for the rate */
   int64_t page_cost_ns;         /* CPU per page attempted, a moving
                                    average (0 = not known yet) */
+  uint64_t requests_seen;       /* reads + writes served, at the last
+                                   round */
   uint64_t round_no;
 };
 
 /* What one round did, for its log line. */
 struct round_sum {
+  bool busy;                    /* requests were served since last round */
   uint32_t age_first, age_last; /* the sweeps' ages */
   int64_t compacted;            /* pool pages compaction released; -1 =
                                    no compaction */
@@ -88,6 +91,36 @@ rate_allows (struct recomp_policy *rp, int64_t now)
   if (secs > cap)
     secs = cap;
   return (uint64_t) (secs * (double) rp->c.rate_pages) + 1;
+}
+
+/* Reads and writes the device has served so far (its request-time
+ * histograms count every one).
+ */
+static uint64_t
+requests_served (struct zram *z)
+{
+  struct zram_hist_snapshot h;
+  uint64_t n;
+
+  zram_get_histogram (z, ZRAM_HIST_READ_US, &h);
+  n = h.total;
+  zram_get_histogram (z, ZRAM_HIST_WRITE_US, &h);
+  return n + h.total;
+}
+
+/* Whether the round should stop: its allowance is spent, or, while the
+ * device serves requests, a quarter of it (the policy yields the rest of
+ * its share of the CPU to them; its credit is kept for when they stop).
+ */
+static bool
+round_over (struct zram_bg_round *r, bool busy)
+{
+  int64_t allowance = zram_bg_round_allowance_ns (r);
+
+  if (zram_bg_round_over (r))
+    return true;
+  return busy && allowance != INT64_MAX &&
+         zram_bg_round_cpu_ns (r) >= allowance / ZRAM_RECOMP_POLICY_BUSY_DIV;
 }
 
 /* Pages for the next call: what the rest of the allowance pays for at the
@@ -177,7 +210,7 @@ log_round (struct recomp_policy *rp, struct zram_bg_round *r,
   if (s->compacted >= 0)
     snprintf (compacted, sizeof compacted, "; compaction released %" PRId64
               " pages", s->compacted);
-  rp->c.log ("recompress: round %" PRIu64 "%s: idle >= %" PRIu32 "..%" PRIu32
+  rp->c.log ("recompress: round %" PRIu64 "%s%s: idle >= %" PRIu32 "..%" PRIu32
              " s, from slot %" PRIu64 " to %" PRIu64 " in %" PRIu64
              " calls: scanned %" PRIu64
              ", attempted %" PRIu64 ", recompressed %" PRIu64 " (saved %"
@@ -185,6 +218,7 @@ log_round (struct recomp_policy *rp, struct zram_bg_round *r,
              ", no room under the limit %" PRIu64
              "; CPU %.1f of %.1f ms; pool %" PRIu64 " of limit %" PRIu64
              "%s%s%s", rp->round_no, rp->urgent ? " (urgent: near mem_limit)" : "",
+             s->busy ? " (requests being served: a quarter share)" : "",
              s->age_first, s->age_last, s->first, rp->cursor, s->calls, s->r.scanned,
              s->r.attempted, s->r.recompressed, s->r.bytes_saved,
              s->r.incompressible, s->r.raced, s->r.nospace,
@@ -232,6 +266,16 @@ recomp_round (void *opaque, struct zram_bg_round *r)
     zram_bg_round_urgent (r);
   rp->round_no++;
 
+  /* Requests come first: while they are being served, a round uses a
+   * fraction of its allowance (except near the memory limit, where
+   * recompression is what keeps writes from failing).
+   */
+  {
+    uint64_t served = requests_served (rp->zram);
+
+    s.busy = !urgent && served != rp->requests_seen;
+    rp->requests_seen = served;
+  }
   pages_left = rate_allows (rp, now);
   rp->last_round_ns = now;
   nr_slots = st.disksize / ZRAM_PAGE_SIZE;
@@ -268,7 +312,7 @@ recomp_round (void *opaque, struct zram_bg_round *r)
     rp->cursor = res.next_index > rp->cursor ? res.next_index : req.end_index;
     if (rp->cursor >= nr_slots && sweep_done (rp, mono_ns ()))
       break;
-  } while (pages_left > 0 && !zram_bg_round_over (r));
+  } while (pages_left > 0 && !round_over (r, s.busy));
 
   /* Under the soft limit, memory is wanted back now, not at the end of
    * the sweep.

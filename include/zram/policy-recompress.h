@@ -27,6 +27,10 @@
  *     count as urgent.  The budget still applies.
  *   - rate_pages, if not 0, caps the pages attempted per second (on top of
  *     the budget).
+ *   - It yields to requests: a round that finds the device has served
+ *     reads or writes since the last one uses only a quarter of its
+ *     allowance (ZRAM_RECOMP_POLICY_BUSY_DIV); the CPU it leaves is used
+ *     later, when the requests stop (up to the budget's burst).
  *
  *   - Recompression frees objects, not pool pages (their spans are left
  *     partly used), so the policy compacts the pool (zram_compact) after a
@@ -75,6 +79,13 @@ struct zram_bg;
  */
 #define ZRAM_RECOMP_POLICY_SPAN  4096
 #define ZRAM_RECOMP_POLICY_BATCH 8
+
+/* While the device serves requests (reads or writes since the last round),
+ * a round stops after 1/ZRAM_RECOMP_POLICY_BUSY_DIV of its allowance:
+ * the policy yields most of its share to them, and keeps the rest of its
+ * credit for when they stop.  Not near the memory limit.
+ */
+#define ZRAM_RECOMP_POLICY_BUSY_DIV 4
 
 /* Under the soft limit: pages idle at least this long are candidates. */
 #define ZRAM_RECOMP_POLICY_URGENT_AGE_S 1

@@ -217,8 +217,8 @@ log_round (struct recomp_policy *rp, struct zram_bg_round *r,
              PRIu64 " bytes), incompressible %" PRIu64 ", raced %" PRIu64
              ", no room under the limit %" PRIu64
              "; CPU %.1f of %.1f ms; pool %" PRIu64 " of limit %" PRIu64
-             "%s%s%s", rp->round_no, rp->urgent ? " (urgent: near mem_limit)" : "",
-             s->busy ? " (requests being served: a quarter share)" : "",
+             "%s%s%s", rp->round_no, rp->urgent ? " (urgent, near mem_limit)" : "",
+             s->busy ? " (requests being served, a quarter share)" : "",
              s->age_first, s->age_last, s->first, rp->cursor, s->calls, s->r.scanned,
              s->r.attempted, s->r.recompressed, s->r.bytes_saved,
              s->r.incompressible, s->r.raced, s->r.nospace,

@@ -173,6 +173,8 @@ def main():
     ap.add_argument("--foreground", action="store_true",
                     help="also measure requests with the policy busy against it off")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of --foreground")
+    ap.add_argument("--foreground-only", action="store_true",
+                    help="only the --foreground measurement")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
     if a.smoke:
@@ -198,8 +200,12 @@ def main():
 
     fg = None
     with tempfile.TemporaryDirectory(prefix="bench-policy.") as tmp:
-        if a.foreground:
+        if a.foreground or a.foreground_only:
             fg = foreground(a, tmp, plugin, tool, size, common)
+        if a.foreground_only:
+            for line in fg[1]:
+                print(line)
+            return
         # The saving to reach, by hand.
         m = Server(tmp, "manual", plugin, size, common + ["recomp_policy=off"])
         try:

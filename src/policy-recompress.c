@@ -312,6 +312,15 @@ recomp_round (void *opaque, struct zram_bg_round *r)
     rp->cursor = res.next_index > rp->cursor ? res.next_index : req.end_index;
     if (rp->cursor >= nr_slots && sweep_done (rp, mono_ns ()))
       break;
+    /* Requests that start during the round count too: a round that began
+     * on an idle device must not spend its whole allowance under them.
+     */
+    if (!s.busy && !urgent) {
+      uint64_t served = requests_served (rp->zram);
+
+      s.busy = served != rp->requests_seen;
+      rp->requests_seen = served;
+    }
   } while (pages_left > 0 && !round_over (r, s.busy));
 
   /* Under the soft limit, memory is wanted back now, not at the end of

@@ -28,9 +28,10 @@
  *   - rate_pages, if not 0, caps the pages attempted per second (on top of
  *     the budget).
  *   - It yields to requests: a round that finds the device has served
- *     reads or writes since the last one uses only a quarter of its
- *     allowance (ZRAM_RECOMP_POLICY_BUSY_DIV); the CPU it leaves is used
- *     later, when the requests stop (up to the budget's burst).
+ *     reads or writes since the last one, or sees them start between two
+ *     of its calls, uses only a quarter of its allowance
+ *     (ZRAM_RECOMP_POLICY_BUSY_DIV); the CPU it leaves is used later,
+ *     when the requests stop (up to the budget's burst).
  *
  *   - Recompression frees objects, not pool pages (their spans are left
  *     partly used), so the policy compacts the pool (zram_compact) after a

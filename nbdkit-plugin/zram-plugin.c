@@ -24,11 +24,11 @@
 #include <nbdkit-plugin.h>
 
 #include "zram/compiler.h"
-#include "zram/compactor.h"
 #include "zram/size.h"
 #include "zram/zctl-server.h"
 #include "zram/zram.h"
 #include "zram/thread-ctx.h"
+#include "background-params.h"
 #include "ctl-owner.h"
 
 #include "fd-headroom.h"
@@ -74,7 +74,6 @@ static char *ctl_path;             /* ctl=PATH, made absolute */
 static struct zram *zram;
 static struct zctl_server *ctl_server;
 static struct ctl_owner ctl_owner; /* who serves it after nbdkit -u/-g */
-static struct zram_compactor *compactor;
 
 /* Whether this worker thread has tried PR_SET_IO_FLUSHER (a non-NULL
  * value under io_flusher_key), and whether the one warning about a refusal
@@ -123,6 +122,10 @@ parse_size (const char *key, const char *value, uint64_t *bytes)
 static int
 zram_plugin_config (const char *key, const char *value)
 {
+  int handled = bg_params_config (key, value);
+
+  if (handled != 0)
+    return handled == 1 ? 0 : -1;
   if (strcmp (key, "size") == 0) {
     uint64_t r;
 
@@ -158,6 +161,14 @@ zram_plugin_config (const char *key, const char *value)
     if (nbdkit_parse_int ("level", value, &config.level) == -1)
       return -1;
     level_given = true;
+  }
+  else if (strcmp (key, "recomp_algorithm") == 0) {
+    char err[160];
+
+    if (zram_parse_recomp_spec (value, &config, err, sizeof err) == -1) {
+      nbdkit_error ("recomp_algorithm: %s", err);
+      return -1;
+    }
   }
   else if (strcmp (key, "pool") == 0) {
     if (zpool_parse_kind (value, &config.pool) == -1) {
@@ -220,8 +231,10 @@ zram_plugin_config (const char *key, const char *value)
   }
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
-                  "pool, mem_limit, ctl, mlock, allow-remote, reserve, "
-                  "reserve-wait (see nbdkit-zram-plugin(1))", key);
+                  "recomp_algorithm, pool, mem_limit, ctl, mlock, "
+                  "allow-remote, reserve, reserve-wait, recomp_policy, "
+                  "recomp_age, recomp_budget, recomp_rate, recomp_soft_limit "
+                  "(see nbdkit-zram-plugin(1))", key);
     return -1;
   }
   return 0;
@@ -253,11 +266,6 @@ zram_plugin_config_complete (void)
   }
   zcomp_level_range (config.algo, &min, &max, &dflt);
   if (level_given) {
-    if (max == 0) {
-      nbdkit_error ("level: algorithm %s takes no level; levels apply to "
-                    "lz4hc and zstd", zcomp_algo_name (config.algo));
-      return -1;
-    }
     if (config.level < min || config.level > max) {
       nbdkit_error ("level: %d is out of range for %s; accepted: %d to %d "
                     "(default %d)", config.level,
@@ -265,13 +273,19 @@ zram_plugin_config_complete (void)
       return -1;
     }
   }
+  if (bg_params_complete (config.nr_recomp) == -1)
+    return -1;
   return preflight_refuse_nbdkit_swap (config.disksize);
 }
 
 #define zram_plugin_config_help \
   "[size=]SIZE              Device size (required), e.g. 4G.\n" \
   "algorithm=lz4|lz4hc|zstd Compression algorithm (default lz4).\n" \
-  "level=N                  Level for lz4hc (1-12) or zstd (1-22).\n" \
+  "level=N                  Level: lz4 acceleration (1-65537, larger is\n" \
+  "                         faster), lz4hc (1-12), zstd (1-22).\n" \
+  "recomp_algorithm=NAME[:LEVEL][,...]\n" \
+  "                         Up to 3 algorithms to recompress idle or huge\n" \
+  "                         pages with, in priority order (e.g. zstd:3,zstd:19).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
   "mem_limit=SIZE           Most memory the pool may use, e.g. 2G (default none).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
@@ -282,7 +296,8 @@ zram_plugin_config_complete (void)
   "reserve=SIZE             Pool memory kept ready for writes (default with\n" \
   "                         mlock=true: size/16, 4M to 64M; 0 = none).\n" \
   "reserve-wait=MS          Fail a write when the reserve is empty and its\n" \
-  "                         refill cannot get memory for MS (20)."
+  "                         refill cannot get memory for MS (20).\n" \
+  BG_PARAMS_HELP
 
 static void
 zram_plugin_dump_plugin (void)
@@ -415,6 +430,11 @@ zram_plugin_after_fork (void)
                   config.reserve);
     goto fail;
   }
+  /* Compaction, and recompression if configured: one thread.  Before the
+   * control socket answers, so that its first stats show the policies.
+   */
+  if (bg_start (zram) == -1)
+    goto fail;
   if (ctl_server && zctl_server_start (ctl_server) == -1) {
     nbdkit_error ("ctl: cannot start the control socket thread: %m");
     goto fail;
@@ -423,13 +443,6 @@ zram_plugin_after_fork (void)
     nbdkit_error ("warning: ctl: the control socket was made for uid %u "
                   "but nbdkit runs as uid %u: only root can use it",
                   (unsigned) ctl_owner.owner.uid, (unsigned) geteuid ());
-  /* Background compaction when fragmentation passes the threshold. */
-  compactor = zram_compactor_start (zram, ZRAM_COMPACTOR_DEFAULT_INTERVAL_MS,
-                                    ZRAM_COMPACTOR_DEFAULT_THRESHOLD);
-  if (compactor == NULL) {
-    nbdkit_error ("cannot start the background compaction thread: %m");
-    goto fail;
-  }
   return 0;
 
  fail:
@@ -438,6 +451,7 @@ zram_plugin_after_fork (void)
    */
   zctl_server_stop (ctl_server);
   ctl_server = NULL;
+  bg_stop (zram);
   nbdkit_error ("the server stops: it cannot run as configured");
   return -1;
 }
@@ -446,10 +460,10 @@ zram_plugin_after_fork (void)
 static void
 zram_plugin_cleanup (void)
 {
-  zram_compactor_stop (compactor);
-  compactor = NULL;
+  /* The control socket first: it reports the background policies. */
   zctl_server_stop (ctl_server);
   ctl_server = NULL;
+  bg_stop (zram);
 }
 
 /* Before the handshake: refuse clients from other hosts (local-peer.h),

@@ -2,35 +2,28 @@
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>
-#include <pthread.h>
-#include <semaphore.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "zram/background.h"
 #include "zram/compactor.h"
-#include "zram/thread-ctx.h"
 #include "zram/zram.h"
 
-struct zram_compactor {
+/* The policy's state; only its rounds (one thread) touch it. */
+struct compact_policy {
   struct zram *zram;
-  unsigned interval_ms;
   double threshold;
-  pthread_t thread;
-  pthread_mutex_t lock;
-  pthread_cond_t cond;          /* CLOCK_MONOTONIC */
-  sem_t ready;                  /* posted once the thread has its context */
-  int start_errno;              /* 0, or why the thread refused to run */
-  bool stopping;                /* lock */
-  bool kicked;                  /* lock */
-  uint64_t runs;                /* lock */
-  uint64_t pages;               /* lock */
+  uint64_t futile_compr;        /* compr_data_size after the last run that
+                                   released nothing; UINT64_MAX if the last
+                                   run did release pages */
 };
 
-/* Decide from the device's statistics whether a run is worthwhile.
- * *futile_compr is compr_data_size after the last run that released
- * nothing (UINT64_MAX if the last run did release pages).
- */
+struct zram_compactor {
+  struct zram_bg *bg;
+  int id;
+};
+
+/* Decide from the device's statistics whether a run is worthwhile. */
 static bool
 worth_compacting (const struct zram_stats *st, double threshold,
                   uint64_t futile_compr)
@@ -52,72 +45,61 @@ worth_compacting (const struct zram_stats *st, double threshold,
   return true;
 }
 
-static void *
-compactor_thread (void *arg)
+/* One round: a compaction run if worthwhile.  Returns the pages released,
+ * or -1 if no run was made (not counted as a round).
+ */
+static int64_t
+compact_round (void *opaque, struct zram_bg_round *r)
 {
-  struct zram_compactor *c = arg;
-  uint64_t futile_compr = UINT64_MAX;
+  struct compact_policy *cp = opaque;
   struct zram_stats st;
-  struct timespec when;
   int64_t pages;
 
-  /* Allocate what the statistics and compaction calls need now, where the
-   * starter can report a failure, not lazily in the middle of a run.
-   */
-  if (zram_thread_ctx_get () == NULL) {
-    c->start_errno = errno;
-    sem_post (&c->ready);
-    return NULL;
+  (void) r;                     /* no budget: one zram_compact is the step */
+  zram_get_stats (cp->zram, &st);
+  if (!worth_compacting (&st, cp->threshold, cp->futile_compr))
+    return -1;
+  pages = zram_compact (cp->zram);
+  if (pages == 0) {
+    zram_get_stats (cp->zram, &st);
+    cp->futile_compr = st.compr_data_size;
   }
-  sem_post (&c->ready);
+  else if (pages > 0)
+    cp->futile_compr = UINT64_MAX;
+  return pages;
+}
 
-  pthread_mutex_lock (&c->lock);
-  while (!c->stopping) {
-    clock_gettime (CLOCK_MONOTONIC, &when);
-    when.tv_sec += c->interval_ms / 1000;
-    when.tv_nsec += (long) (c->interval_ms % 1000) * 1000000;
-    if (when.tv_nsec >= 1000000000) {
-      when.tv_sec++;
-      when.tv_nsec -= 1000000000;
-    }
-    while (!c->stopping && !c->kicked &&
-           pthread_cond_timedwait (&c->cond, &c->lock, &when) != ETIMEDOUT)
-      ;
-    if (c->stopping)
-      break;
-    c->kicked = false;
-    pthread_mutex_unlock (&c->lock);
+int
+zram_compactor_add (struct zram_bg *bg, struct zram *zram,
+                    unsigned interval_ms, double threshold)
+{
+  struct compact_policy *cp;
+  struct zram_bg_policy p = {
+    .name = ZRAM_COMPACTOR_POLICY,
+    .period_ms = interval_ms,
+    .budget_pm = ZRAM_BG_UNLIMITED,
+    .round = compact_round,
+    .release = free,
+  };
 
-    /* Outside our lock: stop must be able to wake us meanwhile (it then
-     * waits for this run to end).
-     */
-    zram_get_stats (c->zram, &st);
-    pages = -1;
-    if (worth_compacting (&st, c->threshold, futile_compr)) {
-      pages = zram_compact (c->zram);
-      if (pages == 0) {
-        zram_get_stats (c->zram, &st);
-        futile_compr = st.compr_data_size;
-      }
-      else if (pages > 0)
-        futile_compr = UINT64_MAX;
-    }
-
-    pthread_mutex_lock (&c->lock);
-    if (pages >= 0) {
-      c->runs++;
-      c->pages += pages;
-    }
+  if (bg == NULL || zram == NULL || interval_ms == 0 || !(threshold >= 1.0)) {
+    errno = EINVAL;
+    return -1;
   }
-  pthread_mutex_unlock (&c->lock);
-  return NULL;
+  cp = calloc (1, sizeof *cp);
+  if (cp == NULL)
+    return -1;
+  cp->zram = zram;
+  cp->threshold = threshold;
+  cp->futile_compr = UINT64_MAX;
+  p.opaque = cp;
+  return zram_bg_add (bg, &p);
 }
 
 struct zram_compactor *
 zram_compactor_start (struct zram *zram, unsigned interval_ms, double threshold)
 {
   struct zram_compactor *c;
-  pthread_condattr_t attr;
   int err;
 
   if (zram == NULL || interval_ms == 0 || !(threshold >= 1.0)) {
@@ -127,36 +109,17 @@ zram_compactor_start (struct zram *zram, unsigned interval_ms, double threshold)
   c = calloc (1, sizeof *c);
   if (c == NULL)
     return NULL;
-  c->zram = zram;
-  c->interval_ms = interval_ms;
-  c->threshold = threshold;
-  pthread_mutex_init (&c->lock, NULL);
-  pthread_condattr_init (&attr);
-  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
-  pthread_cond_init (&c->cond, &attr);
-  pthread_condattr_destroy (&attr);
-  if (sem_init (&c->ready, 0, 0) == -1) {
-    err = errno;
-    goto out_free;
-  }
-  err = pthread_create (&c->thread, NULL, compactor_thread, c);
-  if (err != 0)
-    goto out_sem;
-  while (sem_wait (&c->ready) == -1 && errno == EINTR)
-    ;
-  err = c->start_errno;
-  if (err != 0) {
-    pthread_join (c->thread, NULL);
-    goto out_sem;
-  }
-  sem_destroy (&c->ready);
+  c->bg = zram_bg_create (0);
+  if (c->bg == NULL)
+    goto fail;
+  c->id = zram_compactor_add (c->bg, zram, interval_ms, threshold);
+  if (c->id == -1 || zram_bg_start (c->bg) == -1)
+    goto fail;
   return c;
 
- out_sem:
-  sem_destroy (&c->ready);
- out_free:
-  pthread_cond_destroy (&c->cond);
-  pthread_mutex_destroy (&c->lock);
+ fail:
+  err = errno;
+  zram_bg_destroy (c->bg);
   free (c);
   errno = err;
   return NULL;
@@ -167,31 +130,23 @@ zram_compactor_stop (struct zram_compactor *c)
 {
   if (c == NULL)
     return;
-  pthread_mutex_lock (&c->lock);
-  c->stopping = true;
-  pthread_cond_signal (&c->cond);
-  pthread_mutex_unlock (&c->lock);
-  pthread_join (c->thread, NULL);
-  pthread_cond_destroy (&c->cond);
-  pthread_mutex_destroy (&c->lock);
+  zram_bg_destroy (c->bg);
   free (c);
 }
 
 void
 zram_compactor_kick (struct zram_compactor *c)
 {
-  pthread_mutex_lock (&c->lock);
-  c->kicked = true;
-  pthread_cond_signal (&c->cond);
-  pthread_mutex_unlock (&c->lock);
+  zram_bg_kick (c->bg, c->id);
 }
 
 void
 zram_compactor_counts (struct zram_compactor *c, uint64_t *runs,
                        uint64_t *pages)
 {
-  pthread_mutex_lock (&c->lock);
-  *runs = c->runs;
-  *pages = c->pages;
-  pthread_mutex_unlock (&c->lock);
+  struct zram_bg_counts n;
+
+  zram_bg_counts (c->bg, c->id, &n);
+  *runs = n.rounds;
+  *pages = n.work;
 }

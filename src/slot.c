@@ -165,6 +165,23 @@ slot_unlock (struct zram_slot *slot)
 }
 
 bool
+slot_unlock_accessed (struct zram_slot *slot, uint32_t t)
+{
+  uint64_t info = slot_info (slot);
+
+  /* Only the lock holder changes info (others only try to CAS the lock
+   * bit in, which fails while it is set), so one release store both
+   * updates and unlocks.
+   */
+  __atomic_store_n (&slot->info,
+                    (info & ~(SLOT_BIT (SLOT_LOCK) | SLOT_BIT (SLOT_IDLE) |
+                              SLOT_TIME_MASK)) |
+                    ((uint64_t) t << SLOT_TIME_SHIFT),
+                    __ATOMIC_RELEASE);
+  return (info & SLOT_BIT (SLOT_IDLE)) != 0;
+}
+
+bool
 slot_peek_zero (const struct zram_slot *slot)
 {
   /* Empty slots and zero-filled SAME slots are exactly those whose handle

@@ -18,6 +18,12 @@
 #define LZ4HC_LEVEL_MIN 1
 #define ZSTD_LEVEL_MIN 1
 #define ZSTD_LEVEL_DEFAULT 3
+/* lz4's level is its acceleration; lz4.h clamps it to LZ4_ACCELERATION_MAX
+ * (65537 in 1.9.x), which we accept as the top rather than clamp silently.
+ */
+#define LZ4_LEVEL_MIN 1
+#define LZ4_LEVEL_MAX 65537
+#define LZ4_LEVEL_DEFAULT 1
 
 struct zcomp {
   enum zcomp_algo algo;
@@ -87,7 +93,9 @@ zcomp_level_range (enum zcomp_algo algo, int *min, int *max, int *dflt)
 {
   switch (algo) {
   case ZCOMP_LZ4:
-    *min = *max = *dflt = 0;
+    *min = LZ4_LEVEL_MIN;
+    *max = LZ4_LEVEL_MAX;
+    *dflt = LZ4_LEVEL_DEFAULT;
     return;
   case ZCOMP_LZ4HC:
     *min = LZ4HC_LEVEL_MIN;
@@ -172,7 +180,7 @@ zcomp_compress (const struct zcomp *comp, struct zcomp_scratch *s,
       return -1;
     /* Returns 0 when the output does not fit: exactly our "store raw". */
     return LZ4_compress_fast_extState (s->lz4, src, dst, (int) len,
-                                       (int) dst_cap, 1);
+                                       (int) dst_cap, comp->level);
   case ZCOMP_LZ4HC:
     if (lazy_alloc (&s->lz4hc, LZ4_sizeofStateHC ()) == NULL)
       return -1;

@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zram/background.h"
+#include "zram/compactor.h"
+#include "zram/policy-recompress.h"
 #include "zram/size.h"
 #include "zram/thread-ctx.h"
 #include "zram/zctl.h"
@@ -56,6 +59,7 @@ errno_name (int err)
   case ERANGE: return "ERANGE";
   case EACCES: return "EACCES";
   case EAGAIN: return "EAGAIN";
+  case ENOSPC: return "ENOSPC";
   default: return "EIO";
   }
 }
@@ -149,8 +153,33 @@ cmd_help (struct reply *r)
   reply_line (r, "command=compact");
   reply_line (r, "command=mem_limit SIZE");
   reply_line (r, "command=mem_used_max 0");
+  reply_line (r, "command=idle all|SECONDS");
+  reply_line (r, "command=recompress type=idle|huge|huge_idle "
+              "[threshold=BYTES] [max_pages=N] [algo=NAME|priority=N]");
   reply_line (r, "algorithms=%s", ZCOMP_ALGO_NAMES);
   return reply_ok (r);
+}
+
+/* The background policies (include/zram/background.h): always every key,
+ * 0 for a policy that does not run, so that a client can rely on them.
+ */
+static void
+reply_policy_stats (struct zram *zram, struct reply *r)
+{
+  struct zram_bg *bg = zram_background (zram);
+  struct zram_bg_counts c;
+
+  zram_bg_counts (bg, zram_bg_find (bg, ZRAM_COMPACTOR_POLICY), &c);
+  reply_line (r, "compact_policy_rounds=%" PRIu64, c.rounds);
+  reply_line (r, "compact_policy_cpu_ms=%" PRIu64, c.cpu_ns / 1000000);
+  zram_bg_counts (bg, zram_bg_find (bg, ZRAM_RECOMP_POLICY), &c);
+  reply_line (r, "recomp_policy=%d",
+              zram_bg_find (bg, ZRAM_RECOMP_POLICY) >= 0 ? 1 : 0);
+  reply_line (r, "recomp_policy_rounds=%" PRIu64, c.rounds);
+  reply_line (r, "recomp_policy_pages=%" PRIu64, c.work);
+  reply_line (r, "recomp_policy_cpu_ms=%" PRIu64, c.cpu_ns / 1000000);
+  reply_line (r, "recomp_policy_throttled=%" PRIu64, c.throttled);
+  reply_line (r, "recomp_policy_urgent=%" PRIu64, c.urgent);
 }
 
 static int
@@ -197,6 +226,23 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "reserve_refills=%" PRIu64, s.reserve_refills);
   reply_line (r, "reserve_empty=%" PRIu64, s.reserve_empty);
   reply_line (r, "reserve_failed=%" PRIu64, s.reserve_failed);
+  reply_line (r, "idle_pages=%" PRIu64, s.idle_pages);
+  reply_line (r, "incompressible_pages=%" PRIu64, s.incompressible_pages);
+  reply_line (r, "recomp_attempts=%" PRIu64, s.recomp_attempts);
+  reply_line (r, "recomp_successes=%" PRIu64, s.recomp_successes);
+  reply_line (r, "recomp_bytes_saved=%" PRIu64, s.recomp_bytes_saved);
+  for (unsigned i = 0; i < ZRAM_MAX_RECOMP; i++)
+    reply_line (r, "pages_recomp%u=%" PRIu64, i + 1, s.pages_recomp[i]);
+  {
+    char list[ZRAM_MAX_RECOMP * 24] = "";
+    size_t len = 0;
+
+    for (unsigned i = 0; i < s.nr_recomp; i++)
+      len += snprintf (list + len, sizeof list - len, "%s%s:%d", i ? "," : "",
+                       zcomp_algo_name (s.recomp[i].algo), s.recomp[i].level);
+    reply_line (r, "recomp_algorithm=%s", list);
+  }
+  reply_policy_stats (zram, r);
   return reply_ok (r);
 }
 
@@ -342,10 +388,167 @@ cmd_mem_used_max (struct zram *zram, struct reply *r, char **words, size_t n)
   return reply_ok (r);
 }
 
+/* A decimal number without sign, nothing else, at most max.  0 or -1. */
+static int
+parse_u64 (const char *str, uint64_t max, uint64_t *out)
+{
+  char *end;
+  unsigned long long v;
+
+  if (!(str[0] >= '0' && str[0] <= '9'))
+    return -1;
+  errno = 0;
+  v = strtoull (str, &end, 10);
+  if (errno != 0 || *end != '\0' || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* The device's recompression algorithms as "zstd:3,zstd:19" (or "none"). */
+static const char *
+recomp_list (const struct zram_stats *s, char *buf, size_t cap)
+{
+  size_t len = 0;
+
+  snprintf (buf, cap, "none");
+  for (unsigned i = 0; i < s->nr_recomp; i++)
+    len += snprintf (buf + len, cap - len, "%s%s:%d", i ? "," : "",
+                     zcomp_algo_name (s->recomp[i].algo), s->recomp[i].level);
+  return buf;
+}
+
+static int
+cmd_idle (struct zram *zram, struct reply *r, char **words, size_t n)
+{
+  uint64_t age = 0, marked;
+
+  if (n != 2 || (strcmp (words[1], "all") != 0 &&
+                 parse_u64 (words[1], UINT32_MAX, &age) == -1))
+    return reply_error (r, EINVAL, "usage: idle all|SECONDS (SECONDS: pages "
+                        "not accessed for that long, 1 to %" PRIu32 ")",
+                        UINT32_MAX);
+  if (strcmp (words[1], "all") != 0 && age == 0)
+    return reply_error (r, EINVAL, "idle: 0 seconds would mark every page: "
+                        "say 'all' if that is meant");
+  if (zram_mark_idle (zram, (uint32_t) age, &marked) == -1)
+    return reply_error (r, errno, "idle: %s", errno == EIO
+                        ? "device not initialised (a reset is in progress)"
+                        : strerror (errno));
+  reply_line (r, "marked=%" PRIu64, marked);
+  return reply_ok (r);
+}
+
+#define RECOMPRESS_USAGE "usage: recompress type=idle|huge|huge_idle " \
+  "[threshold=BYTES] [max_pages=N] [algo=NAME|priority=N]"
+
+static int
+cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
+{
+  struct zram_recomp_req req = { .type = 0 };
+  struct zram_recomp_result res;
+  struct zram_stats s;
+  const char *algo = NULL;
+  bool have_threshold = false, have_max = false;
+  uint64_t v, prio = 0;
+  char list[ZRAM_MAX_RECOMP * 24];
+  size_t i;
+
+  for (i = 1; i < n; i++) {
+    const char *w = words[i];
+
+    if (strncmp (w, "type=", 5) == 0 && req.type == 0) {
+      if (strcmp (w + 5, "idle") == 0)
+        req.type = ZRAM_RECOMP_IDLE;
+      else if (strcmp (w + 5, "huge") == 0)
+        req.type = ZRAM_RECOMP_HUGE;
+      else if (strcmp (w + 5, "huge_idle") == 0)
+        req.type = ZRAM_RECOMP_HUGE_IDLE;
+      else
+        return reply_error (r, EINVAL, "recompress: unknown type '%.32s' "
+                            "(known: idle, huge, huge_idle)", w + 5);
+    }
+    else if (strncmp (w, "threshold=", 10) == 0 && !have_threshold) {
+      if (parse_u64 (w + 10, ZRAM_PAGE_SIZE, &v) == -1)
+        return reply_error (r, EINVAL, "recompress: threshold '%.32s' is not "
+                            "a number of bytes from 0 to %u", w + 10,
+                            ZRAM_PAGE_SIZE);
+      req.threshold = v;
+      have_threshold = true;
+    }
+    else if (strncmp (w, "max_pages=", 10) == 0 && !have_max) {
+      if (parse_u64 (w + 10, UINT64_MAX, &v) == -1)
+        return reply_error (r, EINVAL, "recompress: max_pages '%.32s' is not "
+                            "a number (0 = no limit)", w + 10);
+      req.max_pages = v;
+      have_max = true;
+    }
+    else if (strncmp (w, "algo=", 5) == 0 && algo == NULL && prio == 0)
+      algo = w + 5;
+    else if (strncmp (w, "priority=", 9) == 0 && algo == NULL && prio == 0) {
+      if (parse_u64 (w + 9, ZRAM_MAX_RECOMP, &prio) == -1 || prio == 0)
+        return reply_error (r, EINVAL, "recompress: priority '%.32s' is not "
+                            "1 to %d", w + 9, ZRAM_MAX_RECOMP);
+    }
+    else
+      return reply_error (r, EINVAL, "recompress: unexpected or repeated "
+                          "argument '%.64s' (algo= and priority= exclude each "
+                          "other; " RECOMPRESS_USAGE ")", w);
+  }
+  if (req.type == 0)
+    return reply_error (r, EINVAL, "recompress: type= is required ("
+                        RECOMPRESS_USAGE ")");
+
+  zram_get_stats (zram, &s);
+  if (s.nr_recomp == 0)
+    return reply_error (r, EINVAL, "recompress: the device has no "
+                        "recompression algorithm (start it with "
+                        "recomp_algorithm=NAME[:LEVEL],...)");
+  if (algo) {
+    enum zcomp_algo a;
+
+    if (zcomp_parse_algo (algo, &a) == -1)
+      return reply_error (r, EINVAL, "recompress: unknown algorithm '%.32s' "
+                          "(known: %s)", algo, ZCOMP_ALGO_NAMES);
+    for (i = 0; i < s.nr_recomp && s.recomp[i].algo != a; i++)
+      ;
+    if (i == s.nr_recomp)
+      return reply_error (r, EINVAL, "recompress: %s is not one of the "
+                          "device's recompression algorithms (%s)",
+                          zcomp_algo_name (a),
+                          recomp_list (&s, list, sizeof list));
+    prio = i + 1;
+  }
+  else if (prio > s.nr_recomp)
+    return reply_error (r, EINVAL, "recompress: priority %" PRIu64 " is not "
+                        "configured: the device has %u recompression "
+                        "algorithm%s (%s)", prio, s.nr_recomp,
+                        s.nr_recomp == 1 ? "" : "s",
+                        recomp_list (&s, list, sizeof list));
+  req.prio_min = req.prio_max = prio;
+
+  if (zram_recompress (zram, &req, &res) == -1) {
+    int err = errno;
+
+    return reply_error (r, err, "recompress: %s after %" PRIu64 " pages "
+                        "recompressed", err == EIO && res.scanned == 0
+                        ? "device not initialised (a reset is in progress)"
+                        : strerror (err), res.recompressed);
+  }
+  reply_line (r, "scanned=%" PRIu64, res.scanned);
+  reply_line (r, "attempted=%" PRIu64, res.attempted);
+  reply_line (r, "recompressed=%" PRIu64, res.recompressed);
+  reply_line (r, "incompressible=%" PRIu64, res.incompressible);
+  reply_line (r, "raced=%" PRIu64, res.raced);
+  reply_line (r, "bytes_saved=%" PRIu64, res.bytes_saved);
+  reply_line (r, "nospace=%" PRIu64, res.nospace);
+  return reply_ok (r);
+}
+
 bool
 zctl_may_block (const char *line, size_t len)
 {
-  static const char *const slow[] = { "reset", "compact" };
+  static const char *const slow[] = { "reset", "compact", "idle", "recompress" };
   size_t i, n, k;
 
   for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
@@ -424,6 +627,10 @@ zctl_execute (struct zram *zram, const char *line, size_t len,
     ret = cmd_mem_limit (zram, &r, words, n);
   else if (strcmp (words[0], "mem_used_max") == 0)
     ret = cmd_mem_used_max (zram, &r, words, n);
+  else if (strcmp (words[0], "idle") == 0)
+    ret = cmd_idle (zram, &r, words, n);
+  else if (strcmp (words[0], "recompress") == 0)
+    ret = cmd_recompress (zram, &r, words, n);
   else if (strcmp (words[0], "help") == 0 || strcmp (words[0], "stats") == 0 ||
            strcmp (words[0], "histograms") == 0 ||
            strcmp (words[0], "compact") == 0)

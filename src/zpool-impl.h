@@ -24,6 +24,7 @@ struct zpool_ops {
   void *(*map) (struct zpool *pool, zpool_handle handle, enum zpool_map_mode mode);
   void (*unmap) (struct zpool *pool, zpool_handle handle);
   size_t (*huge_class_size) (const struct zpool *pool);
+  size_t (*class_size) (const struct zpool *pool, size_t size);
   uint64_t (*total_bytes) (const struct zpool *pool);
   void (*get_stats) (const struct zpool *pool, struct zpool_stats *stats);
   uint64_t (*compact) (struct zpool *pool);

@@ -125,6 +125,17 @@ malloc_huge_class_size (const struct zpool *pool UNUSED)
   return MALLOC_HUGE_CLASS_SIZE;
 }
 
+/* glibc's chunk for a request of n bytes: n plus its size word, rounded
+ * up to 16, at least 32; what malloc_alloc charges for it.
+ */
+static size_t
+malloc_class_size (const struct zpool *pool UNUSED, size_t size)
+{
+  size_t chunk = (sizeof (struct malloc_obj) + size + 8 + 15) & ~(size_t) 15;
+
+  return chunk < 32 ? 32 : chunk;
+}
+
 static uint64_t
 malloc_total_bytes (const struct zpool *pool)
 {
@@ -154,6 +165,7 @@ const struct zpool_ops zpool_malloc_ops = {
   .map = malloc_map,
   .unmap = malloc_unmap,
   .huge_class_size = malloc_huge_class_size,
+  .class_size = malloc_class_size,
   .total_bytes = malloc_total_bytes,
   .get_stats = malloc_get_stats,
   .compact = NULL,            /* objects never move: nothing to compact */

@@ -137,6 +137,16 @@ zpool_huge_class_size (const struct zpool *pool)
   return pool->ops->huge_class_size (pool);
 }
 
+size_t
+zpool_class_size (const struct zpool *pool, size_t size)
+{
+  if (size == 0)
+    size = 1;
+  if (size > ZPOOL_MAX_OBJECT)
+    size = ZPOOL_MAX_OBJECT;
+  return pool->ops->class_size (pool, size);
+}
+
 uint64_t
 zpool_total_bytes (const struct zpool *pool)
 {

@@ -139,6 +139,9 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   config.pool = old ? old->pool_kind : ZPOOL_ZS;
   config.reserve = z->reserve;
   config.reserve_wait_ms = z->reserve_wait_ms;
+  /* The recompression algorithms are the device's: a reset keeps them. */
+  config.nr_recomp = z->nr_recomp;
+  memcpy (config.recomp, z->recomp, sizeof config.recomp);
   if (new_config) {
     if (new_config->disksize != z->disksize) {
       errno = EINVAL;
@@ -155,6 +158,7 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   fresh = zram_meta_create (&config, z->guard);
   if (fresh == NULL)
     goto out;
+  fresh->gen = z->gen + 1;
   if (z->started && zram_meta_start (fresh) == -1) {
     zram_meta_destroy (fresh);
     goto out;
@@ -190,6 +194,7 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   /* Publish: the release store makes every write that built fresh visible
    * to a reader that loads the pointer with acquire (meta_get).
    */
+  z->gen = fresh->gen;
   __atomic_store_n (&z->meta, fresh, __ATOMIC_RELEASE);
 
   if (!force)
@@ -268,6 +273,17 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->reserve_refills = ps.reserve_refills;
   s->reserve_empty = ps.reserve_empty;
   s->reserve_failed = ps.reserve_failed;
+  s->idle_pages = STAT_GET (m->stats.idle_pages);
+  s->incompressible_pages = STAT_GET (m->stats.incompressible_pages);
+  s->recomp_attempts = STAT_GET (m->stats.recomp_attempts);
+  s->recomp_successes = STAT_GET (m->stats.recomp_successes);
+  s->recomp_bytes_saved = STAT_GET (m->stats.recomp_bytes_saved);
+  s->nr_recomp = m->nr_recomp;
+  for (unsigned i = 0; i < m->nr_recomp; i++) {
+    s->pages_recomp[i] = STAT_GET (m->stats.pages_recomp[i]);
+    s->recomp[i].algo = zcomp_get_algo (m->recomp[i]);
+    s->recomp[i].level = zcomp_get_level (m->recomp[i]);
+  }
   ctl_meta_put (z, locked);
 }
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "zram/histogram.h"
 #include "zram/mem-guard.h"
@@ -31,6 +32,12 @@ struct meta_stats {
   uint64_t failed_writes;     /* writes failed for any reason */
   uint64_t invalid_io;        /* requests beyond the device end */
   uint64_t notify_free;       /* pages freed by discard */
+  uint64_t idle_pages;        /* slots with SLOT_IDLE */
+  uint64_t incompressible_pages; /* slots with SLOT_INCOMPRESSIBLE */
+  uint64_t recomp_attempts;   /* pages recompression compressed again */
+  uint64_t recomp_successes;  /* of those, stored smaller */
+  uint64_t recomp_bytes_saved; /* sum of size before - after */
+  uint64_t pages_recomp[ZRAM_MAX_RECOMP]; /* slots at priority 1..3 */
 };
 
 /* One initialisation of the device: replaced whole by a reset. */
@@ -40,7 +47,14 @@ struct zram_meta {
   struct slot_table table;    /* nr_pages slots and their touched map */
   struct zpool *pool;
   enum zpool_kind pool_kind;
-  struct zcomp *comp;
+  struct zcomp *comp;         /* the primary algorithm: priority 0 */
+  struct zcomp *recomp[ZRAM_MAX_RECOMP]; /* priority 1..nr_recomp */
+  unsigned nr_recomp;
+  uint64_t epoch_s;           /* CLOCK_MONOTONIC_COARSE seconds at creation:
+                                 access times count from here */
+  uint64_t gen;               /* z->gen when made: tells a long walk that
+                                 a reset replaced the state between its
+                                 read-side sections */
   size_t huge_class_size;     /* objects this large or larger are stored raw */
   bool reserve;               /* the pool keeps a reserve */
   struct meta_stats stats;
@@ -64,6 +78,9 @@ struct zram {
                                  for the thread's context */
   uint64_t nomem_writes;      /* atomic: writes (and discards) likewise */
   uint64_t reserve;           /* the pool reserve of every state, bytes */
+  struct zram_recomp_algo recomp[ZRAM_MAX_RECOMP]; /* of every state */
+  unsigned nr_recomp;
+  uint64_t gen;               /* ctl_lock: states made so far */
   unsigned reserve_wait_ms;
   bool started;               /* ctl_lock: zram_start was called */
   int rcu_sync;               /* address for ThreadSanitizer's benefit */
@@ -73,11 +90,64 @@ struct zram {
   struct zram_hist hist[ZRAM_HIST_NR];
   pthread_mutex_t clients_lock;  /* guards client_pids */
   int client_pids[ZRAM_MAX_CLIENT_PIDS];  /* 0 = free */
+  struct zram_bg *bg;         /* atomic: zram_set_background */
 };
 
 #define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)
 #define STAT_SUB(field, n) __atomic_sub_fetch (&(field), (n), __ATOMIC_RELAXED)
 #define STAT_GET(field) __atomic_load_n (&(field), __ATOMIC_RELAXED)
+
+/* A page state prepared outside the slot lock, or taken out of a slot. */
+struct page_state {
+  uint64_t handle;            /* object handle, or fill word with SLOT_SAME */
+  size_t size;
+  uint64_t flags;             /* info bits of SLOT_STATE_MASK: SLOT_SAME,
+                                 SLOT_HUGE, SLOT_IDLE, ..., the priority */
+};
+
+/* Seconds since m was created, for access times.  CLOCK_MONOTONIC_COARSE
+ * is read from the vDSO without a system call (a few ns); its tick
+ * (1-4 ms) is far below the second we keep.
+ */
+static inline uint32_t
+meta_now (const struct zram_meta *m)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint32_t) ((uint64_t) ts.tv_sec - m->epoch_s);
+}
+
+/* The compressor of priority prio (0 = primary). */
+static inline const struct zcomp *
+meta_comp (const struct zram_meta *m, unsigned prio)
+{
+  return prio == 0 ? m->comp : m->recomp[prio - 1];
+}
+
+/* Read the locked slot's page into dst (ZRAM_PAGE_SIZE bytes), decompressing
+ * with the algorithm of the slot's priority.  0, or -1 with errno EIO or
+ * ENOMEM.
+ */
+extern int zram_read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
+                             struct zram_slot *slot, unsigned char *dst);
+
+/* Raise m's mem_used_max to total if it is higher (after an allocation). */
+extern void zram_update_mem_used_max (struct zram_meta *m, uint64_t total);
+
+/* Walks of the whole table (idle marking, recompression) leave and
+ * re-enter the read-side section after this many slots, so that a reset
+ * waits for at most one batch.  Recompression also after
+ * ZRAM_WALK_BATCH_ATTEMPTS compressions (zstd at level 19 takes ~0.3 ms a
+ * page).
+ */
+#define ZRAM_WALK_BATCH_SLOTS 4096
+#define ZRAM_WALK_BATCH_ATTEMPTS 32
+
+/* Uncount a state's flags taken out of a slot (idle, incompressible,
+ * priority): the statistics that follow the flags, not the object.
+ */
+extern void zram_uncount_flags (struct zram_meta *m, uint64_t flags);
 
 /* Build one initialisation from a valid config: compressor, reserved slot
  * table, empty pool, whose growth guard gates (if not NULL).  NULL with
@@ -145,6 +215,26 @@ meta_put (struct zram *z)
 {
   rcu_reader_done (&z->rcu_sync);
   urcu_bp_read_unlock ();
+}
+
+/* Leave the read-side section of m and enter a new one; true if the live
+ * state is still the one with generation gen (*m updated), false if a
+ * reset replaced it or is in progress (then no section is held).
+ */
+static inline bool
+meta_renew (struct zram *z, struct zram_thread_ctx *ctx, struct zram_meta **m,
+            uint64_t gen)
+{
+  meta_put (z);
+  *m = meta_get (z, ctx);
+  if (*m == NULL)
+    return false;
+  if ((*m)->gen != gen) {
+    meta_put (z);
+    *m = NULL;
+    return false;
+  }
+  return true;
 }
 
 #endif /* ZRAM_ZRAM_IMPL_H */

@@ -21,13 +21,6 @@
 
 #include "zram-impl.h"
 
-/* A page state prepared outside the slot lock, or taken out of a slot. */
-struct page_state {
-  uint64_t handle;            /* object handle, or fill word with SLOT_SAME */
-  size_t size;
-  uint64_t flags;             /* SLOT_BIT (SLOT_SAME) / SLOT_BIT (SLOT_HUGE) */
-};
-
 /* Scratch pages and codec state come from the calling thread's context
  * (include/zram/thread-ctx.h), made explicitly on its first request, not
  * from thread-local storage, whose lazy allocation aborts the process when
@@ -45,7 +38,8 @@ static int
 config_valid (const struct zram_config *config)
 {
   if (config->disksize == 0 || config->disksize % ZRAM_PAGE_SIZE != 0 ||
-      config->disksize > ZRAM_MAX_DISKSIZE) {
+      config->disksize > ZRAM_MAX_DISKSIZE ||
+      config->nr_recomp > ZRAM_MAX_RECOMP) {
     errno = EINVAL;
     return 0;
   }
@@ -56,6 +50,8 @@ struct zram_meta *
 zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard)
 {
   struct zram_meta *m;
+  struct timespec ts;
+  unsigned i;
 
   if (!config_valid (config))
     return NULL;
@@ -65,9 +61,18 @@ zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard
   m->disksize = config->disksize;
   m->nr_pages = config->disksize >> ZRAM_PAGE_SHIFT;
   m->pool_kind = config->pool;
+  clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
+  m->epoch_s = ts.tv_sec;
   m->comp = zcomp_create (config->algo, config->level);
   if (m->comp == NULL)
     goto err;
+  for (i = 0; i < config->nr_recomp; i++) {
+    m->recomp[i] = zcomp_create (config->recomp[i].algo,
+                                 config->recomp[i].level);
+    if (m->recomp[i] == NULL)
+      goto err;
+    m->nr_recomp = i + 1;
+  }
   if (slot_table_create (&m->table, m->nr_pages) == -1)
     goto err;
   m->pool = zpool_create (config->pool);
@@ -139,6 +144,8 @@ zram_meta_destroy (struct zram_meta *m)
   zpool_destroy (m->pool);
   slot_table_destroy (&m->table);
   zcomp_destroy (m->comp);
+  for (unsigned i = 0; i < m->nr_recomp; i++)
+    zcomp_destroy (m->recomp[i]);
   free (m);
   errno = saved_errno;
 }
@@ -163,6 +170,9 @@ zram_create (const struct zram_config *config)
     return NULL;
   }
   z->disksize = config->disksize;
+  z->nr_recomp = config->nr_recomp;
+  memcpy (z->recomp, config->recomp, sizeof z->recomp);
+  z->meta->gen = z->gen = 1;
   z->reserve = config->reserve;
   z->reserve_wait_ms = config->reserve_wait_ms;
   pthread_mutex_init (&z->ctl_lock, NULL);
@@ -218,8 +228,8 @@ range_valid (struct zram_meta *m, uint32_t count, uint64_t offset)
 
 /* --- page states -------------------------------------------------------- */
 
-static void
-update_mem_used_max (struct zram_meta *m, uint64_t total)
+void
+zram_update_mem_used_max (struct zram_meta *m, uint64_t total)
 {
   uint64_t max = STAT_GET (m->stats.mem_used_max);
 
@@ -274,7 +284,7 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
                            __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED));
   if (h == 0)
     return -1;
-  update_mem_used_max (m, zpool_total_bytes (m->pool));
+  zram_update_mem_used_max (m, zpool_total_bytes (m->pool));
   zram_hist_add (&z->hist[ZRAM_HIST_COMPR_SIZE], st->size);
 
   dst = zpool_map (m->pool, h, ZPOOL_MAP_WO);
@@ -284,17 +294,22 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
   return 0;
 }
 
-/* Put st into the locked slot and return what was there in *old. */
+/* Put st into the locked slot, stamped with access time t, and return
+ * what was there in *old.  Every flag of the old state goes with it (IDLE,
+ * INCOMPRESSIBLE, PP: a recompression in flight finds PP clear and drops
+ * its work).
+ */
 static void
 install_locked (struct zram_meta *m, struct zram_slot *slot,
-                const struct page_state *st, struct page_state *old)
+                const struct page_state *st, struct page_state *old,
+                uint32_t t)
 {
   old->handle = slot_get_handle (slot);
   old->size = slot_get_size (slot);
-  old->flags = slot_info (slot) & (SLOT_BIT (SLOT_SAME) | SLOT_BIT (SLOT_HUGE));
+  old->flags = slot_info (slot) & SLOT_STATE_MASK;
 
   slot_set_handle (slot, st->handle);
-  slot_set_size_flags (slot, st->size, st->flags);
+  slot_set_size_flags (slot, st->size, st->flags, t);
 
   if (st->flags & SLOT_BIT (SLOT_SAME)) {
     STAT_ADD (m->stats.pages_stored, 1);
@@ -315,9 +330,23 @@ install_locked (struct zram_meta *m, struct zram_slot *slot,
  * more, because readers find objects only through the slot, under its lock.
  * Returns true if the state held a page.
  */
+void
+zram_uncount_flags (struct zram_meta *m, uint64_t flags)
+{
+  unsigned prio = (flags & SLOT_PRIO_MASK) >> SLOT_PRIO;
+
+  if (flags & SLOT_BIT (SLOT_IDLE))
+    STAT_SUB (m->stats.idle_pages, 1);
+  if (flags & SLOT_BIT (SLOT_INCOMPRESSIBLE))
+    STAT_SUB (m->stats.incompressible_pages, 1);
+  if (prio > 0)
+    STAT_SUB (m->stats.pages_recomp[prio - 1], 1);
+}
+
 static bool
 release_state (struct zram_meta *m, const struct page_state *old)
 {
+  zram_uncount_flags (m, old->flags);
   if (old->flags & SLOT_BIT (SLOT_SAME)) {
     STAT_SUB (m->stats.pages_stored, 1);
     STAT_SUB (m->stats.same_pages, 1);
@@ -333,10 +362,9 @@ release_state (struct zram_meta *m, const struct page_state *old)
   return true;
 }
 
-/* Read the locked slot's page into dst (ZRAM_PAGE_SIZE bytes). */
-static int
-read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
-             struct zram_slot *slot, unsigned char *dst)
+int
+zram_read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
+                  struct zram_slot *slot, unsigned char *dst)
 {
   zpool_handle h = slot_get_handle (slot);
   const void *src;
@@ -354,8 +382,8 @@ read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
   if (slot_test_flag (slot, SLOT_HUGE))
     memcpy (dst, src, ZRAM_PAGE_SIZE);
   else
-    r = zcomp_decompress (m->comp, ctx->codec, src, slot_get_size (slot), dst,
-                          ZRAM_PAGE_SIZE);
+    r = zcomp_decompress (meta_comp (m, slot_get_prio (slot)), ctx->codec,
+                          src, slot_get_size (slot), dst, ZRAM_PAGE_SIZE);
   zpool_unmap (m->pool, h);
   return r;
 }
@@ -372,11 +400,14 @@ write_full_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ct
   /* Compression and allocation happen before the lock: readers and writers
    * of this page wait only for the swap below.
    */
+  uint32_t t;
+
   if (prepare_page (z, m, ctx, src, &st) == -1)
     return -1;
+  t = meta_now (m);
   slot_table_touch (&m->table, index);
   slot_lock (slot);
-  install_locked (m, slot, &st, &old);
+  install_locked (m, slot, &st, &old, t);
   slot_unlock (slot);
   release_state (m, &old);
   return 0;
@@ -389,6 +420,7 @@ write_partial_page (struct zram *z, struct zram_meta *m,
 {
   struct zram_slot *slot = slot_at (&m->table, index);
   struct page_state st, old;
+  uint32_t t;
 
   /* Zeroes written into a page that reads as zeroes change nothing, and
    * are decided without the lock (which would write to the table): the
@@ -402,14 +434,15 @@ write_partial_page (struct zram *z, struct zram_meta *m,
     errno = ENOMEM;           /* a context-less trim or zero (do_io) */
     return -1;
   }
+  t = meta_now (m);
   slot_table_touch (&m->table, index);
   slot_lock (slot);
-  if (read_locked (m, ctx, slot, ctx->page) == -1)
+  if (zram_read_locked (m, ctx, slot, ctx->page) == -1)
     goto err;
   memcpy (ctx->page + off, src, n);
   if (prepare_page (z, m, ctx, ctx->page, &st) == -1)
     goto err;
-  install_locked (m, slot, &st, &old);
+  install_locked (m, slot, &st, &old, t);
   slot_unlock (slot);
   release_state (m, &old);
   return 0;
@@ -424,6 +457,7 @@ read_page (struct zram_meta *m, struct zram_thread_ctx *ctx, uint64_t index,
            unsigned char *dst, size_t off, size_t n)
 {
   struct zram_slot *slot;
+  uint32_t t;
   int r;
 
   /* A page that reads as zeroes needs no lock: the lock-free peek is a
@@ -435,16 +469,22 @@ read_page (struct zram_meta *m, struct zram_thread_ctx *ctx, uint64_t index,
     memset (dst, 0, n);
     return 0;
   }
+  t = meta_now (m);
   slot = slot_at (&m->table, index);
   slot_lock (slot);
   if (n == ZRAM_PAGE_SIZE)
-    r = read_locked (m, ctx, slot, dst);
+    r = zram_read_locked (m, ctx, slot, dst);
   else {
-    r = read_locked (m, ctx, slot, ctx->page);
+    r = zram_read_locked (m, ctx, slot, ctx->page);
     if (r == 0)
       memcpy (dst, ctx->page + off, n);
   }
-  slot_unlock (slot);
+  /* A read is an access: it ends the page's idleness (zram's semantics)
+   * in the store that unlocks.  It leaves PP alone: the content is the
+   * same, so a recompression in flight may still install.
+   */
+  if (slot_unlock_accessed (slot, t))
+    STAT_SUB (m->stats.idle_pages, 1);
   return r;
 }
 
@@ -458,7 +498,7 @@ discard_full_page (struct zram_meta *m, uint64_t index)
   if (!slot_table_touched (&m->table, index) || slot_is_empty (slot))
     return;                   /* empty already (a racing write may win) */
   slot_lock (slot);
-  install_locked (m, slot, &empty, &old);
+  install_locked (m, slot, &empty, &old, 0);
   slot_unlock (slot);
   if (release_state (m, &old))
     STAT_ADD (m->stats.notify_free, 1);

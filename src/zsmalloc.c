@@ -256,6 +256,12 @@ zs_huge_class_size (const struct zpool *pool)
   return POOL (pool)->huge_class_size;
 }
 
+static size_t
+zs_class_size (const struct zpool *pool, size_t size)
+{
+  return size_class (POOL (pool), size)->size;
+}
+
 static uint64_t
 zs_total_bytes (const struct zpool *pool)
 {
@@ -334,6 +340,7 @@ const struct zpool_ops zpool_zs_ops = {
   .map = zs_map,
   .unmap = zs_unmap,
   .huge_class_size = zs_huge_class_size,
+  .class_size = zs_class_size,
   .total_bytes = zs_total_bytes,
   .get_stats = zs_get_stats,
   .compact = zs_compact,

@@ -115,7 +115,10 @@ reply_of (struct zctl_reply *r, const char *text)
   "same_pages=1\npages_compacted=0\nhuge_pages=0\n" \
   "huge_pages_since=123456789\nfailed_reads=0\nfailed_writes=0\n" \
   "invalid_io=0\nnotify_free=0\nconnections=1\ninitialised=1\n" \
-  "algorithm=lz4\nlevel=0\npool=zs\nok\n"
+  "algorithm=lz4\nlevel=0\npool=zs\nidle_pages=7\n" \
+  "incompressible_pages=2\nrecomp_attempts=9\nrecomp_successes=5\n" \
+  "recomp_bytes_saved=3000\npages_recomp1=4\npages_recomp2=1\n" \
+  "pages_recomp3=0\nok\n"
 
 #define HISTS(write) \
   "read_latency_us=10 0 2 1\nwrite_latency_us=" write "\n" \
@@ -145,6 +148,13 @@ test_formats (void)
   EXPECT (strstr (out, ",op=\"read\",le=\"0.000004\"} 3\n") != NULL, "cumulative 4us");
   EXPECT (strstr (out, ",op=\"read\"} 0.000010\n") != NULL, "sum in seconds");
   EXPECT (strstr (out, ",le=\"128\"} 2\n") != NULL, "size buckets");
+  EXPECT (strstr (out, "nbdzram_idle_pages{device=") != NULL &&
+          strstr (out, "\"} 7\n# HELP nbdzram_incompressible_pages") != NULL, "idle pages: %s", out);
+  EXPECT (strstr (out, "nbdzram_recomp_saved_bytes_total{") != NULL &&
+          strstr (out, "} 3000\n") != NULL, "bytes saved");
+  EXPECT (strstr (out, ",priority=\"1\"} 4\n") != NULL &&
+          strstr (out, ",priority=\"2\"} 1\n") != NULL &&
+          strstr (out, ",priority=\"3\"} 0\n") != NULL, "pages per priority");
   free (out);
   free (err);
 

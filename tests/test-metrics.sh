@@ -89,6 +89,14 @@ metric () {   # metric NAME LABELS: the value of one sample
 # holds the other 21 and the 4096 bucket all 41.
 [ "$(metric nbdzram_stored_page_size_bytes_bucket ',le="2048"')" = 21 ] ||
   fail "2048 bucket: $(metric nbdzram_stored_page_size_bytes_bucket ',le="2048"')"
-grep -q '^nbdzram_info{device=".*",algorithm="lz4",level="0",pool="zs"} 1$' "$tmpdir/metrics" ||
+# The background policies: compaction always runs; recompression does
+# not (no recomp_algorithm), and says so with zeroes.
+[ "$(metric nbdzram_compact_policy_rounds_total)" -ge 0 ] 2>/dev/null ||
+  fail "compact policy rounds: $(metric nbdzram_compact_policy_rounds_total)"
+[ "$(metric nbdzram_recomp_policy_pages_total)" = 0 ] ||
+  fail "recomp policy pages: $(metric nbdzram_recomp_policy_pages_total)"
+[ "$(stat_of recomp_policy)" = 0 ] || fail "recomp_policy=$(stat_of recomp_policy)"
+# lz4's level is its acceleration: 1 by default.
+grep -q '^nbdzram_info{device=".*",algorithm="lz4",level="1",pool="zs"} 1$' "$tmpdir/metrics" ||
   fail "info metric"
 echo "$0: ok"

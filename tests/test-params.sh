@@ -27,7 +27,19 @@ expect_error "accepted: lz4, lz4hc, zstd" 1G algorithm=gzip
 expect_error "accepted: lz4, lz4hc, zstd" 1G algorithm=LZ4
 expect_error "level: 99 is out of range for zstd; accepted: 1 to" 1G algorithm=zstd level=99
 expect_error "out of range for lz4hc" 1G algorithm=lz4hc level=0
-expect_error "lz4 takes no level" 1G level=3
+# lz4's level is its acceleration (zram's algorithm_params level).
+expect_error "level: 0 is out of range for lz4; accepted: 1 to 65537" 1G level=0
+expect_error "level: 65538 is out of range for lz4" 1G algorithm=lz4 level=65538
+# Recompression algorithms: NAME[:LEVEL], up to 3, in priority order.
+expect_error "recomp_algorithm: unknown algorithm 'gzip'; accepted: lz4, lz4hc, zstd" 1G recomp_algorithm=gzip
+expect_error "recomp_algorithm: unknown algorithm 'ZSTD'" 1G recomp_algorithm=zstd:3,ZSTD
+expect_error "recomp_algorithm: level '23' of zstd is not accepted: 1 to 22" 1G recomp_algorithm=zstd:23
+expect_error "recomp_algorithm: level 'x' of zstd" 1G recomp_algorithm=zstd:x
+expect_error "recomp_algorithm: level '' of lz4hc" 1G recomp_algorithm=lz4hc:
+expect_error "recomp_algorithm: level '-1' of lz4" 1G recomp_algorithm=lz4:-1
+expect_error "recomp_algorithm: more than 3 algorithms" 1G recomp_algorithm=lz4hc,zstd:3,zstd:12,zstd:19
+expect_error "recomp_algorithm: an empty item" 1G recomp_algorithm=zstd,,zstd:19
+expect_error "recomp_algorithm: an empty item" 1G recomp_algorithm=
 expect_error "level" 1G algorithm=zstd level=three
 expect_error "accepted: zs, malloc" 1G pool=slab
 expect_error "mlock" 1G mlock=perhaps
@@ -76,6 +88,9 @@ for a in lz4 lz4hc zstd; do
 done
 expect_size 1048576 1M algorithm=zstd level=19
 expect_size 1048576 1M algorithm=lz4hc level=12 pool=malloc
+expect_size 1048576 1M algorithm=lz4 level=8
+expect_size 1048576 1M recomp_algorithm=zstd:3,zstd:19
+expect_size 1048576 1M recomp_algorithm=lz4hc,zstd,zstd:22
 
 # mem_limit= at start is the device's mem_limit.
 if [ -x "${NBDZRAMCTL:-}" ]; then
@@ -83,6 +98,18 @@ if [ -x "${NBDZRAMCTL:-}" ]; then
   "$NBDZRAMCTL" -s "$tmpdir/ctlm" stats | grep -qx 'mem_limit=3145728' ||
     fail "mem_limit=3MiB: $("$NBDZRAMCTL" -s "$tmpdir/ctlm" stats)"
   kill_nbdkit "$tmpdir/pidm"
+  # The levels in effect: lz4's acceleration; the recompression list with
+  # each default level filled in; a reset keeps the list.
+  start_nbdkit "$tmpdir/pidr" "$tmpdir/sockr" 1M level=8 \
+    recomp_algorithm=lz4hc,zstd:19 ctl="$tmpdir/ctlr"
+  "$NBDZRAMCTL" -s "$tmpdir/ctlr" stats > "$tmpdir/stats"
+  grep -qx 'level=8' "$tmpdir/stats" || fail "level=8: $(cat "$tmpdir/stats")"
+  grep -qx 'recomp_algorithm=lz4hc:9,zstd:19' "$tmpdir/stats" ||
+    fail "recomp_algorithm: $(cat "$tmpdir/stats")"
+  "$NBDZRAMCTL" -s "$tmpdir/ctlr" reset --force
+  "$NBDZRAMCTL" -s "$tmpdir/ctlr" stats |
+    grep -qx 'recomp_algorithm=lz4hc:9,zstd:19' || fail "a reset lost the list"
+  kill_nbdkit "$tmpdir/pidr"
 fi
 
 # --dump-plugin names the algorithms.

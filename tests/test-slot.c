@@ -37,7 +37,7 @@ test_packing (void)
   slot_lock (&s);
   CHECK (slot_test_flag (&s, SLOT_LOCK));
   slot_set_handle (&s, 0xdeadbeefcafeULL);
-  slot_set_size_flags (&s, 4096, SLOT_BIT (SLOT_HUGE));
+  slot_set_size_flags (&s, 4096, SLOT_BIT (SLOT_HUGE), 0);
   CHECK (slot_get_handle (&s) == 0xdeadbeefcafeULL);
   CHECK (slot_get_size (&s) == 4096);
   CHECK (slot_test_flag (&s, SLOT_HUGE));
@@ -45,7 +45,7 @@ test_packing (void)
   CHECK (slot_test_flag (&s, SLOT_LOCK));  /* setters keep the lock */
   CHECK (!slot_is_empty (&s));
   CHECK (!slot_peek_zero (&s));
-  slot_set_size_flags (&s, 1, 0);
+  slot_set_size_flags (&s, 1, 0, 0);
   CHECK (slot_get_size (&s) == 1 && !slot_test_flag (&s, SLOT_HUGE));
   slot_unlock (&s);
   CHECK (!slot_test_flag (&s, SLOT_LOCK));
@@ -54,7 +54,7 @@ test_packing (void)
   /* SAME with the word 0 is a zero page; with another word it is data. */
   slot_lock (&s);
   slot_set_handle (&s, 0);
-  slot_set_size_flags (&s, 0, SLOT_BIT (SLOT_SAME));
+  slot_set_size_flags (&s, 0, SLOT_BIT (SLOT_SAME), 0);
   slot_unlock (&s);
   CHECK (!slot_is_empty (&s) && slot_peek_zero (&s));
   slot_lock (&s);

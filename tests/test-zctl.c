@@ -159,7 +159,20 @@ static const struct {
   { "reset algorithm=zstd level=3x", "EINVAL" },
   { "reset algorithm=zstd level=", "EINVAL" },
   { "reset algorithm=zstd level=+3", "EINVAL" },
-  { "reset algorithm=lz4 level=5", "EINVAL" },
+  { "reset algorithm=lz4 level=65538", "EINVAL" },
+  { "reset algorithm=lz4 level=-1", "EINVAL" },
+  { "idle", "EINVAL" },
+  { "idle 0", "EINVAL" },
+  { "idle -5", "EINVAL" },
+  { "idle 1x", "EINVAL" },
+  { "idle all now", "EINVAL" },
+  { "idle 4294967296", "EINVAL" },
+  { "recompress", "EINVAL" },
+  { "recompress type=cold", "EINVAL" },
+  { "recompress type=idle type=huge", "EINVAL" },
+  { "recompress threshold=100", "EINVAL" },
+  /* This device has no recompression algorithm. */
+  { "recompress type=idle", "EINVAL" },
   { "reset force level=99999999999999999999", "EINVAL" },
   { "mem_limit", "EINVAL" },
   { "mem_limit 1M 2M", "EINVAL" },
@@ -198,7 +211,82 @@ same_stats (const struct zram_stats *a, const struct zram_stats *b)
          a->same_pages == b->same_pages && a->openers == b->openers &&
          a->failed_writes == b->failed_writes && a->algo == b->algo &&
          a->level == b->level && a->pool == b->pool &&
-         a->initialised == b->initialised;
+         a->initialised == b->initialised &&
+         a->idle_pages == b->idle_pages &&
+         a->recomp_attempts == b->recomp_attempts &&
+         a->incompressible_pages == b->incompressible_pages;
+}
+
+/* idle and recompress on a device with two recompression algorithms:
+ * they work, report what they did, and refuse bad arguments changing
+ * nothing.
+ */
+static void
+test_recompress_commands (void)
+{
+  static const char *const refused[] = {
+    "recompress type=idle algo=lz4",        /* not configured */
+    "recompress type=idle algo=gzip",
+    "recompress type=idle priority=3",      /* only 2 */
+    "recompress type=idle priority=0",
+    "recompress type=idle priority=x",
+    "recompress type=idle algo=zstd priority=1",
+    "recompress type=idle priority=1 priority=1",
+    "recompress type=idle threshold=4097",
+    "recompress type=idle threshold=-1",
+    "recompress type=idle max_pages=1k",
+    "recompress type=idle max_pages=1 max_pages=2",
+    "recompress type=idle bogus",
+  };
+  struct zram_config config = {
+    .disksize = 1 << 20, .algo = ZCOMP_LZ4, .pool = ZPOOL_ZS,
+    .recomp = { { ZCOMP_LZ4HC, 9 }, { ZCOMP_ZSTD, 19 } }, .nr_recomp = 2,
+  };
+  struct zram_stats before, after;
+  unsigned char page[ZRAM_PAGE_SIZE];
+  struct zram *z = zram_create (&config);
+  size_t i;
+
+  CHECK (z != NULL);
+  for (i = 0; i < 32; i++) {
+    for (size_t j = 0; j < sizeof page; j++)
+      page[j] = "recompress me, please "[(j * (i + 1) + j / 97) % 22];
+    CHECK (zram_write (z, page, sizeof page, i * ZRAM_PAGE_SIZE) == 0);
+  }
+  EXPECT (run (z, "stats") == 0 &&
+          strcmp (value ("recomp_algorithm"), "lz4hc:9,zstd:19") == 0,
+          "%s", reply);
+  EXPECT (strcmp (value ("idle_pages"), "0") == 0, "%s", reply);
+  EXPECT (run (z, "idle all") == 0 && strcmp (value ("marked"), "32") == 0,
+          "%s", reply);
+  EXPECT (run (z, "idle 3600") == 0 && strcmp (value ("marked"), "0") == 0,
+          "%s", reply);
+  snapshot (z, &before);
+  EXPECT (before.idle_pages == 32, "%" PRIu64, before.idle_pages);
+  for (i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    EXPECT (run (z, refused[i]) == -1 && is_error ("EINVAL"), "'%s' -> %s",
+            refused[i], reply);
+    snapshot (z, &after);
+    EXPECT (same_stats (&before, &after), "'%s' changed the stats", refused[i]);
+  }
+  EXPECT (strstr (reply, "unexpected or repeated argument 'bogus'"), "%s", reply);
+  EXPECT (run (z, "recompress type=idle algo=lz4") == -1 &&
+          strstr (reply, "lz4hc:9,zstd:19"), "%s", reply);
+
+  EXPECT (run (z, "recompress type=huge") == 0 &&
+          strcmp (value ("attempted"), "0") == 0, "%s", reply);
+  EXPECT (run (z, "recompress type=idle max_pages=5 algo=zstd") == 0 &&
+          strcmp (value ("attempted"), "5") == 0, "%s", reply);
+  EXPECT (run (z, "recompress type=idle threshold=100") == 0 && ends_ok (),
+          "%s", reply);
+  snapshot (z, &after);
+  EXPECT (after.recomp_successes > 0 &&
+          after.recomp_bytes_saved == before.compr_data_size - after.compr_data_size,
+          "%" PRIu64 " saved", after.recomp_bytes_saved);
+  EXPECT (run (z, "stats") == 0 && value ("pages_recomp2") != NULL &&
+          strtoull (value ("pages_recomp2"), NULL, 10) == after.pages_recomp[1],
+          "%s", reply);
+  zram_destroy (z);
 }
 
 int
@@ -230,7 +318,8 @@ main (void)
   /* Which commands may block (the server runs them off its poll loop). */
   EXPECT (zctl_may_block ("reset", 5) && zctl_may_block (" reset force", 12) &&
           zctl_may_block ("compact", 7) && zctl_may_block ("reset\r", 6) &&
-          zctl_may_block ("reset\tbogus", 11), "slow commands");
+          zctl_may_block ("reset\tbogus", 11) && zctl_may_block ("idle all", 8) &&
+          zctl_may_block ("recompress type=idle", 20), "slow commands");
   EXPECT (!zctl_may_block ("stats", 5) && !zctl_may_block ("resetx", 6) &&
           !zctl_may_block ("rese", 4) && !zctl_may_block ("", 0) &&
           !zctl_may_block ("help", 4) && !zctl_may_block ("mem_limit 0", 11) &&
@@ -468,6 +557,7 @@ main (void)
   EXPECT (zram_parse_size ("4X", &sz) == -1 && errno == EINVAL, "4X");
 
   zram_destroy (z);
+  test_recompress_commands ();
   if (check_failures) {
     fprintf (stderr, "%d failure(s)\n", check_failures);
     return 1;

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,48 +88,81 @@ static const struct metric {
   const char *name;
   enum metric_type type;
   const char *help;
+  bool optional;                /* servers before it lack the key: leave the
+                                   metric out for them rather than fail */
 } metrics[] = {
   { "disksize", "nbdzram_disksize_bytes", GAUGE,
-    "Size of the device." },
+    "Size of the device.", false },
   { "orig_data_size", "nbdzram_orig_data_size_bytes", GAUGE,
     "Uncompressed bytes of the pages stored, same-filled pages included "
-    "(zram mm_stat orig_data_size)." },
+    "(zram mm_stat orig_data_size).", false },
   { "compr_data_size", "nbdzram_compr_data_size_bytes", GAUGE,
     "Bytes of compressed objects, huge pages counted as 4096 "
-    "(zram mm_stat compr_data_size)." },
+    "(zram mm_stat compr_data_size).", false },
   { "mem_used_total", "nbdzram_mem_used_bytes", GAUGE,
-    "Memory the pool holds from the OS (zram mm_stat mem_used_total)." },
+    "Memory the pool holds from the OS (zram mm_stat mem_used_total).", false },
   { "mem_limit", "nbdzram_mem_limit_bytes", GAUGE,
-    "Memory limit of the pool; 0 means none (zram mem_limit)." },
+    "Memory limit of the pool; 0 means none (zram mem_limit).", false },
   { "mem_used_max", "nbdzram_mem_used_max_bytes", GAUGE,
     "Peak of the pool's memory since initialisation or since it was "
-    "restarted (zram mem_used_max)." },
+    "restarted (zram mem_used_max).", false },
   { "same_pages", "nbdzram_same_pages", GAUGE,
     "Pages stored as one repeated 8-byte word, without an object "
-    "(zram same_pages)." },
+    "(zram same_pages).", false },
   { "pages_compacted", "nbdzram_pages_compacted_total", COUNTER,
     "Pool pages freed by compaction since initialisation "
-    "(zram pages_compacted)." },
+    "(zram pages_compacted).", false },
   { "huge_pages", "nbdzram_huge_pages", GAUGE,
-    "Pages stored uncompressed (zram huge_pages)." },
+    "Pages stored uncompressed (zram huge_pages).", false },
   { "huge_pages_since", "nbdzram_huge_pages_stored_total", COUNTER,
     "Pages stored uncompressed since initialisation "
-    "(zram huge_pages_since)." },
+    "(zram huge_pages_since).", false },
   { "failed_reads", "nbdzram_failed_reads_total", COUNTER,
-    "Reads that failed since initialisation (zram failed_reads)." },
+    "Reads that failed since initialisation (zram failed_reads).", false },
   { "failed_writes", "nbdzram_failed_writes_total", COUNTER,
     "Writes, trims and zeroes that failed since initialisation "
-    "(zram failed_writes)." },
+    "(zram failed_writes).", false },
   { "invalid_io", "nbdzram_invalid_io_total", COUNTER,
     "Core requests beyond the device end since initialisation "
-    "(zram invalid_io)." },
+    "(zram invalid_io).", false },
   { "notify_free", "nbdzram_notify_free_total", COUNTER,
     "Pages freed by trim or write-zeroes since initialisation "
-    "(zram notify_free)." },
+    "(zram notify_free).", false },
+  { "idle_pages", "nbdzram_idle_pages", GAUGE,
+    "Pages marked idle and not accessed since (zram idle).", false },
+  { "incompressible_pages", "nbdzram_incompressible_pages", GAUGE,
+    "Pages that no recompression algorithm shrank, until rewritten "
+    "(zram incompressible).", false },
+  { "recomp_attempts", "nbdzram_recomp_attempts_total", COUNTER,
+    "Pages recompression compressed again since initialisation.", false },
+  { "recomp_successes", "nbdzram_recomp_successes_total", COUNTER,
+    "Pages recompression stored smaller since initialisation.", false },
+  { "recomp_bytes_saved", "nbdzram_recomp_saved_bytes_total", COUNTER,
+    "Compressed bytes recompression saved since initialisation (size "
+    "before - after).", false },
   { "connections", "nbdzram_connections", GAUGE,
-    "Open NBD connections." },
+    "Open NBD connections.", false },
   { "initialised", "nbdzram_initialised", GAUGE,
-    "1 while the device is initialised, 0 while a reset runs." },
+    "1 while the device is initialised, 0 while a reset runs.", false },
+  /* The background policies (issue 12). */
+  { "compact_policy_rounds", "nbdzram_compact_policy_rounds_total", COUNTER,
+    "Background compaction runs.", true },
+  { "compact_policy_cpu_ms", "nbdzram_compact_policy_cpu_milliseconds_total",
+    COUNTER, "CPU time of the background compaction policy.", true },
+  { "recomp_policy_rounds", "nbdzram_recomp_policy_rounds_total", COUNTER,
+    "Rounds of the automatic recompression policy that attempted pages.",
+    true },
+  { "recomp_policy_pages", "nbdzram_recomp_policy_pages_total", COUNTER,
+    "Pages the automatic recompression policy stored smaller.", true },
+  { "recomp_policy_cpu_ms", "nbdzram_recomp_policy_cpu_milliseconds_total",
+    COUNTER, "CPU time of the automatic recompression policy (its thread's "
+    "CPU clock).", true },
+  { "recomp_policy_urgent", "nbdzram_recomp_policy_urgent_rounds_total",
+    COUNTER, "Recompression rounds run near mem_limit, regardless of age.",
+    true },
+  { "recomp_policy_throttled", "nbdzram_recomp_policy_throttled_total",
+    COUNTER, "Times a due recompression round waited for its CPU budget.",
+    true },
 };
 #define NMETRICS (sizeof metrics / sizeof metrics[0])
 
@@ -301,9 +335,17 @@ render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
   for (i = 0; i < NMETRICS; i++) {
     const struct metric *m = &metrics[i];
 
+    if (m->optional) {
+      for (d = 0; d < ndevs && !zctl_reply_get (devs[d].stats, m->key); d++)
+        ;
+      if (d == ndevs)
+        continue;               /* no server reports it */
+    }
     fprintf (fp, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
              m->type == COUNTER ? "counter" : "gauge");
     for (d = 0; d < ndevs; d++) {
+      if (m->optional && !zctl_reply_get (devs[d].stats, m->key))
+        continue;
       if (stat_u64 (errfp, &devs[d], m->key, &v) == -1)
         return -1;
       fputs (m->name, fp);
@@ -311,6 +353,23 @@ render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
       fprintf (fp, " %llu\n", v);
     }
   }
+
+  /* Pages per recompression priority: one metric, a label each. */
+  fputs ("# HELP nbdzram_recomp_pages Pages stored now with the "
+         "recompression algorithm of this priority (1 to 3).\n"
+         "# TYPE nbdzram_recomp_pages gauge\n", fp);
+  for (d = 0; d < ndevs; d++)
+    for (i = 1; i <= 3; i++) {
+      char key[32], label[32];
+
+      snprintf (key, sizeof key, "pages_recomp%zu", i);
+      snprintf (label, sizeof label, "priority=\"%zu\"", i);
+      if (stat_u64 (errfp, &devs[d], key, &v) == -1)
+        return -1;
+      fputs ("nbdzram_recomp_pages", fp);
+      print_labels (fp, &devs[d], label, NULL);
+      fprintf (fp, " %llu\n", v);
+    }
 
   /* The configuration as an info metric: labels, value 1. */
   fputs ("# HELP nbdzram_info The device's compression algorithm, level "

@@ -59,6 +59,11 @@ enum {
  */
 #define SCRAPE_TIMEOUT 8
 
+/* For "idle" and "recompress", which walk the whole device (zstd at a high
+ * level recompresses a few thousand pages a second): an hour.
+ */
+#define WALK_TIMEOUT 3600
+
 static int reply_timeout = REPLY_TIMEOUT;   /* seconds */
 
 static const char *progname = "nbdzramctl";
@@ -100,6 +105,9 @@ usage (FILE *fp)
 "  %s -s SOCKET reset [--force] [--algorithm NAME [--level N]]\n"
 "  %s -s SOCKET compact\n"
 "  %s -s SOCKET mem-limit SIZE             e.g. 512M; 0 = no limit\n"
+"  %s -s SOCKET idle all|SECONDS           mark pages idle\n"
+"  %s -s SOCKET recompress type=idle|huge|huge_idle [threshold=BYTES]\n"
+"               [max_pages=N] [algo=NAME|priority=N]\n"
 "\n"
 "Without -s or SOCKET, the devices are those of $NBDZRAMCTL_SOCKET and\n"
 "every %s/*/ctl.sock (the systemd unit's; $NBDZRAMCTL_RUNDIR changes it).\n"
@@ -119,7 +127,7 @@ usage (FILE *fp)
 "\n"
 "Available output columns:\n",
            progname, progname, progname, progname, progname, progname,
-           progname, progname, DEFAULT_RUNDIR);
+           progname, progname, progname, progname, DEFAULT_RUNDIR);
   zctl_columns_help (fp);
   fprintf (fp, "\nOnly a server run by root or by you is trusted.\n");
 }
@@ -751,6 +759,32 @@ main (int argc, char **argv)
     path = one_device (sub);
     snprintf (cmd, sizeof cmd, "mem_limit %s", size);
     return simple_command (path, cmd, NULL);
+  }
+  if ((strcmp (sub, "idle") == 0 && nargs == 1) ||
+      (strcmp (sub, "recompress") == 0 && nargs >= 1)) {
+    /* The words as the protocol has them; the server checks them (and
+     * says what is wrong) before it changes anything.
+     */
+    size_t n = snprintf (cmd, sizeof cmd, "%s", sub);
+
+    for (; i < argc; i++) {
+      check_word (sub, argv[i]);
+      if (n < sizeof cmd)
+        n += snprintf (cmd + n, sizeof cmd - n, " %s", argv[i]);
+    }
+    if (n >= sizeof cmd) {
+      fprintf (stderr, "%s: %s: arguments too long\n", progname, sub);
+      return EXIT_USAGE;
+    }
+    reply_timeout = WALK_TIMEOUT;
+    return simple_command (one_device (sub), cmd, NULL);
+  }
+  if (strcmp (sub, "idle") == 0 || strcmp (sub, "recompress") == 0) {
+    fprintf (stderr, "%s: usage: %s\n", progname,
+             strcmp (sub, "idle") == 0 ? "idle all|SECONDS"
+             : "recompress type=idle|huge|huge_idle [threshold=BYTES] "
+               "[max_pages=N] [algo=NAME|priority=N]");
+    return EXIT_USAGE;
   }
   fprintf (stderr, "%s: unknown command or wrong arguments: %s "
            "(see --help)\n", progname, shown (sub));

@@ -1,8 +1,10 @@
 /* nbdkit-zram: background compaction of a device's pool.
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  *
- * A compactor is one thread that wakes every interval_ms, reads
- * zram_get_stats, and calls zram_compact when the pool looks fragmented:
+ * Compaction is a policy of the background framework
+ * (include/zram/background.h), named "compact", without a CPU budget: it
+ * runs every interval_ms, reads zram_get_stats, and calls zram_compact
+ * when the pool looks fragmented:
  *
  *     mem_used_total > threshold * compr_data_size
  *     and mem_used_total - compr_data_size >= ZRAM_COMPACTOR_MIN_WASTE
@@ -27,6 +29,7 @@
 #include <stdint.h>
 
 struct zram;
+struct zram_bg;
 struct zram_compactor;
 
 /* Waste below this is not worth a compaction run (16 pages). */
@@ -36,7 +39,15 @@ struct zram_compactor;
 #define ZRAM_COMPACTOR_DEFAULT_INTERVAL_MS 1000
 #define ZRAM_COMPACTOR_DEFAULT_THRESHOLD   1.10
 
-/* Start the thread.  interval_ms >= 1; threshold >= 1.0.  The thread
+/* Register the compaction policy with bg (before zram_bg_start).
+ * interval_ms >= 1; threshold >= 1.0.  Returns its id in bg, or -1 with
+ * errno EINVAL (bad argument) or ENOMEM, or as zram_bg_add.
+ */
+extern int zram_compactor_add (struct zram_bg *bg, struct zram *zram,
+                               unsigned interval_ms, double threshold);
+
+/* A compactor on a framework of its own (nice 0), for callers that run no
+ * other background work.  interval_ms >= 1; threshold >= 1.0.  The thread
  * makes its context (include/zram/thread-ctx.h) before this returns.
  * Returns NULL with errno EINVAL (bad argument), the error of
  * pthread_create, or ENOMEM (no memory for the compactor or the thread's
@@ -59,5 +70,8 @@ extern void zram_compactor_kick (struct zram_compactor *c);
 /* Compaction runs so far and the pages they released. */
 extern void zram_compactor_counts (struct zram_compactor *c, uint64_t *runs,
                                    uint64_t *pages);
+
+/* The policy's name in its framework (zram_bg_find). */
+#define ZRAM_COMPACTOR_POLICY "compact"
 
 #endif /* ZRAM_COMPACTOR_H */

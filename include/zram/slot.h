@@ -6,8 +6,13 @@
  *   word 0  handle   the allocator handle of the page's object, or, for a
  *                    same-filled page, the repeated 8-byte value
  *   word 1  info     bits  0..12  object size in bytes (0..4096)
- *                    bits 13..    flags (enum slot_flag), the lock bit among
- *                                 them
+ *                    bits 13..20  flags (enum slot_flag), the lock bit among
+ *                                 them, and the 2-bit priority (which
+ *                                 algorithm compressed the object: 0 the
+ *                                 primary, 1..3 a recompression algorithm)
+ *                    bits 32..63  access time: seconds since the device
+ *                                 state was created, when the page was last
+ *                                 read or written (zram's ac_time)
  *
  * A slot with neither SLOT_SAME nor a handle is empty: the page reads as
  * zeroes (never written, or discarded).
@@ -57,9 +62,29 @@ enum slot_flag {
   SLOT_LOCK = SLOT_SIZE_BITS,  /* the per-slot lock */
   SLOT_SAME,                   /* handle holds the fill word, no object */
   SLOT_HUGE,                   /* object is the page stored uncompressed */
+  SLOT_IDLE,                   /* marked idle; a read or write clears it */
+  SLOT_INCOMPRESSIBLE,         /* no recompression algorithm shrank it */
+  SLOT_PP,                     /* a recompression took a snapshot of it
+                                  ("post-processing"); every store into
+                                  the slot clears it, so a recompression
+                                  that finds it still set knows the slot
+                                  is unchanged */
+  SLOT_PRIO,                   /* first of the 2 priority bits */
 };
 
 #define SLOT_BIT(flag) (UINT64_C(1) << (flag))
+
+#define SLOT_PRIO_BITS 2
+#define SLOT_PRIO_MASK (((UINT64_C(1) << SLOT_PRIO_BITS) - 1) << SLOT_PRIO)
+
+/* The access time: seconds, in the top half of info. */
+#define SLOT_TIME_SHIFT 32
+#define SLOT_TIME_MASK (UINT64_C(0xffffffff) << SLOT_TIME_SHIFT)
+
+/* Every bit of info that describes the stored page (not its size, lock
+ * or access time): what a store replaces and a free clears.
+ */
+#define SLOT_STATE_MASK (~(SLOT_SIZE_MASK | SLOT_BIT (SLOT_LOCK) | SLOT_TIME_MASK))
 
 /* Slots summarised by one bit of the touched map: one 4 KiB page of table. */
 #define SLOT_GROUP_SHIFT 8
@@ -134,6 +159,12 @@ extern int slot_table_populate (struct slot_table *t);
 extern void slot_lock (struct zram_slot *slot);
 extern void slot_unlock (struct zram_slot *slot);
 
+/* Unlock after an access (a read): clear SLOT_IDLE and set the access time
+ * to t in the same store that releases the lock, so the stamp costs no
+ * extra atomic operation.  Returns true if SLOT_IDLE was set.
+ */
+extern bool slot_unlock_accessed (struct zram_slot *slot, uint32_t t);
+
 /* --- accessors; the caller holds the slot lock ------------------------- */
 
 static inline uint64_t
@@ -166,13 +197,52 @@ slot_test_flag (const struct zram_slot *slot, enum slot_flag flag)
   return (slot_info (slot) & SLOT_BIT (flag)) != 0;
 }
 
-/* Replace size and flags at once (the lock bit is kept). */
+/* Replace size and flags at once (the lock bit is kept), and set the
+ * access time to t.  flag_bits may hold the priority bits (slot_prio_bits).
+ */
 static inline void
-slot_set_size_flags (struct zram_slot *slot, size_t size, uint64_t flag_bits)
+slot_set_size_flags (struct zram_slot *slot, size_t size, uint64_t flag_bits,
+                     uint32_t t)
 {
   __atomic_store_n (&slot->info,
-                    (size & SLOT_SIZE_MASK) | flag_bits | SLOT_BIT (SLOT_LOCK),
+                    (size & SLOT_SIZE_MASK) | flag_bits | SLOT_BIT (SLOT_LOCK) |
+                    ((uint64_t) t << SLOT_TIME_SHIFT),
                     __ATOMIC_RELAXED);
+}
+
+static inline void
+slot_set_flag (struct zram_slot *slot, enum slot_flag flag)
+{
+  __atomic_store_n (&slot->info, slot_info (slot) | SLOT_BIT (flag),
+                    __ATOMIC_RELAXED);
+}
+
+static inline void
+slot_clear_flag (struct zram_slot *slot, enum slot_flag flag)
+{
+  __atomic_store_n (&slot->info, slot_info (slot) & ~SLOT_BIT (flag),
+                    __ATOMIC_RELAXED);
+}
+
+/* The priority of the algorithm that compressed the object (0..3). */
+static inline unsigned
+slot_get_prio (const struct zram_slot *slot)
+{
+  return (slot_info (slot) & SLOT_PRIO_MASK) >> SLOT_PRIO;
+}
+
+/* The info bits that encode priority prio, for slot_set_size_flags. */
+static inline uint64_t
+slot_prio_bits (unsigned prio)
+{
+  return ((uint64_t) prio << SLOT_PRIO) & SLOT_PRIO_MASK;
+}
+
+/* The access time (seconds since the state was created). */
+static inline uint32_t
+slot_get_time (const struct zram_slot *slot)
+{
+  return slot_info (slot) >> SLOT_TIME_SHIFT;
 }
 
 /* True if the slot holds nothing (reads as zeroes). */

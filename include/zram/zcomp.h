@@ -42,15 +42,17 @@ extern int zcomp_parse_algo (const char *name, enum zcomp_algo *algo);
 /* The name of an algorithm ("lz4", "lz4hc", "zstd"). */
 extern const char *zcomp_algo_name (enum zcomp_algo algo);
 
-/* Whether the algorithm takes a level, and its range and default.  For an
- * algorithm without levels (lz4) min = max = default = 0.
+/* The range and default of an algorithm's level.  Every algorithm takes
+ * one: for lz4 it is LZ4's acceleration (as Linux zram's algorithm_params
+ * level for lz4): 1, the default, compresses best; larger is faster and
+ * compresses less.  lz4hc and zstd: larger compresses more, slower.
  */
 extern void zcomp_level_range (enum zcomp_algo algo,
                                int *min, int *max, int *dflt);
 
 /* Create a compressor.  level 0 means the algorithm's default.  Returns NULL
- * with errno EINVAL if the level is out of range for the algorithm (lz4
- * accepts only 0), or ENOMEM.
+ * with errno EINVAL if the level is out of range for the algorithm
+ * (zcomp_level_range), or ENOMEM.
  */
 extern struct zcomp *zcomp_create (enum zcomp_algo algo, int level);
 extern void zcomp_destroy (struct zcomp *comp);

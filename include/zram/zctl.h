@@ -39,6 +39,23 @@
  *   mem_limit SIZE                        SIZE as in include/zram/size.h
  *                                         (e.g. 512M); 0 = none
  *   mem_used_max 0                        restart the peak at the current use
+ *   idle all|SECONDS                      zram_mark_idle: mark idle every
+ *                                         stored page (all), or those not
+ *                                         read or written for SECONDS
+ *                                         (>= 1); replies marked=N
+ *   recompress type=idle|huge|huge_idle [threshold=BYTES] [max_pages=N]
+ *              [algo=NAME|priority=N]     zram_recompress over the whole
+ *                                         device; algo= or priority= picks
+ *                                         one recompression algorithm
+ *                                         (default: each in turn); replies
+ *                                         scanned= attempted= recompressed=
+ *                                         incompressible= raced=
+ *                                         bytes_saved= nospace= (pages left
+ *                                         as they were at the memory
+ *                                         limit).  If it fails midway
+ *                                         (ENOMEM) the pages done
+ *                                         stay recompressed (their content
+ *                                         is unchanged either way)
  *
  * "stats" replies with these keys, in this order (zram's names and units;
  * see struct zram_stats): disksize orig_data_size compr_data_size
@@ -49,7 +66,16 @@
  * have the device open, where the server knows them; may be empty)
  * streams (threads with a codec state of their own: zramctl's STREAMS)
  * reserve_bytes reserve_free reserve_refills reserve_empty reserve_failed
- * (the pool's reserve, see struct zram_stats).  Clients must
+ * (the pool's reserve, see struct zram_stats) idle_pages
+ * incompressible_pages recomp_attempts recomp_successes recomp_bytes_saved
+ * pages_recomp1 pages_recomp2 pages_recomp3 recomp_algorithm (the
+ * recompression algorithms in priority order, "NAME:LEVEL,..."; empty
+ * without) compact_policy_rounds compact_policy_cpu_ms recomp_policy (1
+ * if the automatic recompression policy runs, else 0)
+ * recomp_policy_rounds recomp_policy_pages recomp_policy_cpu_ms
+ * recomp_policy_throttled recomp_policy_urgent (the background policies,
+ * include/zram/background.h and policy-recompress.h; all 0 for a policy
+ * that does not run).  Clients must
  * ignore keys they do not know: more may be added.
  *
  * A command that fails changes nothing.  Errors that nbdzramctl can pass
@@ -60,9 +86,10 @@
  *
  * This module is a pure function of (device, line): it does no I/O, so the
  * socket server and the fuzzer share it.  It is thread-safe insofar as the
- * zram calls it makes are.  "reset" and "compact" may block (a grace
- * period, the wait for connections to close, the control mutex; see
- * zctl_may_block); the other commands never do.
+ * zram calls it makes are.  "reset", "compact", "idle" and "recompress"
+ * may block (a grace period, the wait for connections to close, the
+ * control mutex, a walk of the whole device; see zctl_may_block); the
+ * other commands never do.
  */
 #ifndef ZRAM_ZCTL_H
 #define ZRAM_ZCTL_H
@@ -101,7 +128,8 @@ extern int zctl_execute (struct zram *zram, const char *line, size_t len,
                          char *reply, size_t reply_cap);
 
 /* Whether the command on this line (same bytes as for zctl_execute) may
- * block for long: true for "reset" and "compact", whatever their
+ * block for long: true for "reset", "compact", "idle" and "recompress",
+ * whatever their
  * arguments; false for everything else, malformed lines included.  A
  * server can answer the other commands while one of these runs.
  */

@@ -160,6 +160,15 @@ extern void zpool_unmap (struct zpool *pool, zpool_handle handle);
  */
 extern size_t zpool_huge_class_size (const struct zpool *pool);
 
+/* The bytes of pool memory an object of size bytes (1 <= size <=
+ * ZPOOL_MAX_OBJECT) occupies: the size of its class in a pool with size
+ * classes, the allocator's rounded chunk otherwise.  Two sizes with the
+ * same answer cost the same; a caller that wants to know whether a smaller
+ * object saves memory compares these (recompression does).  Constant for
+ * the life of the pool; cheap, takes no lock.
+ */
+extern size_t zpool_class_size (const struct zpool *pool, size_t size);
+
 /* A gate on the pool's growth (for example src/mem-guard.c, which keeps
  * the pool below its cgroup's memory limit).  Called by zpool_alloc before
  * an allocation that may take more memory from the OS: when total_bytes

@@ -62,10 +62,22 @@
 /* Largest device: the slot table (16 bytes a page) must be addressable. */
 #define ZRAM_MAX_DISKSIZE (UINT64_C(1) << 60)
 
+/* Secondary (recompression) algorithms, in priority order: priority 1 is
+ * recomp[0], up to priority ZRAM_MAX_RECOMP; priority 0 is the primary.
+ */
+#define ZRAM_MAX_RECOMP 3
+
+struct zram_recomp_algo {
+  enum zcomp_algo algo;
+  int level;                  /* 0 = the algorithm's default */
+};
+
 struct zram_config {
   uint64_t disksize;          /* bytes, a multiple of ZRAM_PAGE_SIZE, > 0 */
   enum zcomp_algo algo;
   int level;                  /* 0 = the algorithm's default */
+  struct zram_recomp_algo recomp[ZRAM_MAX_RECOMP];
+  unsigned nr_recomp;         /* entries of recomp in use, 0..ZRAM_MAX_RECOMP */
   enum zpool_kind pool;
   uint64_t reserve;           /* bytes of pool kept populated for the data
                                  path (zpool_set_reserve); 0 = none */
@@ -127,6 +139,19 @@ struct zram_stats {
   uint64_t reserve_refills;   /* refill rounds that added memory */
   uint64_t reserve_empty;     /* writes that found it short and waited */
   uint64_t reserve_failed;    /* writes failed (ENOMEM) for want of it */
+  /* Idle tracking and recompression (include/zram/zram.h, below). */
+  uint64_t idle_pages;        /* pages marked idle now */
+  uint64_t incompressible_pages; /* pages no recompression algorithm shrank
+                                 (until rewritten) */
+  uint64_t recomp_attempts;   /* pages recompression compressed again */
+  uint64_t recomp_successes;  /* of those, pages stored smaller */
+  uint64_t recomp_bytes_saved; /* sum of compressed size before - after
+                                 over the successes, bytes */
+  uint64_t pages_recomp[ZRAM_MAX_RECOMP]; /* pages stored now with the
+                                 algorithm of priority 1..3 */
+  unsigned nr_recomp;         /* recompression algorithms configured */
+  struct zram_recomp_algo recomp[ZRAM_MAX_RECOMP]; /* and their effective
+                                 levels */
 };
 
 struct zram;
@@ -244,8 +269,8 @@ extern size_t zram_client_pids (struct zram *zram, int *pids, size_t cap);
 /* Throw away all data and start again with an empty device of the same size.
  * If new_config is not NULL, its algo, level and pool are used for the new
  * initialisation (its disksize must equal zram_disksize, else EINVAL); the
- * reserve stays as the device was created (ENOTSUP if the new pool kind
- * cannot keep one).
+ * reserve and the recompression algorithms stay as the device was created
+ * (ENOTSUP if the new pool kind cannot keep a reserve).
  * Without force, refused with EBUSY while openers > 0; the check and the
  * claim that keeps new openers out are one atomic step.  With force,
  * requests in flight finish against the old data; requests arriving during
@@ -310,5 +335,108 @@ extern void zram_reset_mem_used_max (struct zram *zram);
  * the device is not initialised.
  */
 extern int64_t zram_compact (struct zram *zram);
+
+/* Parse a list of recompression algorithms, "NAME[:LEVEL][,NAME[:LEVEL]...]"
+ * in priority order (e.g. "zstd:3,zstd:19"; a missing level is the
+ * algorithm's default), into config->recomp and config->nr_recomp.
+ * Returns 0, or -1 with errno EINVAL and a message for the user in err
+ * (err_cap bytes): an unknown name, a level that is not a number or out
+ * of range, an empty item, or more than ZRAM_MAX_RECOMP.  config is
+ * unchanged on failure.
+ */
+extern int zram_parse_recomp_spec (const char *spec, struct zram_config *config,
+                                   char *err, size_t err_cap);
+
+/* --- idle tracking and recompression (Linux zram's semantics) ------------
+ *
+ * Every stored page remembers when it was last read or written (seconds
+ * since the device state was created; a reset starts a new clock) and
+ * carries flags: IDLE (set by zram_mark_idle, cleared by any read or
+ * write), INCOMPRESSIBLE (no recompression algorithm shrank it; cleared
+ * when the page is rewritten) and its priority (which algorithm compressed
+ * it).  A page's content never changes by recompression; only its storage.
+ *
+ * Both functions below walk the slot table in the caller's thread, in
+ * batches, each in a short read-side section, so a reset can happen
+ * between batches: they then stop and return what they did (the new state
+ * has no pages).  They never hold a slot lock while compressing, so
+ * requests on the same pages wait at most for a decompression.  They are
+ * thread-safe among themselves and with every other call: two of them on
+ * the same page do not both work on it.
+ */
+
+/* Mark idle every stored page that is not same-filled and whose last
+ * access is at least min_age_s seconds ago; min_age_s 0 marks every such
+ * page ("idle all").  Never-written parts of the device are skipped
+ * without touching the table.  *marked (if not NULL) gets the number of
+ * pages this call marked that were not idle before.  Returns 0, or -1
+ * with errno EIO (not initialised) or ENOMEM (no thread context).
+ */
+extern int zram_mark_idle (struct zram *zram, uint32_t min_age_s,
+                           uint64_t *marked);
+
+/* What to recompress (zram's recompress type=...). */
+enum zram_recomp_type {
+  ZRAM_RECOMP_IDLE = 1,       /* pages marked idle */
+  ZRAM_RECOMP_HUGE = 2,       /* pages stored uncompressed */
+  ZRAM_RECOMP_HUGE_IDLE = 3,  /* pages both huge and idle */
+};
+
+struct zram_recomp_req {
+  enum zram_recomp_type type;
+  uint32_t threshold;         /* bytes: only objects of at least this
+                                 compressed size; 0 = any */
+  uint64_t max_pages;         /* most pages to attempt; 0 = no limit */
+  unsigned prio_min, prio_max; /* priorities to try, 1 <= min <= max <=
+                                 nr_recomp; both 0 = all.  One algorithm
+                                 (zram's algo= or priority=): min = max */
+  uint32_t min_age_s;         /* > 0: pages not accessed for this many
+                                 seconds count as idle too (marked or not) */
+  uint64_t start_index, end_index; /* slots [start, end) to scan; end 0 =
+                                 the device end; lets a caller work in
+                                 batches, continuing at next_index */
+};
+
+struct zram_recomp_result {
+  uint64_t scanned;           /* stored pages looked at */
+  uint64_t attempted;         /* pages decompressed and compressed again */
+  uint64_t recompressed;      /* pages stored smaller (a smaller size class) */
+  uint64_t incompressible;    /* pages newly marked incompressible */
+  uint64_t raced;             /* results dropped because the page changed
+                                 (write, trim, reset) while compressing */
+  uint64_t bytes_saved;       /* compressed size before - after, summed */
+  uint64_t nospace;           /* pages left as they were because their new
+                                 object would have passed the memory limit */
+  uint64_t next_index;        /* first slot not scanned: end_index (or the
+                                 device end) when done, earlier when
+                                 max_pages stopped the scan */
+};
+
+/* Recompress the pages of [start_index, end_index) that type selects and
+ * that are not same-filled, not incompressible, whose compressed size is
+ * at least threshold, and whose priority is below prio_max.  Each page is
+ * decompressed with the algorithm that compressed it and compressed with
+ * the algorithms of priority max(prio_min, its priority + 1) .. prio_max in
+ * order; the first result that lands in a smaller size class of the pool
+ * (zpool_class_size) replaces the object, the page keeping its access time
+ * and IDLE flag.  If none does and the last configured algorithm was
+ * tried, the page is marked INCOMPRESSIBLE and later calls skip it until
+ * it is rewritten.  A write, trim or reset of the page while it is being
+ * compressed wins; the work is dropped (counted in raced).
+ *
+ * The new object is allocated before the old is freed, within the memory
+ * limit.  *res (required) is filled even on failure with what was done.
+ * Uses the calling thread's context (include/zram/thread-ctx.h).  Returns
+ * 0, or -1 with errno EINVAL (bad type, priorities out of range, no
+ * recompression algorithm configured, start beyond end or the device),
+ * EIO (not initialised; or stored data failed to decompress) or ENOMEM
+ * (no memory for the thread context, codec state or a new object).  A
+ * page whose new object would pass the memory limit is left as it was
+ * (counted in nospace) and the walk goes on: other classes may have room,
+ * and every success frees memory.  A reset during the call ends it with 0.
+ */
+extern int zram_recompress (struct zram *zram,
+                            const struct zram_recomp_req *req,
+                            struct zram_recomp_result *res);
 
 #endif /* ZRAM_ZRAM_H */

@@ -1051,6 +1051,9 @@ def run_all(ctx, a, tests, out, here):
                 log("run-bench: %s skipped: %s" % (t, why))
                 ctx.skipped[t] = why
                 ctx.targets.remove(t)
+        if not ctx.targets:
+            log("run-bench: every target was skipped; nothing to run")
+            return 77
 
         samples = {}
         errors = {}

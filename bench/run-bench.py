@@ -228,12 +228,18 @@ class KernelZram:
     live = {}
 
     def __init__(self, size, algorithm):
+        # A signal between hot_add and the bookkeeping would leak the
+        # device: hold the signals that end the run until it is recorded.
+        sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
         try:
             with open(os.path.join(ZRAM_CONTROL, "hot_add")) as f:
                 self.num = int(f.read().strip())
+            KernelZram.live[self.num] = self
         except OSError as e:
             raise RuntimeError("cannot make a zram device (%s/hot_add): %s" % (ZRAM_CONTROL, e))
-        KernelZram.live[self.num] = self
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
         log("kzram: made /dev/zram%d" % self.num)
         self.sys = "/sys/block/zram%d" % self.num
         self.dev = "/dev/zram%d" % self.num

@@ -87,8 +87,9 @@ echo "bench-blk-image stub: holding $dev" >&2
 exec sleep 120
 EOF
 for sig in TERM INT; do
+  : > "$tmp/$sig.log"
   python3 "$run_bench" --smoke --no-micro --build-dir "$fake" --targets kzram-lz4 \
-    --tests image --out "$tmp/out" > "$tmp/$sig.log" 2>&1 &
+    --tests image --out "$tmp/out" >> "$tmp/$sig.log" 2>&1 &
   pid=$!
   i=0
   # The first device is the probe (made and removed at once); wait for

@@ -3,7 +3,7 @@
 # goes (swapon --discard=pages, issue 15): trim, and not rotational.  The
 # kernel's NBD client copies the server's rotational flag to the device,
 # and swap on a rotational device discards nothing after swapon, so every
-# page ever swapped out would stay stored (README.md, "Stale data in swap").
+# page ever swapped out would stay stored (README.md, "Use as swap").
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
 requires nbdkit nbdinfo

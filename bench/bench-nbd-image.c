@@ -15,8 +15,9 @@
  * image (and of the device, at the same offsets).
  *
  * Prints one JSON object on stdout:
- *   {"bytes": N, "write_s": S, "write_mbps": M, "read_s": S, "read_mbps": M,
- *    "verified": true}
+ *   {"bytes": N, "write_s": S, "write_mbps": M, "write_cpu_s": C,
+ *    "read_s": S, "read_mbps": M, "read_cpu_s": C, "verified": true}
+ * (C: this client's CPU seconds, user + system, in that phase).
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -49,11 +50,11 @@ complete (void *opaque, int *error)
 /* Run requests of bs bytes over [start, end) with depth in flight. */
 static int
 run (struct nbd_handle *h, bool write, unsigned char *buf, uint64_t start,
-     uint64_t end, uint32_t bs, unsigned depth, double *seconds)
+     uint64_t end, uint32_t bs, unsigned depth, double *seconds, double *cpu)
 {
   uint64_t n = (end - start + bs - 1) / bs, issued = 0;
   struct io io = { 0, 0 };
-  double t0 = bench_now ();
+  double t0 = bench_now (), c0 = bench_cpu_now ();
 
   while (io.completed < n) {
     while (issued < n && (uint64_t) nbd_aio_in_flight (h) < depth) {
@@ -75,6 +76,7 @@ run (struct nbd_handle *h, bool write, unsigned char *buf, uint64_t start,
     }
   }
   *seconds = bench_now () - t0;
+  *cpu = bench_cpu_now () - c0;
   if (io.error) {
     fprintf (stderr, "bench-nbd-image: a %s failed: %s\n",
              write ? "write" : "read", strerror (io.error));
@@ -93,7 +95,7 @@ main (int argc, char *argv[])
   unsigned depth = 16;
   unsigned char *img, *back = NULL;
   struct nbd_handle *h;
-  double ws = 0, rs = 0;
+  double ws = 0, rs = 0, wc = 0, rc = 0;
   bool do_write, do_read, verify = true;
   int c;
 
@@ -163,10 +165,10 @@ main (int argc, char *argv[])
              nbd_get_size (h));
     return 1;
   }
-  if (do_write && run (h, true, img, start, end, bs, depth, &ws) == -1)
+  if (do_write && run (h, true, img, start, end, bs, depth, &ws, &wc) == -1)
     return 1;
   if (do_read) {
-    if (run (h, false, back, start, end, bs, depth, &rs) == -1)
+    if (run (h, false, back, start, end, bs, depth, &rs, &rc) == -1)
       return 1;
     if (verify && memcmp (back + start, img + start, end - start) != 0) {
       uint64_t i;
@@ -184,10 +186,11 @@ main (int argc, char *argv[])
   printf ("{\"bytes\": %" PRIu64 ", \"request\": %" PRIu32 ", \"depth\": %u",
           end - start, bs, depth);
   if (do_write)
-    printf (", \"write_s\": %.6f, \"write_mbps\": %.2f", ws, (double) (end - start) / ws / 1e6);
+    printf (", \"write_s\": %.6f, \"write_mbps\": %.2f, \"write_cpu_s\": %.6f",
+            ws, (double) (end - start) / ws / 1e6, wc);
   if (do_read)
-    printf (", \"read_s\": %.6f, \"read_mbps\": %.2f, \"verified\": %s",
-            rs, (double) (end - start) / rs / 1e6, verify ? "true" : "false");
+    printf (", \"read_s\": %.6f, \"read_mbps\": %.2f, \"read_cpu_s\": %.6f, \"verified\": %s",
+            rs, (double) (end - start) / rs / 1e6, rc, verify ? "true" : "false");
   printf ("}\n");
   free (back);
   free (img);

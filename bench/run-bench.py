@@ -15,6 +15,15 @@ first target rotates each round so no target always goes first).  Tests:
                  sequential read and write, with fio's nbd engine and
                  half-compressible buffers refilled every I/O.
 
+Kernel zram (targets kzram-lz4 and kzram-lzo-rle; issue 15) runs the same
+tests on a /dev/zramN of the same size that the driver makes for each test
+(hot_add) and removes after it, also on failure or a signal; it never
+touches a zram device it did not make.  Its image I/O is bench-blk-image
+(native AIO, O_DIRECT, same request size and depth), its fio tests the
+libaio engine with direct I/O on the device; its memory is mm_stat's
+mem_used_total.  The targets are skipped, with the reason, where the kernel
+has no zram or the driver is not root.
+
 Besides the NBD tests it runs bench-codec (raw LZ4/zstd per page and the
 ideal compressed store of the image) and bench-core (the core's write and
 read path per page, without NBD).
@@ -35,6 +44,8 @@ import csv
 import json
 import os
 import platform
+import resource
+import signal
 import shutil
 import socket
 import statistics
@@ -45,7 +56,9 @@ import time
 
 PEERS = ["memory-sparse", "memory-zstd", "null"]
 ZRAM = ["zram-lz4", "zram-zstd"]
-ALL_TARGETS = ZRAM + PEERS
+# Kernel zram with that compressor (target name -> comp_algorithm).
+KZRAM = {"kzram-lz4": "lz4", "kzram-lzo-rle": "lzo-rle"}
+ALL_TARGETS = ZRAM + PEERS + list(KZRAM)
 # Not run unless named in --targets: zram-lz4 as a swap device is run
 # (mlock=true, which brings the default reserve; needs root or a large
 # enough 'ulimit -l').
@@ -208,6 +221,115 @@ class Server:
         return err
 
 
+ZRAM_CONTROL = "/sys/class/zram-control"
+
+
+def write_sysfs(path, value):
+    with open(path, "w") as f:
+        f.write(value)
+
+
+class KernelZram:
+    """One kernel zram device made for one test.
+
+    hot_add makes it (the kernel returns its number), the constructor sets
+    its compressor and size; remove() resets it and hot_removes it, and
+    only it.  Every device made and not yet removed is in KernelZram.live,
+    which main() empties on any exit, a signal included."""
+
+    live = {}
+
+    def __init__(self, size, algorithm):
+        # A signal between hot_add and the bookkeeping would leak the
+        # device: hold the signals that end the run until it is recorded.
+        sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+        try:
+            with open(os.path.join(ZRAM_CONTROL, "hot_add")) as f:
+                self.num = int(f.read().strip())
+            KernelZram.live[self.num] = self
+        except OSError as e:
+            raise RuntimeError("cannot make a zram device (%s/hot_add): %s" % (ZRAM_CONTROL, e))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        log("kzram: made /dev/zram%d" % self.num)
+        self.sys = "/sys/block/zram%d" % self.num
+        self.dev = "/dev/zram%d" % self.num
+        try:
+            try:
+                write_sysfs(self.sys + "/comp_algorithm", algorithm)
+            except OSError as e:
+                with open(self.sys + "/comp_algorithm") as f:
+                    have = f.read().strip()
+                raise RuntimeError("kernel zram has no %s (%s; it has: %s)" % (algorithm, e, have))
+            try:
+                write_sysfs(self.sys + "/disksize", str(size))
+            except OSError as e:
+                raise RuntimeError("%s: disksize %d: %s" % (self.dev, size, e))
+            deadline = time.monotonic() + 10
+            while not os.path.exists(self.dev):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("%s did not appear" % self.dev)
+                time.sleep(0.02)
+        except BaseException:
+            self.remove()
+            raise
+
+    def mm_stat(self):
+        """The device's mm_stat as a dict (bytes; pages for the page counts)."""
+        with open(self.sys + "/mm_stat") as f:
+            vals = [int(v) for v in f.read().split()]
+        names = ["orig_data_size", "compr_data_size", "mem_used_total", "mem_limit",
+                 "mem_used_max", "same_pages", "pages_compacted", "huge_pages"]
+        return dict(zip(names, vals))
+
+    def remove(self):
+        """Reset and hot_remove this device; an error string, or None.
+        A device still open (a client killed a moment ago) is busy: retry
+        for a while."""
+        if self.num not in KernelZram.live:
+            return None
+        err = None
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                write_sysfs(self.sys + "/reset", "1")
+                write_sysfs(os.path.join(ZRAM_CONTROL, "hot_remove"), str(self.num))
+                break
+            except FileNotFoundError:
+                break                   # already gone
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    err = "cannot remove /dev/zram%d: %s" % (self.num, e)
+                    log("kzram: " + err + " (remove it by hand: echo 1 > %s/reset;"
+                        " echo %d > %s/hot_remove)" % (self.sys, self.num, ZRAM_CONTROL))
+                    break
+                time.sleep(0.1)
+        del KernelZram.live[self.num]
+        if err is None:
+            log("kzram: removed /dev/zram%d" % self.num)
+        return err
+
+    @classmethod
+    def remove_all(cls):
+        for dev in list(cls.live.values()):
+            dev.remove()
+
+
+def kzram_unavailable(algorithm):
+    """Why kernel zram with this compressor cannot be a target here, or
+    None.  Probes by making (and removing) a small device."""
+    if not os.path.exists(os.path.join(ZRAM_CONTROL, "hot_add")):
+        return "this kernel has no zram (no %s/hot_add)" % ZRAM_CONTROL
+    if os.geteuid() != 0:
+        return "making a zram device needs root"
+    try:
+        KernelZram(1 << 20, algorithm).remove()
+    except (OSError, RuntimeError, ValueError) as e:
+        return str(e)
+    return None
+
+
 def run_cmd(argv, timeout):
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, timeout=timeout)
@@ -235,11 +357,13 @@ def image_test(ctx, target):
         cpu0 = cpu_seconds(srv.pid)
         secs = 0.0
         rss_mid = None
+        ccpu = 0.0
         for off, length in ((0, half), (half, ctx.size - half)):
             out = run_cmd([ctx.tool("bench-nbd-image"), "-u", srv.uri, "-i", ctx.image,
                            "-m", "write", "-b", "4k", "-q", "16",
                            "-O", str(off), "-L", str(length)], ctx.timeout)
             secs += json.loads(out)["write_s"]
+            ccpu += json.loads(out)["write_cpu_s"]
             if rss_mid is None:
                 rss_mid = rss_kib(srv.pid)
         rss1 = rss_kib(srv.pid)
@@ -247,6 +371,9 @@ def image_test(ctx, target):
         res["image-write"] = {
             "mbps": ctx.size / secs / 1e6,
             "server_cpu_us_per_op": (cpu1 - cpu0) * 1e6 / (ctx.size / 4096),
+            # The client's CPU (user+system, the timed part), for comparison
+            # with kernel zram, where the client does the device's work.
+            "client_cpu_us_per_op": ccpu * 1e6 / (ctx.size / 4096),
             "rss_growth_bytes": (rss1 - rss0) * 1024,
             "rss_per_byte": (rss1 - rss0) * 1024 / ctx.size,
             "rss_marginal_per_byte": (rss1 - rss_mid) * 1024 / (ctx.size - half),
@@ -266,7 +393,8 @@ def image_test(ctx, target):
         r = json.loads(run_cmd(argv, ctx.timeout))
         cpu2 = cpu_seconds(srv.pid)
         res["image-read"] = {"mbps": r["read_mbps"], "verified": r.get("verified", False),
-                             "server_cpu_us_per_op": (cpu2 - cpu1) * 1e6 / (ctx.size / 4096)}
+                             "server_cpu_us_per_op": (cpu2 - cpu1) * 1e6 / (ctx.size / 4096),
+                             "client_cpu_us_per_op": r["read_cpu_s"] * 1e6 / (ctx.size / 4096)}
         res["image-write"]["load1"] = res["image-read"]["load1"] = os.getloadavg()[0]
     finally:
         err = srv.stop()
@@ -290,8 +418,10 @@ def fio_test(ctx, target, test):
                 "--buffer_compress_percentage=50", "--buffer_compress_chunk=4k",
                 "--refill_buffers"]
         cpu0 = cpu_seconds(srv.pid)
+        ccpu0 = sum(children_cpu())
         d = json_tail(run_cmd(argv, ctx.timeout))
         cpu1 = cpu_seconds(srv.pid)
+        ccpu1 = sum(children_cpu())
         job = d["jobs"][0]
         if job.get("error"):
             raise RuntimeError("fio job error %s" % job["error"])
@@ -302,9 +432,92 @@ def fio_test(ctx, target, test):
         res = {"iops": side["iops"], "mbps": side["bw_bytes"] / 1e6,
                "lat_us": side["lat_ns"]["mean"] / 1000,
                "server_cpu_us_per_op": (cpu1 - cpu0) * 1e6 / max(1, side["total_ios"]),
+               "client_cpu_us_per_op": (ccpu1 - ccpu0) * 1e6 / max(1, side["total_ios"]),
                "load1": os.getloadavg()[0]}
     finally:
         err = srv.stop()
+    if err:
+        raise RuntimeError(err)
+    return res
+
+
+def children_cpu():
+    """(user, system) seconds of the children this process has waited for."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime, ru.ru_stime
+
+
+def kzram_image_test(ctx, target):
+    """image_test on kernel zram: the same two halves, timed, with the
+    device's own memory (mm_stat) after each; the CPU is the writer's own
+    (kernel zram compresses in the context that submits the I/O)."""
+    res = {}
+    dev = KernelZram(ctx.size, KZRAM[target])
+    try:
+        half = ctx.size // 2 // 4096 * 4096
+        secs = cpu = 0.0
+        mem_mid = None
+        for off, length in ((0, half), (half, ctx.size - half)):
+            w = json.loads(run_cmd([ctx.tool("bench-blk-image"), "-d", dev.dev, "-i", ctx.image,
+                                    "-m", "write", "-b", "4k", "-q", "16",
+                                    "-O", str(off), "-L", str(length)], ctx.timeout))
+            secs += w["write_s"]
+            cpu += w["write_cpu_s"]
+            if mem_mid is None:
+                mem_mid = dev.mm_stat()["mem_used_total"]
+        st = dev.mm_stat()
+        res["image-write"] = {
+            "mbps": ctx.size / secs / 1e6,
+            "kernel_cpu_us_per_op": cpu * 1e6 / (ctx.size / 4096),
+            "mem_used_per_byte": st["mem_used_total"] / ctx.size,
+            "compr_per_byte": st["compr_data_size"] / ctx.size,
+            "mem_marginal_per_byte": (st["mem_used_total"] - mem_mid) / (ctx.size - half),
+            "device_stats": st,
+        }
+        r = json.loads(run_cmd([ctx.tool("bench-blk-image"), "-d", dev.dev, "-i", ctx.image,
+                                "-m", "read", "-b", "4k", "-q", "16"], ctx.timeout))
+        res["image-read"] = {"mbps": r["read_mbps"], "verified": r.get("verified", False),
+                             "kernel_cpu_us_per_op": r["read_cpu_s"] * 1e6 / (ctx.size / 4096)}
+        res["image-write"]["load1"] = res["image-read"]["load1"] = os.getloadavg()[0]
+    finally:
+        err = dev.remove()
+    if err:
+        raise RuntimeError(err)
+    return res
+
+
+def kzram_fio_test(ctx, target, test):
+    """fio_test on kernel zram: libaio, direct I/O on the device, the same
+    jobs and buffers.  The device's CPU is fio's system time (zram
+    compresses and decompresses in the submitting context)."""
+    rw, bs, depth, jobs = FIO_TESTS[test]
+    dev = KernelZram(ctx.size, KZRAM[target])
+    try:
+        run_cmd([ctx.tool("bench-blk-image"), "-d", dev.dev, "-i", ctx.image,
+                 "-m", "write", "-b", "256k", "-q", "8"], ctx.timeout)
+        argv = ["fio", "--name=" + test, "--ioengine=libaio", "--direct=1",
+                "--filename=" + dev.dev,
+                "--rw=" + rw, "--bs=" + bs, "--iodepth=%d" % depth,
+                "--numjobs=%d" % jobs, "--time_based", "--runtime=%g" % ctx.runtime,
+                "--group_reporting",
+                "--output-format=json", "--norandommap", "--randrepeat=0",
+                "--buffer_compress_percentage=50", "--buffer_compress_chunk=4k",
+                "--refill_buffers"]
+        u0, s0 = children_cpu()
+        d = json_tail(run_cmd(argv, ctx.timeout))
+        u1, s1 = children_cpu()
+        job = d["jobs"][0]
+        if job.get("error"):
+            raise RuntimeError("fio job error %s" % job["error"])
+        side = job["read"] if rw in ("read", "randread") else job["write"]
+        n = max(1, side["total_ios"])
+        res = {"iops": side["iops"], "mbps": side["bw_bytes"] / 1e6,
+               "lat_us": side["lat_ns"]["mean"] / 1000,
+               "kernel_cpu_us_per_op": (s1 - s0) * 1e6 / n,
+               "client_user_us_per_op": (u1 - u0) * 1e6 / n,
+               "load1": os.getloadavg()[0]}
+    finally:
+        err = dev.remove()
     if err:
         raise RuntimeError(err)
     return res
@@ -540,6 +753,79 @@ def report(ctx, summary, errors, codec, core, mix):
     return "\n".join(L) + "\n", goals
 
 
+def report_kernel(ctx, summary, core, codec):
+    """zram-lz4 against kernel zram, side by side, and where the CPU of a
+    request goes (issue 15)."""
+    ks = [t for t in KZRAM if t in ctx.targets]
+    L = []
+    p = L.append
+    for t, why in ctx.skipped.items():
+        p("%s skipped: %s" % (t, why))
+    if not ks:
+        return "\n".join(L) + ("\n\n" if L else "")
+    ours = "zram-lz4" if "zram-lz4" in ctx.targets else None
+
+    def med(test, target, metric):
+        try:
+            return summary[test][target][metric]["median"]
+        except KeyError:
+            return None
+
+    cols = ([ours] if ours else []) + ks
+    p("Kernel zram side by side (same image and requests; image and seq MB/s, 4k IOPS;")
+    p("ours over NBD on a unix socket, the kernel's on its block device, libaio, O_DIRECT):")
+    p("%-20s" % "test" + "".join("%15s" % c for c in cols)
+      + ("%16s" % "ours/kzram-lz4" if ours and "kzram-lz4" in ks else ""))
+    for test in ctx.test_order:
+        m = primary_metric(test)
+        row = "%-20s" % test + "".join("%15s" % fmt(med(test, c, m), m) for c in cols)
+        if ours and "kzram-lz4" in ks:
+            a, b = med(test, ours, m), med(test, "kzram-lz4", m)
+            row += "%16s" % ("%.2fx" % (a / b) if a and b else "-")
+        p(row)
+    p("")
+    p("Memory after writing the image (bytes per image byte): mem_used_total, compr_data_size")
+    for c in cols:
+        p("  %-14s %8s %8s" % (c, fmt(med("image-write", c, "mem_used_per_byte"), "mem_used_per_byte"),
+                               fmt(med("image-write", c, "compr_per_byte"), "compr_per_byte")))
+    p("")
+    # Where a request's CPU goes.  Ours: the server's (nbdkit, all threads),
+    # split with bench-core on the same image into the codec alone (LZ4 on
+    # the pages that are not same-filled, averaged over all pages), the
+    # rest of the core (slot table, allocator, same-page check, copies) and
+    # what is left: nbdkit, the NBD protocol and the socket.  The kernel's:
+    # CPU of the process submitting the I/O, where zram does its work.
+    cfg = core["configs"].get("lz4-zs") if core else None
+    real = None
+    if codec and codec.get("pages"):
+        real = (codec["pages"] - codec.get("same_pages", 0)) / codec["pages"]
+    p("CPU per 4 KiB request, us.  ours: nbdkit server = codec + core rest + NBD/nbdkit rest,")
+    p("and the client (bench-nbd-image or fio); kernel: the submitting process (user+sys for")
+    p("image, fio's system time for fio tests): the block layer and zram, codec included.")
+    p("%-20s %8s %7s %7s %8s %8s" % ("test", "server", "codec", "core", "NBD+rest", "client")
+      + "".join("%15s" % k for k in ks))
+    for test in ctx.test_order:
+        srv = med(test, ours, "server_cpu_us_per_op") if ours else None
+        cli = med(test, ours, "client_cpu_us_per_op") if ours else None
+        codec_us = core_us = nbd_us = None
+        if srv is not None and cfg and real is not None and test in ("image-write", "image-read"):
+            n = cfg["ns_per_page"]
+            kind = "compress" if test == "image-write" else "decompress"
+            codec_us = n["raw_%s_real" % kind][0] * real / 1000
+            path_us = n["write" if test == "image-write" else "read"][0] / 1000
+            core_us = path_us - codec_us
+            nbd_us = srv - path_us
+        row = "%-20s %8s %7s %7s %8s %8s" % (
+            test, *["-" if v is None else "%.1f" % v for v in (srv, codec_us, core_us, nbd_us, cli)])
+        row += "".join("%15s" % ("-" if med(test, k, "kernel_cpu_us_per_op") is None
+                                 else "%.1f" % med(test, k, "kernel_cpu_us_per_op")) for k in ks)
+        p(row)
+    p("(codec and core from bench-core lz4-zs on this image, one thread; fio tests use fio's")
+    p(" half-compressible buffers, so only their totals are shown)")
+    p("")
+    return "\n".join(L) + "\n"
+
+
 def write_csv(path, summary, ctx):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -554,7 +840,8 @@ def write_csv(path, summary, ctx):
 # One colour per target in every panel.
 COLOURS = {"zram-lz4": "#8e44ad", "zram-zstd": "#27ae60", "memory-sparse": "#5dade2",
            "memory-zstd": "#e67e22", "null": "#f4d03f",
-           "zram-lz4-swap": "#c0392b", "zram-lz4fast-recomp": "#1abc9c"}
+           "zram-lz4-swap": "#c0392b", "zram-lz4fast-recomp": "#1abc9c",
+           "kzram-lz4": "#1a5276", "kzram-lzo-rle": "#117864"}
 
 
 def plot_clauses(datafile, targets):
@@ -595,8 +882,10 @@ def write_chart(path, summary, ctx, codec):
         for test in ctx.test_order:
             row = [test]
             for t in ctx.targets:
+                # Kernel zram has no server: its CPU is the submitter's.
+                m = "kernel_cpu_us_per_op" if t in KZRAM else "server_cpu_us_per_op"
                 try:
-                    row.append("%.4f" % summary[test][t]["server_cpu_us_per_op"]["median"])
+                    row.append("%.4f" % summary[test][t][m]["median"])
                 except KeyError:
                     row.append("NaN")
             f.write(" ".join(row) + "\n")
@@ -606,8 +895,10 @@ def write_chart(path, summary, ctx, codec):
         for t in ctx.targets:
             if t == "null":
                 continue
+            # Kernel zram has no RSS of its own: its mm_stat mem_used_total.
+            m = "mem_used_per_byte" if t in KZRAM else "rss_per_byte"
             try:
-                f.write("%s %.4f\n" % (t, summary["image-write"][t]["rss_per_byte"]["median"]))
+                f.write("%s %.4f\n" % (t, summary["image-write"][t][m]["median"]))
             except KeyError:
                 pass
         if codec:
@@ -631,13 +922,13 @@ set title 'Throughput (image: MB/s; 4k: IOPS; seq: MB/s) relative to memory-spar
 plot %s, 1 with lines lw 2 lc rgb 'black' title 'sparse = 1'
 set ylabel 'server CPU per request, us (log)'
 set yrange [*:*]
-set title 'Server CPU time per request (user+system of nbdkit; image: per 4 KiB page); lower is better'
+set title 'Server CPU time per request (user+system of nbdkit; kernel zram: the submitting process; image: per 4 KiB page); lower is better'
 plot %s
 unset logscale y
 set yrange [0:*]
 set xtics norotate
 set ylabel 'bytes of memory per byte of image'
-set title 'Memory: server RSS growth after writing the image, vs the ideal per-page compressed store'
+set title 'Memory: server RSS growth (kernel zram: mem_used_total) after writing the image, vs the ideal per-page compressed store'
 set style histogram clustered gap 2
 plot '%s' using 2:xtic(1) title 'bytes per image byte' lc rgb '#4477aa', \
      '' using 0:2:(sprintf('%%.3f', $2)) with labels offset 0,0.8 notitle
@@ -720,6 +1011,8 @@ def main():
     if any(t.startswith("zram") for t in ctx.targets) and not os.path.exists(ctx.plugin):
         sys.exit("run-bench: plugin %s not found (--plugin)" % ctx.plugin)
 
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     ctx.nice = 0
     if a.nice:
         try:
@@ -729,6 +1022,24 @@ def main():
             log("run-bench: cannot set nice %d (%s); running at the default" % (a.nice, e))
     ctx.machine = machine_info()
     ctx.load = [os.getloadavg()[0], None]
+    ctx.skipped = {}
+    try:
+        return run_all(ctx, a, tests, out, here)
+    finally:
+        # Kernel zram devices this run made go, whatever ended it.
+        KernelZram.remove_all()
+
+
+def on_signal(signum, frame):
+    """SIGTERM and SIGHUP end the run the way Ctrl-C does: through the
+    finally blocks that remove the kernel zram devices and stop servers."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)      # let the clean-up finish
+    raise SystemExit(128 + signum)
+
+
+def run_all(ctx, a, tests, out, here):
+    tool = ctx.tool
     with tempfile.TemporaryDirectory(prefix="zram-bench-") as tmp:
         ctx.tmp = tmp
         ctx.image = os.path.join(tmp, "image")
@@ -760,6 +1071,15 @@ def main():
         ctx.use_ctl = False
         if any(t.startswith("zram") for t in ctx.targets):
             check_plugin_ctl(ctx)
+        for t in [t for t in ctx.targets if t in KZRAM]:
+            why = kzram_unavailable(KZRAM[t])
+            if why:
+                log("run-bench: %s skipped: %s" % (t, why))
+                ctx.skipped[t] = why
+                ctx.targets.remove(t)
+        if not ctx.targets:
+            log("run-bench: every target was skipped; nothing to run")
+            return 77
 
         samples = {}
         errors = {}
@@ -770,7 +1090,9 @@ def main():
                     t0 = time.monotonic()
                     try:
                         if test == "image":
-                            res = image_test(ctx, target)
+                            res = (kzram_image_test if target in KZRAM else image_test)(ctx, target)
+                        elif target in KZRAM:
+                            res = {test: kzram_fio_test(ctx, target, test)}
                         else:
                             res = {test: fio_test(ctx, target, test)}
                     except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
@@ -790,6 +1112,7 @@ def main():
 
         summary = summarise(samples)
         text, goals = report(ctx, summary, errors, codec, core, mix)
+        text += report_kernel(ctx, summary, core, codec)
         result = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": ctx.machine, "load_avg_1min": ctx.load,

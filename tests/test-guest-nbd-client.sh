@@ -11,6 +11,7 @@
 #
 # Environment (set by tests/meson.build):
 #   ZRAM_PLUGIN   path of zram.so        MEMHOG      tests/guest/memhog
+#   SWAPCHURN     tests/guest/swapchurn (for zt.stale)
 #   NBDZRAMCTL    nbdzramctl (optional)  ZRAM_GUEST_CACHE  cache directory
 #   ZRAM_GUEST_TIMEOUT  seconds before qemu is killed (default 600)
 #   ZRAM_GUEST_APPEND   more kernel command line for the guest's /init:
@@ -21,6 +22,9 @@
 #     zt.runs=N           runs for each of those (1)
 #     zt.params=k=v,...   more plugin parameters
 #     zt.bs=none          skip the per-block-size runs (for experiments)
+#     zt.stale=1|only     also (or only) measure the freed pages swap leaves
+#                         in the device, against kernel zram (needs
+#                         SWAPCHURN; see stale_test in tests/guest/init)
 #   ZRAM_GUEST_RUN_LIMIT  seconds one pressure run may take before the
 #                       guest counts as stalled and is stopped (300)
 # With pressure runs, a table of their results ends the output.
@@ -99,6 +103,15 @@ if grep -q '^ZRAM-PRESSURE: ' "$log" || [ -n "$stalled" ]; then
       printf '  %-9s %-4s %-12s %6s %12s %9s\n' "+$o MiB" "$r" "$res" "$sec" "$out" "$oom"
     done
   [ -z "$stalled" ] || echo "  $stalled: no result within $RUN_LIMIT s, guest stopped (stalled)"
+fi
+if grep -q '^ZRAM-STALE: ' "$log"; then
+  echo "stale data in swap (KiB; stored = the device's orig_data_size, used = /proc/swaps):"
+  printf '  %-10s %-6s %10s %10s %10s %7s\n' config round used stored stale "stale%"
+  tr -d '\r' < "$log" | sed -n 's/^ZRAM-STALE: cfg=\([^ ]*\) round=\([^ ]*\) used_kib=\([0-9]*\) stored_kib=\([0-9]*\) stale_kib=\(-*[0-9]*\).*/\1 \2 \3 \4 \5/p' |
+    while read -r c r u st sl; do
+      pct=-; [ "$st" -gt 0 ] && pct=$(( 100 * sl / st ))
+      printf '  %-10s %-6s %10s %10s %10s %7s\n' "$c" "$r" "$u" "$st" "$sl" "$pct"
+    done
 fi
 [ -z "$stalled" ] || fail "the guest stalled under memory pressure ($stalled)"
 [ $rc = 124 ] || [ $rc = 137 ] && fail "guest timed out after $TIMEOUT s"

@@ -3,6 +3,7 @@
 # Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
 #
 # Usage: mkguest.sh CACHEDIR PLUGIN MEMHOG [NBDZRAMCTL]
+# (SWAPCHURN in the environment: the swapchurn workload, for zt.stale.)
 #
 # Prints two lines, "kernel PATH" and "initrd PATH", or exits 77 with a
 # reason on stderr when a guest cannot be made here (no Debian kernel to be
@@ -14,7 +15,8 @@
 # holds busybox-static, nbd-client, nbdkit, the plugin under test, util-linux's
 # swap tools and fstrim, e2fsprogs, the memhog, the shared libraries all of
 # them link to (copied from this host, which has them from Debian packages),
-# the few kernel modules needed (nbd, ext4 and what they depend on) and
+# the few kernel modules needed (nbd, ext4, zram with lz4 as the reference
+# for swap, and what they depend on) and
 # tests/guest/init.  It is cached under CACHEDIR/initrd-HASH, HASH covering
 # every input, so a rebuilt plugin or an edited init gives a new one.
 set -eu
@@ -59,11 +61,24 @@ find_kernel () {
       tar -x -C "$d.tmp" --wildcards './boot/vmlinuz-*' \
         './lib/modules/*/kernel/drivers/block/*' './lib/modules/*/kernel/fs/*' \
         './lib/modules/*/kernel/lib/*' './lib/modules/*/kernel/crypto/*' \
-        './lib/modules/*/kernel/arch/x86/crypto/*' ||
+        './lib/modules/*/kernel/arch/x86/crypto/*' './lib/modules/*/kernel/mm/*' ||
       die "cannot unpack $pkg"
     rm -f "$d.tmp"/*.deb
     mv "$d.tmp" "$d"
-    touch "$d/done"
+    touch "$d/done" "$d/done-mm"
+  fi
+  # Caches unpacked before zram was in the guest lack mm/ (zsmalloc.ko):
+  # add it beside what is there, which other runs may be using.
+  if [ ! -f "$d/done-mm" ]; then
+    rm -rf "$d.mm"
+    mkdir -p "$d.mm"
+    ( cd "$d.mm" && apt-get download "$pkg" >/dev/null 2>&1 ) ||
+      skip "apt-get download $pkg failed"
+    dpkg-deb --fsys-tarfile "$d.mm"/*.deb |
+      tar -x -C "$d" --wildcards './lib/modules/*/kernel/mm/*' ||
+      die "cannot unpack mm/ of $pkg"
+    rm -rf "$d.mm"
+    touch "$d/done-mm"
   fi
   kernel=$(ls "$d"/boot/vmlinuz-* | head -n1)
   moddir=$(ls -d "$d"/lib/modules/*/ | head -n1)
@@ -92,6 +107,10 @@ add_module () {
 }
 # crc32c for ext4's metadata checksums: the generic one is enough.
 for m in nbd crc32c_generic ext4; do add_module "$m"; done
+# zram and lz4 (which the crypto API would load on demand, with a modprobe
+# this guest does not have) for kernel zram, the reference of zt.stale;
+# where the kernel has them built in there is no module to add.
+for m in zram lz4; do [ -z "$(modfile "$m")" ] || add_module "$m"; done
 
 # --- the initramfs ------------------------------------------------------------
 
@@ -113,7 +132,8 @@ plugindir=$(nbdkit --dump-config | sed -n 's/^plugindir=//p')
 inputs=$( { echo "$kernel"; printf '%s\n' "${modorder[@]}";
             sha256sum "$here/init" "$here/mkguest.sh" "$plugin" "$memhog" \
                       "$here/unit2sh.py" "$unit" "$unitconf" "$dash" "$usage" \
-                      "$busybox" "${bins[@]}" ${ctltool:+"$ctltool"}; } |
+                      "$busybox" "${bins[@]}" ${ctltool:+"$ctltool"} \
+                      ${SWAPCHURN:+"$SWAPCHURN"}; } |
           sha256sum | cut -c1-16)
 initrd=$cache/initrd-$inputs.cpio.gz
 if [ ! -f "$initrd" ]; then
@@ -169,6 +189,7 @@ if [ ! -f "$initrd" ]; then
   printf '#!/bin/sh\ngrep -q "^$1 " /proc/modules\n' > "$root/usr/sbin/modprobe"
   chmod 0755 "$root/usr/sbin/modprobe"
   copy_with_libs "$memhog" /usr/bin/memhog
+  [ -n "${SWAPCHURN:-}" ] && copy_with_libs "$SWAPCHURN" /usr/bin/swapchurn
   [ -n "$ctltool" ] && copy_with_libs "$ctltool" /usr/bin/nbdzramctl
   # nbdinfo (optional) lets the guest read the export's extent map.
   command -v nbdinfo >/dev/null && copy_with_libs "$(command -v nbdinfo)" /usr/bin/nbdinfo

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# nbdkit-zram: run-bench.py's kernel zram targets leave no device behind.
+# Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+#
+# run-bench.py makes a /dev/zramN for each kzram test (hot_add) and must
+# reset and hot_remove it whatever happens, and touch no other zram
+# device.  Its block-device client, bench-blk-image, is replaced by stubs
+# in a scratch build directory:
+#   fail   - exits 1 at once (a client error: the test is recorded as
+#            failed, the run goes on);
+#   hold   - holds the device open and sleeps, and the run is stopped by
+#            SIGTERM, then again by SIGINT (the device is busy when the
+#            clean-up starts).
+# After each run every device the run says it made ("kzram: made
+# /dev/zramN") must be gone, and every zram device that was there before
+# must still be there, with its size and compressor.
+#
+# Usage: test-kzram-cleanup.sh RUN_BENCH BUILD_DIR   (from bench/meson.build)
+set -u
+run_bench=$1 build=$2
+
+skip () { echo "SKIP: $*"; exit 77; }
+fail () { echo "FAIL: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || skip "making kernel zram devices needs root"
+[ -w /sys/class/zram-control/hot_add ] || skip "this kernel has no zram (/sys/class/zram-control)"
+command -v fio > /dev/null || skip "fio not installed"
+command -v nbdkit > /dev/null || skip "nbdkit not in PATH"
+[ -x "$build/bench/zram-image-gen" ] || fail "$build/bench/zram-image-gen not built"
+
+tmp=$(mktemp -d /tmp/kzram-cleanup.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+others () {                     # the zram devices not ours: name size algorithm
+  for d in /sys/block/zram*; do
+    [ -e "$d" ] || continue
+    echo "$(basename "$d") $(cat "$d/disksize") $(sed 's/.*\[\(.*\)\].*/\1/' "$d/comp_algorithm")"
+  done
+}
+before=$(others)
+
+fake=$tmp/build
+mkdir -p "$fake/bench"
+ln -s "$(cd "$build/bench" && pwd)/zram-image-gen" "$fake/bench/zram-image-gen"
+
+check_gone () {                 # check_gone LOG WHAT
+  made=$(sed -n 's|^kzram: made /dev/zram\([0-9]*\)$|\1|p' "$1")
+  [ -n "$made" ] || { cat "$1"; fail "$2: run-bench made no zram device"; }
+  for n in $made; do
+    grep -q "^kzram: removed /dev/zram$n\$" "$1" || { cat "$1"; fail "$2: /dev/zram$n not removed"; }
+    # The number may have been taken again by someone else since; what
+    # was ours is gone if no device of that number has our size.
+    if [ -e /sys/block/zram$n ] && [ "$(cat /sys/block/zram$n/disksize)" = $((8 << 20)) ] &&
+       ! echo "$before" | grep -q "^zram$n "; then
+      fail "$2: /dev/zram$n is still there"
+    fi
+  done
+  for line in $(echo "$before" | tr ' ' ':'); do
+    name=${line%%:*}
+    now=$(others | grep "^$name " | tr ' ' ':')
+    [ "$now" = "$line" ] || fail "$2: $name was there before as $line, now '${now}'"
+  done
+  echo "    $2: made and removed /dev/zram$(echo $made | sed 's/ /, /g')"
+}
+
+# 1. The client fails: errors are recorded, the devices removed.
+cat > "$fake/bench/bench-blk-image" <<'EOF'
+#!/bin/sh
+echo "bench-blk-image stub: failing on purpose" >&2
+exit 1
+EOF
+chmod +x "$fake/bench/bench-blk-image"
+python3 "$run_bench" --smoke --no-micro --build-dir "$fake" --targets kzram-lz4 \
+  --tests image,randread-4k-q16-j2 --out "$tmp/out" > "$tmp/fail.log" 2>&1
+rc=$?
+[ $rc = 0 ] || { cat "$tmp/fail.log"; fail "run-bench exited $rc (kzram errors are a peer's)"; }
+grep -q 'failing on purpose' "$tmp/out/latest.txt" ||
+  { cat "$tmp/out/latest.txt"; fail "the failure is not in the report"; }
+check_gone "$tmp/fail.log" "client failure"
+
+# 2. A signal while the client holds the device open.
+cat > "$fake/bench/bench-blk-image" <<'EOF'
+#!/bin/sh
+while [ $# -gt 0 ]; do [ "$1" = -d ] && dev=$2; shift; done
+exec 3< "$dev"
+echo "bench-blk-image stub: holding $dev" >&2
+exec sleep 120
+EOF
+for sig in TERM INT; do
+  : > "$tmp/$sig.log"
+  python3 "$run_bench" --smoke --no-micro --build-dir "$fake" --targets kzram-lz4 \
+    --tests image --out "$tmp/out" >> "$tmp/$sig.log" 2>&1 &
+  pid=$!
+  i=0
+  # The first device is the probe (made and removed at once); wait for
+  # the test's.
+  until [ "$(grep -c '^kzram: made' "$tmp/$sig.log")" -ge 2 ]; do
+    i=$((i + 1)); [ $i -lt 300 ] || { kill -KILL $pid; cat "$tmp/$sig.log"; fail "no device made"; }
+    sleep 0.1
+  done
+  sleep 1                       # the stub has the device open by now
+  kill -$sig $pid
+  i=0
+  while kill -0 $pid 2> /dev/null; do
+    i=$((i + 1)); [ $i -lt 300 ] || { kill -KILL $pid; fail "run-bench did not exit on SIG$sig"; }
+    sleep 0.1
+  done
+  wait $pid
+  rc=$?
+  [ $rc != 0 ] || fail "run-bench exited 0 after SIG$sig"
+  check_gone "$tmp/$sig.log" "SIG$sig"
+done
+echo "PASS: no kernel zram device left behind; the others untouched"

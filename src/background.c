@@ -50,6 +50,7 @@ struct zram_bg_round {
   int64_t cpu_start_ns;
   int64_t allowance_ns;
   bool urgent;
+  bool yielded;
 };
 
 static int64_t
@@ -139,6 +140,8 @@ run_round (struct zram_bg *bg, struct policy *pol)
   }
   if (r.urgent)
     pol->counts.urgent++;
+  if (r.yielded)
+    pol->counts.yielded++;
   /* Periods run from start to start, so a round's own length does not
    * stretch them; a round that outlasts its period is followed at once by
    * the next, if credit is left.
@@ -386,4 +389,10 @@ void
 zram_bg_round_urgent (struct zram_bg_round *r)
 {
   r->urgent = true;
+}
+
+void
+zram_bg_round_yielded (struct zram_bg_round *r)
+{
+  r->yielded = true;
 }

@@ -32,13 +32,15 @@ struct recomp_policy {
   int64_t page_cost_ns;         /* CPU per page attempted, a moving
                                    average (0 = not known yet) */
   uint64_t requests_seen;       /* reads + writes served, at the last
-                                   round */
+                                   look (busy ()) */
+  int64_t requests_seen_ns;     /* monotonic: when that was */
+  bool yielding;                /* the last round gave way to requests */
   uint64_t round_no;
 };
 
 /* What one round did, for its log line. */
 struct round_sum {
-  bool busy;                    /* requests were served since last round */
+  bool busy;                    /* the round stopped for requests */
   uint32_t age_first, age_last; /* the sweeps' ages */
   int64_t compacted;            /* pool pages compaction released; -1 =
                                    no compaction */
@@ -108,19 +110,24 @@ requests_served (struct zram *z)
   return n + h.total;
 }
 
-/* Whether the round should stop: its allowance is spent, or, while the
- * device serves requests, a quarter of it (the policy yields the rest of
- * its share of the CPU to them; its credit is kept for when they stop).
+/* Whether the device is serving requests at ZRAM_RECOMP_POLICY_BUSY_RATE
+ * a second or more since the last look (over at least
+ * ZRAM_RECOMP_POLICY_BUSY_WINDOW_MS); starts a new measure.
  */
 static bool
-round_over (struct zram_bg_round *r, bool busy)
+busy (struct recomp_policy *rp)
 {
-  int64_t allowance = zram_bg_round_allowance_ns (r);
+  const int64_t window = ZRAM_RECOMP_POLICY_BUSY_WINDOW_MS * INT64_C (1000000);
+  uint64_t served = requests_served (rp->zram);
+  int64_t now = mono_ns (), dt = now - rp->requests_seen_ns;
+  uint64_t n = served - rp->requests_seen;
 
-  if (zram_bg_round_over (r))
-    return true;
-  return busy && allowance != INT64_MAX &&
-         zram_bg_round_cpu_ns (r) >= allowance / ZRAM_RECOMP_POLICY_BUSY_DIV;
+  rp->requests_seen = served;
+  rp->requests_seen_ns = now;
+  if (dt < window)
+    dt = window;
+  /* n / (dt / 1e9) >= rate, without a division that rounds to 0. */
+  return (double) n * 1e9 >= (double) ZRAM_RECOMP_POLICY_BUSY_RATE * dt;
 }
 
 /* Pages for the next call: what the rest of the allowance pays for at the
@@ -218,7 +225,7 @@ log_round (struct recomp_policy *rp, struct zram_bg_round *r,
              ", no room under the limit %" PRIu64
              "; CPU %.1f of %.1f ms; pool %" PRIu64 " of limit %" PRIu64
              "%s%s%s", rp->round_no, rp->urgent ? " (urgent, near mem_limit)" : "",
-             s->busy ? " (requests being served, a quarter share)" : "",
+             s->busy ? " (stopped: requests are being served)" : "",
              s->age_first, s->age_last, s->first, rp->cursor, s->calls, s->r.scanned,
              s->r.attempted, s->r.recompressed, s->r.bytes_saved,
              s->r.incompressible, s->r.raced, s->r.nospace,
@@ -262,20 +269,23 @@ recomp_round (void *opaque, struct zram_bg_round *r)
   if (!urgent && now < rp->rest_until_ns && !rp->compact_due)
     return -1;
   rp->rest_until_ns = 0;
+  /* Requests come first: while they are being served, no round (except
+   * near the memory limit, where recompression is what keeps writes from
+   * failing).  The first round gives way, or starts, once per busy spell
+   * in the log.
+   */
+  if (busy (rp) && !urgent) {
+    zram_bg_round_yielded (r);
+    if (!rp->yielding && rp->c.log)
+      rp->c.log ("recompress: giving way to requests (%d or more a second) "
+                 "until the device is quiet", ZRAM_RECOMP_POLICY_BUSY_RATE);
+    rp->yielding = true;
+    return -1;
+  }
+  rp->yielding = false;
   if (urgent)
     zram_bg_round_urgent (r);
   rp->round_no++;
-
-  /* Requests come first: while they are being served, a round uses a
-   * fraction of its allowance (except near the memory limit, where
-   * recompression is what keeps writes from failing).
-   */
-  {
-    uint64_t served = requests_served (rp->zram);
-
-    s.busy = !urgent && served != rp->requests_seen;
-    rp->requests_seen = served;
-  }
   pages_left = rate_allows (rp, now);
   rp->last_round_ns = now;
   nr_slots = st.disksize / ZRAM_PAGE_SIZE;
@@ -313,15 +323,14 @@ recomp_round (void *opaque, struct zram_bg_round *r)
     if (rp->cursor >= nr_slots && sweep_done (rp, mono_ns ()))
       break;
     /* Requests that start during the round count too: a round that began
-     * on an idle device must not spend its whole allowance under them.
+     * on a quiet device stops when they come.
      */
-    if (!s.busy && !urgent) {
-      uint64_t served = requests_served (rp->zram);
-
-      s.busy = served != rp->requests_seen;
-      rp->requests_seen = served;
+    if (!urgent && busy (rp)) {
+      s.busy = true;
+      zram_bg_round_yielded (r);
+      break;
     }
-  } while (pages_left > 0 && !round_over (r, s.busy));
+  } while (pages_left > 0 && !zram_bg_round_over (r));
 
   /* Under the soft limit, memory is wanted back now, not at the end of
    * the sweep.
@@ -379,6 +388,9 @@ zram_recomp_policy_add (struct zram_bg *bg, struct zram *zram,
     return -1;
   rp->zram = zram;
   rp->c = *c;
+  /* The first round measures the requests from now. */
+  rp->requests_seen = requests_served (zram);
+  rp->requests_seen_ns = mono_ns ();
   p.period_ms = c->period_ms;
   p.budget_pm = c->budget_pm;
   p.opaque = rp;

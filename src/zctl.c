@@ -180,6 +180,7 @@ reply_policy_stats (struct zram *zram, struct reply *r)
   reply_line (r, "recomp_policy_cpu_ms=%" PRIu64, c.cpu_ns / 1000000);
   reply_line (r, "recomp_policy_throttled=%" PRIu64, c.throttled);
   reply_line (r, "recomp_policy_urgent=%" PRIu64, c.urgent);
+  reply_line (r, "recomp_policy_yielded=%" PRIu64, c.yielded);
 }
 
 static int

@@ -96,6 +96,14 @@ metric () {   # metric NAME LABELS: the value of one sample
 [ "$(metric nbdzram_recomp_policy_pages_total)" = 0 ] ||
   fail "recomp policy pages: $(metric nbdzram_recomp_policy_pages_total)"
 [ "$(stat_of recomp_policy)" = 0 ] || fail "recomp_policy=$(stat_of recomp_policy)"
+# CPU times are in seconds (Prometheus's base unit), from the stats' ms
+# (read after the metrics: the count can only have grown since).
+sec=$(metric nbdzram_compact_policy_cpu_seconds_total)
+ms=$(stat_of compact_policy_cpu_ms)
+[[ $sec =~ ^[0-9]+\.[0-9]{3}$ ]] && (( 10#${sec/./} <= ms )) ||
+  fail "compact policy CPU: $sec s, against $ms ms in the stats"
+[ "$(metric nbdzram_recomp_policy_yielded_total)" = 0 ] ||
+  fail "recomp policy yielded: $(metric nbdzram_recomp_policy_yielded_total)"
 # lz4's level is its acceleration: 1 by default.
 grep -q '^nbdzram_info{device=".*",algorithm="lz4",level="1",pool="zs"} 1$' "$tmpdir/metrics" ||
   fail "info metric"

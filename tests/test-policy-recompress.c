@@ -6,12 +6,17 @@
  *   - it keeps to its CPU budget while work is pending (process CPU
  *     against wall time; the work is left unfinished, so the budget bound);
  *   - recomp_rate caps the pages attempted per second;
+ *   - it gives way to requests: while a reader keeps the device busy it
+ *     attempts (almost) nothing, and when the reader stops it does the
+ *     work;
  *   - near mem_limit it recompresses regardless of age (urgent rounds),
  *     and compacts, so the pool falls below the soft threshold; without
  *     the soft threshold it does nothing.
  * SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <inttypes.h>
@@ -314,6 +319,87 @@ test_rate (void)
   zram_destroy (z);
 }
 
+/* A reader that keeps the device busy (about 1000 reads a second, far
+ * above ZRAM_RECOMP_POLICY_BUSY_RATE) until told to stop.
+ */
+struct reader {
+  struct zram *z;
+  uint32_t pages;
+  atomic_bool stop;
+  uint64_t reads;
+};
+
+static void *
+reader_thread (void *arg)
+{
+  struct reader *rd = arg;
+  unsigned char buf[PAGE];
+
+  for (uint32_t p = 0; !atomic_load (&rd->stop); p = (p + 1) % rd->pages) {
+    CHECK (zram_read (rd->z, buf, PAGE, (uint64_t) p * PAGE) == 0);
+    rd->reads++;
+    usleep (1000);
+  }
+  return NULL;
+}
+
+/* With idle pages and CPU to spare (half a core), the policy still leaves
+ * the device alone while requests are being served, then does the work.
+ */
+static void
+test_yields (void)
+{
+  const uint32_t pages = 2048;
+  struct zram *z = make (pages, 3, true);
+  struct zram_recomp_policy_config c;
+  struct zram_bg *bg = zram_bg_create (0);
+  struct reader rd = { .z = z, .pages = pages };
+  struct zram_bg_counts n;
+  struct zram_stats st;
+  pthread_t t;
+  uint64_t busy_attempts;
+  double t0;
+  int id;
+
+  zram_recomp_policy_defaults (&c);
+  c.age_s = 1;
+  c.budget_pm = 500;
+  c.period_ms = 100;
+  c.log = log_line;
+  id = zram_recomp_policy_add (bg, z, &c);
+  CHECK (id == 0);
+  CHECK (pthread_create (&t, NULL, reader_thread, &rd) == 0);
+  sleep (2);                    /* every page older than the age */
+  CHECK (zram_bg_start (bg) == 0);
+  sleep (2);
+  zram_get_stats (z, &st);
+  zram_bg_counts (bg, id, &n);
+  busy_attempts = st.recomp_attempts;
+  atomic_store (&rd.stop, true);
+  CHECK (pthread_join (t, NULL) == 0);
+  printf ("busy: %" PRIu64 " reads, %" PRIu64 " rounds yielded, %" PRIu64
+          " pages attempted\n", rd.reads, n.yielded, busy_attempts);
+  /* A round that started before the requests would stop after one
+   * batch; none should start, since they come first.
+   */
+  EXPECT (busy_attempts <= ZRAM_RECOMP_POLICY_BATCH,
+          "%" PRIu64 " pages attempted while the device was busy",
+          busy_attempts);
+  EXPECT (n.yielded >= 5, "only %" PRIu64 " rounds yielded", n.yielded);
+  t0 = clock_s (CLOCK_MONOTONIC);
+  do {
+    usleep (100000);
+    zram_get_stats (z, &st);
+  } while (st.recomp_attempts < pages && clock_s (CLOCK_MONOTONIC) - t0 < 30);
+  zram_bg_destroy (bg);
+  printf ("quiet: %" PRIu64 " pages attempted %.1f s after the reader "
+          "stopped\n", st.recomp_attempts, clock_s (CLOCK_MONOTONIC) - t0);
+  EXPECT (st.recomp_attempts >= pages, "only %" PRIu64 " pages attempted "
+          "once the device was quiet", st.recomp_attempts);
+  verify (z, pages);
+  zram_destroy (z);
+}
+
 /* Near mem_limit: the age (an hour) no longer matters. */
 static void
 test_soft_limit (unsigned soft_pm)
@@ -375,6 +461,7 @@ main (void)
   test_by_itself ();
   test_budget ();
   test_rate ();
+  test_yields ();
   test_soft_limit (0);
   test_soft_limit (900);
   if (check_failures)

@@ -147,14 +147,14 @@ static const struct metric {
   /* The background policies (issue 12). */
   { "compact_policy_rounds", "nbdzram_compact_policy_rounds_total", COUNTER,
     "Background compaction runs.", true },
-  { "compact_policy_cpu_ms", "nbdzram_compact_policy_cpu_milliseconds_total",
+  { "compact_policy_cpu_ms", "nbdzram_compact_policy_cpu_seconds_total",
     COUNTER, "CPU time of the background compaction policy.", true },
   { "recomp_policy_rounds", "nbdzram_recomp_policy_rounds_total", COUNTER,
     "Rounds of the automatic recompression policy that attempted pages.",
     true },
   { "recomp_policy_pages", "nbdzram_recomp_policy_pages_total", COUNTER,
     "Pages the automatic recompression policy stored smaller.", true },
-  { "recomp_policy_cpu_ms", "nbdzram_recomp_policy_cpu_milliseconds_total",
+  { "recomp_policy_cpu_ms", "nbdzram_recomp_policy_cpu_seconds_total",
     COUNTER, "CPU time of the automatic recompression policy (its thread's "
     "CPU clock).", true },
   { "recomp_policy_urgent", "nbdzram_recomp_policy_urgent_rounds_total",
@@ -163,6 +163,9 @@ static const struct metric {
   { "recomp_policy_throttled", "nbdzram_recomp_policy_throttled_total",
     COUNTER, "Times a due recompression round waited for its CPU budget.",
     true },
+  { "recomp_policy_yielded", "nbdzram_recomp_policy_yielded_total",
+    COUNTER, "Recompression rounds skipped or cut short because the device "
+    "was serving requests.", true },
 };
 #define NMETRICS (sizeof metrics / sizeof metrics[0])
 
@@ -323,6 +326,17 @@ print_hist_family (FILE *fp, FILE *errfp, const struct ctl_device *devs,
   return 0;
 }
 
+/* Stats keys ending in _ms count milliseconds; Prometheus wants the base
+ * unit, so their metrics are in seconds.
+ */
+static bool
+key_in_ms (const char *key)
+{
+  size_t n = strlen (key);
+
+  return n > 3 && strcmp (key + n - 3, "_ms") == 0;
+}
+
 static int
 render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
                 size_t ndevs)
@@ -350,7 +364,10 @@ render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
         return -1;
       fputs (m->name, fp);
       print_labels (fp, &devs[d], NULL, NULL);
-      fprintf (fp, " %llu\n", v);
+      if (key_in_ms (m->key))
+        fprintf (fp, " %llu.%03llu\n", v / 1000, v % 1000);
+      else
+        fprintf (fp, " %llu\n", v);
     }
   }
 

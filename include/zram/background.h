@@ -90,6 +90,7 @@ struct zram_bg_counts {
   uint64_t cpu_ns;            /* thread CPU time of all its rounds */
   uint64_t throttled;         /* times a due round waited for credit */
   uint64_t urgent;            /* rounds marked with zram_bg_round_urgent */
+  uint64_t yielded;           /* rounds marked with zram_bg_round_yielded */
 };
 
 /* Make a framework whose thread will run at nice value nice (-20..19; it
@@ -142,6 +143,12 @@ extern int64_t zram_bg_round_cpu_ns (const struct zram_bg_round *r);
 
 /* Count this round as urgent (in zram_bg_counts.urgent). */
 extern void zram_bg_round_urgent (struct zram_bg_round *r);
+
+/* Count this round as one that gave way to requests (in
+ * zram_bg_counts.yielded): it stopped, or did not start, because the
+ * device was serving them.
+ */
+extern void zram_bg_round_yielded (struct zram_bg_round *r);
 
 /* --- the device's framework ---------------------------------------------- */
 

@@ -27,11 +27,15 @@
  *     count as urgent.  The budget still applies.
  *   - rate_pages, if not 0, caps the pages attempted per second (on top of
  *     the budget).
- *   - It yields to requests: a round that finds the device has served
- *     reads or writes since the last one, or sees them start between two
- *     of its calls, uses only a quarter of its allowance
- *     (ZRAM_RECOMP_POLICY_BUSY_DIV); the CPU it leaves is used later,
- *     when the requests stop (up to the budget's burst).
+ *   - It yields to requests: while the device serves reads and writes at
+ *     ZRAM_RECOMP_POLICY_BUSY_RATE a second or more (measured since the
+ *     last look, over at least ZRAM_RECOMP_POLICY_BUSY_WINDOW_MS), a round
+ *     does not start, and a round that sees them start between two of its
+ *     calls stops; such rounds count as yielded.  The credit it does not
+ *     use is kept for when the requests stop (up to the budget's burst).
+ *     A device that is never quiet is recompressed only near the memory
+ *     limit, where urgent rounds do not yield: there recompression is what
+ *     keeps writes from failing.
  *
  *   - Recompression frees objects, not pool pages (their spans are left
  *     partly used), so the policy compacts the pool (zram_compact) after a
@@ -81,12 +85,17 @@ struct zram_bg;
 #define ZRAM_RECOMP_POLICY_SPAN  4096
 #define ZRAM_RECOMP_POLICY_BATCH 8
 
-/* While the device serves requests (reads or writes since the last round),
- * a round stops after 1/ZRAM_RECOMP_POLICY_BUSY_DIV of its allowance:
- * the policy yields most of its share to them, and keeps the rest of its
- * credit for when they stop.  Not near the memory limit.
+/* The device counts as busy, and the policy gives way (except near the
+ * memory limit), while it serves at least ZRAM_RECOMP_POLICY_BUSY_RATE
+ * reads and writes a second.  The rate is taken over the time since the
+ * policy last looked, but never less than ZRAM_RECOMP_POLICY_BUSY_WINDOW_MS,
+ * so that a single request between two calls of a round (a few ms apart)
+ * does not count as a stream of them.  A swap device that trickles a few
+ * pages a second is quiet enough to be recompressed; a benchmark, a copy
+ * or a file system at work is not.
  */
-#define ZRAM_RECOMP_POLICY_BUSY_DIV 4
+#define ZRAM_RECOMP_POLICY_BUSY_RATE 50
+#define ZRAM_RECOMP_POLICY_BUSY_WINDOW_MS 100
 
 /* Under the soft limit: pages idle at least this long are candidates. */
 #define ZRAM_RECOMP_POLICY_URGENT_AGE_S 1

@@ -73,7 +73,8 @@
  * without) compact_policy_rounds compact_policy_cpu_ms recomp_policy (1
  * if the automatic recompression policy runs, else 0)
  * recomp_policy_rounds recomp_policy_pages recomp_policy_cpu_ms
- * recomp_policy_throttled recomp_policy_urgent (the background policies,
+ * recomp_policy_throttled recomp_policy_urgent recomp_policy_yielded
+ * (the background policies,
  * include/zram/background.h and policy-recompress.h; all 0 for a policy
  * that does not run).  Clients must
  * ignore keys they do not know: more may be added.

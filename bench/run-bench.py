@@ -127,7 +127,7 @@ class Server:
         size = str(ctx.size)
         if target == "zram-lz4fast-recomp":
             args = [ctx.plugin, "size=" + size, "algorithm=lz4",
-                    "level=%d" % LZ4FAST_LEVEL,
+                    "level=%d" % ctx.lz4fast_level,
                     "recomp_algorithm=zstd:%d" % RECOMP_LEVEL]
             if ctx.use_ctl:
                 self.ctl = os.path.join(ctx.tmp, "c%d.ctl" % Server.counter)
@@ -969,9 +969,13 @@ def main():
     ap.add_argument("--nice", type=int, default=0,
                     help="run the driver, servers and clients at this nice value "
                          "(e.g. -10 as root, to stand out from other load on a shared machine)")
+    ap.add_argument("--lz4fast-level", type=int, default=LZ4FAST_LEVEL,
+                    help="lz4 acceleration of the zram-lz4fast-recomp target "
+                         "(default %d)" % LZ4FAST_LEVEL)
     a = ap.parse_args()
 
     ctx = Ctx()
+    ctx.lz4fast_level = a.lz4fast_level
     ctx.build = os.path.abspath(a.build_dir)
     ctx.plugin = os.path.abspath(a.plugin or os.path.join(ctx.build, "zram.so"))
     if a.smoke:

@@ -315,6 +315,21 @@ reserve_fits_lock_limit (void)
   return -1;
 }
 
+/* zram_try_start or zram_start failed (errno set): say what can be at
+ * fault and what to change.
+ */
+static void
+reserve_error (void)
+{
+  nbdkit_error ("reserve: cannot fill a reserve of %" PRIu64 " bytes or "
+                "start its thread: %m; the reserve and the slot table it "
+                "populates must fit in 1/%d of the memory available "
+                "(MemAvailable in /proc/meminfo), in the address space "
+                "'ulimit -v' leaves and below the memory cgroup's limit; "
+                "give a smaller reserve= (or reserve=0)",
+                config.reserve, ZRAM_START_AVAIL_DIV);
+}
+
 static int
 zram_plugin_get_ready (void)
 {
@@ -350,6 +365,14 @@ zram_plugin_get_ready (void)
     return -1;
   if (config.reserve && reserve_fits_lock_limit () == -1)
     return -1;
+  /* The reserve is filled in .after_fork, where a failure only kills the
+   * server after the start command has exited 0: fill one now, on memory
+   * given back at once.
+   */
+  if (config.reserve && zram_try_start (zram) == -1) {
+    reserve_error ();
+    return -1;
+  }
   /* Bind the control socket here, where errors reach the user; its thread
    * must wait for .after_fork.
    */
@@ -410,9 +433,7 @@ zram_plugin_after_fork (void)
    * (pages populated before it would be copied at their first write).
    */
   if (zram_start (zram) == -1) {
-    nbdkit_error ("reserve: cannot fill a reserve of %" PRIu64 " bytes or "
-                  "start its thread: %m (give a smaller reserve=)",
-                  config.reserve);
+    reserve_error ();
     goto fail;
   }
   if (ctl_server && zctl_server_start (ctl_server) == -1) {

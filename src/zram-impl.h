@@ -43,6 +43,7 @@ struct zram_meta {
   struct zcomp *comp;
   size_t huge_class_size;     /* objects this large or larger are stored raw */
   bool reserve;               /* the pool keeps a reserve */
+  uint64_t reserve_bytes;     /* its size (config.reserve) */
   struct meta_stats stats;
 };
 

@@ -405,9 +405,15 @@ zs_reserve_start (struct zpool *pool)
     return -1;
   }
   r->short_bytes = short_threshold ();
-  /* Fill it now, where a failure can be reported. */
+  /* Fill it now, where a failure can be reported.  All of it: a reserve
+   * filled only in part (the address space or the growth gate ran out
+   * half way) would start short, and its refill thread, which gets no
+   * more memory than this call did, would fail writes from the first
+   * burst on; the caller asked for a size and is told it cannot have it.
+   */
   pthread_mutex_lock (&p->page_lock);
-  err = refill (p) == -1 && p->whole_blocks * ZS_BLOCK_PAGES < r->pages;
+  refill (p);
+  err = p->whole_blocks * ZS_BLOCK_PAGES < r->pages;
   pthread_mutex_unlock (&p->page_lock);
   if (err || zs_handle_prefault (p, r->table_margin) == -1) {
     errno = ENOMEM;

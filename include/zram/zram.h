@@ -147,10 +147,32 @@ extern struct zram *zram_create (const struct zram_config *config);
  * Until then, a device with a reserve fails writes for want of it.  Call
  * once, where the process will not fork any more (nbdkit: .after_fork);
  * zram_destroy stops it.  Without a reserve it does nothing.  Returns 0,
- * or -1 with errno ENOMEM (memory or a thread could not be had) or
- * EINVAL (called twice).
+ * or -1 with errno ENOMEM (memory or a thread could not be had, the
+ * reserve could be filled only in part, or it would take more than
+ * ZRAM_START_AVAIL_DIV-th of the memory available) or EINVAL (called
+ * twice).
  */
 extern int zram_start (struct zram *zram);
+
+/* zram_start refuses (ENOMEM) to populate a reserve and slot table of
+ * more than this fraction of the memory available (MemAvailable) at the
+ * time: populated and locked, more would push the machine into the OOM
+ * killer rather than fail.  A reset's new state is held to it too.
+ */
+#define ZRAM_START_AVAIL_DIV 2
+
+/* Try what zram_start will need, and give it back: with a reserve, check
+ * the memory available (ZRAM_START_AVAIL_DIV), then fill a reserve of the
+ * same size in a pool of the same kind under the same growth gate (so the
+ * address space and the cgroup's room are tried for real), stop its
+ * thread and release it all.  For a caller that will call zram_start
+ * where errors are hard to report (nbdkit: .get_ready, before the fork
+ * to .after_fork); a start can still fail if memory goes in between.
+ * Starts and joins one thread.  Without a reserve it does nothing.
+ * Returns 0, or -1 with errno ENOMEM (the reserve cannot be had now) or
+ * EINVAL (zram_start was called already).
+ */
+extern int zram_try_start (struct zram *zram);
 
 /* Free the device and everything in it.  No other call may be in flight. */
 extern void zram_destroy (struct zram *zram);

@@ -186,8 +186,13 @@ zs_reserve_wait (struct zs_pool *p, struct zs_wait *w)
   if (passed (&w->deadline)) {
     if (refill_stuck (r))
       return false;
-    /* No progress, but the thread is not stuck: look again later. */
-    deadline_after (&w->deadline, r->wait_ms);
+    /* No progress, but the thread is not stuck: look again later, and
+     * sleep meanwhile.  With a wait of 0 ms (or 1) the deadline would be
+     * now, the timed wait would return at once, and the request would
+     * spin on the pool's locks for as long as the refill takes.
+     */
+    deadline_after (&w->deadline, r->wait_ms > ZS_WAIT_POLL_MS
+                                  ? r->wait_ms : ZS_WAIT_POLL_MS);
   }
   until = before (&w->deadline, &w->end) ? &w->deadline : &w->end;
   pthread_cond_timedwait (&r->added, &p->page_lock, until);

@@ -81,7 +81,8 @@ struct zram_config {
 #define ZRAM_TABLE_POPULATE_MAX (UINT64_C (64) << 20)
 
 /* The reserve a device used as swap gets unless told otherwise: a
- * sixteenth of its size, at least 4 MiB and at most 64 MiB.  Why those
+ * sixteenth of its size, at least 4 MiB (but no more than the device:
+ * zram_reserve_max) and at most 64 MiB.  Why those
  * figures: README.md, "Use as swap".
  */
 #define ZRAM_RESERVE_DEFAULT_DIV 16
@@ -89,13 +90,27 @@ struct zram_config {
 #define ZRAM_RESERVE_DEFAULT_MAX (UINT64_C (64) << 20)
 #define ZRAM_RESERVE_DEFAULT_WAIT_MS 20
 
+/* The largest useful reserve of a device: its size (the pool never holds
+ * more than a full device's pages, so stock beyond that is never drawn
+ * on), or ZPOOL_RESERVE_MIN for a smaller device.
+ */
+static inline uint64_t
+zram_reserve_max (uint64_t disksize)
+{
+  return disksize > ZPOOL_RESERVE_MIN ? disksize : ZPOOL_RESERVE_MIN;
+}
+
+/* The default, capped at zram_reserve_max: a device smaller than 4 MiB
+ * gets a reserve of its size.
+ */
 static inline uint64_t
 zram_reserve_default (uint64_t disksize)
 {
   uint64_t r = disksize / ZRAM_RESERVE_DEFAULT_DIV;
 
-  return r < ZRAM_RESERVE_DEFAULT_MIN ? ZRAM_RESERVE_DEFAULT_MIN
+  r = r < ZRAM_RESERVE_DEFAULT_MIN ? ZRAM_RESERVE_DEFAULT_MIN
     : r > ZRAM_RESERVE_DEFAULT_MAX ? ZRAM_RESERVE_DEFAULT_MAX : r;
+  return r < zram_reserve_max (disksize) ? r : zram_reserve_max (disksize);
 }
 
 /* Statistics, with Linux zram's names and meanings (mm_stat, io_stat). */

@@ -63,9 +63,10 @@ expect_refused ulimit "reserve: cannot fill" "$lim" 4G mlock=true reserve=1G
 avail_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
 big_kb=$((avail_kb * 3 / 4 / 1024 * 1024))
 [ "$big_kb" -ge 65536 ] || big_kb=65536
-expect_refused avail "MemAvailable" "$lim" 4G mlock=true reserve=${big_kb}K
+expect_refused avail "MemAvailable" "$lim" ${big_kb}K mlock=true reserve=${big_kb}K
 
 # 3. The default reserve (4G / 16, at most 64 MiB) fits.
+# (test-reserve-reset-cgroup.sh: a reset that cannot have a second one.)
 ( ulimit -v "$lim"
   exec nbdkit -P "$tmpdir/ok.pid" -U "$tmpdir/ok.sock" "$ZRAM_PLUGIN" \
     4G mlock=true ctl="$tmpdir/ok.ctl" ) || fail "a reserve that fits: start failed"

@@ -8,6 +8,7 @@
  *   - threads allocating, writing, checking and freeing while the refill
  *     thread works keep their data;
  *   - a reserve grown far past its size by frees is trimmed back;
+ *   - a reserve that can be filled only in part does not start;
  *   - an allocation waiting for a refill that is slow but not stuck
  *     sleeps, even with a wait of 0 ms (it used to spin on the pool's
  *     locks until the refill came).
@@ -229,6 +230,41 @@ test_dry (void)
   zpool_destroy (pool);
 }
 
+/* A gate that allows a number of steps of growth, then refuses. */
+static unsigned gate_steps_left;
+
+static int
+counting_gate (void *opaque, uint64_t total_bytes)
+{
+  (void) opaque;
+  (void) total_bytes;
+  if (gate_steps_left == 0) {
+    errno = ENOMEM;
+    return -1;
+  }
+  gate_steps_left--;
+  return 0;
+}
+
+/* A reserve that can be filled only in part must not start: it used to,
+ * with stats that still gave the whole size.
+ */
+static void
+test_partial_fill (void)
+{
+  struct zpool *pool = zpool_create (ZPOOL_ZS);
+
+  CHECK (pool);
+  gate_steps_left = 2;          /* 4 MiB of the 8 */
+  zpool_set_grow_gate (pool, counting_gate, NULL);
+  CHECK (zpool_set_reserve (pool, 8 * MIB, 10) == 0);
+  errno = 0;
+  EXPECT (zpool_reserve_start (pool) == -1 && errno == ENOMEM,
+          "a reserve filled in part started (errno %d)", errno);
+  zpool_destroy (pool);
+  printf ("partial fill: refused\n");
+}
+
 static double
 thread_cpu_s (void)
 {
@@ -412,6 +448,7 @@ main (void)
   test_errors ();
   test_no_faults ();
   test_dry ();
+  test_partial_fill ();
   test_slow_refill_wait0 ();
   test_threads_and_trim ();
   return check_failures ? 1 : 0;

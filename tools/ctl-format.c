@@ -132,6 +132,26 @@ static const struct metric {
 };
 #define NMETRICS (sizeof metrics / sizeof metrics[0])
 
+/* The reserve's statistics: servers before the reserve do not send them,
+ * so a device that lacks them gets no sample (and no error).
+ */
+static const struct metric reserve_metrics[] = {
+  { "reserve_bytes", "nbdzram_reserve_bytes", GAUGE,
+    "Size of the pool's locked reserve (reserve=); 0 means none." },
+  { "reserve_free", "nbdzram_reserve_free_bytes", GAUGE,
+    "Populated pool memory free for writes now (may exceed the reserve's "
+    "size)." },
+  { "reserve_refills", "nbdzram_reserve_refills_total", COUNTER,
+    "Refill rounds of the reserve that added memory since initialisation." },
+  { "reserve_empty", "nbdzram_reserve_empty_total", COUNTER,
+    "Writes that found the reserve empty and waited for its refill, since "
+    "initialisation." },
+  { "reserve_failed", "nbdzram_reserve_failed_total", COUNTER,
+    "Writes failed (ENOMEM) for want of the reserve since "
+    "initialisation." },
+};
+#define NRESERVE_METRICS (sizeof reserve_metrics / sizeof reserve_metrics[0])
+
 #define REQUEST_DURATION_HELP \
   "Time the device took to serve a request (op: read, write, or discard " \
   "for trim and write-zeroes)."
@@ -289,28 +309,52 @@ print_hist_family (FILE *fp, FILE *errfp, const struct ctl_device *devs,
   return 0;
 }
 
+/* One metric of the stats: HELP, TYPE and a sample per device.  With
+ * optional, devices whose stats lack the key get no sample, and no device
+ * having it prints nothing.  Returns 0, or -1 after saying what is wrong.
+ */
+static int
+render_metric (FILE *fp, FILE *errfp, const struct ctl_device *devs,
+               size_t ndevs, const struct metric *m, bool optional)
+{
+  unsigned long long v;
+  size_t d;
+
+  if (optional) {
+    for (d = 0; d < ndevs; d++)
+      if (zctl_reply_get (devs[d].stats, m->key) != NULL)
+        break;
+    if (d == ndevs)
+      return 0;
+  }
+  fprintf (fp, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+           m->type == COUNTER ? "counter" : "gauge");
+  for (d = 0; d < ndevs; d++) {
+    if (optional && zctl_reply_get (devs[d].stats, m->key) == NULL)
+      continue;
+    if (stat_u64 (errfp, &devs[d], m->key, &v) == -1)
+      return -1;
+    fputs (m->name, fp);
+    print_labels (fp, &devs[d], NULL, NULL);
+    fprintf (fp, " %llu\n", v);
+  }
+  return 0;
+}
+
 static int
 render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
                 size_t ndevs)
 {
-  unsigned long long v;
   size_t i, d, first;
 
   if (ndevs == 0)
     return 0;                   /* no device: nothing to describe */
-  for (i = 0; i < NMETRICS; i++) {
-    const struct metric *m = &metrics[i];
-
-    fprintf (fp, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
-             m->type == COUNTER ? "counter" : "gauge");
-    for (d = 0; d < ndevs; d++) {
-      if (stat_u64 (errfp, &devs[d], m->key, &v) == -1)
-        return -1;
-      fputs (m->name, fp);
-      print_labels (fp, &devs[d], NULL, NULL);
-      fprintf (fp, " %llu\n", v);
-    }
-  }
+  for (i = 0; i < NMETRICS; i++)
+    if (render_metric (fp, errfp, devs, ndevs, &metrics[i], false) == -1)
+      return -1;
+  for (i = 0; i < NRESERVE_METRICS; i++)
+    if (render_metric (fp, errfp, devs, ndevs, &reserve_metrics[i], true) == -1)
+      return -1;
 
   /* The configuration as an info metric: labels, value 1. */
   fputs ("# HELP nbdzram_info The device's compression algorithm, level "

@@ -119,6 +119,33 @@ parse_size (const char *key, const char *value, uint64_t *bytes)
   return -1;
 }
 
+/* Milliseconds: decimal digits only, at most max.  Not
+ * nbdkit_parse_unsigned, which reads "010" as 8 and "0x10" as 16, takes
+ * leading blanks, and calls "soon" an empty string.
+ */
+static int
+parse_ms (const char *key, const char *value, unsigned max, unsigned *ms)
+{
+  const char *c;
+  uint64_t v = 0;
+
+  for (c = value; *c >= '0' && *c <= '9' && v <= max; c++)
+    v = v * 10 + (unsigned) (*c - '0');
+  if (*c >= '0' && *c <= '9')
+    v = UINT64_MAX;             /* too many digits: too long */
+  else if (c == value || *c != '\0') {
+    nbdkit_error ("%s: '%s' is not a number of milliseconds: use decimal "
+                  "digits only, 0 to %u", key, value, max);
+    return -1;
+  }
+  if (v > max) {
+    nbdkit_error ("%s: %s ms is too long; at most %u", key, value, max);
+    return -1;
+  }
+  *ms = (unsigned) v;
+  return 0;
+}
+
 static int
 zram_plugin_config (const char *key, const char *value)
 {
@@ -204,14 +231,9 @@ zram_plugin_config (const char *key, const char *value)
     reserve_given = true;
   }
   else if (strcmp (key, "reserve-wait") == 0) {
-    if (nbdkit_parse_unsigned ("reserve-wait", value,
-                               &config.reserve_wait_ms) == -1)
+    if (parse_ms (key, value, ZPOOL_RESERVE_MAX_WAIT_MS,
+                  &config.reserve_wait_ms) == -1)
       return -1;
-    if (config.reserve_wait_ms > ZPOOL_RESERVE_MAX_WAIT_MS) {
-      nbdkit_error ("reserve-wait: %u ms is too long; at most %u",
-                    config.reserve_wait_ms, ZPOOL_RESERVE_MAX_WAIT_MS);
-      return -1;
-    }
   }
   else if (strcmp (key, "allow-remote") == 0) {
     int r = nbdkit_parse_bool (value);
@@ -253,6 +275,14 @@ zram_plugin_config_complete (void)
   /* A swap device (mlock=true) gets a reserve unless told otherwise. */
   if (!reserve_given && lock_memory && config.pool == ZPOOL_ZS)
     config.reserve = zram_reserve_default (config.disksize);
+  if (config.reserve > zram_reserve_max (config.disksize)) {
+    nbdkit_error ("reserve: %" PRIu64 " bytes is more than the device "
+                  "(size=%" PRIu64 " bytes) can ever store, and would be "
+                  "locked memory never used; give at most %" PRIu64
+                  " (or reserve=0)", config.reserve, config.disksize,
+                  zram_reserve_max (config.disksize));
+    return -1;
+  }
   if (config.reserve && !lock_memory) {
     nbdkit_error ("reserve: needs mlock=true: a reserve that is not locked "
                   "in RAM can itself be swapped out, and then it does not "
@@ -294,7 +324,8 @@ zram_plugin_config_complete (void)
   "allow-remote=true|false  Serve clients on other hosts (default: only\n" \
   "                         unix socket, vsock and loopback clients).\n" \
   "reserve=SIZE             Pool memory kept ready for writes (default with\n" \
-  "                         mlock=true: size/16, 4M to 64M; 0 = none).\n" \
+  "                         mlock=true: size/16, 4M to 64M, at most size;\n" \
+  "                         0 = none).\n" \
   "reserve-wait=MS          Fail a write when the reserve is empty and its\n" \
   "                         refill cannot get memory for MS (20).\n" \
   BG_PARAMS_HELP
@@ -328,6 +359,21 @@ reserve_fits_lock_limit (void)
                 "it (LimitMEMLOCK=infinity under systemd) or give a smaller "
                 "reserve=", need, (uint64_t) rl.rlim_cur);
   return -1;
+}
+
+/* zram_try_start or zram_start failed (errno set): say what can be at
+ * fault and what to change.
+ */
+static void
+reserve_error (void)
+{
+  nbdkit_error ("reserve: cannot fill a reserve of %" PRIu64 " bytes or "
+                "start its thread: %m; the reserve and the slot table it "
+                "populates must fit in 1/%d of the memory available "
+                "(MemAvailable in /proc/meminfo), in the address space "
+                "'ulimit -v' leaves and below the memory cgroup's limit; "
+                "give a smaller reserve= (or reserve=0)",
+                config.reserve, ZRAM_START_AVAIL_DIV);
 }
 
 static int
@@ -365,6 +411,14 @@ zram_plugin_get_ready (void)
     return -1;
   if (config.reserve && reserve_fits_lock_limit () == -1)
     return -1;
+  /* The reserve is filled in .after_fork, where a failure only kills the
+   * server after the start command has exited 0: fill one now, on memory
+   * given back at once.
+   */
+  if (config.reserve && zram_try_start (zram) == -1) {
+    reserve_error ();
+    return -1;
+  }
   /* Bind the control socket here, where errors reach the user; its thread
    * must wait for .after_fork.
    */
@@ -425,9 +479,7 @@ zram_plugin_after_fork (void)
    * (pages populated before it would be copied at their first write).
    */
   if (zram_start (zram) == -1) {
-    nbdkit_error ("reserve: cannot fill a reserve of %" PRIu64 " bytes or "
-                  "start its thread: %m (give a smaller reserve=)",
-                  config.reserve);
+    reserve_error ();
     goto fail;
   }
   /* Compaction, and recompression if configured: one thread.  Before the

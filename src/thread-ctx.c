@@ -70,6 +70,13 @@
 /* Alignment of the scratch pages: a cache line. */
 #define SCRATCH_ALIGN 64
 
+/* Stack of a presize helper, which only registers and waits: with the
+ * default (8 MiB), 64 helpers took 512 MiB of address space at once, and
+ * under 'ulimit -v', or a finite 'ulimit -l' with every mapping locked,
+ * the presize failed.  Room for the sanitizers' larger frames.
+ */
+#define PRESIZE_STACK (256 * 1024)
+
 /* Records of struct urcu_bp_reader the registry probe allows per thread
  * registered at once (see 2. above), and the least it assumes registered
  * (liburcu's first chunk holds 8).
@@ -307,6 +314,8 @@ zram_thread_ctx_presize (unsigned n)
     .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
   };
   pthread_t *tid;
+  pthread_attr_t attr;
+  bool attr_ok;
   unsigned i, started;
   int err = 0;
 
@@ -315,11 +324,19 @@ zram_thread_ctx_presize (unsigned n)
   tid = calloc (n, sizeof *tid);
   if (tid == NULL)
     return -1;
+  attr_ok = pthread_attr_init (&attr) == 0;
+  if (attr_ok && pthread_attr_setstacksize (&attr, PRESIZE_STACK) != 0) {
+    pthread_attr_destroy (&attr);
+    attr_ok = false;
+  }
   for (started = 0; started < n; started++) {
-    err = pthread_create (&tid[started], NULL, presize_thread, &ps);
+    err = pthread_create (&tid[started], attr_ok ? &attr : NULL,
+                          presize_thread, &ps);
     if (err != 0)
       break;
   }
+  if (attr_ok)
+    pthread_attr_destroy (&attr);
   pthread_mutex_lock (&ps.lock);
   while (ps.arrived < started)
     pthread_cond_wait (&ps.cond, &ps.lock);

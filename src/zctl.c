@@ -346,7 +346,14 @@ cmd_reset (struct zram *zram, struct reply *r, char **words, size_t n)
                           nowait ? "" : " after waiting for "
                           "disconnects", s.openers == 1 ? "it" : "them");
     case ENOMEM:
-      return reply_error (r, ENOMEM, "reset failed: out of memory");
+      if (s.reserve_bytes)
+        return reply_error (r, ENOMEM, "reset failed: out of memory: the "
+                            "new state's reserve of %" PRIu64 " bytes is "
+                            "filled before the old one is freed, and that "
+                            "memory could not be had; the device is "
+                            "unchanged", s.reserve_bytes);
+      return reply_error (r, ENOMEM, "reset failed: out of memory; the "
+                          "device is unchanged");
     default:
       return reply_error (r, err, "reset failed: %s", strerror (err));
     }

@@ -57,6 +57,7 @@ struct zram_meta {
                                  read-side sections */
   size_t huge_class_size;     /* objects this large or larger are stored raw */
   bool reserve;               /* the pool keeps a reserve */
+  uint64_t reserve_bytes;     /* its size (config.reserve) */
   struct meta_stats stats;
 };
 

@@ -15,6 +15,7 @@
  * one page serialise and none is lost.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -88,6 +89,7 @@ zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard
                            config->reserve_wait_ms) == -1)
       goto err;
     m->reserve = true;
+    m->reserve_bytes = config->reserve;
   }
   m->huge_class_size = zpool_huge_class_size (m->pool);
   return m;
@@ -97,11 +99,63 @@ zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard
   return NULL;
 }
 
+/* Memory the kernel says can be had without swapping (MemAvailable), in
+ * bytes; UINT64_MAX if it cannot tell.  Reads a file into a stack buffer.
+ */
+static uint64_t
+mem_available (void)
+{
+  unsigned long long kb;
+  char line[128];
+  FILE *f = fopen ("/proc/meminfo", "re");
+  uint64_t r = UINT64_MAX;
+
+  if (f == NULL)
+    return r;
+  while (fgets (line, sizeof line, f))
+    if (sscanf (line, "MemAvailable: %llu kB", &kb) == 1) {
+      r = kb > UINT64_MAX / 1024 ? UINT64_MAX : (uint64_t) kb * 1024;
+      break;
+    }
+  fclose (f);
+  return r;
+}
+
+/* Bytes zram_meta_start populates: the reserve, and the slot table when it
+ * is populated at all.
+ */
+static uint64_t
+meta_start_bytes (const struct zram_meta *m)
+{
+  uint64_t table = m->nr_pages * sizeof (struct zram_slot);
+
+  return m->reserve_bytes + (table <= ZRAM_TABLE_POPULATE_MAX ? table : 0);
+}
+
+/* Refuse (ENOMEM) to populate more than ZRAM_START_AVAIL_DIV-th of the
+ * memory available: that much populated and locked memory would not fail
+ * but push the machine into reclaim and the OOM killer, which may pick
+ * any process, this server included.
+ */
+static int
+meta_start_fits (const struct zram_meta *m)
+{
+  uint64_t avail = mem_available ();
+
+  if (avail != UINT64_MAX && meta_start_bytes (m) > avail / ZRAM_START_AVAIL_DIV) {
+    errno = ENOMEM;
+    return -1;
+  }
+  return 0;
+}
+
 int
 zram_meta_start (struct zram_meta *m)
 {
   if (!m->reserve)
     return 0;
+  if (meta_start_fits (m) == -1)
+    return -1;
   /* After the fork: pages populated before it would be copied on their
    * first write in the child, a fault on the data path.
    */
@@ -192,6 +246,43 @@ zram_start (struct zram *z)
     z->started = true;
     r = 0;
   }
+  pthread_mutex_unlock (&z->ctl_lock);
+  return r;
+}
+
+int
+zram_try_start (struct zram *z)
+{
+  struct zram_meta *m;
+  struct zpool *pool;
+  int r = -1, err;
+
+  pthread_mutex_lock (&z->ctl_lock);
+  m = z->meta;
+  if (z->started) {
+    errno = EINVAL;
+    goto out;
+  }
+  if (m == NULL || !m->reserve) {
+    r = 0;
+    goto out;
+  }
+  if (meta_start_fits (m) == -1)
+    goto out;
+  /* The pool part on a pool of its own, as zram_meta_start will fill it:
+   * same kind, same gate, same size; then given back whole.
+   */
+  pool = zpool_create (m->pool_kind);
+  if (pool == NULL)
+    goto out;
+  zpool_set_grow_gate (pool, zram_mem_guard_gate, z->guard);
+  if (zpool_set_reserve (pool, z->reserve, z->reserve_wait_ms) == 0 &&
+      zpool_reserve_start (pool) == 0)
+    r = 0;
+  err = errno;
+  zpool_destroy (pool);
+  errno = err;
+ out:
   pthread_mutex_unlock (&z->ctl_lock);
   return r;
 }

@@ -186,8 +186,13 @@ zs_reserve_wait (struct zs_pool *p, struct zs_wait *w)
   if (passed (&w->deadline)) {
     if (refill_stuck (r))
       return false;
-    /* No progress, but the thread is not stuck: look again later. */
-    deadline_after (&w->deadline, r->wait_ms);
+    /* No progress, but the thread is not stuck: look again later, and
+     * sleep meanwhile.  With a wait of 0 ms (or 1) the deadline would be
+     * now, the timed wait would return at once, and the request would
+     * spin on the pool's locks for as long as the refill takes.
+     */
+    deadline_after (&w->deadline, r->wait_ms > ZS_WAIT_POLL_MS
+                                  ? r->wait_ms : ZS_WAIT_POLL_MS);
   }
   until = before (&w->deadline, &w->end) ? &w->deadline : &w->end;
   pthread_cond_timedwait (&r->added, &p->page_lock, until);
@@ -405,9 +410,15 @@ zs_reserve_start (struct zpool *pool)
     return -1;
   }
   r->short_bytes = short_threshold ();
-  /* Fill it now, where a failure can be reported. */
+  /* Fill it now, where a failure can be reported.  All of it: a reserve
+   * filled only in part (the address space or the growth gate ran out
+   * half way) would start short, and its refill thread, which gets no
+   * more memory than this call did, would fail writes from the first
+   * burst on; the caller asked for a size and is told it cannot have it.
+   */
   pthread_mutex_lock (&p->page_lock);
-  err = refill (p) == -1 && p->whole_blocks * ZS_BLOCK_PAGES < r->pages;
+  refill (p);
+  err = p->whole_blocks * ZS_BLOCK_PAGES < r->pages;
   pthread_mutex_unlock (&p->page_lock);
   if (err || zs_handle_prefault (p, r->table_margin) == -1) {
     errno = ENOMEM;

@@ -634,6 +634,12 @@ extern int zs_pages_discard (char *base, size_t bytes);
  * with zs_reserve_fail).  Stop the refill thread (pool being destroyed).
  */
 #define ZS_WAIT_MAX_FACTOR 5
+/* A waiter whose deadline passed while the refill thread was not stuck
+ * looks again after wait_ms, but not sooner than this: it is woken at
+ * once by any progress, so this only bounds how late it notices the
+ * thread becoming stuck.
+ */
+#define ZS_WAIT_POLL_MS 10
 #define ZS_WAIT_MAX_MIN_MS 5000
 struct zs_wait {
   struct timespec deadline;     /* no progress by then: give up */

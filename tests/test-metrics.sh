@@ -72,6 +72,15 @@ metric () {   # metric NAME LABELS: the value of one sample
 [ "$(metric nbdzram_orig_data_size_bytes)" = "$(stat_of orig_data_size)" ] ||
   fail "orig_data_size: $(metric nbdzram_orig_data_size_bytes)"
 [ "$(metric nbdzram_notify_free_total)" = 3 ] || fail "notify_free"
+# Every statistic is a metric, the reserve's too (all 0 here: no reserve).
+for km in reserve_bytes:nbdzram_reserve_bytes \
+          reserve_free:nbdzram_reserve_free_bytes \
+          reserve_refills:nbdzram_reserve_refills_total \
+          reserve_empty:nbdzram_reserve_empty_total \
+          reserve_failed:nbdzram_reserve_failed_total; do
+  [ "$(metric "${km#*:}")" = "$(stat_of "${km%%:*}")" ] ||
+    fail "${km#*:} is '$(metric "${km#*:}")', ${km%%:*} is $(stat_of "${km%%:*}")"
+done
 [ "$(metric nbdzram_request_duration_seconds_count ',op="write"')" = 10 ] ||
   fail "write count: $(metric nbdzram_request_duration_seconds_count ',op="write"')"
 [ "$(metric nbdzram_request_duration_seconds_count ',op="read"')" = 7 ] ||

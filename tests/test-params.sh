@@ -62,6 +62,16 @@ expect_error "reserve" 1G reserve=lots
 expect_error "reserve: pool=malloc keeps no reserve" 1G pool=malloc reserve=8M mlock=true
 expect_error "reserve-wait: 60001 ms is too long" 1G reserve-wait=60001
 expect_error "reserve-wait" 1G reserve-wait=soon
+# Milliseconds are decimal: no hex (nbdkit_parse_unsigned took 0x10 as 16
+# and 010 as 8), blanks, signs or units taken silently.
+for bad in soon 0x10 " 5" 5ms -1 "" +5; do
+  expect_error "reserve-wait: '$bad' is not a number of milliseconds" 1G mlock=true "reserve-wait=$bad"
+done
+expect_error "reserve-wait: 99999999999999999999 ms is too long" 1G reserve-wait=99999999999999999999
+# A reserve larger than the device could never be drawn on: refused, not
+# populated and locked for nothing.
+expect_error "reserve: 1073741824 bytes is more than the device (size=1048576 bytes) can ever store" \
+  1M mlock=true reserve=1G
 
 # Good parameters: the size is rounded up to whole 4 KiB pages.
 # (A daemon rather than --run: the command --run starts would inherit a
@@ -110,6 +120,17 @@ if [ -x "${NBDZRAMCTL:-}" ]; then
   "$NBDZRAMCTL" -s "$tmpdir/ctlr" stats |
     grep -qx 'recomp_algorithm=lz4hc:9,zstd:19' || fail "a reset lost the list"
   kill_nbdkit "$tmpdir/pidr"
+fi
+
+# The default reserve of a device smaller than 4 MiB is its size; 0 through
+# 60000 ms of reserve-wait are taken.
+if [ -x "${NBDZRAMCTL:-}" ] &&
+   { [ "$(id -u)" = 0 ] || [ "$(ulimit -l)" = unlimited ]; }; then
+  start_nbdkit "$tmpdir/pidr" "$tmpdir/sockr" 1M mlock=true reserve-wait=0 ctl="$tmpdir/ctlr"
+  "$NBDZRAMCTL" -s "$tmpdir/ctlr" stats | grep -qx 'reserve_bytes=1048576' ||
+    fail "1M mlock=true: $("$NBDZRAMCTL" -s "$tmpdir/ctlr" stats | grep reserve_bytes)"
+  kill_nbdkit "$tmpdir/pidr"
+  expect_size 1048576 1M mlock=true reserve=1M reserve-wait=60000
 fi
 
 # --dump-plugin names the algorithms.

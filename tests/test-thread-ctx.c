@@ -13,7 +13,13 @@
  *      registry, and aborted, depends on how its chunks happened to be laid
  *      out, which the test cannot see or force.)
  *
- * Parts 2 and 3 run in child processes forked before any thread exists
+ *   4. zram_thread_ctx_presize (64) works with little address space to
+ *      spare (48 MiB): its helper threads only register, and used to take
+ *      a default 8 MiB stack each, 512 MiB at once, so that under
+ *      'ulimit -v' (or a finite 'ulimit -l' with mlock=true) the presize
+ *      failed and silently did nothing.
+ *
+ * Parts 2, 3 and 4 run in child processes forked before any thread exists
  * (so malloc has only the main arena there), and an abort shows up as the
  * child's death by SIGABRT.  They need the real malloc and mmap: under
  * ASan or TSan (whose allocators reserve terabytes of address space) they
@@ -395,6 +401,42 @@ test_out_of_memory (bool holders)
   CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
 }
 
+static void __attribute__ ((unused))
+test_presize_small (void)
+{
+  pid_t pid;
+  int status;
+
+  fflush (stdout);
+  pid = fork ();
+  CHECK (pid != -1);
+  if (pid == 0) {
+    unsigned long long vm_kb = 0;
+    char line[128];
+    struct rlimit rl;
+    FILE *f = fopen ("/proc/self/status", "r");
+    int r;
+
+    while (f && fgets (line, sizeof line, f))
+      if (sscanf (line, "VmSize: %llu kB", &vm_kb) == 1)
+        break;
+    if (f)
+      fclose (f);
+    if (vm_kb == 0 || getrlimit (RLIMIT_AS, &rl) == -1)
+      _exit (0);                /* cannot tell: nothing to check */
+    rl.rlim_cur = (vm_kb + 48 * 1024) * 1024;
+    if (setrlimit (RLIMIT_AS, &rl) == -1)
+      _exit (0);
+    r = zram_thread_ctx_presize (64);
+    printf ("test-thread-ctx: presize of 64 with 48 MiB of address space to "
+            "spare: %s\n", r == 0 ? "done" : strerror (errno));
+    fflush (stdout);
+    _exit (r == 0 ? 0 : 1);
+  }
+  CHECK (waitpid (pid, &status, 0) == pid);
+  CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+}
+
 int
 main (void)
 {
@@ -404,6 +446,7 @@ main (void)
 #else
   test_out_of_memory (false);
   test_out_of_memory (true);
+  test_presize_small ();
 #endif
   test_per_thread ();
   printf ("test-thread-ctx: ok\n");

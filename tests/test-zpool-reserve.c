@@ -7,7 +7,11 @@
  *     allocations work again once refilling may go on;
  *   - threads allocating, writing, checking and freeing while the refill
  *     thread works keep their data;
- *   - a reserve grown far past its size by frees is trimmed back.
+ *   - a reserve grown far past its size by frees is trimmed back;
+ *   - a reserve that can be filled only in part does not start;
+ *   - an allocation waiting for a refill that is slow but not stuck
+ *     sleeps, even with a wait of 0 ms (it used to spin on the pool's
+ *     locks until the refill came).
  * SPDX-License-Identifier: BSD-3-Clause
  */
 #define _GNU_SOURCE             /* RUSAGE_THREAD */
@@ -155,12 +159,17 @@ test_no_faults (void)
 }
 
 static bool gate_closed;
+static unsigned gate_delay_ms;  /* a slow refill: the gate takes this long */
 
 static int
 gate (void *opaque, uint64_t total_bytes)
 {
+  unsigned ms = __atomic_load_n (&gate_delay_ms, __ATOMIC_RELAXED);
+
   (void) opaque;
   (void) total_bytes;
+  if (ms)
+    usleep (ms * 1000);
   if (__atomic_load_n (&gate_closed, __ATOMIC_RELAXED)) {
     errno = ENOMEM;
     return -1;
@@ -216,6 +225,94 @@ test_dry (void)
     zpool_free (pool, h);
   st = stats_of (pool);
   EXPECT (st.reserve_refills >= 1, "no refill after the gate opened");
+  for (i = 0; i < n; i++)
+    zpool_free (pool, handles[i]);
+  zpool_destroy (pool);
+}
+
+/* A gate that allows a number of steps of growth, then refuses. */
+static unsigned gate_steps_left;
+
+static int
+counting_gate (void *opaque, uint64_t total_bytes)
+{
+  (void) opaque;
+  (void) total_bytes;
+  if (gate_steps_left == 0) {
+    errno = ENOMEM;
+    return -1;
+  }
+  gate_steps_left--;
+  return 0;
+}
+
+/* A reserve that can be filled only in part must not start: it used to,
+ * with stats that still gave the whole size.
+ */
+static void
+test_partial_fill (void)
+{
+  struct zpool *pool = zpool_create (ZPOOL_ZS);
+
+  CHECK (pool);
+  gate_steps_left = 2;          /* 4 MiB of the 8 */
+  zpool_set_grow_gate (pool, counting_gate, NULL);
+  CHECK (zpool_set_reserve (pool, 8 * MIB, 10) == 0);
+  errno = 0;
+  EXPECT (zpool_reserve_start (pool) == -1 && errno == ENOMEM,
+          "a reserve filled in part started (errno %d)", errno);
+  zpool_destroy (pool);
+  printf ("partial fill: refused\n");
+}
+
+static double
+thread_cpu_s (void)
+{
+  struct rusage ru;
+
+  CHECK (getrusage (RUSAGE_THREAD, &ru) == 0);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+    ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* reserve-wait=0: fail at once when the refill cannot get memory, but
+ * wait, asleep, for one that is merely slow (here: its gate takes 300 ms
+ * a round, and memory is free).
+ */
+static void
+test_slow_refill_wait0 (void)
+{
+  struct zpool *pool = zpool_create (ZPOOL_ZS);
+  unsigned long long rs = 11;
+  unsigned i, n = 0;
+  double t0, c0, wall = 0, cpu = 0;
+  zpool_handle h;
+
+  CHECK (pool);
+  zpool_set_grow_gate (pool, gate, NULL);
+  CHECK (zpool_set_reserve (pool, 1 * MIB, 0) == 0);
+  CHECK (zpool_reserve_start (pool) == 0);
+  __atomic_store_n (&gate_delay_ms, 300, __ATOMIC_RELAXED);
+  /* Allocate until one allocation had to wait for a refill round. */
+  while (n < WARM_OBJECTS) {
+    t0 = now_s ();
+    c0 = thread_cpu_s ();
+    h = zpool_alloc (pool, object_size (&rs));
+    wall = now_s () - t0;
+    cpu = thread_cpu_s () - c0;
+    if (h == 0)
+      break;                    /* memory short here: failing is right */
+    handles[n++] = h;
+    if (wall > 0.1)
+      break;
+  }
+  printf ("slow refill, wait 0 ms: an allocation waited %.0f ms, using "
+          "%.0f ms of CPU (%s)\n", wall * 1000, cpu * 1000,
+          h ? "served" : "ENOMEM");
+  EXPECT (wall > 0.1 || h == 0, "no allocation waited for the refill");
+  EXPECT (cpu < wall / 20 + 0.02, "the waiting allocation spun: %.0f ms of CPU "
+          "in %.0f ms", cpu * 1000, wall * 1000);
+  __atomic_store_n (&gate_delay_ms, 0, __ATOMIC_RELAXED);
   for (i = 0; i < n; i++)
     zpool_free (pool, handles[i]);
   zpool_destroy (pool);
@@ -351,6 +448,8 @@ main (void)
   test_errors ();
   test_no_faults ();
   test_dry ();
+  test_partial_fill ();
+  test_slow_refill_wait0 ();
   test_threads_and_trim ();
   return check_failures ? 1 : 0;
 }

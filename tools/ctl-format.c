@@ -166,8 +166,23 @@ static const struct metric {
   { "recomp_policy_yielded", "nbdzram_recomp_policy_yielded_total",
     COUNTER, "Recompression rounds skipped or cut short because the device "
     "was serving requests.", true },
+  /* The reserve's (issue 11): servers before it do not send them. */
+  { "reserve_bytes", "nbdzram_reserve_bytes", GAUGE,
+    "Size of the pool's locked reserve (reserve=); 0 means none.", true },
+  { "reserve_free", "nbdzram_reserve_free_bytes", GAUGE,
+    "Populated pool memory free for writes now (may exceed the reserve's "
+    "size).", true },
+  { "reserve_refills", "nbdzram_reserve_refills_total", COUNTER,
+    "Refill rounds of the reserve that added memory since initialisation.", true },
+  { "reserve_empty", "nbdzram_reserve_empty_total", COUNTER,
+    "Writes that found the reserve empty and waited for its refill, since "
+    "initialisation.", true },
+  { "reserve_failed", "nbdzram_reserve_failed_total", COUNTER,
+    "Writes failed (ENOMEM) for want of the reserve since "
+    "initialisation.", true },
 };
 #define NMETRICS (sizeof metrics / sizeof metrics[0])
+
 
 #define REQUEST_DURATION_HELP \
   "Time the device took to serve a request (op: read, write, or discard " \
@@ -337,6 +352,41 @@ key_in_ms (const char *key)
   return n > 3 && strcmp (key + n - 3, "_ms") == 0;
 }
 
+/* One metric of the stats: HELP, TYPE and a sample per device.  With
+ * m->optional, devices whose stats lack the key get no sample, and no device
+ * having it prints nothing.  Returns 0, or -1 after saying what is wrong.
+ */
+static int
+render_metric (FILE *fp, FILE *errfp, const struct ctl_device *devs,
+               size_t ndevs, const struct metric *m)
+{
+  unsigned long long v;
+  size_t d;
+
+  if (m->optional) {
+    for (d = 0; d < ndevs; d++)
+      if (zctl_reply_get (devs[d].stats, m->key) != NULL)
+        break;
+    if (d == ndevs)
+      return 0;
+  }
+  fprintf (fp, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+           m->type == COUNTER ? "counter" : "gauge");
+  for (d = 0; d < ndevs; d++) {
+    if (m->optional && zctl_reply_get (devs[d].stats, m->key) == NULL)
+      continue;
+    if (stat_u64 (errfp, &devs[d], m->key, &v) == -1)
+      return -1;
+    fputs (m->name, fp);
+    print_labels (fp, &devs[d], NULL, NULL);
+    if (key_in_ms (m->key))
+      fprintf (fp, " %llu.%03llu\n", v / 1000, v % 1000);
+    else
+      fprintf (fp, " %llu\n", v);
+  }
+  return 0;
+}
+
 static int
 render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
                 size_t ndevs)
@@ -346,30 +396,9 @@ render_metrics (FILE *fp, FILE *errfp, const struct ctl_device *devs,
 
   if (ndevs == 0)
     return 0;                   /* no device: nothing to describe */
-  for (i = 0; i < NMETRICS; i++) {
-    const struct metric *m = &metrics[i];
-
-    if (m->optional) {
-      for (d = 0; d < ndevs && !zctl_reply_get (devs[d].stats, m->key); d++)
-        ;
-      if (d == ndevs)
-        continue;               /* no server reports it */
-    }
-    fprintf (fp, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
-             m->type == COUNTER ? "counter" : "gauge");
-    for (d = 0; d < ndevs; d++) {
-      if (m->optional && !zctl_reply_get (devs[d].stats, m->key))
-        continue;
-      if (stat_u64 (errfp, &devs[d], m->key, &v) == -1)
-        return -1;
-      fputs (m->name, fp);
-      print_labels (fp, &devs[d], NULL, NULL);
-      if (key_in_ms (m->key))
-        fprintf (fp, " %llu.%03llu\n", v / 1000, v % 1000);
-      else
-        fprintf (fp, " %llu\n", v);
-    }
-  }
+  for (i = 0; i < NMETRICS; i++)
+    if (render_metric (fp, errfp, devs, ndevs, &metrics[i]) == -1)
+      return -1;
 
   /* Pages per recompression priority: one metric, a label each. */
   fputs ("# HELP nbdzram_recomp_pages Pages stored now with the "

@@ -93,7 +93,8 @@ struct zram_config {
 #define ZRAM_TABLE_POPULATE_MAX (UINT64_C (64) << 20)
 
 /* The reserve a device used as swap gets unless told otherwise: a
- * sixteenth of its size, at least 4 MiB and at most 64 MiB.  Why those
+ * sixteenth of its size, at least 4 MiB (but no more than the device:
+ * zram_reserve_max) and at most 64 MiB.  Why those
  * figures: README.md, "Use as swap".
  */
 #define ZRAM_RESERVE_DEFAULT_DIV 16
@@ -101,13 +102,27 @@ struct zram_config {
 #define ZRAM_RESERVE_DEFAULT_MAX (UINT64_C (64) << 20)
 #define ZRAM_RESERVE_DEFAULT_WAIT_MS 20
 
+/* The largest useful reserve of a device: its size (the pool never holds
+ * more than a full device's pages, so stock beyond that is never drawn
+ * on), or ZPOOL_RESERVE_MIN for a smaller device.
+ */
+static inline uint64_t
+zram_reserve_max (uint64_t disksize)
+{
+  return disksize > ZPOOL_RESERVE_MIN ? disksize : ZPOOL_RESERVE_MIN;
+}
+
+/* The default, capped at zram_reserve_max: a device smaller than 4 MiB
+ * gets a reserve of its size.
+ */
 static inline uint64_t
 zram_reserve_default (uint64_t disksize)
 {
   uint64_t r = disksize / ZRAM_RESERVE_DEFAULT_DIV;
 
-  return r < ZRAM_RESERVE_DEFAULT_MIN ? ZRAM_RESERVE_DEFAULT_MIN
+  r = r < ZRAM_RESERVE_DEFAULT_MIN ? ZRAM_RESERVE_DEFAULT_MIN
     : r > ZRAM_RESERVE_DEFAULT_MAX ? ZRAM_RESERVE_DEFAULT_MAX : r;
+  return r < zram_reserve_max (disksize) ? r : zram_reserve_max (disksize);
 }
 
 /* Statistics, with Linux zram's names and meanings (mm_stat, io_stat). */
@@ -172,10 +187,32 @@ extern struct zram *zram_create (const struct zram_config *config);
  * Until then, a device with a reserve fails writes for want of it.  Call
  * once, where the process will not fork any more (nbdkit: .after_fork);
  * zram_destroy stops it.  Without a reserve it does nothing.  Returns 0,
- * or -1 with errno ENOMEM (memory or a thread could not be had) or
- * EINVAL (called twice).
+ * or -1 with errno ENOMEM (memory or a thread could not be had, the
+ * reserve could be filled only in part, or it would take more than
+ * ZRAM_START_AVAIL_DIV-th of the memory available) or EINVAL (called
+ * twice).
  */
 extern int zram_start (struct zram *zram);
+
+/* zram_start refuses (ENOMEM) to populate a reserve and slot table of
+ * more than this fraction of the memory available (MemAvailable) at the
+ * time: populated and locked, more would push the machine into the OOM
+ * killer rather than fail.  A reset's new state is held to it too.
+ */
+#define ZRAM_START_AVAIL_DIV 2
+
+/* Try what zram_start will need, and give it back: with a reserve, check
+ * the memory available (ZRAM_START_AVAIL_DIV), then fill a reserve of the
+ * same size in a pool of the same kind under the same growth gate (so the
+ * address space and the cgroup's room are tried for real), stop its
+ * thread and release it all.  For a caller that will call zram_start
+ * where errors are hard to report (nbdkit: .get_ready, before the fork
+ * to .after_fork); a start can still fail if memory goes in between.
+ * Starts and joins one thread.  Without a reserve it does nothing.
+ * Returns 0, or -1 with errno ENOMEM (the reserve cannot be had now) or
+ * EINVAL (zram_start was called already).
+ */
+extern int zram_try_start (struct zram *zram);
 
 /* Free the device and everything in it.  No other call may be in flight. */
 extern void zram_destroy (struct zram *zram);

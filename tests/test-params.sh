@@ -126,10 +126,10 @@ fi
 # 60000 ms of reserve-wait are taken.
 if [ -x "${NBDZRAMCTL:-}" ] &&
    { [ "$(id -u)" = 0 ] || [ "$(ulimit -l)" = unlimited ]; }; then
-  start_nbdkit "$tmpdir/pidr" "$tmpdir/sockr" 1M mlock=true reserve-wait=0 ctl="$tmpdir/ctlr"
-  "$NBDZRAMCTL" -s "$tmpdir/ctlr" stats | grep -qx 'reserve_bytes=1048576' ||
-    fail "1M mlock=true: $("$NBDZRAMCTL" -s "$tmpdir/ctlr" stats | grep reserve_bytes)"
-  kill_nbdkit "$tmpdir/pidr"
+  start_nbdkit "$tmpdir/pidres" "$tmpdir/sockres" 1M mlock=true reserve-wait=0 ctl="$tmpdir/ctlres"
+  "$NBDZRAMCTL" -s "$tmpdir/ctlres" stats | grep -qx 'reserve_bytes=1048576' ||
+    fail "1M mlock=true: $("$NBDZRAMCTL" -s "$tmpdir/ctlres" stats | grep reserve_bytes)"
+  kill_nbdkit "$tmpdir/pidres"
   expect_size 1048576 1M mlock=true reserve=1M reserve-wait=60000
 fi
 

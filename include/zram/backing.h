@@ -1,0 +1,139 @@
+/* nbdkit-zram: the backing store, where writeback puts pages (zram's
+ * backing_dev).
+ * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
+ *
+ * A backing store is an array of BACKING_BLOCK_SIZE blocks, numbered from
+ * 0 to backing_nr_blocks () - 1, that can be read, written and trimmed,
+ * together with the allocator of those blocks (a bitmap: one bit per
+ * block, set while the block holds a page).  The device (src/zram.c,
+ * src/writeback.c) names stored pages by block number and never knows
+ * which kind of store it talks to; one contract, several implementations,
+ * the way include/zram/zpool.h hides its allocators:
+ *
+ *   file   a regular file or a block device, through pread(2)/pwrite(2);
+ *          trim punches a hole (fallocate(2) FALLOC_FL_PUNCH_HOLE), so a
+ *          sparse file or a thin device gives the space back
+ *          (src/backing-file.c).
+ *   nbd    an NBD server named by an nbd://, nbds:// or nbd+unix:// URI:
+ *          not yet; backing_open refuses such a name with ENOTSUP.
+ *
+ * The store knows nothing of pages, slots, compression or NBD clients.
+ *
+ * Thread safety: every function may be called from any thread at once,
+ * except backing_close and backing_free_all, which need exclusive use (no
+ * other call in flight or later).  Reads, writes and trims block (they
+ * are system calls on a file or device); the allocator takes no lock and
+ * never blocks.  Two calls on the same block at once are the caller's
+ * business: the device reaches a block only through the one slot that
+ * owns it, under that slot's rules.
+ *
+ * Errors: functions that can fail return -1 (or NULL) and set errno; they
+ * never print.  backing_open, where the causes are many and the user must
+ * act, also writes a message for the user into a caller's buffer.
+ */
+#ifndef ZRAM_BACKING_H
+#define ZRAM_BACKING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The unit of the store: one device page. */
+#define BACKING_BLOCK_SHIFT 12
+#define BACKING_BLOCK_SIZE (1u << BACKING_BLOCK_SHIFT)
+
+/* A message buffer of this size holds any message of backing_open. */
+#define BACKING_ERR_MAX 512
+
+struct backing;
+
+/* Open the store that spec names: a path to a regular file or a block
+ * device (opened read-write; the file must exist).  Its size, rounded down
+ * to whole blocks, is the store's; an empty regular file is first grown
+ * (sparse, costing no space) to max_bytes.  max_bytes > 0 also caps the
+ * blocks used: a device of N pages never needs more than N blocks, so a
+ * larger store is used only in part (and the bitmap stays small).
+ * The store is taken for exclusive use (a lock on a file, O_EXCL on a
+ * block device), so two servers cannot write back into one store.
+ *
+ * Returns the store, or NULL with errno and a message for the user in err
+ * (err_cap bytes; BACKING_ERR_MAX is enough) naming spec and what to do:
+ *   ENOENT, EACCES, EROFS, ...  the path cannot be opened read-write
+ *   EBUSY    another process uses the store (its lock, or a block device
+ *            that is mounted or held)
+ *   EINVAL   not a regular file or block device (a directory, a character
+ *            device, ...), an empty spec, or a store smaller than one
+ *            block with max_bytes 0
+ *   ENOTSUP  an NBD URI: not yet supported
+ *   ENOMEM   no memory for the bitmap
+ */
+extern struct backing *backing_open (const char *spec, uint64_t max_bytes,
+                                     char *err, size_t err_cap);
+
+/* Close the store, releasing its lock.  Blocks still allocated are not
+ * trimmed (call backing_free_all first for that).  NULL is accepted.
+ */
+extern void backing_close (struct backing *b);
+
+/* Number of blocks of the store (> 0). */
+extern uint64_t backing_nr_blocks (const struct backing *b);
+
+/* The spec the store was opened with. */
+extern const char *backing_name (const struct backing *b);
+
+/* The kind of store ("file", "block device"), for messages and stats. */
+extern const char *backing_kind (const struct backing *b);
+
+/* --- data --------------------------------------------------------------- */
+
+/* Read block (< nr_blocks) into buf (BACKING_BLOCK_SIZE bytes).  Returns 0,
+ * or -1 with errno EINVAL (block out of range) or the store's error (EIO
+ * for a short read or a failing device).
+ */
+extern int backing_read (struct backing *b, uint64_t block, void *buf);
+
+/* Write buf (BACKING_BLOCK_SIZE bytes) to block.  Returns 0, or -1 with
+ * errno EINVAL (out of range), ENOSPC (a sparse file whose file system is
+ * full), EIO or the store's error.  Durability: the data is handed to the
+ * kernel (no fsync); a page written back lives no longer than the device
+ * it came from, which is gone after a crash anyway.
+ */
+extern int backing_write (struct backing *b, uint64_t block, const void *buf);
+
+/* Advise the store that count blocks from block on hold nothing: a sparse
+ * file or thin device gives their space back.  Advisory: a store that
+ * cannot trim (the file system does not punch holes) is not asked again,
+ * and that is not an error.  Returns 0, or -1 with errno EINVAL (out of
+ * range) or an unexpected error of the store.
+ */
+extern int backing_trim (struct backing *b, uint64_t block, uint64_t count);
+
+/* True while trims reach the store (false once it said it cannot). */
+extern bool backing_can_trim (const struct backing *b);
+
+/* --- allocator ---------------------------------------------------------- */
+
+/* Take a free block: sets *block and returns 0, or -1 with errno ENOSPC
+ * when every block is taken.  Lock-free; concurrent callers get distinct
+ * blocks.
+ */
+extern int backing_alloc_block (struct backing *b, uint64_t *block);
+
+/* Give block (taken by backing_alloc_block, not yet given back) back: it
+ * is trimmed on the store first, and only then made free, so that a
+ * block handed out again is never trimmed after its new owner wrote it.
+ * May block for the trim.  Never fails (a failed trim only leaves the
+ * space taken on the store).
+ */
+extern void backing_free_block (struct backing *b, uint64_t block);
+
+/* Blocks allocated now. */
+extern uint64_t backing_used_blocks (const struct backing *b);
+
+/* Give back every allocated block, trimming them on the store in runs.
+ * Exclusive use (the device's reset and teardown, when no page can refer
+ * to the store any more).
+ */
+extern void backing_free_all (struct backing *b);
+
+#endif /* ZRAM_BACKING_H */

@@ -24,7 +24,11 @@ age (uint32_t now, uint32_t t)
 static inline bool
 wants_idle (uint64_t handle, uint64_t info, uint32_t now, uint32_t min_age_s)
 {
-  if (handle == 0 || (info & (SLOT_BIT (SLOT_SAME) | SLOT_BIT (SLOT_IDLE))))
+  /* Written-back pages are not marked: they hold no memory, and zram
+   * leaves them alone too.
+   */
+  if (handle == 0 || (info & (SLOT_BIT (SLOT_SAME) | SLOT_BIT (SLOT_IDLE) |
+                              SLOT_BIT (SLOT_WB))))
     return false;
   return min_age_s == 0 ||
          age (now, info >> SLOT_TIME_SHIFT) >= min_age_s;

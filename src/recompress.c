@@ -82,7 +82,7 @@ selected (const struct zram_meta *m, const struct zram_slot *slot,
 
   if (slot_get_handle (slot) == 0 ||
       (info & (SLOT_BIT (SLOT_SAME) | SLOT_BIT (SLOT_INCOMPRESSIBLE) |
-               SLOT_BIT (SLOT_PP))))
+               SLOT_BIT (SLOT_PP) | SLOT_BIT (SLOT_WB))))
     return false;
   idle = info & SLOT_BIT (SLOT_IDLE);
   if (!idle && p->min_age_s > 0) {
@@ -137,7 +137,7 @@ recompress_slot (struct zram *z, struct zram_meta *m,
    * walk meets and need no lock (which would write the table).
    */
   if (__atomic_load_n (&slot->handle, __ATOMIC_RELAXED) == 0 ||
-      slot_test_flag (slot, SLOT_SAME))
+      slot_test_flag (slot, SLOT_SAME) || slot_test_flag (slot, SLOT_WB))
     return 0;
   res->scanned++;
 
@@ -246,8 +246,31 @@ recompress_slot (struct zram *z, struct zram_meta *m,
   return 0;
 }
 
+static int recompress_walk (struct zram *z, const struct zram_recomp_req *req,
+                            struct zram_recomp_result *res);
+
+/* One post-processing walk at a time (zram-impl.h, pp_lock): a
+ * recompression and a writeback, or two recompressions, each seeing PP
+ * set by the other after a write cleared their own, would install a stale
+ * page.  Taken outside any read-side section, so a walk waiting for it
+ * never holds up a reset.
+ */
 int
 zram_recompress (struct zram *z, const struct zram_recomp_req *req,
+                 struct zram_recomp_result *res)
+{
+  int r, saved_errno;
+
+  pthread_mutex_lock (&z->pp_lock);
+  r = recompress_walk (z, req, res);
+  saved_errno = errno;
+  pthread_mutex_unlock (&z->pp_lock);
+  errno = saved_errno;
+  return r;
+}
+
+static int
+recompress_walk (struct zram *z, const struct zram_recomp_req *req,
                  struct zram_recomp_result *res)
 {
   struct zram_thread_ctx *ctx;

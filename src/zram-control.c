@@ -139,6 +139,7 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   config.pool = old ? old->pool_kind : ZPOOL_ZS;
   config.reserve = z->reserve;
   config.reserve_wait_ms = z->reserve_wait_ms;
+  config.backing = z->backing; /* the device's store: new_config's is ignored */
   /* The recompression algorithms are the device's: a reset keeps them. */
   config.nr_recomp = z->nr_recomp;
   memcpy (config.recomp, z->recomp, sizeof config.recomp);
@@ -278,6 +279,10 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->recomp_attempts = STAT_GET (m->stats.recomp_attempts);
   s->recomp_successes = STAT_GET (m->stats.recomp_successes);
   s->recomp_bytes_saved = STAT_GET (m->stats.recomp_bytes_saved);
+  s->bd_count = STAT_GET (m->stats.bd_count);
+  s->bd_reads = STAT_GET (m->stats.bd_reads);
+  s->bd_writes = STAT_GET (m->stats.bd_writes);
+  s->bd_blocks = m->backing ? backing_nr_blocks (m->backing) : 0;
   s->nr_recomp = m->nr_recomp;
   for (unsigned i = 0; i < m->nr_recomp; i++) {
     s->pages_recomp[i] = STAT_GET (m->stats.pages_recomp[i]);

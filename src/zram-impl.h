@@ -38,6 +38,9 @@ struct meta_stats {
   uint64_t recomp_successes;  /* of those, stored smaller */
   uint64_t recomp_bytes_saved; /* sum of size before - after */
   uint64_t pages_recomp[ZRAM_MAX_RECOMP]; /* slots at priority 1..3 */
+  uint64_t bd_count;          /* WB slots (also in pages_stored) */
+  uint64_t bd_reads;          /* pages read from the store */
+  uint64_t bd_writes;         /* pages written to the store */
 };
 
 /* One initialisation of the device: replaced whole by a reset. */
@@ -58,6 +61,10 @@ struct zram_meta {
   size_t huge_class_size;     /* objects this large or larger are stored raw */
   bool reserve;               /* the pool keeps a reserve */
   uint64_t reserve_bytes;     /* its size (config.reserve) */
+  struct backing *backing;    /* the device's store, or NULL; shared by
+                                 the states in turn: only the published
+                                 one writes back, and a state gives all
+                                 its blocks back when destroyed */
   struct meta_stats stats;
 };
 
@@ -92,6 +99,10 @@ struct zram {
   pthread_mutex_t clients_lock;  /* guards client_pids */
   int client_pids[ZRAM_MAX_CLIENT_PIDS];  /* 0 = free */
   struct zram_bg *bg;         /* atomic: zram_set_background */
+  struct backing *backing;    /* the store for writeback, or NULL */
+  pthread_mutex_t pp_lock;    /* one post-processing walk at a time
+                                 (recompression, writeback): a slot's PP
+                                 mark has one owner */
 };
 
 #define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)
@@ -132,6 +143,13 @@ meta_comp (const struct zram_meta *m, unsigned prio)
  */
 extern int zram_read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
                              struct zram_slot *slot, unsigned char *dst);
+
+/* Release a state taken out of a slot, after the slot is unlocked: free
+ * its object (or give its store block back, trimmed) and uncount it.
+ * Returns true if the state held a page.
+ */
+extern bool zram_release_state (struct zram_meta *m,
+                                const struct page_state *old);
 
 /* Raise m's mem_used_max to total if it is higher (after an allocation). */
 extern void zram_update_mem_used_max (struct zram_meta *m, uint64_t total);

@@ -92,6 +92,7 @@ zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard
     m->reserve_bytes = config->reserve;
   }
   m->huge_class_size = zpool_huge_class_size (m->pool);
+  m->backing = config->backing;
   return m;
 
  err:
@@ -182,19 +183,29 @@ zram_meta_destroy (struct zram_meta *m)
     return;
   if (m->table.slots && m->pool && !zpool_destroy_frees_objects (m->pool)) {
     uint64_t objects = STAT_GET (m->stats.pages_stored) -
-                       STAT_GET (m->stats.same_pages);
+                       STAT_GET (m->stats.same_pages) -
+                       STAT_GET (m->stats.bd_count);
     uint64_t i = 0;
 
     while (objects > 0 &&
            (i = slot_table_next_touched (&m->table, i, m->nr_pages)) < m->nr_pages) {
       struct zram_slot *slot = slot_at (&m->table, i++);
 
-      if (!slot_test_flag (slot, SLOT_SAME) && slot_get_handle (slot) != 0) {
+      if (!slot_test_flag (slot, SLOT_SAME) && !slot_test_flag (slot, SLOT_WB) &&
+          slot_get_handle (slot) != 0) {
         zpool_free (m->pool, slot_get_handle (slot));
         objects--;
       }
     }
   }
+  /* Every block in use is this state's: only the published state writes
+   * back, a state is destroyed only once unreachable (its writebacks
+   * done), and a state never published has none (bd_count 0, so the
+   * blocks of the live state are left alone when a reset's new state is
+   * thrown away).  Give them back in runs rather than slot by slot.
+   */
+  if (m->backing && STAT_GET (m->stats.bd_count) > 0)
+    backing_free_all (m->backing);
   zpool_destroy (m->pool);
   slot_table_destroy (&m->table);
   zcomp_destroy (m->comp);
@@ -229,7 +240,9 @@ zram_create (const struct zram_config *config)
   z->meta->gen = z->gen = 1;
   z->reserve = config->reserve;
   z->reserve_wait_ms = config->reserve_wait_ms;
+  z->backing = config->backing;
   pthread_mutex_init (&z->ctl_lock, NULL);
+  pthread_mutex_init (&z->pp_lock, NULL);
   pthread_mutex_init (&z->clients_lock, NULL);
   return z;
 }
@@ -293,8 +306,10 @@ zram_destroy (struct zram *z)
   if (z == NULL)
     return;
   zram_meta_destroy (z->meta);
+  backing_close (z->backing);
   zram_mem_guard_destroy (z->guard);
   pthread_mutex_destroy (&z->ctl_lock);
+  pthread_mutex_destroy (&z->pp_lock);
   pthread_mutex_destroy (&z->clients_lock);
   free (z);
 }
@@ -416,11 +431,7 @@ install_locked (struct zram_meta *m, struct zram_slot *slot,
   }
 }
 
-/* Release a state taken out of a slot: free its object and uncount it.
- * Called after the slot is unlocked: nobody can reach the old object any
- * more, because readers find objects only through the slot, under its lock.
- * Returns true if the state held a page.
- */
+/* Uncount the flag-borne statistics of a state (see zram-impl.h). */
 void
 zram_uncount_flags (struct zram_meta *m, uint64_t flags)
 {
@@ -434,10 +445,24 @@ zram_uncount_flags (struct zram_meta *m, uint64_t flags)
     STAT_SUB (m->stats.pages_recomp[prio - 1], 1);
 }
 
-static bool
-release_state (struct zram_meta *m, const struct page_state *old)
+/* Release a state taken out of a slot: free its object and uncount it.
+ * Called after the slot is unlocked: nobody can reach the old object any
+ * more, because readers find objects only through the slot, under its lock.
+ * Returns true if the state held a page.
+ */
+bool
+zram_release_state (struct zram_meta *m, const struct page_state *old)
 {
   zram_uncount_flags (m, old->flags);
+  if (old->flags & SLOT_BIT (SLOT_WB)) {
+    /* On the thread of the request that replaced the page: the trim is
+     * a system call, but the block must not be reused before it.
+     */
+    backing_free_block (m->backing, slot_wb_block_of (old->handle));
+    STAT_SUB (m->stats.pages_stored, 1);
+    STAT_SUB (m->stats.bd_count, 1);
+    return true;
+  }
   if (old->flags & SLOT_BIT (SLOT_SAME)) {
     STAT_SUB (m->stats.pages_stored, 1);
     STAT_SUB (m->stats.same_pages, 1);
@@ -467,6 +492,17 @@ zram_read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
   }
   if (h == 0) {
     memset (dst, 0, ZRAM_PAGE_SIZE);
+    return 0;
+  }
+  if (slot_test_flag (slot, SLOT_WB)) {
+    /* Under the slot lock: the block stays this page's until the lock is
+     * dropped (a write that replaces the page gives it back after).
+     */
+    if (backing_read (m->backing, slot_get_wb_block (slot), dst) == -1) {
+      errno = EIO;
+      return -1;
+    }
+    STAT_ADD (m->stats.bd_reads, 1);
     return 0;
   }
   src = zpool_map (m->pool, h, ZPOOL_MAP_RO);
@@ -500,7 +536,7 @@ write_full_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ct
   slot_lock (slot);
   install_locked (m, slot, &st, &old, t);
   slot_unlock (slot);
-  release_state (m, &old);
+  zram_release_state (m, &old);
   return 0;
 }
 
@@ -535,7 +571,7 @@ write_partial_page (struct zram *z, struct zram_meta *m,
     goto err;
   install_locked (m, slot, &st, &old, t);
   slot_unlock (slot);
-  release_state (m, &old);
+  zram_release_state (m, &old);
   return 0;
 
  err:
@@ -591,7 +627,7 @@ discard_full_page (struct zram_meta *m, uint64_t index)
   slot_lock (slot);
   install_locked (m, slot, &empty, &old, 0);
   slot_unlock (slot);
-  if (release_state (m, &old))
+  if (zram_release_state (m, &old))
     STAT_ADD (m->stats.notify_free, 1);
 }
 

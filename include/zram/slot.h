@@ -4,9 +4,14 @@
  * One 16-byte slot describes one 4 KiB page of the device:
  *
  *   word 0  handle   the allocator handle of the page's object, or, for a
- *                    same-filled page, the repeated 8-byte value
- *   word 1  info     bits  0..12  object size in bytes (0..4096)
- *                    bits 13..20  flags (enum slot_flag), the lock bit among
+ *                    same-filled page, the repeated 8-byte value, or, for a
+ *                    written-back page (SLOT_WB), the backing store's block
+ *                    number plus one (slot_wb_handle), so that it is never
+ *                    0 and the lock-free peeks below stay right
+ *   word 1  info     bits  0..12  object size in bytes (0..4096; 0 for a
+ *                                 written-back page, which the store holds
+ *                                 as a whole uncompressed page)
+ *                    bits 13..21  flags (enum slot_flag), the lock bit among
  *                                 them, and the 2-bit priority (which
  *                                 algorithm compressed the object: 0 the
  *                                 primary, 1..3 a recompression algorithm)
@@ -69,6 +74,10 @@ enum slot_flag {
                                   the slot clears it, so a recompression
                                   that finds it still set knows the slot
                                   is unchanged */
+  SLOT_WB,                     /* written back: the page is in the
+                                  backing store's block slot_get_wb_block,
+                                  not in the pool; no other flag is set
+                                  with it but the lock */
   SLOT_PRIO,                   /* first of the 2 priority bits */
 };
 
@@ -80,6 +89,9 @@ enum slot_flag {
 /* The access time: seconds, in the top half of info. */
 #define SLOT_TIME_SHIFT 32
 #define SLOT_TIME_MASK (UINT64_C(0xffffffff) << SLOT_TIME_SHIFT)
+
+_Static_assert (SLOT_PRIO + SLOT_PRIO_BITS <= SLOT_TIME_SHIFT,
+                "the flags and priority fit below the access time");
 
 /* Every bit of info that describes the stored page (not its size, lock
  * or access time): what a store replaces and a free clears.
@@ -243,6 +255,27 @@ static inline uint32_t
 slot_get_time (const struct zram_slot *slot)
 {
   return slot_info (slot) >> SLOT_TIME_SHIFT;
+}
+
+/* The handle word of a page written back to block (see the layout). */
+static inline uint64_t
+slot_wb_handle (uint64_t block)
+{
+  return block + 1;
+}
+
+/* The store block named by the handle word of a written-back page. */
+static inline uint64_t
+slot_wb_block_of (uint64_t handle)
+{
+  return handle - 1;
+}
+
+/* The store block of a written-back slot (SLOT_WB set). */
+static inline uint64_t
+slot_get_wb_block (const struct zram_slot *slot)
+{
+  return slot_wb_block_of (slot_get_handle (slot));
 }
 
 /* True if the slot holds nothing (reads as zeroes). */

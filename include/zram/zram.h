@@ -39,6 +39,13 @@
  *           refuses before it grows, so mem_used_total and mem_used_max
  *           never pass the limit because of a refused write
  *
+ * With a backing store (zram_config.backing), a page may live in the store
+ * instead of the pool after zram_writeback: a read of it reads its block
+ * (failing with EIO if the store does; the slot is locked for that read,
+ * so other requests on that one page wait for the store); a write, trim,
+ * write-zeroes or reset of it gives its block back and trims it on the
+ * store (on the thread of that request).
+ *
  * Control path (zram_reset, zram_compact, limits): serialised among itself
  * by one mutex which the data path never takes.  It may block.
  *
@@ -52,6 +59,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "zram/backing.h"
 #include "zram/histogram.h"
 #include "zram/zcomp.h"
 #include "zram/zpool.h"
@@ -82,6 +90,12 @@ struct zram_config {
   uint64_t reserve;           /* bytes of pool kept populated for the data
                                  path (zpool_set_reserve); 0 = none */
   unsigned reserve_wait_ms;   /* longest wait of a write for the reserve */
+  struct backing *backing;    /* the store for writeback (backing_open,
+                                 include/zram/backing.h), or NULL for none.
+                                 zram_create takes it over when it
+                                 succeeds (zram_destroy closes it); on
+                                 failure the caller still owns it.  A
+                                 reset keeps the device's store */
 };
 
 /* With a reserve, zram_start also populates the slot table (16 bytes per
@@ -164,6 +178,13 @@ struct zram_stats {
                                  over the successes, bytes */
   uint64_t pages_recomp[ZRAM_MAX_RECOMP]; /* pages stored now with the
                                  algorithm of priority 1..3 */
+  /* Writeback (bd_stat), in 4 KiB pages; all 0 without a store. */
+  uint64_t bd_count;          /* pages held in the backing store now */
+  uint64_t bd_reads;          /* pages read from the store */
+  uint64_t bd_writes;         /* pages written to the store (including
+                                 writes whose page changed meanwhile and
+                                 was not installed) */
+  uint64_t bd_blocks;         /* blocks of the store (its capacity) */
   unsigned nr_recomp;         /* recompression algorithms configured */
   struct zram_recomp_algo recomp[ZRAM_MAX_RECOMP]; /* and their effective
                                  levels */
@@ -306,8 +327,9 @@ extern size_t zram_client_pids (struct zram *zram, int *pids, size_t cap);
 /* Throw away all data and start again with an empty device of the same size.
  * If new_config is not NULL, its algo, level and pool are used for the new
  * initialisation (its disksize must equal zram_disksize, else EINVAL); the
- * reserve and the recompression algorithms stay as the device was created
- * (ENOTSUP if the new pool kind cannot keep a reserve).
+ * reserve, the recompression algorithms and the backing store stay as the
+ * device was created (ENOTSUP if the new pool kind cannot keep a reserve).
+ * Pages written back are given back to the store, trimmed.
  * Without force, refused with EBUSY while openers > 0; the check and the
  * claim that keeps new openers out are one atomic step.  With force,
  * requests in flight finish against the old data; requests arriving during
@@ -475,5 +497,71 @@ struct zram_recomp_result {
 extern int zram_recompress (struct zram *zram,
                             const struct zram_recomp_req *req,
                             struct zram_recomp_result *res);
+
+/* --- writeback (Linux zram's semantics) ----------------------------------
+ *
+ * A device created with a backing store can move pages out of the pool
+ * into the store: each page is written there whole (uncompressed) and its
+ * slot keeps only the block number (state WB, include/zram/slot.h), so
+ * the pool memory of its object is freed.  bd_count, bd_reads and
+ * bd_writes (zram_stats) count the pages in the store and the pages read
+ * and written, as zram's bd_stat does.
+ *
+ * Post-processing (zram_recompress, zram_writeback) is serialised per
+ * device: one runs at a time, the other call waits (as zram's sysfs
+ * writes do under its dev_lock), so at most one owner of a slot's PP
+ * mark exists.
+ */
+
+/* What to write back (zram's writeback type=...). */
+enum zram_wb_type {
+  ZRAM_WB_IDLE = 1,           /* pages marked idle */
+  ZRAM_WB_HUGE = 2,           /* pages stored uncompressed */
+  ZRAM_WB_HUGE_IDLE = 3,      /* pages both huge and idle */
+  ZRAM_WB_INCOMPRESSIBLE = 4, /* pages recompression marked
+                                 incompressible */
+};
+
+struct zram_wb_req {
+  enum zram_wb_type type;
+  uint64_t max_pages;         /* most pages to write to the store; 0 = no
+                                 limit */
+  uint64_t start_index, end_index; /* slots [start, end) to scan; end 0 =
+                                 the device end; lets a caller work in
+                                 batches, continuing at next_index */
+};
+
+struct zram_wb_result {
+  uint64_t scanned;           /* stored pages looked at */
+  uint64_t written;           /* pages moved to the store */
+  uint64_t raced;             /* pages written to the store but changed
+                                 (write, trim, reset) meanwhile: the
+                                 change won, the block was given back */
+  uint64_t next_index;        /* first slot not scanned: end_index (or the
+                                 device end) when done, earlier when
+                                 max_pages, a full store or an error
+                                 stopped the scan */
+};
+
+/* Write back the pages of [start_index, end_index) that type selects and
+ * that are not same-filled or written back already.  Per page: under the
+ * slot lock the page is marked (PP) and its content copied out; without
+ * the lock a block is taken and the page written to it; under the lock
+ * again, if the mark is still there, the slot becomes WB and its pool
+ * object is freed (the page keeps its access time; IDLE, INCOMPRESSIBLE
+ * and the priority go with the object).  A write, trim or reset in
+ * between wins: the block is given back (counted in raced).  Requests on
+ * the page wait only for a decompression, never for the store.
+ *
+ * *res (required) is filled even on failure with what was done.  Uses
+ * the calling thread's context.  Returns 0, or -1 with errno ENODEV (the
+ * device has no backing store), EINVAL (bad type, start beyond end or
+ * the device), ENOSPC (the store is full: pages written so far stay
+ * written), EIO (not initialised, stored data failed to decompress, or
+ * the store failed a write: that page stays in the pool) or ENOMEM (no
+ * thread context).  A reset during the call ends it with 0.
+ */
+extern int zram_writeback (struct zram *zram, const struct zram_wb_req *req,
+                           struct zram_wb_result *res);
 
 #endif /* ZRAM_ZRAM_H */

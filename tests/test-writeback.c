@@ -12,10 +12,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "zram/zram.h"
@@ -406,6 +408,76 @@ test_store_failure (void)
   unlink (store_path);
 }
 
+/* One hot page: a thread rewrites and rereads it without pause while
+ * writeback takes it again and again, so the write often lands between
+ * writeback's snapshot and its install.  The write must win every time
+ * (the page reads as last written), and the raced blocks go back.
+ */
+static bool hot_stop;
+
+static void *
+hot_writer (void *arg)
+{
+  struct zram *z = arg;
+  unsigned char buf[PAGE];
+  uint32_t g = 100;
+
+  while (!__atomic_load_n (&hot_stop, __ATOMIC_ACQUIRE)) {
+    make_page (model[0], 0, ++g);     /* page 0: random, so huge */
+    CHECK (zram_write (z, model[0], PAGE, 0) == 0);
+    CHECK (zram_read (z, buf, PAGE, 0) == 0);
+    CHECK (memcmp (buf, model[0], PAGE) == 0);
+  }
+  return NULL;
+}
+
+static double
+now_s (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+test_hot_page (void)
+{
+  struct zram_wb_req req = { .type = ZRAM_WB_HUGE, .end_index = 1 };
+  struct zram_wb_result res;
+  uint64_t written = 0, raced = 0;
+  struct backing *b;
+  struct zram *z = make (0, &b, 0);
+  pthread_t th;
+  double end = now_s () + 10;
+
+  fill (z, 9);
+  __atomic_store_n (&hot_stop, false, __ATOMIC_RELEASE);
+  CHECK (pthread_create (&th, NULL, hot_writer, z) == 0);
+  while (now_s () < end && (raced < 20 || written < 20)) {
+    CHECK (zram_writeback (z, &req, &res) == 0);
+    written += res.written;
+    raced += res.raced;
+  }
+  __atomic_store_n (&hot_stop, true, __ATOMIC_RELEASE);
+  CHECK (pthread_join (th, NULL) == 0);
+  printf ("hot page: %" PRIu64 " written back, %" PRIu64 " raced\n",
+          written, raced);
+  EXPECT (raced > 0 && written > 0, "the race was not met (%" PRIu64
+          " written, %" PRIu64 " raced)", written, raced);
+  verify (z);
+  {
+    struct zram_stats s;
+
+    zram_get_stats (z, &s);
+    check_stats (z, b, s.bd_count);
+    EXPECT (s.bd_count <= 1, "bd_count %" PRIu64 " for one hot page", s.bd_count);
+    EXPECT (s.bd_writes == written + raced, "bd_writes %" PRIu64, s.bd_writes);
+  }
+  zram_destroy (z);
+  unlink (store_path);
+}
+
 static void
 test_refusals (void)
 {
@@ -453,6 +525,7 @@ main (void)
     test_incompressible ();
     test_batches_and_full_store ();
     test_store_failure ();
+    test_hot_page ();
     test_refusals ();
   }
   rmdir (dir);

@@ -60,6 +60,7 @@ errno_name (int err)
   case EACCES: return "EACCES";
   case EAGAIN: return "EAGAIN";
   case ENOSPC: return "ENOSPC";
+  case ENODEV: return "ENODEV";
   default: return "EIO";
   }
 }
@@ -156,6 +157,8 @@ cmd_help (struct reply *r)
   reply_line (r, "command=idle all|SECONDS");
   reply_line (r, "command=recompress type=idle|huge|huge_idle "
               "[threshold=BYTES] [max_pages=N] [algo=NAME|priority=N]");
+  reply_line (r, "command=writeback type=idle|huge|huge_idle|incompressible "
+              "[max_pages=N]");
   reply_line (r, "algorithms=%s", ZCOMP_ALGO_NAMES);
   return reply_ok (r);
 }
@@ -243,6 +246,10 @@ cmd_stats (struct zram *zram, struct reply *r)
                        zcomp_algo_name (s.recomp[i].algo), s.recomp[i].level);
     reply_line (r, "recomp_algorithm=%s", list);
   }
+  reply_line (r, "bd_count=%" PRIu64, s.bd_count);
+  reply_line (r, "bd_reads=%" PRIu64, s.bd_reads);
+  reply_line (r, "bd_writes=%" PRIu64, s.bd_writes);
+  reply_line (r, "backing_blocks=%" PRIu64, s.bd_blocks);
   reply_policy_stats (zram, r);
   return reply_ok (r);
 }
@@ -553,10 +560,85 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
   return reply_ok (r);
 }
 
+#define WRITEBACK_USAGE "usage: writeback " \
+  "type=idle|huge|huge_idle|incompressible [max_pages=N]"
+
+/* zram's writeback file: "type=NAME", or the legacy bare "NAME". */
+static int
+cmd_writeback (struct zram *zram, struct reply *r, char **words, size_t n)
+{
+  static const struct { const char *name; enum zram_wb_type type; } types[] = {
+    { "idle", ZRAM_WB_IDLE }, { "huge", ZRAM_WB_HUGE },
+    { "huge_idle", ZRAM_WB_HUGE_IDLE },
+    { "incompressible", ZRAM_WB_INCOMPRESSIBLE },
+  };
+  struct zram_wb_req req = { .type = 0 };
+  struct zram_wb_result res;
+  bool have_max = false;
+  uint64_t v;
+  size_t i, k;
+
+  for (i = 1; i < n; i++) {
+    const char *w = words[i];
+
+    if (strncmp (w, "max_pages=", 10) == 0 && !have_max) {
+      if (parse_u64 (w + 10, UINT64_MAX, &v) == -1)
+        return reply_error (r, EINVAL, "writeback: max_pages '%.32s' is not "
+                            "a number (0 = no limit)", w + 10);
+      req.max_pages = v;
+      have_max = true;
+      continue;
+    }
+    if (req.type == 0) {
+      const char *name = strncmp (w, "type=", 5) == 0 ? w + 5 : w;
+
+      for (k = 0; k < sizeof types / sizeof types[0]; k++)
+        if (strcmp (name, types[k].name) == 0)
+          break;
+      if (k < sizeof types / sizeof types[0]) {
+        req.type = types[k].type;
+        continue;
+      }
+      if (name != w)
+        return reply_error (r, EINVAL, "writeback: unknown type '%.32s' "
+                            "(known: idle, huge, huge_idle, incompressible)",
+                            name);
+    }
+    return reply_error (r, EINVAL, "writeback: unexpected or repeated "
+                        "argument '%.64s' (" WRITEBACK_USAGE ")", w);
+  }
+  if (req.type == 0)
+    return reply_error (r, EINVAL, "writeback: type= is required ("
+                        WRITEBACK_USAGE ")");
+
+  if (zram_writeback (zram, &req, &res) == -1) {
+    int err = errno;
+
+    if (err == ENODEV)
+      return reply_error (r, err, "writeback: the device has no backing "
+                          "store (start the server with backing=PATH)");
+    if (err == ENOSPC)
+      return reply_error (r, err, "writeback: the backing store is full "
+                          "after %" PRIu64 " pages written back (they stay "
+                          "there; trim or rewrite pages to free blocks)",
+                          res.written);
+    return reply_error (r, err, "writeback: %s after %" PRIu64 " pages "
+                        "written back", err == EIO && res.scanned == 0
+                        ? "device not initialised (a reset is in progress)"
+                        : err == EIO ? "the backing store failed a write"
+                        : strerror (err), res.written);
+  }
+  reply_line (r, "scanned=%" PRIu64, res.scanned);
+  reply_line (r, "written=%" PRIu64, res.written);
+  reply_line (r, "raced=%" PRIu64, res.raced);
+  return reply_ok (r);
+}
+
 bool
 zctl_may_block (const char *line, size_t len)
 {
-  static const char *const slow[] = { "reset", "compact", "idle", "recompress" };
+  static const char *const slow[] = { "reset", "compact", "idle", "recompress",
+                                      "writeback" };
   size_t i, n, k;
 
   for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
@@ -639,6 +721,8 @@ zctl_execute (struct zram *zram, const char *line, size_t len,
     ret = cmd_idle (zram, &r, words, n);
   else if (strcmp (words[0], "recompress") == 0)
     ret = cmd_recompress (zram, &r, words, n);
+  else if (strcmp (words[0], "writeback") == 0)
+    ret = cmd_writeback (zram, &r, words, n);
   else if (strcmp (words[0], "help") == 0 || strcmp (words[0], "stats") == 0 ||
            strcmp (words[0], "histograms") == 0 ||
            strcmp (words[0], "compact") == 0)

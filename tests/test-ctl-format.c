@@ -100,6 +100,12 @@ mm (FILE *o, FILE *e, const struct ctl_device *d)
   return ctl_print_kstat (o, e, KSTAT_MM, d);
 }
 
+static int
+bd (FILE *o, FILE *e, const struct ctl_device *d)
+{
+  return ctl_print_kstat (o, e, KSTAT_BD, d);
+}
+
 static struct zctl_reply stats_r, hists_r;
 
 /* Parse text (a whole reply) into r. */
@@ -138,6 +144,29 @@ test_formats (void)
                            "        0        0 123456789\n") == 0, "mm_stat: '%s'", out);
   free (out);
   free (err);
+
+  /* bd_stat: the server's bd_* keys; zeroes from a server without them. */
+  out = capture (bd, &d, &r, &err);
+  EXPECT (r == 0 && strcmp (out, "       0        0        0\n") == 0,
+          "bd_stat without keys: '%s'", out);
+  free (out);
+  free (err);
+  {
+    struct zctl_reply with_bd;
+    struct ctl_device d2 = { "x", &with_bd, &hists_r };
+
+    reply_of (&with_bd, "bd_count=12\nbd_reads=345\nbd_writes=6789\nok\n");
+    out = capture (bd, &d2, &r, &err);
+    EXPECT (r == 0 && strcmp (out, "      12      345     6789\n") == 0,
+            "bd_stat: '%s'", out);
+    free (out);
+    free (err);
+    reply_of (&with_bd, "bd_count=12\nbd_reads=x\nbd_writes=6789\nok\n");
+    out = capture (bd, &d2, &r, &err);
+    EXPECT (r == -1 && strstr (err, "bd_reads"), "bad bd_reads: '%s'", err);
+    free (out);
+    free (err);
+  }
 
   out = capture (metrics1, &d, &r, &err);
   EXPECT (r == 0, "metrics failed: %s", err);

@@ -173,6 +173,17 @@ static const struct {
   { "recompress threshold=100", "EINVAL" },
   /* This device has no recompression algorithm. */
   { "recompress type=idle", "EINVAL" },
+  { "writeback", "EINVAL" },
+  { "writeback type=cold", "EINVAL" },
+  { "writeback cold", "EINVAL" },
+  { "writeback type=idle type=huge", "EINVAL" },
+  { "writeback idle huge", "EINVAL" },
+  { "writeback max_pages=5", "EINVAL" },
+  { "writeback type=idle max_pages=x", "EINVAL" },
+  { "writeback type=idle max_pages=1 max_pages=2", "EINVAL" },
+  /* This device has no backing store. */
+  { "writeback type=idle", "ENODEV" },
+  { "writeback huge", "ENODEV" },
   { "reset force level=99999999999999999999", "EINVAL" },
   { "mem_limit", "EINVAL" },
   { "mem_limit 1M 2M", "EINVAL" },
@@ -289,6 +300,54 @@ test_recompress_commands (void)
   zram_destroy (z);
 }
 
+/* writeback on a device with a backing store: it works, both spellings,
+ * reports what it did, and bd_stat's keys follow.
+ */
+static void
+test_writeback_commands (void)
+{
+  struct zram_config config = {
+    .disksize = 1 << 20, .algo = ZCOMP_LZ4, .pool = ZPOOL_ZS,
+  };
+  char path[] = "/tmp/test-zctl-store.XXXXXX", err[BACKING_ERR_MAX];
+  unsigned char page[ZRAM_PAGE_SIZE];
+  struct zram *z;
+  size_t i;
+  int fd = mkstemp (path);
+
+  CHECK (fd >= 0);
+  close (fd);
+  config.backing = backing_open (path, config.disksize, err, sizeof err);
+  CHECK (config.backing != NULL);
+  unlink (path);
+  z = zram_create (&config);
+  CHECK (z != NULL);
+  for (i = 0; i < 32; i++) {
+    fill (page, (unsigned) i + 1);
+    CHECK (zram_write (z, page, sizeof page, i * ZRAM_PAGE_SIZE) == 0);
+  }
+  EXPECT (run (z, "stats") == 0 && strcmp (value ("bd_count"), "0") == 0 &&
+          strcmp (value ("backing_blocks"), "256") == 0, "%s", reply);
+  EXPECT (run (z, "writeback type=idle") == 0 &&
+          strcmp (value ("written"), "0") == 0, "%s", reply);
+  EXPECT (run (z, "idle all") == 0 && strcmp (value ("marked"), "32") == 0,
+          "%s", reply);
+  EXPECT (run (z, "writeback type=idle max_pages=5") == 0 &&
+          strcmp (value ("written"), "5") == 0 &&
+          strcmp (value ("raced"), "0") == 0, "%s", reply);
+  EXPECT (run (z, "writeback idle") == 0 &&
+          strcmp (value ("written"), "27") == 0, "%s", reply);
+  for (i = 0; i < 32; i++)
+    EXPECT (page_is (z, i, (unsigned) i + 1), "page %zu", i);
+  EXPECT (run (z, "stats") == 0 && strcmp (value ("bd_count"), "32") == 0 &&
+          strcmp (value ("bd_writes"), "32") == 0 &&
+          strcmp (value ("bd_reads"), "32") == 0 &&
+          strcmp (value ("compr_data_size"), "0") == 0, "%s", reply);
+  EXPECT (run (z, "reset force") == 0 && run (z, "stats") == 0 &&
+          strcmp (value ("bd_count"), "0") == 0, "%s", reply);
+  zram_destroy (z);
+}
+
 int
 main (void)
 {
@@ -319,7 +378,8 @@ main (void)
   EXPECT (zctl_may_block ("reset", 5) && zctl_may_block (" reset force", 12) &&
           zctl_may_block ("compact", 7) && zctl_may_block ("reset\r", 6) &&
           zctl_may_block ("reset\tbogus", 11) && zctl_may_block ("idle all", 8) &&
-          zctl_may_block ("recompress type=idle", 20), "slow commands");
+          zctl_may_block ("recompress type=idle", 20) &&
+          zctl_may_block ("writeback type=idle", 19), "slow commands");
   EXPECT (!zctl_may_block ("stats", 5) && !zctl_may_block ("resetx", 6) &&
           !zctl_may_block ("rese", 4) && !zctl_may_block ("", 0) &&
           !zctl_may_block ("help", 4) && !zctl_may_block ("mem_limit 0", 11) &&
@@ -558,6 +618,7 @@ main (void)
 
   zram_destroy (z);
   test_recompress_commands ();
+  test_writeback_commands ();
   if (check_failures) {
     fprintf (stderr, "%d failure(s)\n", check_failures);
     return 1;

@@ -58,20 +58,20 @@ ctl_print_kstat (FILE *fp, FILE *errfp, enum ctl_kstat which,
   static const char *const io[] = {
     "failed_reads", "failed_writes", "invalid_io", "notify_free", NULL,
   };
-  /* No backing store yet: bd_stat is three zeroes, as on a kernel zram
-   * device without one.
+  /* Pages in the backing store, read from it, written to it (zram's
+   * units: 4 KiB pages).  A server from before writeback has no such keys:
+   * three zeroes, as on a kernel zram device without a store.
    */
-  static const char *const bd[] = { NULL };
+  static const char *const bd[] = { "bd_count", "bd_reads", "bd_writes", NULL };
   const char *const *keys = which == KSTAT_MM ? mm : which == KSTAT_IO ? io : bd;
   unsigned long long v[16];
   size_t i, n;
 
-  for (n = 0; keys[n]; n++)
-    if (stat_u64 (errfp, dev, keys[n], &v[n]) == -1)
-      return -1;
-  if (which == KSTAT_BD) {
-    for (n = 0; n < 3; n++)
+  for (n = 0; keys[n]; n++) {
+    if (which == KSTAT_BD && zctl_reply_get (dev->stats, keys[n]) == NULL)
       v[n] = 0;
+    else if (stat_u64 (errfp, dev, keys[n], &v[n]) == -1)
+      return -1;
   }
   for (i = 0; i < n; i++)
     fprintf (fp, "%s%8llu", i ? " " : "", v[i]);

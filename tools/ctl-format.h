@@ -32,7 +32,8 @@ struct ctl_device {
  *                       huge_pages huge_pages_since
  *   KSTAT_IO  io_stat:  failed_reads failed_writes invalid_io notify_free
  *   KSTAT_BD  bd_stat:  bd_count bd_reads bd_writes (4 KiB units; all 0
- *                       until the device has a backing store)
+ *                       without a backing store, and from a server that
+ *                       predates writeback and lacks the keys)
  * each field "%8llu", separated by one space, ending in '\n'.
  * Returns 0, or -1 after printing to errfp which key was missing or bad.
  */

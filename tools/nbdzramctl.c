@@ -59,8 +59,9 @@ enum {
  */
 #define SCRAPE_TIMEOUT 8
 
-/* For "idle" and "recompress", which walk the whole device (zstd at a high
- * level recompresses a few thousand pages a second): an hour.
+/* For "idle", "recompress" and "writeback", which walk the whole device
+ * (zstd at a high level recompresses a few thousand pages a second): an
+ * hour.
  */
 #define WALK_TIMEOUT 3600
 
@@ -108,6 +109,8 @@ usage (FILE *fp)
 "  %s -s SOCKET idle all|SECONDS           mark pages idle\n"
 "  %s -s SOCKET recompress type=idle|huge|huge_idle [threshold=BYTES]\n"
 "               [max_pages=N] [algo=NAME|priority=N]\n"
+"  %s -s SOCKET writeback type=idle|huge|huge_idle|incompressible\n"
+"               [max_pages=N]             move pages to the backing store\n"
 "\n"
 "Without -s or SOCKET, the devices are those of $NBDZRAMCTL_SOCKET and\n"
 "every %s/*/ctl.sock (the systemd unit's; $NBDZRAMCTL_RUNDIR changes it).\n"
@@ -127,7 +130,7 @@ usage (FILE *fp)
 "\n"
 "Available output columns:\n",
            progname, progname, progname, progname, progname, progname,
-           progname, progname, progname, progname, DEFAULT_RUNDIR);
+           progname, progname, progname, progname, progname, DEFAULT_RUNDIR);
   zctl_columns_help (fp);
   fprintf (fp, "\nOnly a server run by root or by you is trusted.\n");
 }
@@ -761,7 +764,8 @@ main (int argc, char **argv)
     return simple_command (path, cmd, NULL);
   }
   if ((strcmp (sub, "idle") == 0 && nargs == 1) ||
-      (strcmp (sub, "recompress") == 0 && nargs >= 1)) {
+      (strcmp (sub, "recompress") == 0 && nargs >= 1) ||
+      (strcmp (sub, "writeback") == 0 && nargs >= 1)) {
     /* The words as the protocol has them; the server checks them (and
      * says what is wrong) before it changes anything.
      */
@@ -779,9 +783,12 @@ main (int argc, char **argv)
     reply_timeout = WALK_TIMEOUT;
     return simple_command (one_device (sub), cmd, NULL);
   }
-  if (strcmp (sub, "idle") == 0 || strcmp (sub, "recompress") == 0) {
+  if (strcmp (sub, "idle") == 0 || strcmp (sub, "recompress") == 0 ||
+      strcmp (sub, "writeback") == 0) {
     fprintf (stderr, "%s: usage: %s\n", progname,
              strcmp (sub, "idle") == 0 ? "idle all|SECONDS"
+             : strcmp (sub, "writeback") == 0
+             ? "writeback type=idle|huge|huge_idle|incompressible [max_pages=N]"
              : "recompress type=idle|huge|huge_idle [threshold=BYTES] "
                "[max_pages=N] [algo=NAME|priority=N]");
     return EXIT_USAGE;

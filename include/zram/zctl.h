@@ -11,8 +11,8 @@
  *   error ENAME: human-readable message
  *
  * so a client reads lines until one is "ok" or begins with "error ".
- * ENAME is the symbolic errno (EINVAL, EBUSY, EIO, ENOMEM, E2BIG, EACCES,
- * EAGAIN).  Commands:
+ * ENAME is the symbolic errno (EINVAL, EBUSY, EIO, ENOMEM, E2BIG, ERANGE,
+ * EACCES, EAGAIN, ENOSPC, ENODEV).  Commands:
  *
  *   help                                  list the commands
  *   stats                                 key=value lines, see below
@@ -56,6 +56,16 @@
  *                                         (ENOMEM) the pages done
  *                                         stay recompressed (their content
  *                                         is unchanged either way)
+ *   writeback type=idle|huge|huge_idle|incompressible [max_pages=N]
+ *                                         zram_writeback over the whole
+ *                                         device (the bare type, zram's
+ *                                         legacy form, is accepted too);
+ *                                         replies scanned= written=
+ *                                         raced=.  ENODEV without a
+ *                                         backing store; ENOSPC when it
+ *                                         is full.  If it fails midway
+ *                                         the pages done stay written
+ *                                         back (their content is the same)
  *
  * "stats" replies with these keys, in this order (zram's names and units;
  * see struct zram_stats): disksize orig_data_size compr_data_size
@@ -70,7 +80,10 @@
  * incompressible_pages recomp_attempts recomp_successes recomp_bytes_saved
  * pages_recomp1 pages_recomp2 pages_recomp3 recomp_algorithm (the
  * recompression algorithms in priority order, "NAME:LEVEL,..."; empty
- * without) compact_policy_rounds compact_policy_cpu_ms recomp_policy (1
+ * without) bd_count bd_reads bd_writes (zram's bd_stat: pages in the
+ * backing store now, read from it, written to it) backing_blocks (the
+ * store's size in 4 KiB blocks; all 0 without a store)
+ * compact_policy_rounds compact_policy_cpu_ms recomp_policy (1
  * if the automatic recompression policy runs, else 0)
  * recomp_policy_rounds recomp_policy_pages recomp_policy_cpu_ms
  * recomp_policy_throttled recomp_policy_urgent recomp_policy_yielded
@@ -87,8 +100,8 @@
  *
  * This module is a pure function of (device, line): it does no I/O, so the
  * socket server and the fuzzer share it.  It is thread-safe insofar as the
- * zram calls it makes are.  "reset", "compact", "idle" and "recompress"
- * may block (a grace period, the wait for connections to close, the
+ * zram calls it makes are.  "reset", "compact", "idle", "recompress"
+ * and "writeback" may block (a grace period, the wait for connections to close, the
  * control mutex, a walk of the whole device; see zctl_may_block); the
  * other commands never do.
  */
@@ -129,10 +142,9 @@ extern int zctl_execute (struct zram *zram, const char *line, size_t len,
                          char *reply, size_t reply_cap);
 
 /* Whether the command on this line (same bytes as for zctl_execute) may
- * block for long: true for "reset", "compact", "idle" and "recompress",
- * whatever their
- * arguments; false for everything else, malformed lines included.  A
- * server can answer the other commands while one of these runs.
+ * block for long: true for "reset", "compact", "idle", "recompress" and
+ * "writeback", whatever their arguments; false for everything else,
+ * malformed lines included.  A server can answer the other commands while one of these runs.
  */
 extern bool zctl_may_block (const char *line, size_t len);
 

@@ -70,6 +70,7 @@ static bool lock_memory;           /* mlock=true */
 static bool reserve_given;         /* reserve=SIZE given */
 static bool allow_remote;          /* allow-remote=true */
 static char *ctl_path;             /* ctl=PATH, made absolute */
+static char *backing_path;         /* backing=PATH, made absolute */
 
 static struct zram *zram;
 static struct zctl_server *ctl_server;
@@ -99,6 +100,7 @@ zram_plugin_unload (void)
   zram_destroy (zram);
   zram = NULL;
   free (ctl_path);
+  free (backing_path);
   cmdline_release ();
   if (io_flusher_key_ok)
     pthread_key_delete (io_flusher_key);
@@ -244,6 +246,27 @@ zram_plugin_config (const char *key, const char *value)
     }
     allow_remote = r;
   }
+  else if (strcmp (key, "backing") == 0) {
+    /* URIs are refused here, where the user sees it, rather than turned
+     * into a path relative to the current directory.
+     */
+    if (strstr (value, "://") != NULL) {
+      nbdkit_error ("backing: '%s': NBD servers and other URIs are not yet "
+                    "supported as backing stores; give the path of a regular "
+                    "file or block device", value);
+      return -1;
+    }
+    if (*value == '\0') {
+      nbdkit_error ("backing: empty; give the path of a regular file or "
+                    "block device");
+      return -1;
+    }
+    free (backing_path);
+    /* Resolved now: the server changes directory to / when it forks. */
+    backing_path = nbdkit_absolute_path (value);
+    if (backing_path == NULL)
+      return -1;
+  }
   else if (strcmp (key, "ctl") == 0) {
     free (ctl_path);
     /* Resolved now: the server changes directory to / when it forks. */
@@ -253,7 +276,7 @@ zram_plugin_config (const char *key, const char *value)
   }
   else {
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
-                  "recomp_algorithm, pool, mem_limit, ctl, mlock, "
+                  "recomp_algorithm, pool, mem_limit, backing, ctl, mlock, "
                   "allow-remote, reserve, reserve-wait, recomp_policy, "
                   "recomp_age, recomp_budget, recomp_rate, recomp_soft_limit "
                   "(see nbdkit-zram-plugin(1))", key);
@@ -318,6 +341,8 @@ zram_plugin_config_complete (void)
   "                         pages with, in priority order (e.g. zstd:3,zstd:19).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
   "mem_limit=SIZE           Most memory the pool may use, e.g. 2G (default none).\n" \
+  "backing=PATH             File or block device that 'nbdzramctl writeback'\n" \
+  "                         moves pages to (an empty file grows to size).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
   "mlock=true|false         Lock the server in RAM (use under swap,\n" \
   "                         instead of nbdkit --swap).\n" \
@@ -336,6 +361,7 @@ zram_plugin_dump_plugin (void)
   printf ("zram_algorithms=lz4 lz4hc zstd\n");
   printf ("zram_default_algorithm=%s\n", zcomp_algo_name (ZCOMP_DEFAULT_ALGO));
   printf ("zram_pools=zs malloc\n");
+  printf ("zram_backing=file\n");
 }
 
 /* The reserve is locked memory (mlock=true): with a finite 'ulimit -l',
@@ -396,11 +422,26 @@ zram_plugin_get_ready (void)
       nbdkit_debug ("mallopt refused the thresholds: request buffers may "
                     "be faulted in again for each request");
   }
+  /* Opened here, before the fork: errors reach the user, and the lock
+   * on the store is inherited by the server process.
+   */
+  if (backing_path) {
+    char err[BACKING_ERR_MAX];
+
+    config.backing = backing_open (backing_path, config.disksize, err,
+                                   sizeof err);
+    if (config.backing == NULL) {
+      nbdkit_error ("backing: %s", err);
+      return -1;
+    }
+  }
   zram = zram_create (&config);
   if (zram == NULL) {
     nbdkit_error ("size: cannot create a device of %" PRIu64 " bytes "
                   "(%" PRIu64 " pages): %m", config.disksize,
                   config.disksize >> ZRAM_PAGE_SHIFT);
+    backing_close (config.backing);   /* still ours on failure */
+    config.backing = NULL;
     return -1;
   }
   zram_set_mem_limit (zram, mem_limit);

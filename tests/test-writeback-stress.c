@@ -8,8 +8,8 @@
  * write whole pages, patch byte ranges, trim and zero, and check every
  * read against the model (so pages are read back from the store all the
  * time).  Meanwhile WRITERS threads mark pages idle and write them back
- * (every type, in batches, from random start points) to a store of 3/4 of
- * the device's size, so it fills up and ENOSPC is met too; one thread
+ * (every type, in batches, from random start points) to a store of 7/8 of
+ * the device's size, so it may fill up and meet ENOSPC too; one thread
  * recompresses (recompression and writeback share the PP mark); one
  * compacts; one resets the device now and then (it takes a write lock
  * that the owners hold for reading around each operation, so the model
@@ -253,8 +253,8 @@ main (void)
   fd = mkstemp (path);
   CHECK (fd >= 0);
   close (fd);
-  /* Three quarters of the device: writeback fills it and meets ENOSPC. */
-  store = backing_open (path, (uint64_t) PAGES * PAGE, err, sizeof err);
+  /* 7/8 of the device: writeback sometimes fills it and meets ENOSPC. */
+  store = backing_open (path, (uint64_t) PAGES * 7 / 8 * PAGE, err, sizeof err);
   if (store == NULL) {
     fprintf (stderr, "%s\n", err);
     abort ();

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Writeback through the plugin: backing=PATH on a sparse file, a
+# daemonised nbdkit, data written by a real client.  After "idle all" and
+# "nbdzramctl writeback type=idle" the pool is empty and the file holds the
+# pages; the data reads back the same (from the file); bd_stat counts it
+# in the kernel's format; trimming gives the file its space back; a reset
+# gives back the rest.  Bad backing= values stop the start with a clear
+# message; a device without a store refuses writeback (ENODEV).
+# SPDX-License-Identifier: BSD-3-Clause
+. "$srcdir/functions.sh"
+requires nbdkit nbdcopy nbdsh
+requires_nbdzramctl
+ctl=$NBDZRAMCTL
+make_tmpdir
+
+# Bad stores: the start fails with the reason, before the fork.
+refused_start () {
+  local want=$1 rc=0
+  shift
+  run_nbdkit -P "$tmpdir/badpid" -U "$tmpdir/badsock" "$ZRAM_PLUGIN" 16M "$@" \
+    >"$tmpdir/out" 2>"$tmpdir/err" || rc=$?
+  [ "$rc" != 0 ] || { kill_nbdkit "$tmpdir/badpid"; fail "started with $*"; }
+  grep -q -- "$want" "$tmpdir/err" || fail "$*: $(cat "$tmpdir/err")"
+  [ ! -e "$tmpdir/badpid" ] || fail "$*: a pid file was left"
+}
+refused_start "backing: backing store '$tmpdir/missing': No such file or directory" \
+  backing="$tmpdir/missing"
+refused_start "not a regular file or block device" backing="$tmpdir"
+refused_start "not a regular file or block device" backing=/dev/null
+refused_start "not yet supported" backing=nbd+unix:///?socket=/tmp/x
+refused_start "not yet supported" backing=nbd://localhost/export
+[ ! -e "$tmpdir/missing" ] || fail "a missing store was created"
+
+# A store in use by another server is refused.
+: >"$tmpdir/store"
+start_nbdkit "$tmpdir/pid" "$tmpdir/sock" 64M recomp_policy=off \
+  backing="$tmpdir/store" ctl="$tmpdir/ctl"
+[ "$(stat -c %s "$tmpdir/store")" = $((64 << 20)) ] ||
+  fail "the empty store was not grown to the device size"
+refused_start "another process uses it" backing="$tmpdir/store"
+
+uri=$(uri_of "$tmpdir/sock")
+c=("$ctl" -s "$tmpdir/ctl")
+stat_of () { "${c[@]}" stats | sed -n "s/^$1=//p"; }
+alloc_kib () { du -k "$tmpdir/store" | cut -f1; }
+
+# 16 MiB of data with some random pages (huge) among text-like ones.
+seq -f 'line %08.0f: cold pages go to the backing store' 1 400000 |
+  head -c 12M >"$tmpdir/data"
+head -c 4M /dev/urandom >>"$tmpdir/data"
+nbdcopy "$tmpdir/data" "$uri" || fail "nbdcopy failed"
+[ "$(stat_of backing_blocks)" = $((64 << 20 >> 12)) ] ||
+  fail "backing_blocks=$(stat_of backing_blocks)"
+expect 0 "${c[@]}" bd_stat
+[ "$(cat "$tmpdir/out")" = "       0        0        0" ] ||
+  fail "bd_stat before writeback: '$(cat "$tmpdir/out")'"
+
+# Refusals: exit 4 or usage errors, a message, nothing changed.
+refuse () {
+  local want=$1
+  shift
+  expect 4 "${c[@]}" "$@"
+  grep -q -- "$want" "$tmpdir/err" || fail "'$*': $(cat "$tmpdir/err")"
+}
+refuse "unknown type 'cold'" writeback type=cold
+refuse "unexpected or repeated argument" writeback type=idle type=huge
+refuse "max_pages 'x' is not a number" writeback type=idle max_pages=x
+expect 1 "${c[@]}" writeback
+grep -q "usage: writeback type=" "$tmpdir/err" || fail "$(cat "$tmpdir/err")"
+
+# huge first: exactly the random pages (4 MiB = 1024 pages).
+expect 0 "${c[@]}" writeback type=huge
+cat "$tmpdir/out"
+grep -qx 'written=1024' "$tmpdir/out" || fail "huge: $(cat "$tmpdir/out")"
+[ "$(stat_of huge_pages)" = 0 ] || fail "huge_pages=$(stat_of huge_pages)"
+
+# Then everything else, after idle all, in two steps (max_pages).
+expect 0 "${c[@]}" idle all
+marked=$(sed -n 's/^marked=//p' "$tmpdir/out")
+expect 0 "${c[@]}" writeback type=idle max_pages=100
+grep -qx 'written=100' "$tmpdir/out" || fail "max_pages: $(cat "$tmpdir/out")"
+expect 0 "${c[@]}" writeback idle
+rest=$(sed -n 's/^written=//p' "$tmpdir/out")
+[ $((rest + 100)) = "$marked" ] || fail "idle wrote $((rest + 100)) of $marked"
+total=$((1024 + marked))
+[ "$(stat_of bd_count)" = "$total" ] || fail "bd_count=$(stat_of bd_count), expected $total"
+[ "$(stat_of compr_data_size)" = 0 ] || fail "compr_data_size=$(stat_of compr_data_size)"
+kib=$(alloc_kib)
+echo "store file: $kib KiB allocated for $total pages"
+[ "$kib" -ge $((total * 4)) ] || fail "the store holds only $kib KiB"
+
+# Read everything back from the store.
+nbdcopy "$uri" "$tmpdir/back" || fail "nbdcopy back"
+cmp <(head -c 16M "$tmpdir/back") "$tmpdir/data" || fail "data changed"
+expect 0 "${c[@]}" bd_stat
+read -r bc br bw <"$tmpdir/out"
+[ "$bc" = "$total" ] && [ "$br" -ge "$total" ] && [ "$bw" = "$total" ] ||
+  fail "bd_stat: '$(cat "$tmpdir/out")', expected $total pages"
+
+# Trim the first 8 MiB: their blocks and the file's space come back.
+nbdsh -u "$uri" -c 'h.trim(8 << 20, 0)' || fail "trim"
+left=$(stat_of bd_count)
+kib2=$(alloc_kib)
+echo "after trimming 8 MiB: bd_count $left, store file $kib2 KiB"
+[ "$left" = $((total - 2048)) ] || fail "bd_count=$left after trim"
+[ "$kib2" -le $((kib - 8192 + 64)) ] || fail "the store kept $kib2 KiB (was $kib)"
+cmp <(nbdsh -u "$uri" -c 'import sys; sys.stdout.buffer.write(h.pread(8 << 20, 8 << 20))') \
+    <(tail -c +$(( (8 << 20) + 1 )) "$tmpdir/data") || fail "data after trim"
+
+# A reset gives every block back.
+expect 0 "${c[@]}" reset --force
+[ "$(stat_of bd_count)" = 0 ] || fail "bd_count after reset"
+[ "$(alloc_kib)" -le 64 ] || fail "the store keeps $(alloc_kib) KiB after reset"
+kill_nbdkit "$tmpdir/pid"
+
+# Without backing=, writeback is refused.
+start_nbdkit "$tmpdir/pid2" "$tmpdir/sock2" 1M ctl="$tmpdir/ctl2"
+expect 4 "$ctl" -s "$tmpdir/ctl2" writeback type=idle
+grep -q "no backing store (start the server with backing=PATH)" "$tmpdir/err" ||
+  fail "$(cat "$tmpdir/err")"
+kill_nbdkit "$tmpdir/pid2"
+echo "$0: ok"

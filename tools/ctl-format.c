@@ -166,6 +166,15 @@ static const struct metric {
   { "recomp_policy_yielded", "nbdzram_recomp_policy_yielded_total",
     COUNTER, "Recompression rounds skipped or cut short because the device "
     "was serving requests.", true },
+  /* Writeback's (issue 14; zram bd_stat): servers before it lack them. */
+  { "bd_count", "nbdzram_bd_pages", GAUGE,
+    "Pages held in the backing store now (zram bd_count).", true },
+  { "bd_reads", "nbdzram_bd_reads_pages_total", COUNTER,
+    "Pages read from the backing store since initialisation "
+    "(zram bd_reads).", true },
+  { "bd_writes", "nbdzram_bd_writes_pages_total", COUNTER,
+    "Pages written to the backing store since initialisation "
+    "(zram bd_writes).", true },
   /* The reserve's (issue 11): servers before it do not send them. */
   { "reserve_bytes", "nbdzram_reserve_bytes", GAUGE,
     "Size of the pool's locked reserve (reserve=); 0 means none.", true },

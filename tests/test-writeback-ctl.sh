@@ -39,6 +39,15 @@ start_nbdkit "$tmpdir/pid" "$tmpdir/sock" 64M recomp_policy=off \
   fail "the empty store was not grown to the device size"
 refused_start "another process uses it" backing="$tmpdir/store"
 
+# The space checks need a file system that punches holes.
+punch=1
+head -c 65536 /dev/urandom >"$tmpdir/probe" && sync "$tmpdir/probe"
+if ! fallocate -p -o 0 -l 65536 "$tmpdir/probe" 2>/dev/null ||
+   [ "$(du -k "$tmpdir/probe" | cut -f1)" -ge 64 ]; then
+  echo "note: $tmpdir does not punch holes: store space checks skipped"
+  punch=0
+fi
+
 uri=$(uri_of "$tmpdir/sock")
 c=("$ctl" -s "$tmpdir/ctl")
 stat_of () { "${c[@]}" stats | sed -n "s/^$1=//p"; }
@@ -103,14 +112,16 @@ left=$(stat_of bd_count)
 kib2=$(alloc_kib)
 echo "after trimming 8 MiB: bd_count $left, store file $kib2 KiB"
 [ "$left" = $((total - 2048)) ] || fail "bd_count=$left after trim"
-[ "$kib2" -le $((kib - 8192 + 64)) ] || fail "the store kept $kib2 KiB (was $kib)"
+[ "$punch" = 0 ] || [ "$kib2" -le $((kib - 8192 + 64)) ] ||
+  fail "the store kept $kib2 KiB (was $kib)"
 cmp <(nbdsh -u "$uri" -c 'import sys; sys.stdout.buffer.write(h.pread(8 << 20, 8 << 20))') \
     <(tail -c +$(( (8 << 20) + 1 )) "$tmpdir/data") || fail "data after trim"
 
 # A reset gives every block back.
 expect 0 "${c[@]}" reset --force
 [ "$(stat_of bd_count)" = 0 ] || fail "bd_count after reset"
-[ "$(alloc_kib)" -le 64 ] || fail "the store keeps $(alloc_kib) KiB after reset"
+[ "$punch" = 0 ] || [ "$(alloc_kib)" -le 64 ] ||
+  fail "the store keeps $(alloc_kib) KiB after reset"
 kill_nbdkit "$tmpdir/pid"
 
 # Without backing=, writeback is refused.

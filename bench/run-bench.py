@@ -238,23 +238,32 @@ class KernelZram:
     which main() empties on any exit, a signal included."""
 
     live = {}
+    # The signals that end the run (on_signal); held while the bookkeeping
+    # and the device disagree.
+    SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
     def __init__(self, size, algorithm):
         # A signal between hot_add and the bookkeeping would leak the
-        # device: hold the signals that end the run until it is recorded.
-        sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+        # device: hold the signals that end the run until it is recorded,
+        # with everything remove() needs (a held signal is delivered the
+        # moment the mask is restored).
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, KernelZram.SIGNALS)
         try:
             with open(os.path.join(ZRAM_CONTROL, "hot_add")) as f:
-                self.num = int(f.read().strip())
+                text = f.read().strip()
+            try:
+                self.num = int(text)
+            except ValueError:
+                raise RuntimeError("%s/hot_add gave %r, not a device number"
+                                   % (ZRAM_CONTROL, text)) from None
+            self.sys = "/sys/block/zram%d" % self.num
+            self.dev = "/dev/zram%d" % self.num
             KernelZram.live[self.num] = self
+            log("kzram: made /dev/zram%d" % self.num)
         except OSError as e:
             raise RuntimeError("cannot make a zram device (%s/hot_add): %s" % (ZRAM_CONTROL, e))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        log("kzram: made /dev/zram%d" % self.num)
-        self.sys = "/sys/block/zram%d" % self.num
-        self.dev = "/dev/zram%d" % self.num
         try:
             try:
                 write_sysfs(self.sys + "/comp_algorithm", algorithm)
@@ -286,7 +295,17 @@ class KernelZram:
     def remove(self):
         """Reset and hot_remove this device; an error string, or None.
         A device still open (a client killed a moment ago) is busy: retry
-        for a while."""
+        for a while.  The signals that end the run are held meanwhile: one
+        arriving between the hot_remove and the bookkeeping would have
+        remove_all() reset a device of the same number that someone else
+        made since; a signal waits at most the retries' 15 s."""
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, KernelZram.SIGNALS)
+        try:
+            return self._remove()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def _remove(self):
         if self.num not in KernelZram.live:
             return None
         err = None
@@ -312,8 +331,13 @@ class KernelZram:
 
     @classmethod
     def remove_all(cls):
+        """Remove every device made and not yet removed; an error with one
+        does not keep the others."""
         for dev in list(cls.live.values()):
-            dev.remove()
+            try:
+                dev.remove()
+            except Exception as e:
+                log("kzram: cannot remove /dev/zram%d: %s" % (dev.num, e))
 
 
 def kzram_unavailable(algorithm):
@@ -331,12 +355,41 @@ def kzram_unavailable(algorithm):
 
 
 def run_cmd(argv, timeout):
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=timeout)
-    if r.returncode != 0:
+    """Run a client to its end and return its stdout; RuntimeError if it
+    fails, subprocess.TimeoutExpired after timeout seconds.
+
+    The client runs in a process group of its own, and whatever ends it --
+    its exit, a failure, the timeout, a signal to the driver -- the whole
+    group is killed before the client is reaped, so that nothing it started
+    holds a kernel zram device open (busy: it could not be removed).  The
+    client's pid is not reaped until then, so the group is still its own
+    and no other process can be hit.  fio's job processes would escape
+    this (each calls setsid) and run out their --runtime after a killed
+    fio: fio runs its jobs as threads (--thread), which die with it."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while os.waitid(os.P_PID, proc.pid,
+                            os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(argv, timeout)
+                time.sleep(0.01)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    if proc.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (os.path.basename(argv[0]),
-                                                   r.returncode, r.stderr.strip()[-1500:]))
-    return r.stdout
+                                                   proc.returncode, stderr.strip()[-1500:]))
+    return stdout
 
 
 def json_tail(text):
@@ -416,7 +469,7 @@ def fio_test(ctx, target, test):
                 "--group_reporting",
                 "--output-format=json", "--norandommap", "--randrepeat=0",
                 "--buffer_compress_percentage=50", "--buffer_compress_chunk=4k",
-                "--refill_buffers"]
+                "--refill_buffers", "--thread"]
         cpu0 = cpu_seconds(srv.pid)
         ccpu0 = sum(children_cpu())
         d = json_tail(run_cmd(argv, ctx.timeout))
@@ -502,7 +555,7 @@ def kzram_fio_test(ctx, target, test):
                 "--group_reporting",
                 "--output-format=json", "--norandommap", "--randrepeat=0",
                 "--buffer_compress_percentage=50", "--buffer_compress_chunk=4k",
-                "--refill_buffers"]
+                "--refill_buffers", "--thread"]
         u0, s0 = children_cpu()
         d = json_tail(run_cmd(argv, ctx.timeout))
         u1, s1 = children_cpu()
@@ -982,21 +1035,35 @@ def main():
         a.size, a.reps, a.runtime = "8M", 1, 1
         if a.tests is None:
             a.tests = ",".join(["image"] + SMOKE_FIO)
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    ctx.size = int(a.size[:-1]) * mult[a.size[-1].upper()] if a.size[-1].upper() in mult else int(a.size)
-    if ctx.size <= 0 or ctx.size % 4096:
-        ap.error("--size must be a positive multiple of 4096")
+    ctx.size = parse_size(a.size)
+    if ctx.size is None or ctx.size <= 0 or ctx.size % 4096:
+        ap.error("--size %s: give a positive multiple of 4096 bytes, as a number"
+                 " with an optional K, M or G (e.g. 16M)" % a.size)
+    if a.reps < 1:
+        ap.error("--reps %d: at least one repetition" % a.reps)
+    if not 0 < a.runtime < 86400:
+        ap.error("--runtime %g: give a positive number of seconds, under a day" % a.runtime)
     ctx.reps, ctx.runtime = a.reps, a.runtime
     ctx.timeout = 600
-    ctx.targets = [t for t in a.targets.split(",") if t]
-    for t in ctx.targets:
+    ctx.targets = []
+    for t in a.targets.split(","):
+        if not t or t in ctx.targets:
+            continue                    # a name given twice runs once
         if t not in ALL_TARGETS + EXTRA_TARGETS:
             ap.error("unknown target %s (known: %s)"
                      % (t, ", ".join(ALL_TARGETS + EXTRA_TARGETS)))
-    tests = a.tests.split(",") if a.tests else ["image"] + list(FIO_TESTS)
-    for t in tests:
+        ctx.targets.append(t)
+    if not ctx.targets:
+        ap.error("--targets names no target")
+    tests = []
+    for t in (a.tests.split(",") if a.tests else ["image"] + list(FIO_TESTS)):
+        if not t or t in tests:
+            continue
         if t != "image" and t not in FIO_TESTS:
-            ap.error("unknown test %s" % t)
+            ap.error("unknown test %s (known: image, %s)" % (t, ", ".join(FIO_TESTS)))
+        tests.append(t)
+    if not tests:
+        ap.error("--tests names no test")
     ctx.test_order = (["image-write", "image-read"] if "image" in tests else []) + \
         [t for t in tests if t != "image"]
     out = a.out or (ctx.build if a.smoke else os.path.join(here, "results"))
@@ -1032,6 +1099,18 @@ def main():
     finally:
         # Kernel zram devices this run made go, whatever ended it.
         KernelZram.remove_all()
+
+
+def parse_size(text):
+    """'16M', '1G', '65536k', '8388608' -> bytes; None if it is not one."""
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip()
+    unit = 1
+    if text[-1:].upper() in mult:
+        text, unit = text[:-1], mult[text[-1].upper()]
+    if not text.isdigit():
+        return None
+    return int(text) * unit
 
 
 def on_signal(signum, frame):

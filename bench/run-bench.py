@@ -683,7 +683,9 @@ def report(ctx, summary, errors, codec, core, mix):
     p("")
 
     p("Server CPU per request (us; user+system of nbdkit, all threads; lower is better;")
-    p("image tests: per 4 KiB page; robust to other load, unlike throughput):")
+    p("image tests: per 4 KiB page; robust to other load, unlike throughput)%s:"
+      % ("; kernel zram has no server, its CPU is in the kernel zram section"
+         if any(t in KZRAM for t in targets) else ""))
     p("%-20s" % "test" + "".join("%16s" % t for t in targets))
     for test in tests:
         row = "%-20s" % test
@@ -853,8 +855,9 @@ def report_kernel(ctx, summary, core, codec):
     if codec and codec.get("pages"):
         real = (codec["pages"] - codec.get("same_pages", 0)) / codec["pages"]
     p("CPU per 4 KiB request, us.  ours: nbdkit server = codec + core rest + NBD/nbdkit rest,")
-    p("and the client (bench-nbd-image or fio); kernel: the submitting process (user+sys for")
-    p("image, fio's system time for fio tests): the block layer and zram, codec included.")
+    p("and the client (bench-nbd-image or fio, user+sys); kernel: the submitting process")
+    p("(user+sys of bench-blk-image for image, fio's system time for fio tests, fio's user")
+    p("time in brackets): the block layer and zram, codec included.")
     p("%-20s %8s %7s %7s %8s %8s" % ("test", "server", "codec", "core", "NBD+rest", "client")
       + "".join("%15s" % k for k in ks))
     for test in ctx.test_order:
@@ -870,8 +873,12 @@ def report_kernel(ctx, summary, core, codec):
             nbd_us = srv - path_us
         row = "%-20s %8s %7s %7s %8s %8s" % (
             test, *["-" if v is None else "%.1f" % v for v in (srv, codec_us, core_us, nbd_us, cli)])
-        row += "".join("%15s" % ("-" if med(test, k, "kernel_cpu_us_per_op") is None
-                                 else "%.1f" % med(test, k, "kernel_cpu_us_per_op")) for k in ks)
+        for k in ks:
+            kern, user = med(test, k, "kernel_cpu_us_per_op"), med(test, k, "client_user_us_per_op")
+            cell = "-" if kern is None else "%.1f" % kern
+            if kern is not None and user is not None:
+                cell += " (+%.1f)" % user
+            row += "%15s" % cell
         p(row)
     p("(codec and core from bench-core lz4-zs on this image, one thread; fio tests use fio's")
     p(" half-compressible buffers, so only their totals are shown)")
@@ -1178,7 +1185,8 @@ def run_all(ctx, a, tests, out, here):
                             res = {test: kzram_fio_test(ctx, target, test)}
                         else:
                             res = {test: fio_test(ctx, target, test)}
-                    except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
+                    except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError,
+                            KeyError) as e:
                         name = "image-write" if test == "image" else test
                         errors.setdefault((name, target), []).append(str(e))
                         log("rep %d %-20s %-14s ERROR %s" % (rep + 1, test, target, str(e)[:300]))

@@ -40,6 +40,27 @@ bad "unknown test randread" --tests randread
 bad "names no test" --tests ,
 [ ! -e "$tmp/out" ] || fail "a refused run made its output directory"
 
+# Where hot_add fails (no zram, the kernel refuses a device, an answer
+# that is not a number) the probe gives the reason and makes nothing; the
+# driver's Python is run against a fake zram-control directory.
+mkdir -p "$tmp/nozram" "$tmp/refuses/hot_add" "$tmp/garbage"
+echo "not a number" > "$tmp/garbage/hot_add"
+python3 - "$run_bench" "$tmp" > "$tmp/probe.log" 2>&1 <<'PYEOF'
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("run_bench", sys.argv[1])
+rb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rb)
+os.geteuid = lambda: 0                  # as root, whoever runs the test
+for case in ("nozram", "refuses", "garbage"):
+    rb.ZRAM_CONTROL = os.path.join(sys.argv[2], case)
+    print(case + ":", rb.kzram_unavailable("lz4"), rb.KernelZram.live)
+PYEOF
+grep -q "^nozram: this kernel has no zram (no $tmp/nozram/hot_add) {}$" "$tmp/probe.log" &&
+  grep -q "^refuses: cannot make a zram device ($tmp/refuses/hot_add): .*Is a directory.* {}$" "$tmp/probe.log" &&
+  grep -q "^garbage: $tmp/garbage/hot_add gave 'not a number', not a device number {}$" "$tmp/probe.log" ||
+  { cat "$tmp/probe.log"; fail "hot_add failures: not the reasons expected"; }
+sed 's/^/    /' "$tmp/probe.log"
+
 # Without root the kernel zram targets are skipped with the reason; with
 # nothing else to run the driver exits 77.  (Run as nobody where this test
 # runs as root; setpriv is in util-linux.)

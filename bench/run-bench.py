@@ -222,6 +222,9 @@ class Server:
 
 
 ZRAM_CONTROL = "/sys/class/zram-control"
+# The signals that end the run (on_signal); held where a signal would leave
+# the driver not knowing of a device or a client it made.
+END_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def write_sysfs(path, value):
@@ -238,16 +241,13 @@ class KernelZram:
     which main() empties on any exit, a signal included."""
 
     live = {}
-    # The signals that end the run (on_signal); held while the bookkeeping
-    # and the device disagree.
-    SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
     def __init__(self, size, algorithm):
         # A signal between hot_add and the bookkeeping would leak the
         # device: hold the signals that end the run until it is recorded,
         # with everything remove() needs (a held signal is delivered the
         # moment the mask is restored).
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, KernelZram.SIGNALS)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, END_SIGNALS)
         try:
             with open(os.path.join(ZRAM_CONTROL, "hot_add")) as f:
                 text = f.read().strip()
@@ -299,7 +299,7 @@ class KernelZram:
         arriving between the hot_remove and the bookkeeping would have
         remove_all() reset a device of the same number that someone else
         made since; a signal waits at most the retries' 15 s."""
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, KernelZram.SIGNALS)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, END_SIGNALS)
         try:
             return self._remove()
         finally:
@@ -367,9 +367,17 @@ def run_cmd(argv, timeout):
     this (each calls setsid) and run out their --runtime after a killed
     fio: fio runs its jobs as threads (--thread), which die with it."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)
+        # A signal that ends the run while Popen starts the client would
+        # leave it running unknown: hold the signals until proc is known
+        # (the client itself starts with the driver's usual mask).
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, END_SIGNALS)
+        proc = None
         try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True,
+                                    preexec_fn=lambda: signal.pthread_sigmask(
+                                        signal.SIG_SETMASK, old))
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)     # a held signal lands here
             deadline = time.monotonic() + timeout
             while os.waitid(os.P_PID, proc.pid,
                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
@@ -377,11 +385,13 @@ def run_cmd(argv, timeout):
                     raise subprocess.TimeoutExpired(argv, timeout)
                 time.sleep(0.01)
         finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            if proc is not None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
@@ -854,7 +864,8 @@ def report_kernel(ctx, summary, core, codec):
     real = None
     if codec and codec.get("pages"):
         real = (codec["pages"] - codec.get("same_pages", 0)) / codec["pages"]
-    p("CPU per 4 KiB request, us.  ours: nbdkit server = codec + core rest + NBD/nbdkit rest,")
+    p("CPU per request, us (per 4 KiB page; seq tests: per 256 KiB request).  ours: nbdkit")
+    p("server = codec + core rest + NBD/nbdkit rest,")
     p("and the client (bench-nbd-image or fio, user+sys); kernel: the submitting process")
     p("(user+sys of bench-blk-image for image, fio's system time for fio tests, fio's user")
     p("time in brackets): the block layer and zram, codec included.")
@@ -1051,7 +1062,8 @@ def main():
     if not 0 < a.runtime < 86400:
         ap.error("--runtime %g: give a positive number of seconds, under a day" % a.runtime)
     ctx.reps, ctx.runtime = a.reps, a.runtime
-    ctx.timeout = 600
+    # A client that takes longer than this is stuck; fio runs --runtime.
+    ctx.timeout = 600 + 2 * ctx.runtime
     ctx.targets = []
     for t in a.targets.split(","):
         if not t or t in ctx.targets:
@@ -1074,7 +1086,10 @@ def main():
     ctx.test_order = (["image-write", "image-read"] if "image" in tests else []) + \
         [t for t in tests if t != "image"]
     out = a.out or (ctx.build if a.smoke else os.path.join(here, "results"))
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        ap.error("--out %s: %s" % (out, e))
 
     def tool(name):
         p = os.path.join(ctx.build, "bench", name)
@@ -1089,7 +1104,7 @@ def main():
     if any(t.startswith("zram") for t in ctx.targets) and not os.path.exists(ctx.plugin):
         sys.exit("run-bench: plugin %s not found (--plugin)" % ctx.plugin)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in END_SIGNALS:
         signal.signal(sig, on_signal)
     ctx.nice = 0
     if a.nice:
@@ -1123,7 +1138,7 @@ def parse_size(text):
 def on_signal(signum, frame):
     """SIGTERM and SIGHUP end the run the way Ctrl-C does: through the
     finally blocks that remove the kernel zram devices and stop servers."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in END_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)      # let the clean-up finish
     raise SystemExit(128 + signum)
 

@@ -38,6 +38,7 @@ bad "unknown target kzram-lz5" --targets zram-lz4,kzram-lz5
 bad "names no target" --targets ,
 bad "unknown test randread" --tests randread
 bad "names no test" --tests ,
+bad "--out /dev/null/out: .*Not a directory" --out /dev/null/out
 [ ! -e "$tmp/out" ] || fail "a refused run made its output directory"
 
 # Where hot_add fails (no zram, the kernel refuses a device, an answer
@@ -60,6 +61,41 @@ grep -q "^nozram: this kernel has no zram (no $tmp/nozram/hot_add) {}$" "$tmp/pr
   grep -q "^garbage: $tmp/garbage/hot_add gave 'not a number', not a device number {}$" "$tmp/probe.log" ||
   { cat "$tmp/probe.log"; fail "hot_add failures: not the reasons expected"; }
 sed 's/^/    /' "$tmp/probe.log"
+
+# A signal that stops the run just as a client starts: the client (here a
+# sleep) must not be left running unknown to the driver -- a fio left so
+# would hold a kernel zram device open.
+python3 - "$run_bench" > "$tmp/start.log" 2>&1 <<'PYEOF'
+import importlib.util, os, signal, sys
+spec = importlib.util.spec_from_file_location("run_bench", sys.argv[1])
+rb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rb)
+signal.signal(signal.SIGTERM, rb.on_signal)
+real_popen = rb.subprocess.Popen
+started = []
+class SignalledPopen(real_popen):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        started.append(self.pid)
+        os.kill(os.getpid(), signal.SIGTERM)    # as the client has started
+rb.subprocess.Popen = SignalledPopen
+try:
+    rb.run_cmd(["sleep", "30"], 60)
+    print("no SystemExit after SIGTERM")
+except SystemExit as e:
+    print("SystemExit", e.code)
+for pid in started:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        print("client gone")
+    else:
+        print("client %d still running" % pid)
+        os.kill(pid, signal.SIGKILL)
+PYEOF
+[ "$(cat "$tmp/start.log")" = "SystemExit 143
+client gone" ] || { cat "$tmp/start.log"; fail "signal as a client starts: the client stayed"; }
+echo "    signal as a client starts: the client is killed"
 
 # Without root the kernel zram targets are skipped with the reason; with
 # nothing else to run the driver exits 77.  (Run as nobody where this test

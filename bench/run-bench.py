@@ -1028,11 +1028,16 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(os.path.dirname(here), "build"),
                     help="meson build directory with bench/ tools and zram.so")
     ap.add_argument("--plugin", help="path of zram.so (default BUILD/zram.so)")
-    ap.add_argument("--size", default="128M", help="image and device size (default 128M)")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--runtime", type=float, default=5, help="seconds per fio test")
-    ap.add_argument("--targets", default=",".join(ALL_TARGETS))
-    ap.add_argument("--tests", help="comma-separated subset: image, and fio test names")
+    ap.add_argument("--size", help="image and device size (default 128M; 8M with --smoke)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --smoke)")
+    ap.add_argument("--runtime", type=float,
+                    help="seconds per fio test (default 5; 1 with --smoke)")
+    ap.add_argument("--targets", default=",".join(ALL_TARGETS),
+                    help="comma-separated, from: %s (default: all but the last %d; the"
+                         " kzram ones need root and kernel zram, else are skipped)"
+                    % (", ".join(ALL_TARGETS + EXTRA_TARGETS), len(EXTRA_TARGETS)))
+    ap.add_argument("--tests", help="comma-separated subset of: image, %s (default: all)"
+                    % ", ".join(FIO_TESTS))
     ap.add_argument("--out", help="output directory (default bench/results)")
     ap.add_argument("--smoke", action="store_true",
                     help="seconds-long check that everything works: 8M image, 1 rep, short fio")
@@ -1049,8 +1054,11 @@ def main():
     ctx.lz4fast_level = a.lz4fast_level
     ctx.build = os.path.abspath(a.build_dir)
     ctx.plugin = os.path.abspath(a.plugin or os.path.join(ctx.build, "zram.so"))
+    # --smoke changes the defaults; what is given explicitly stays.
+    for name, normal, smoke in (("size", "128M", "8M"), ("reps", 3, 1), ("runtime", 5, 1)):
+        if getattr(a, name) is None:
+            setattr(a, name, smoke if a.smoke else normal)
     if a.smoke:
-        a.size, a.reps, a.runtime = "8M", 1, 1
         if a.tests is None:
             a.tests = ",".join(["image"] + SMOKE_FIO)
     ctx.size = parse_size(a.size)

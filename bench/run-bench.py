@@ -41,6 +41,7 @@ the peers are reported but do not fail the run.
 
 import argparse
 import csv
+import ctypes
 import json
 import os
 import platform
@@ -354,6 +355,23 @@ def kzram_unavailable(algorithm):
     return None
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def client_setup(mask, driver):
+    """In a client between fork and exec: the driver's usual signal mask,
+    and SIGKILL when the driver dies, even by SIGKILL (no clean-up runs
+    then: the client would hold its device open for the rest of its
+    --runtime, and the device could not even be removed by hand)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass                            # not Linux: only the SIGKILL case is worse
+    if os.getppid() != driver:          # the driver died before the prctl
+        os._exit(1)
+
+
 def run_cmd(argv, timeout):
     """Run a client to its end and return its stdout; RuntimeError if it
     fails, subprocess.TimeoutExpired after timeout seconds.
@@ -372,11 +390,11 @@ def run_cmd(argv, timeout):
         # (the client itself starts with the driver's usual mask).
         old = signal.pthread_sigmask(signal.SIG_BLOCK, END_SIGNALS)
         proc = None
+        driver = os.getpid()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     start_new_session=True,
-                                    preexec_fn=lambda: signal.pthread_sigmask(
-                                        signal.SIG_SETMASK, old))
+                                    preexec_fn=lambda: client_setup(old, driver))
             signal.pthread_sigmask(signal.SIG_SETMASK, old)     # a held signal lands here
             deadline = time.monotonic() + timeout
             while os.waitid(os.P_PID, proc.pid,

@@ -214,6 +214,32 @@ grep -q '^SystemExit 143$' "$tmp/held.log" || { cat "$tmp/held.log"; fail "held 
 ! grep -q Traceback "$tmp/held.log" || { cat "$tmp/held.log"; fail "held signal: a traceback"; }
 check_gone "$tmp/held.log" "signal during hot_add"
 
+# 5. The driver killed with SIGKILL mid-fio: nothing can clean up, and the
+# log names the device; fio must die with the driver (else it holds the
+# device busy for the rest of its runtime and the device cannot even be
+# removed by hand), so that the README's two commands remove it.
+: > "$tmp/KILL.log"
+python3 "$run_bench" --no-micro --build-dir "$fake" --targets kzram-lz4 --size $size \
+  --reps 1 --runtime 60 --tests randread-4k-q16-j2 --out "$tmp/out" >> "$tmp/KILL.log" 2>&1 &
+pid=$!
+i=0
+until [ "$(grep -c '^kzram: made' "$tmp/KILL.log")" -ge 2 ] && pgrep -P $pid -x fio > /dev/null; do
+  i=$((i + 1)); [ $i -lt 300 ] || { kill -KILL $pid; cat "$tmp/KILL.log"; fail "driver-KILL: fio did not start"; }
+  sleep 0.1
+done
+sleep 2
+kill -KILL $pid
+wait $pid 2> /dev/null
+n=$(sed -n 's|^kzram: made /dev/zram\([0-9]*\)$|\1|p' "$tmp/KILL.log" | tail -1)
+i=0
+until { echo 1 > /sys/block/zram$n/reset; } 2> /dev/null; do
+  i=$((i + 1))
+  [ $i -lt 50 ] || fail "driver-KILL: /dev/zram$n still busy 5 s after the driver's death"
+  sleep 0.1
+done
+echo $n > /sys/class/zram-control/hot_remove || fail "driver-KILL: cannot hot_remove /dev/zram$n"
+echo "    driver-KILL: /dev/zram$n left (as documented), free at once, removed by hand"
+
 # The device made before the runs is still there, untouched.
 [ "$(cat /sys/block/zram$foreign/disksize)" = $((12 << 20)) ] ||
   fail "zram$foreign (not the runs') changed"

@@ -67,7 +67,7 @@ ALL_TARGETS = ZRAM + PEERS + list(KZRAM)
 # LZ4FAST_LEVEL, with zstd at level RECOMP_LEVEL behind it (the automatic
 # policy; it does not run during these tests, whose pages are young).
 EXTRA_TARGETS = ["zram-lz4-swap", "zram-lz4fast-recomp"]
-LZ4FAST_LEVEL = 8
+LZ4FAST_LEVEL = 1000
 RECOMP_LEVEL = 19
 
 # name -> (fio rw, block size, iodepth, numjobs)

@@ -39,6 +39,7 @@
 #include "zram/thread-ctx.h"
 #include "zram/zctl.h"
 #include "zram/zctl-server.h"
+#include "zram/zram.h"
 #include "zctl-socket.h"
 
 /* Room for two whole replies: one is read only when one fits. */
@@ -368,8 +369,8 @@ slow_thread (void *arg)
   for (;;) {
     while (!srv->job.pending && !srv->stopping)
       pthread_cond_wait (&srv->job_cond, &srv->job_lock);
-    if (!srv->job.pending)
-      break;                    /* stopping, nothing left to do */
+    if (srv->stopping)
+      break;                    /* its client is gone: leave it undone */
     memcpy (line, srv->job.line, srv->job.len);
     len = srv->job.len;
     pthread_mutex_unlock (&srv->job_lock);
@@ -643,12 +644,19 @@ stop_threads (struct zctl_server *srv)
 
   (void) r;                     /* the pipe is empty: cannot fail */
   pthread_join (srv->thread, NULL);
-  /* A command in the slow thread completes first. */
+  /* A command in the slow thread completes first, but an idle marking or
+   * recompression is told to stop at its next page: recompressing a large
+   * device with zstd at a high level takes minutes, and a shutdown that
+   * waits for it ends in SIGKILL.  Its client has been disconnected with
+   * the serve thread already; a command still waiting is not started.
+   */
   pthread_mutex_lock (&srv->job_lock);
   srv->stopping = true;
   pthread_cond_signal (&srv->job_cond);
   pthread_mutex_unlock (&srv->job_lock);
+  zram_stop_walks (srv->zram);
   pthread_join (srv->slow_thread, NULL);
+  zram_resume_walks (srv->zram);
 }
 
 int

@@ -442,6 +442,8 @@ cmd_idle (struct zram *zram, struct reply *r, char **words, size_t n)
   if (zram_mark_idle (zram, (uint32_t) age, &marked) == -1)
     return reply_error (r, errno, "idle: %s", errno == EIO
                         ? "device not initialised (a reset is in progress)"
+                        : errno == ECANCELED
+                        ? "stopped part way: the server is shutting down"
                         : strerror (errno));
   reply_line (r, "marked=%" PRIu64, marked);
   return reply_ok (r);
@@ -541,6 +543,8 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
     return reply_error (r, err, "recompress: %s after %" PRIu64 " pages "
                         "recompressed", err == EIO && res.scanned == 0
                         ? "device not initialised (a reset is in progress)"
+                        : err == ECANCELED
+                        ? "stopped part way: the server is shutting down"
                         : strerror (err), res.recompressed);
   }
   reply_line (r, "scanned=%" PRIu64, res.scanned);

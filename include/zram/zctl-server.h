@@ -116,8 +116,10 @@ extern int zctl_server_start (struct zctl_server *srv);
  * close the socket and remove its file (only if it is still the file this
  * server created; through a descriptor of its directory, so a renamed path
  * does not matter, but the server's user must still be allowed to remove
- * files there), free srv.  A command in progress completes first.  NULL is
- * accepted.
+ * files there), free srv.  A command in progress completes first, except
+ * idle marking and recompression, which stop at their next page
+ * (zram_stop_walks); a slow command still waiting for its turn is not
+ * started.  NULL is accepted.
  */
 extern void zctl_server_stop (struct zctl_server *srv);
 

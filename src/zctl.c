@@ -557,22 +557,31 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
   return reply_ok (r);
 }
 
-bool
-zctl_may_block (const char *line, size_t len)
+enum zctl_lane
+zctl_lane (const char *line, size_t len)
 {
-  static const char *const slow[] = { "reset", "compact", "idle", "recompress" };
+  static const struct { const char *word; enum zctl_lane lane; } slow[] = {
+    { "reset", ZCTL_LANE_SLOW }, { "compact", ZCTL_LANE_SLOW },
+    { "idle", ZCTL_LANE_WALK }, { "recompress", ZCTL_LANE_WALK },
+  };
   size_t i, n, k;
 
   for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
     ;
   for (k = 0; k < sizeof slow / sizeof slow[0]; k++) {
-    n = strlen (slow[k]);
-    if (len - i >= n && memcmp (line + i, slow[k], n) == 0 &&
+    n = strlen (slow[k].word);
+    if (len - i >= n && memcmp (line + i, slow[k].word, n) == 0 &&
         (len - i == n || line[i + n] == ' ' || line[i + n] == '\t' ||
          line[i + n] == '\r'))
-      return true;
+      return slow[k].lane;
   }
-  return false;
+  return ZCTL_LANE_QUICK;
+}
+
+bool
+zctl_may_block (const char *line, size_t len)
+{
+  return zctl_lane (line, len) != ZCTL_LANE_QUICK;
 }
 
 int

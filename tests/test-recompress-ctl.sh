@@ -63,7 +63,7 @@ marked=$(sed -n 's/^marked=//p' "$tmpdir/out")
   fail "idle all: marked $marked, idle_pages $(stat_of idle_pages)"
 compr0=$(stat_of compr_data_size)
 
-# While it runs, stats answer (the command is on the server's slow thread).
+# While it runs, stats answer (the command is on a worker thread of the server).
 "${c[@]}" recompress type=idle >"$tmpdir/recomp" 2>&1 &
 rpid=$!
 t0=$(date +%s%N)

@@ -155,7 +155,7 @@ cmd_help (struct reply *r)
   reply_line (r, "command=mem_used_max 0");
   reply_line (r, "command=idle all|SECONDS");
   reply_line (r, "command=recompress type=idle|huge|huge_idle "
-              "[threshold=BYTES] [max_pages=N] [algo=NAME|priority=N]");
+              "[threshold=BYTES] [max_pages=N] [algo=NAME[:LEVEL]|priority=N]");
   reply_line (r, "algorithms=%s", ZCOMP_ALGO_NAMES);
   return reply_ok (r);
 }
@@ -450,7 +450,7 @@ cmd_idle (struct zram *zram, struct reply *r, char **words, size_t n)
 }
 
 #define RECOMPRESS_USAGE "usage: recompress type=idle|huge|huge_idle " \
-  "[threshold=BYTES] [max_pages=N] [algo=NAME|priority=N]"
+  "[threshold=BYTES] [max_pages=N] [algo=NAME[:LEVEL]|priority=N]"
 
 static int
 cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
@@ -515,19 +515,44 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
                         "recompression algorithm (start it with "
                         "recomp_algorithm=NAME[:LEVEL],...)");
   if (algo) {
+    /* NAME or NAME:LEVEL: with zstd:3,zstd:19 a bare "zstd" would name
+     * two priorities, and taking the first would quietly use the weaker.
+     */
+    const char *colon = strchr (algo, ':');
+    char name[16];
     enum zcomp_algo a;
+    uint64_t level = 0;
+    unsigned matches = 0;
 
-    if (zcomp_parse_algo (algo, &a) == -1)
+    snprintf (name, sizeof name, "%.*s",
+              (int) (colon ? (size_t) (colon - algo) : strlen (algo)), algo);
+    if ((colon ? (size_t) (colon - algo) : strlen (algo)) >= sizeof name ||
+        zcomp_parse_algo (name, &a) == -1)
       return reply_error (r, EINVAL, "recompress: unknown algorithm '%.32s' "
-                          "(known: %s)", algo, ZCOMP_ALGO_NAMES);
-    for (i = 0; i < s.nr_recomp && s.recomp[i].algo != a; i++)
-      ;
-    if (i == s.nr_recomp)
-      return reply_error (r, EINVAL, "recompress: %s is not one of the "
+                          "(known: %s; algo=NAME or algo=NAME:LEVEL)", algo,
+                          ZCOMP_ALGO_NAMES);
+    if (colon && parse_u64 (colon + 1, INT32_MAX, &level) == -1)
+      return reply_error (r, EINVAL, "recompress: level '%.32s' in algo= is "
+                          "not a level (algo=NAME:LEVEL, e.g. algo=zstd:19)",
+                          colon + 1);
+    for (i = 0; i < s.nr_recomp; i++)
+      if (s.recomp[i].algo == a &&
+          (!colon || (uint64_t) s.recomp[i].level == level)) {
+        if (matches++ == 0)
+          prio = i + 1;
+      }
+    if (matches == 0)
+      return reply_error (r, EINVAL, "recompress: %.32s is not one of the "
                           "device's recompression algorithms (%s)",
-                          zcomp_algo_name (a),
+                          colon ? algo : zcomp_algo_name (a),
                           recomp_list (&s, list, sizeof list));
-    prio = i + 1;
+    if (matches > 1)
+      return reply_error (r, EINVAL, "recompress: %s is %u of the device's "
+                          "recompression algorithms (%s): name one with "
+                          "its level (algo=%s:LEVEL) or by priority=N",
+                          zcomp_algo_name (a), matches,
+                          recomp_list (&s, list, sizeof list),
+                          zcomp_algo_name (a));
   }
   else if (prio > s.nr_recomp)
     return reply_error (r, EINVAL, "recompress: priority %" PRIu64 " is not "

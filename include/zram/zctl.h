@@ -44,7 +44,7 @@
  *                                         read or written for SECONDS
  *                                         (>= 1); replies marked=N
  *   recompress type=idle|huge|huge_idle [threshold=BYTES] [max_pages=N]
- *              [algo=NAME|priority=N]     zram_recompress over the whole
+ *              [algo=NAME[:LEVEL]|priority=N] zram_recompress over the whole
  *                                         device; algo= or priority= picks
  *                                         one recompression algorithm
  *                                         (default: each in turn); replies

@@ -510,6 +510,10 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
                         RECOMPRESS_USAGE ")");
 
   zram_get_stats (zram, &s);
+  /* Unpublished by a reset, the device reports no algorithms at all. */
+  if (!s.initialised)
+    return reply_error (r, EIO, "recompress: device not initialised (a "
+                        "reset is in progress)");
   if (s.nr_recomp == 0)
     return reply_error (r, EINVAL, "recompress: the device has no "
                         "recompression algorithm (start it with "

@@ -500,10 +500,13 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
         return reply_error (r, EINVAL, "recompress: priority '%.32s' is not "
                             "1 to %d", w + 9, ZRAM_MAX_RECOMP);
     }
-    else
+    else if (strncmp (w, "algo=", 5) == 0 || strncmp (w, "priority=", 9) == 0)
       return reply_error (r, EINVAL, "recompress: unexpected or repeated "
                           "argument '%.64s' (algo= and priority= exclude each "
                           "other; " RECOMPRESS_USAGE ")", w);
+    else
+      return reply_error (r, EINVAL, "recompress: unexpected or repeated "
+                          "argument '%.64s' (" RECOMPRESS_USAGE ")", w);
   }
   if (req.type == 0)
     return reply_error (r, EINVAL, "recompress: type= is required ("

@@ -50,6 +50,11 @@ refuse "zstd:4 is not one of the device's recompression algorithms" \
   recompress type=idle algo=zstd:4
 refuse "level 'x' in algo= is not a level" recompress type=idle algo=zstd:x
 refuse "algo= and priority= exclude each other" recompress type=idle algo=zstd priority=1
+# Other stray words are not told about algo= and priority=.
+refuse "unexpected or repeated argument 'extra' (usage: recompress" \
+  recompress type=idle extra
+refuse "unexpected or repeated argument 'type=huge' (usage: recompress" \
+  recompress type=idle type=huge
 refuse "threshold '5000' is not a number of bytes from 0 to 4096" \
   recompress type=idle threshold=5000
 "${c[@]}" stats >"$tmpdir/after"

@@ -47,13 +47,17 @@
  *              [algo=NAME[:LEVEL]|priority=N] zram_recompress over the whole
  *                                         device; algo= or priority= picks
  *                                         one recompression algorithm
- *                                         (default: each in turn); replies
+ *                                         (NAME alone must match only one;
+ *                                         else NAME:LEVEL) (default: each
+ *                                         in turn); EIO during a reset;
+ *                                         replies
  *                                         scanned= attempted= recompressed=
  *                                         incompressible= raced=
  *                                         bytes_saved= nospace= (pages left
  *                                         as they were at the memory
  *                                         limit).  If it fails midway
- *                                         (ENOMEM) the pages done
+ *                                         (ENOMEM; ECANCELED when the
+ *                                         server stops) the pages done
  *                                         stay recompressed (their content
  *                                         is unchanged either way)
  *

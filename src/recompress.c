@@ -268,6 +268,11 @@ zram_recompress (struct zram *z, const struct zram_recomp_req *req,
     meta_put (z);
     return -1;
   }
+  if (walks_stopped (z)) {
+    meta_put (z);
+    errno = ECANCELED;
+    return -1;
+  }
   gen = m->gen;
   i = p.start;
   while (i < p.end) {
@@ -278,6 +283,11 @@ zram_recompress (struct zram *z, const struct zram_recomp_req *req,
            (i = slot_table_next_touched (&m->table, i, batch_end)) < batch_end) {
       if (p.max_pages && res->attempted >= p.max_pages)
         goto out;
+      if (walks_stopped (z)) {
+        errno = ECANCELED;
+        r = -1;
+        goto out;
+      }
       if (recompress_slot (z, m, ctx, i, &p, res) == -1) {
         r = -1;
         goto out;

@@ -107,7 +107,7 @@ usage (FILE *fp)
 "  %s -s SOCKET mem-limit SIZE             e.g. 512M; 0 = no limit\n"
 "  %s -s SOCKET idle all|SECONDS           mark pages idle\n"
 "  %s -s SOCKET recompress type=idle|huge|huge_idle [threshold=BYTES]\n"
-"               [max_pages=N] [algo=NAME|priority=N]\n"
+"               [max_pages=N] [algo=NAME[:LEVEL]|priority=N]\n"
 "\n"
 "Without -s or SOCKET, the devices are those of $NBDZRAMCTL_SOCKET and\n"
 "every %s/*/ctl.sock (the systemd unit's; $NBDZRAMCTL_RUNDIR changes it).\n"
@@ -783,7 +783,7 @@ main (int argc, char **argv)
     fprintf (stderr, "%s: usage: %s\n", progname,
              strcmp (sub, "idle") == 0 ? "idle all|SECONDS"
              : "recompress type=idle|huge|huge_idle [threshold=BYTES] "
-               "[max_pages=N] [algo=NAME|priority=N]");
+               "[max_pages=N] [algo=NAME[:LEVEL]|priority=N]");
     return EXIT_USAGE;
   }
   fprintf (stderr, "%s: unknown command or wrong arguments: %s "

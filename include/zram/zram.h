@@ -407,7 +407,8 @@ extern int zram_parse_recomp_spec (const char *spec, struct zram_config *config,
  * page ("idle all").  Never-written parts of the device are skipped
  * without touching the table.  *marked (if not NULL) gets the number of
  * pages this call marked that were not idle before.  Returns 0, or -1
- * with errno EIO (not initialised) or ENOMEM (no thread context).
+ * with errno EIO (not initialised), ENOMEM (no thread context) or
+ * ECANCELED (zram_stop_walks; *marked says what was done).
  */
 extern int zram_mark_idle (struct zram *zram, uint32_t min_age_s,
                            uint64_t *marked);
@@ -471,9 +472,24 @@ struct zram_recomp_result {
  * page whose new object would pass the memory limit is left as it was
  * (counted in nospace) and the walk goes on: other classes may have room,
  * and every success frees memory.  A reset during the call ends it with 0.
+ * zram_stop_walks ends it before the next page with -1 and errno
+ * ECANCELED, *res saying what was done (every page stays valid).
  */
 extern int zram_recompress (struct zram *zram,
                             const struct zram_recomp_req *req,
                             struct zram_recomp_result *res);
+
+/* Stop the walks: zram_mark_idle and zram_recompress calls in progress
+ * end at their next page (a page being recompressed is finished or
+ * dropped first, so the wait is at most one page's compression), and
+ * calls made before the matching zram_resume_walks fail at once, both
+ * with -1 and errno ECANCELED.  For a shutdown that must not wait for a
+ * recompression of the whole device (minutes with zstd at a high level).
+ * Data requests are not affected.  Calls nest: walks run again once every
+ * zram_stop_walks has had its zram_resume_walks.  Thread-safe, never
+ * blocks.
+ */
+extern void zram_stop_walks (struct zram *zram);
+extern void zram_resume_walks (struct zram *zram);
 
 #endif /* ZRAM_ZRAM_H */

@@ -12,7 +12,7 @@
  *   zstd           zstd alone at its default level
  *   lz4+zstd:L     lz4, then every page marked idle and recompressed with
  *                  zstd level L (default 19), then compacted
- *   lz4:A+zstd:L   the same with lz4 acceleration A (default 8), a faster
+ *   lz4:A+zstd:L   the same with lz4 acceleration A (default 1000), a faster
  *                  primary
  *
  * For each: the CPU time of the write per page, of the recompression per
@@ -171,7 +171,7 @@ main (int argc, char *argv[])
   const char *image = NULL, *json = NULL;
   uint64_t seed = IMGEN_DEFAULT_SEED;
   int64_t size = 64 << 20;
-  int level = 19, accel = 8, ch;
+  int level = 19, accel = 1000, ch;
   struct row rows[4];
   FILE *fp;
   size_t k;

@@ -41,6 +41,7 @@ the peers are reported but do not fail the run.
 
 import argparse
 import csv
+import ctypes
 import json
 import os
 import platform
@@ -66,7 +67,7 @@ ALL_TARGETS = ZRAM + PEERS + list(KZRAM)
 # LZ4FAST_LEVEL, with zstd at level RECOMP_LEVEL behind it (the automatic
 # policy; it does not run during these tests, whose pages are young).
 EXTRA_TARGETS = ["zram-lz4-swap", "zram-lz4fast-recomp"]
-LZ4FAST_LEVEL = 8
+LZ4FAST_LEVEL = 1000
 RECOMP_LEVEL = 19
 
 # name -> (fio rw, block size, iodepth, numjobs)
@@ -222,6 +223,9 @@ class Server:
 
 
 ZRAM_CONTROL = "/sys/class/zram-control"
+# The signals that end the run (on_signal); held where a signal would leave
+# the driver not knowing of a device or a client it made.
+END_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def write_sysfs(path, value):
@@ -241,20 +245,26 @@ class KernelZram:
 
     def __init__(self, size, algorithm):
         # A signal between hot_add and the bookkeeping would leak the
-        # device: hold the signals that end the run until it is recorded.
-        sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+        # device: hold the signals that end the run until it is recorded,
+        # with everything remove() needs (a held signal is delivered the
+        # moment the mask is restored).
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, END_SIGNALS)
         try:
             with open(os.path.join(ZRAM_CONTROL, "hot_add")) as f:
-                self.num = int(f.read().strip())
+                text = f.read().strip()
+            try:
+                self.num = int(text)
+            except ValueError:
+                raise RuntimeError("%s/hot_add gave %r, not a device number"
+                                   % (ZRAM_CONTROL, text)) from None
+            self.sys = "/sys/block/zram%d" % self.num
+            self.dev = "/dev/zram%d" % self.num
             KernelZram.live[self.num] = self
+            log("kzram: made /dev/zram%d" % self.num)
         except OSError as e:
             raise RuntimeError("cannot make a zram device (%s/hot_add): %s" % (ZRAM_CONTROL, e))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        log("kzram: made /dev/zram%d" % self.num)
-        self.sys = "/sys/block/zram%d" % self.num
-        self.dev = "/dev/zram%d" % self.num
         try:
             try:
                 write_sysfs(self.sys + "/comp_algorithm", algorithm)
@@ -286,7 +296,17 @@ class KernelZram:
     def remove(self):
         """Reset and hot_remove this device; an error string, or None.
         A device still open (a client killed a moment ago) is busy: retry
-        for a while."""
+        for a while.  The signals that end the run are held meanwhile: one
+        arriving between the hot_remove and the bookkeeping would have
+        remove_all() reset a device of the same number that someone else
+        made since; a signal waits at most the retries' 15 s."""
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, END_SIGNALS)
+        try:
+            return self._remove()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def _remove(self):
         if self.num not in KernelZram.live:
             return None
         err = None
@@ -312,8 +332,13 @@ class KernelZram:
 
     @classmethod
     def remove_all(cls):
+        """Remove every device made and not yet removed; an error with one
+        does not keep the others."""
         for dev in list(cls.live.values()):
-            dev.remove()
+            try:
+                dev.remove()
+            except Exception as e:
+                log("kzram: cannot remove /dev/zram%d: %s" % (dev.num, e))
 
 
 def kzram_unavailable(algorithm):
@@ -330,13 +355,69 @@ def kzram_unavailable(algorithm):
     return None
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def client_setup(mask, driver):
+    """In a client between fork and exec: the driver's usual signal mask,
+    and SIGKILL when the driver dies, even by SIGKILL (no clean-up runs
+    then: the client would hold its device open for the rest of its
+    --runtime, and the device could not even be removed by hand)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass                            # not Linux: only the SIGKILL case is worse
+    if os.getppid() != driver:          # the driver died before the prctl
+        os._exit(1)
+
+
 def run_cmd(argv, timeout):
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=timeout)
-    if r.returncode != 0:
+    """Run a client to its end and return its stdout; RuntimeError if it
+    fails, subprocess.TimeoutExpired after timeout seconds.
+
+    The client runs in a process group of its own, and whatever ends it --
+    its exit, a failure, the timeout, a signal to the driver -- the whole
+    group is killed before the client is reaped, so that nothing it started
+    holds a kernel zram device open (busy: it could not be removed).  The
+    client's pid is not reaped until then, so the group is still its own
+    and no other process can be hit.  fio's job processes would escape
+    this (each calls setsid) and run out their --runtime after a killed
+    fio: fio runs its jobs as threads (--thread), which die with it."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        # A signal that ends the run while Popen starts the client would
+        # leave it running unknown: hold the signals until proc is known
+        # (the client itself starts with the driver's usual mask).
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, END_SIGNALS)
+        proc = None
+        driver = os.getpid()
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True,
+                                    preexec_fn=lambda: client_setup(old, driver))
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)     # a held signal lands here
+            deadline = time.monotonic() + timeout
+            while os.waitid(os.P_PID, proc.pid,
+                            os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(argv, timeout)
+                time.sleep(0.01)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            if proc is not None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    if proc.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (os.path.basename(argv[0]),
-                                                   r.returncode, r.stderr.strip()[-1500:]))
-    return r.stdout
+                                                   proc.returncode, stderr.strip()[-1500:]))
+    return stdout
 
 
 def json_tail(text):
@@ -416,7 +497,7 @@ def fio_test(ctx, target, test):
                 "--group_reporting",
                 "--output-format=json", "--norandommap", "--randrepeat=0",
                 "--buffer_compress_percentage=50", "--buffer_compress_chunk=4k",
-                "--refill_buffers"]
+                "--refill_buffers", "--thread"]
         cpu0 = cpu_seconds(srv.pid)
         ccpu0 = sum(children_cpu())
         d = json_tail(run_cmd(argv, ctx.timeout))
@@ -502,7 +583,7 @@ def kzram_fio_test(ctx, target, test):
                 "--group_reporting",
                 "--output-format=json", "--norandommap", "--randrepeat=0",
                 "--buffer_compress_percentage=50", "--buffer_compress_chunk=4k",
-                "--refill_buffers"]
+                "--refill_buffers", "--thread"]
         u0, s0 = children_cpu()
         d = json_tail(run_cmd(argv, ctx.timeout))
         u1, s1 = children_cpu()
@@ -630,7 +711,9 @@ def report(ctx, summary, errors, codec, core, mix):
     p("")
 
     p("Server CPU per request (us; user+system of nbdkit, all threads; lower is better;")
-    p("image tests: per 4 KiB page; robust to other load, unlike throughput):")
+    p("image tests: per 4 KiB page; robust to other load, unlike throughput)%s:"
+      % ("; kernel zram has no server, its CPU is in the kernel zram section"
+         if any(t in KZRAM for t in targets) else ""))
     p("%-20s" % "test" + "".join("%16s" % t for t in targets))
     for test in tests:
         row = "%-20s" % test
@@ -799,9 +882,11 @@ def report_kernel(ctx, summary, core, codec):
     real = None
     if codec and codec.get("pages"):
         real = (codec["pages"] - codec.get("same_pages", 0)) / codec["pages"]
-    p("CPU per 4 KiB request, us.  ours: nbdkit server = codec + core rest + NBD/nbdkit rest,")
-    p("and the client (bench-nbd-image or fio); kernel: the submitting process (user+sys for")
-    p("image, fio's system time for fio tests): the block layer and zram, codec included.")
+    p("CPU per request, us (per 4 KiB page; seq tests: per 256 KiB request).  ours: nbdkit")
+    p("server = codec + core rest + NBD/nbdkit rest,")
+    p("and the client (bench-nbd-image or fio, user+sys); kernel: the submitting process")
+    p("(user+sys of bench-blk-image for image, fio's system time for fio tests, fio's user")
+    p("time in brackets): the block layer and zram, codec included.")
     p("%-20s %8s %7s %7s %8s %8s" % ("test", "server", "codec", "core", "NBD+rest", "client")
       + "".join("%15s" % k for k in ks))
     for test in ctx.test_order:
@@ -817,8 +902,12 @@ def report_kernel(ctx, summary, core, codec):
             nbd_us = srv - path_us
         row = "%-20s %8s %7s %7s %8s %8s" % (
             test, *["-" if v is None else "%.1f" % v for v in (srv, codec_us, core_us, nbd_us, cli)])
-        row += "".join("%15s" % ("-" if med(test, k, "kernel_cpu_us_per_op") is None
-                                 else "%.1f" % med(test, k, "kernel_cpu_us_per_op")) for k in ks)
+        for k in ks:
+            kern, user = med(test, k, "kernel_cpu_us_per_op"), med(test, k, "client_user_us_per_op")
+            cell = "-" if kern is None else "%.1f" % kern
+            if kern is not None and user is not None:
+                cell += " (+%.1f)" % user
+            row += "%15s" % cell
         p(row)
     p("(codec and core from bench-core lz4-zs on this image, one thread; fio tests use fio's")
     p(" half-compressible buffers, so only their totals are shown)")
@@ -957,11 +1046,16 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(os.path.dirname(here), "build"),
                     help="meson build directory with bench/ tools and zram.so")
     ap.add_argument("--plugin", help="path of zram.so (default BUILD/zram.so)")
-    ap.add_argument("--size", default="128M", help="image and device size (default 128M)")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--runtime", type=float, default=5, help="seconds per fio test")
-    ap.add_argument("--targets", default=",".join(ALL_TARGETS))
-    ap.add_argument("--tests", help="comma-separated subset: image, and fio test names")
+    ap.add_argument("--size", help="image and device size (default 128M; 8M with --smoke)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --smoke)")
+    ap.add_argument("--runtime", type=float,
+                    help="seconds per fio test (default 5; 1 with --smoke)")
+    ap.add_argument("--targets", default=",".join(ALL_TARGETS),
+                    help="comma-separated, from: %s (default: all but the last %d; the"
+                         " kzram ones need root and kernel zram, else are skipped)"
+                    % (", ".join(ALL_TARGETS + EXTRA_TARGETS), len(EXTRA_TARGETS)))
+    ap.add_argument("--tests", help="comma-separated subset of: image, %s (default: all)"
+                    % ", ".join(FIO_TESTS))
     ap.add_argument("--out", help="output directory (default bench/results)")
     ap.add_argument("--smoke", action="store_true",
                     help="seconds-long check that everything works: 8M image, 1 rep, short fio")
@@ -978,29 +1072,50 @@ def main():
     ctx.lz4fast_level = a.lz4fast_level
     ctx.build = os.path.abspath(a.build_dir)
     ctx.plugin = os.path.abspath(a.plugin or os.path.join(ctx.build, "zram.so"))
+    # --smoke changes the defaults; what is given explicitly stays.
+    for name, normal, smoke in (("size", "128M", "8M"), ("reps", 3, 1), ("runtime", 5, 1)):
+        if getattr(a, name) is None:
+            setattr(a, name, smoke if a.smoke else normal)
     if a.smoke:
-        a.size, a.reps, a.runtime = "8M", 1, 1
         if a.tests is None:
             a.tests = ",".join(["image"] + SMOKE_FIO)
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    ctx.size = int(a.size[:-1]) * mult[a.size[-1].upper()] if a.size[-1].upper() in mult else int(a.size)
-    if ctx.size <= 0 or ctx.size % 4096:
-        ap.error("--size must be a positive multiple of 4096")
+    ctx.size = parse_size(a.size)
+    if ctx.size is None or ctx.size <= 0 or ctx.size % 4096:
+        ap.error("--size %s: give a positive multiple of 4096 bytes, as a number"
+                 " with an optional K, M or G (e.g. 16M)" % a.size)
+    if a.reps < 1:
+        ap.error("--reps %d: at least one repetition" % a.reps)
+    if not 0 < a.runtime < 86400:
+        ap.error("--runtime %g: give a positive number of seconds, under a day" % a.runtime)
     ctx.reps, ctx.runtime = a.reps, a.runtime
-    ctx.timeout = 600
-    ctx.targets = [t for t in a.targets.split(",") if t]
-    for t in ctx.targets:
+    # A client that takes longer than this is stuck; fio runs --runtime.
+    ctx.timeout = 600 + 2 * ctx.runtime
+    ctx.targets = []
+    for t in a.targets.split(","):
+        if not t or t in ctx.targets:
+            continue                    # a name given twice runs once
         if t not in ALL_TARGETS + EXTRA_TARGETS:
             ap.error("unknown target %s (known: %s)"
                      % (t, ", ".join(ALL_TARGETS + EXTRA_TARGETS)))
-    tests = a.tests.split(",") if a.tests else ["image"] + list(FIO_TESTS)
-    for t in tests:
+        ctx.targets.append(t)
+    if not ctx.targets:
+        ap.error("--targets names no target")
+    tests = []
+    for t in (a.tests.split(",") if a.tests else ["image"] + list(FIO_TESTS)):
+        if not t or t in tests:
+            continue
         if t != "image" and t not in FIO_TESTS:
-            ap.error("unknown test %s" % t)
+            ap.error("unknown test %s (known: image, %s)" % (t, ", ".join(FIO_TESTS)))
+        tests.append(t)
+    if not tests:
+        ap.error("--tests names no test")
     ctx.test_order = (["image-write", "image-read"] if "image" in tests else []) + \
         [t for t in tests if t != "image"]
     out = a.out or (ctx.build if a.smoke else os.path.join(here, "results"))
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        ap.error("--out %s: %s" % (out, e))
 
     def tool(name):
         p = os.path.join(ctx.build, "bench", name)
@@ -1015,7 +1130,7 @@ def main():
     if any(t.startswith("zram") for t in ctx.targets) and not os.path.exists(ctx.plugin):
         sys.exit("run-bench: plugin %s not found (--plugin)" % ctx.plugin)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in END_SIGNALS:
         signal.signal(sig, on_signal)
     ctx.nice = 0
     if a.nice:
@@ -1034,10 +1149,22 @@ def main():
         KernelZram.remove_all()
 
 
+def parse_size(text):
+    """'16M', '1G', '65536k', '8388608' -> bytes; None if it is not one."""
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip()
+    unit = 1
+    if text[-1:].upper() in mult:
+        text, unit = text[:-1], mult[text[-1].upper()]
+    if not text.isdigit():
+        return None
+    return int(text) * unit
+
+
 def on_signal(signum, frame):
     """SIGTERM and SIGHUP end the run the way Ctrl-C does: through the
     finally blocks that remove the kernel zram devices and stop servers."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in END_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)      # let the clean-up finish
     raise SystemExit(128 + signum)
 
@@ -1099,7 +1226,8 @@ def run_all(ctx, a, tests, out, here):
                             res = {test: kzram_fio_test(ctx, target, test)}
                         else:
                             res = {test: fio_test(ctx, target, test)}
-                    except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
+                    except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError,
+                            KeyError) as e:
                         name = "image-write" if test == "image" else test
                         errors.setdefault((name, target), []).append(str(e))
                         log("rep %d %-20s %-14s ERROR %s" % (rep + 1, test, target, str(e)[:300]))

@@ -53,6 +53,13 @@ zram_mark_idle (struct zram *z, uint32_t min_age_s, uint64_t *marked)
   for (;;) {
     end = i + ZRAM_WALK_BATCH_SLOTS < m->nr_pages ? i + ZRAM_WALK_BATCH_SLOTS
                                                  : m->nr_pages;
+    if (walks_stopped (z)) {
+      meta_put (z);
+      if (marked)
+        *marked = n;
+      errno = ECANCELED;
+      return -1;
+    }
     now = meta_now (m);
     while ((i = slot_table_next_touched (&m->table, i, end)) < end) {
       struct zram_slot *slot = slot_at (&m->table, i++);

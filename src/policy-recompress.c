@@ -301,6 +301,11 @@ recomp_round (void *opaque, struct zram_bg_round *r)
     req.start_index = rp->cursor;
     req.end_index = nr_slots - rp->cursor > ZRAM_RECOMP_POLICY_SPAN
                     ? rp->cursor + ZRAM_RECOMP_POLICY_SPAN : nr_slots;
+    /* A recompression or writeback asked for by hand may walk the whole
+     * device for minutes: this thread also compacts, so it must not wait
+     * for it.
+     */
+    req.nowait = true;
     if (zram_recompress (rp->zram, &req, &res) == -1)
       err = errno;
     s.calls++;
@@ -310,7 +315,8 @@ recomp_round (void *opaque, struct zram_bg_round *r)
     learn_cost (rp, zram_bg_round_cpu_ns (r) - cpu0, res.attempted);
     pages_left -= res.attempted < pages_left ? res.attempted : pages_left;
     if (err) {
-      /* EIO: a reset, or a page that fails to decompress; ENOMEM.
+      /* EBUSY: a recompression or writeback by hand runs; EIO: a
+       * reset, or a page that fails to decompress; ENOMEM.
        * Continue after the batch next round.  (At the memory limit,
        * pages without room for their new object are skipped, not an
        * error: see zram_recompress.)

@@ -261,7 +261,16 @@ zram_recompress (struct zram *z, const struct zram_recomp_req *req,
 {
   int r, saved_errno;
 
-  pthread_mutex_lock (&z->pp_lock);
+  if (req->nowait) {
+    if (pthread_mutex_trylock (&z->pp_lock) != 0) {
+      memset (res, 0, sizeof *res);
+      res->next_index = req->start_index;
+      errno = EBUSY;
+      return -1;
+    }
+  }
+  else
+    pthread_mutex_lock (&z->pp_lock);
   r = recompress_walk (z, req, res);
   saved_errno = errno;
   pthread_mutex_unlock (&z->pp_lock);
@@ -291,6 +300,11 @@ recompress_walk (struct zram *z, const struct zram_recomp_req *req,
     meta_put (z);
     return -1;
   }
+  if (walks_stopped (z)) {
+    meta_put (z);
+    errno = ECANCELED;
+    return -1;
+  }
   gen = m->gen;
   i = p.start;
   while (i < p.end) {
@@ -301,6 +315,11 @@ recompress_walk (struct zram *z, const struct zram_recomp_req *req,
            (i = slot_table_next_touched (&m->table, i, batch_end)) < batch_end) {
       if (p.max_pages && res->attempted >= p.max_pages)
         goto out;
+      if (walks_stopped (z)) {
+        errno = ECANCELED;
+        r = -1;
+        goto out;
+      }
       if (recompress_slot (z, m, ctx, i, &p, res) == -1) {
         r = -1;
         goto out;

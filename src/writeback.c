@@ -171,6 +171,11 @@ writeback_walk (struct zram *z, const struct zram_wb_req *req,
     meta_put (z);
     return -1;
   }
+  if (walks_stopped (z)) {
+    meta_put (z);
+    errno = ECANCELED;
+    return -1;
+  }
   gen = m->gen;
   i = p.start;
   while (i < p.end) {
@@ -184,6 +189,11 @@ writeback_walk (struct zram *z, const struct zram_wb_req *req,
            (i = slot_table_next_touched (&m->table, i, batch_end)) < batch_end) {
       if (p.max_pages && res->written + res->raced >= p.max_pages)
         goto out;
+      if (walks_stopped (z)) {
+        errno = ECANCELED;
+        r = -1;
+        goto out;
+      }
       if (writeback_slot (m, ctx, i, &p, res) == -1) {
         r = -1;
         goto out;

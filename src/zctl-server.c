@@ -6,17 +6,22 @@
  *                           out[] replies not yet sent
  *             ──refuse──> refused[]  farewell sent, input drained, closed
  *   stop pipe ──> wakes poll() when zctl_server_stop is called
- *   done pipe <── the slow thread: a blocking command has finished
+ *   done pipe <── a worker: a blocking command has finished
  *
- *   serve thread (poll loop)          slow thread
- *     quick command: zctl_execute       reset/compact: zctl_execute
- *     slow command:  hand to ─job──>    reply ─job─> back to the client
+ *   serve thread (poll loop)          workers, one per lane (zctl_lane)
+ *     quick command: zctl_execute       slow: reset, compact
+ *     slow command:  hand to ─job──>    walk: idle, recompress
+ *                                       reply ─job─> back to the client
+ *
+ * Walks have a worker of their own: a recompression of a large device
+ * takes minutes, and a reset or compaction queued behind it would wait
+ * that long (its client gives up after a minute).
  *
  * A client's input is read only while its output buffer has room for a
  * whole reply: a client that never reads stops being read, and is dropped
- * after ZCTL_CLIENT_TIMEOUT, without ever blocking the loop.  While the slow
- * thread runs a command of a client, that client's further lines wait, so
- * its replies stay in order; other clients' quick commands go on.
+ * after ZCTL_CLIENT_TIMEOUT, without ever blocking the loop.  While a
+ * worker runs a command of a client, that client's further lines wait, so
+ * its replies stay in order; other clients' commands go on.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE             /* accept4, pipe2, struct ucred */
@@ -39,6 +44,7 @@
 #include "zram/thread-ctx.h"
 #include "zram/zctl.h"
 #include "zram/zctl-server.h"
+#include "zram/zram.h"
 #include "zctl-socket.h"
 
 /* Room for two whole replies: one is read only when one fits. */
@@ -54,8 +60,8 @@ struct client {
   size_t in_len;
   bool discarding;              /* skipping the rest of a too-long line */
   bool eof;                     /* client shut down its sending side */
-  bool busy;                    /* its command is in the slow thread */
-  bool waiting;                 /* its next command waits for that thread */
+  bool busy;                    /* its command is in a worker */
+  bool waiting;                 /* its next command waits for a worker */
   char out[OUT_CAP];
   size_t out_len;
   int64_t last_progress;        /* CLOCK_MONOTONIC milliseconds */
@@ -67,7 +73,7 @@ struct refused {
   int64_t deadline;
 };
 
-/* The one command the slow thread works on.  Under job_lock. */
+/* The one command a worker works on.  Under job_lock. */
 struct job {
   bool pending;                 /* handed over, not finished */
   bool done;                    /* finished, reply not yet taken */
@@ -77,6 +83,18 @@ struct job {
   size_t len;
   char reply[ZCTL_REPLY_MAX];
 };
+
+struct zctl_server;
+
+/* A worker thread and its job: lane i of zctl_lane is workers[i - 1]. */
+struct worker {
+  struct zctl_server *srv;
+  pthread_t thread;
+  bool running;                 /* thread created, not yet joined */
+  int err;                      /* 0, or why it refused to serve */
+  struct job job;
+};
+#define NR_WORKERS (ZCTL_NR_LANES - 1)
 
 struct zctl_server {
   struct zram *zram;
@@ -88,14 +106,14 @@ struct zctl_server {
   bool started;
   sem_t ready;                  /* posted by each thread once it has its
                                  * context, or has given up */
-  int serve_errno, slow_errno;  /* 0, or why that thread refused to serve */
-  pthread_t thread, slow_thread;
+  int serve_errno;              /* 0, or why that thread refused to serve */
+  pthread_t thread;
   int64_t accept_resume;        /* do not accept before (ms) */
   int accept_delay;             /* current back-off (ms), 0 = none */
   pthread_mutex_t job_lock;
   pthread_cond_t job_cond;
   bool stopping;                /* under job_lock */
-  struct job job;
+  struct worker workers[NR_WORKERS];
   struct client clients[ZCTL_MAX_CLIENTS];
   struct refused refused[ZCTL_MAX_CLIENTS];
 };
@@ -181,28 +199,31 @@ client_has_room (const struct client *c)
   return OUT_CAP - c->out_len >= ZCTL_REPLY_MAX;
 }
 
-/* Run one line, here or in the slow thread.  Returns false if it is a slow
- * command and the slow thread is taken: the caller keeps the line for
- * later.
+/* Run one line, here or in its lane's worker.  Returns false if that
+ * worker is taken: the caller keeps the line for later.
  */
 static bool
 client_run_line (struct zctl_server *srv, struct client *c,
                  const char *line, size_t len)
 {
   char reply[ZCTL_REPLY_MAX];
+  enum zctl_lane lane = len <= ZCTL_LINE_MAX + 1 ? zctl_lane (line, len)
+                                                 : ZCTL_LANE_QUICK;
+  struct job *job;
   bool taken;
 
-  if (len <= ZCTL_LINE_MAX + 1 && zctl_may_block (line, len)) {
+  if (lane != ZCTL_LANE_QUICK) {
+    job = &srv->workers[lane - 1].job;
     pthread_mutex_lock (&srv->job_lock);
-    taken = srv->job.pending || srv->job.done;
+    taken = job->pending || job->done;
     if (!taken) {
-      memcpy (srv->job.line, line, len);
-      srv->job.len = len;
-      srv->job.client = c - srv->clients;
-      srv->job.gen = c->gen;
-      srv->job.pending = true;
+      memcpy (job->line, line, len);
+      job->len = len;
+      job->client = c - srv->clients;
+      job->gen = c->gen;
+      job->pending = true;
       c->busy = true;
-      pthread_cond_signal (&srv->job_cond);
+      pthread_cond_broadcast (&srv->job_cond);
     }
     pthread_mutex_unlock (&srv->job_lock);
     c->waiting = taken;
@@ -214,7 +235,7 @@ client_run_line (struct zctl_server *srv, struct client *c,
 }
 
 /* Execute the complete lines in c->in while replies fit and no command of
- * the client's is in the slow thread.  At EOF a last line without '\n'
+ * the client's is in a worker.  At EOF a last line without '\n'
  * counts as complete.
  */
 static void
@@ -344,21 +365,22 @@ accept_client (struct zctl_server *srv)
   refuse (srv, fd, msg);
 }
 
-/* --- the slow thread ----------------------------------------------------- */
+/* --- the workers --------------------------------------------------------- */
 
 static void *
-slow_thread (void *arg)
+worker_thread (void *arg)
 {
-  struct zctl_server *srv = arg;
+  struct worker *w = arg;
+  struct zctl_server *srv = w->srv;
   char line[IN_CAP], reply[ZCTL_REPLY_MAX];
   size_t len;
   ssize_t r;
 
-  /* reset and compact run here: this thread needs its context (RCU
+  /* Slow commands run here: this thread needs its context (RCU
    * registration) as much as the serve thread, for the same reason.
    */
   if (zram_thread_ctx_get () == NULL) {
-    srv->slow_errno = errno;
+    w->err = errno;
     sem_post (&srv->ready);
     return NULL;
   }
@@ -366,20 +388,20 @@ slow_thread (void *arg)
 
   pthread_mutex_lock (&srv->job_lock);
   for (;;) {
-    while (!srv->job.pending && !srv->stopping)
+    while (!w->job.pending && !srv->stopping)
       pthread_cond_wait (&srv->job_cond, &srv->job_lock);
-    if (!srv->job.pending)
-      break;                    /* stopping, nothing left to do */
-    memcpy (line, srv->job.line, srv->job.len);
-    len = srv->job.len;
+    if (srv->stopping)
+      break;                    /* its client is gone: leave it undone */
+    memcpy (line, w->job.line, w->job.len);
+    len = w->job.len;
     pthread_mutex_unlock (&srv->job_lock);
 
     zctl_execute (srv->zram, line, len, reply, sizeof reply);
 
     pthread_mutex_lock (&srv->job_lock);
-    memcpy (srv->job.reply, reply, sizeof reply);
-    srv->job.pending = false;
-    srv->job.done = true;
+    memcpy (w->job.reply, reply, sizeof reply);
+    w->job.pending = false;
+    w->job.done = true;
     r = write (srv->done_pipe[1], "d", 1);
     (void) r;                   /* one byte in an empty pipe */
   }
@@ -387,42 +409,50 @@ slow_thread (void *arg)
   return NULL;
 }
 
-/* Take a finished slow command's reply to its client, then let clients
- * whose slow command had to wait have the slow thread.
+/* Take finished slow commands' replies to their clients, then let clients
+ * whose slow command had to wait have a worker.
  */
 static void
 collect_job (struct zctl_server *srv)
 {
   char reply[ZCTL_REPLY_MAX], junk[16];
-  struct client *c = NULL;
-  unsigned gen = 0;
-  bool done;
+  struct client *c;
+  unsigned gen;
+  bool done, any = false;
   ssize_t r;
-  int i, first;
+  int i, w, first = 0;
 
   r = read (srv->done_pipe[0], junk, sizeof junk);
   (void) r;
-  pthread_mutex_lock (&srv->job_lock);
-  done = srv->job.done;
-  if (done) {
-    memcpy (reply, srv->job.reply, sizeof reply);
-    c = &srv->clients[srv->job.client];
-    gen = srv->job.gen;
-    srv->job.done = false;
+  for (w = 0; w < NR_WORKERS; w++) {
+    struct job *job = &srv->workers[w].job;
+
+    pthread_mutex_lock (&srv->job_lock);
+    done = job->done;
+    c = &srv->clients[job->client];
+    gen = job->gen;
+    if (done) {
+      memcpy (reply, job->reply, sizeof reply);
+      job->done = false;
+    }
+    pthread_mutex_unlock (&srv->job_lock);
+    if (!done)
+      continue;
+    any = true;
+    first = c - srv->clients;
+    if (c->fd >= 0 && c->gen == gen) {
+      client_append (c, reply);
+      c->busy = false;
+      c->waiting = c->in_len > 0;   /* served last, below */
+      c->last_progress = now_ms ();
+    }
   }
-  pthread_mutex_unlock (&srv->job_lock);
-  if (!done)
+  if (!any)
     return;
 
-  first = c - srv->clients;
-  if (c->fd >= 0 && c->gen == gen) {
-    client_append (c, reply);
-    c->busy = false;
-    c->waiting = c->in_len > 0;   /* served last, below */
-    c->last_progress = now_ms ();
-  }
-  /* Round robin from the next client to this one, so that a client that
-   * sends many slow commands does not keep the others waiting.
+  /* Round robin from the next client to the last one served, so that a
+   * client that sends many slow commands does not keep the others
+   * waiting.
    */
   for (i = 1; i <= ZCTL_MAX_CLIENTS; i++) {
     struct client *o = &srv->clients[(first + i) % ZCTL_MAX_CLIENTS];
@@ -489,7 +519,7 @@ serve (void *arg)
         ev |= POLLIN;
       if (c->out_len > 0)
         ev |= POLLOUT;
-      /* Nothing to do until the slow thread is done: leave it out, or a
+      /* Nothing to do until its worker is done: leave it out, or a
        * hang-up would wake poll at once, over and over.
        */
       if (ev == 0 && (c->busy || c->waiting))
@@ -635,69 +665,88 @@ zctl_server_bind (const char *path, struct zram *zram,
   return NULL;
 }
 
-/* Stop and join both threads (each may have exited already). */
+/* Stop and join the threads (each may have exited already). */
 static void
 stop_threads (struct zctl_server *srv)
 {
   ssize_t r = write (srv->stop_pipe[1], "x", 1);
+  int w;
 
   (void) r;                     /* the pipe is empty: cannot fail */
   pthread_join (srv->thread, NULL);
-  /* A command in the slow thread completes first. */
+  /* A command in a worker completes first, but an idle marking or
+   * recompression is told to stop at its next page: recompressing a large
+   * device with zstd at a high level takes minutes, and a shutdown that
+   * waits for it ends in SIGKILL.  Its client has been disconnected with
+   * the serve thread already; a command still waiting is not started.
+   */
   pthread_mutex_lock (&srv->job_lock);
   srv->stopping = true;
-  pthread_cond_signal (&srv->job_cond);
+  pthread_cond_broadcast (&srv->job_cond);
   pthread_mutex_unlock (&srv->job_lock);
-  pthread_join (srv->slow_thread, NULL);
+  zram_stop_walks (srv->zram);
+  for (w = 0; w < NR_WORKERS; w++)
+    if (srv->workers[w].running) {
+      pthread_join (srv->workers[w].thread, NULL);
+      srv->workers[w].running = false;
+    }
+  zram_resume_walks (srv->zram);
 }
 
 int
 zctl_server_start (struct zctl_server *srv)
 {
+  static const char *const names[NR_WORKERS] = { "zctl-slow", "zctl-walk" };
   sigset_t all, old;
-  int r;
+  int r, w, threads = 0;
 
   /* nbdkit may have changed uid (-u) between bind and now. */
   srv->uid = geteuid ();
 
   if (sem_init (&srv->ready, 0, 0) == -1)
     return -1;
-  srv->serve_errno = srv->slow_errno = 0;
+  srv->serve_errno = 0;
 
   /* Signals belong to nbdkit's main thread, not to ours. */
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &old);
   r = pthread_create (&srv->thread, NULL, serve, srv);
-  if (r == 0) {
-    r = pthread_create (&srv->slow_thread, NULL, slow_thread, srv);
-    if (r != 0) {
-      ssize_t w = write (srv->stop_pipe[1], "x", 1);
-      (void) w;
-      /* The serve thread posts ready whether or not it could start. */
-      while (sem_wait (&srv->ready) == -1 && errno == EINTR)
-        ;
-      pthread_join (srv->thread, NULL);
+  if (r == 0)
+    threads++;
+  for (w = 0; r == 0 && w < NR_WORKERS; w++) {
+    srv->workers[w].srv = srv;
+    srv->workers[w].err = 0;
+    r = pthread_create (&srv->workers[w].thread, NULL, worker_thread,
+                        &srv->workers[w]);
+    if (r == 0) {
+      srv->workers[w].running = true;
+      threads++;
     }
   }
   pthread_sigmask (SIG_SETMASK, &old, NULL);
+  /* Each thread posts once: with its context made, or having given up. */
+  while (threads-- > 0)
+    while (sem_wait (&srv->ready) == -1 && errno == EINTR)
+      ;
+  sem_destroy (&srv->ready);
   if (r != 0) {
-    sem_destroy (&srv->ready);
+    /* The serve thread exists if any worker was tried. */
+    if (srv->workers[0].srv != NULL)
+      stop_threads (srv);
     errno = r;
     return -1;
   }
-  /* Each thread posts once: with its context made, or having given up. */
-  while (sem_wait (&srv->ready) == -1 && errno == EINTR)
-    ;
-  while (sem_wait (&srv->ready) == -1 && errno == EINTR)
-    ;
-  sem_destroy (&srv->ready);
-  if (srv->serve_errno != 0 || srv->slow_errno != 0) {
+  for (w = 0; w < NR_WORKERS; w++)
+    if (srv->workers[w].err != 0)
+      r = srv->workers[w].err;
+  if (srv->serve_errno != 0 || r != 0) {
     stop_threads (srv);
-    errno = srv->serve_errno ? srv->serve_errno : srv->slow_errno;
+    errno = srv->serve_errno ? srv->serve_errno : r;
     return -1;
   }
   pthread_setname_np (srv->thread, "zctl");
-  pthread_setname_np (srv->slow_thread, "zctl-slow");
+  for (w = 0; w < NR_WORKERS; w++)
+    pthread_setname_np (srv->workers[w].thread, names[w]);
   srv->started = true;
   return 0;
 }

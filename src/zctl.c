@@ -156,7 +156,7 @@ cmd_help (struct reply *r)
   reply_line (r, "command=mem_used_max 0");
   reply_line (r, "command=idle all|SECONDS");
   reply_line (r, "command=recompress type=idle|huge|huge_idle "
-              "[threshold=BYTES] [max_pages=N] [algo=NAME|priority=N]");
+              "[threshold=BYTES] [max_pages=N] [algo=NAME[:LEVEL]|priority=N]");
   reply_line (r, "command=writeback type=idle|huge|huge_idle|incompressible "
               "[max_pages=N]");
   reply_line (r, "algorithms=%s", ZCOMP_ALGO_NAMES);
@@ -449,13 +449,15 @@ cmd_idle (struct zram *zram, struct reply *r, char **words, size_t n)
   if (zram_mark_idle (zram, (uint32_t) age, &marked) == -1)
     return reply_error (r, errno, "idle: %s", errno == EIO
                         ? "device not initialised (a reset is in progress)"
+                        : errno == ECANCELED
+                        ? "stopped part way: the server is shutting down"
                         : strerror (errno));
   reply_line (r, "marked=%" PRIu64, marked);
   return reply_ok (r);
 }
 
 #define RECOMPRESS_USAGE "usage: recompress type=idle|huge|huge_idle " \
-  "[threshold=BYTES] [max_pages=N] [algo=NAME|priority=N]"
+  "[threshold=BYTES] [max_pages=N] [algo=NAME[:LEVEL]|priority=N]"
 
 static int
 cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
@@ -505,34 +507,66 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
         return reply_error (r, EINVAL, "recompress: priority '%.32s' is not "
                             "1 to %d", w + 9, ZRAM_MAX_RECOMP);
     }
-    else
+    else if (strncmp (w, "algo=", 5) == 0 || strncmp (w, "priority=", 9) == 0)
       return reply_error (r, EINVAL, "recompress: unexpected or repeated "
                           "argument '%.64s' (algo= and priority= exclude each "
                           "other; " RECOMPRESS_USAGE ")", w);
+    else
+      return reply_error (r, EINVAL, "recompress: unexpected or repeated "
+                          "argument '%.64s' (" RECOMPRESS_USAGE ")", w);
   }
   if (req.type == 0)
     return reply_error (r, EINVAL, "recompress: type= is required ("
                         RECOMPRESS_USAGE ")");
 
   zram_get_stats (zram, &s);
+  /* Unpublished by a reset, the device reports no algorithms at all. */
+  if (!s.initialised)
+    return reply_error (r, EIO, "recompress: device not initialised (a "
+                        "reset is in progress)");
   if (s.nr_recomp == 0)
     return reply_error (r, EINVAL, "recompress: the device has no "
                         "recompression algorithm (start it with "
                         "recomp_algorithm=NAME[:LEVEL],...)");
   if (algo) {
+    /* NAME or NAME:LEVEL: with zstd:3,zstd:19 a bare "zstd" would name
+     * two priorities, and taking the first would quietly use the weaker.
+     */
+    const char *colon = strchr (algo, ':');
+    char name[16];
     enum zcomp_algo a;
+    uint64_t level = 0;
+    unsigned matches = 0;
 
-    if (zcomp_parse_algo (algo, &a) == -1)
+    snprintf (name, sizeof name, "%.*s",
+              (int) (colon ? (size_t) (colon - algo) : strlen (algo)), algo);
+    if ((colon ? (size_t) (colon - algo) : strlen (algo)) >= sizeof name ||
+        zcomp_parse_algo (name, &a) == -1)
       return reply_error (r, EINVAL, "recompress: unknown algorithm '%.32s' "
-                          "(known: %s)", algo, ZCOMP_ALGO_NAMES);
-    for (i = 0; i < s.nr_recomp && s.recomp[i].algo != a; i++)
-      ;
-    if (i == s.nr_recomp)
-      return reply_error (r, EINVAL, "recompress: %s is not one of the "
+                          "(known: %s; algo=NAME or algo=NAME:LEVEL)", algo,
+                          ZCOMP_ALGO_NAMES);
+    if (colon && parse_u64 (colon + 1, INT32_MAX, &level) == -1)
+      return reply_error (r, EINVAL, "recompress: level '%.32s' in algo= is "
+                          "not a level (algo=NAME:LEVEL, e.g. algo=zstd:19)",
+                          colon + 1);
+    for (i = 0; i < s.nr_recomp; i++)
+      if (s.recomp[i].algo == a &&
+          (!colon || (uint64_t) s.recomp[i].level == level)) {
+        if (matches++ == 0)
+          prio = i + 1;
+      }
+    if (matches == 0)
+      return reply_error (r, EINVAL, "recompress: %.32s is not one of the "
                           "device's recompression algorithms (%s)",
-                          zcomp_algo_name (a),
+                          colon ? algo : zcomp_algo_name (a),
                           recomp_list (&s, list, sizeof list));
-    prio = i + 1;
+    if (matches > 1)
+      return reply_error (r, EINVAL, "recompress: %s is %u of the device's "
+                          "recompression algorithms (%s): name one with "
+                          "its level (algo=%s:LEVEL) or by priority=N",
+                          zcomp_algo_name (a), matches,
+                          recomp_list (&s, list, sizeof list),
+                          zcomp_algo_name (a));
   }
   else if (prio > s.nr_recomp)
     return reply_error (r, EINVAL, "recompress: priority %" PRIu64 " is not "
@@ -548,6 +582,8 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
     return reply_error (r, err, "recompress: %s after %" PRIu64 " pages "
                         "recompressed", err == EIO && res.scanned == 0
                         ? "device not initialised (a reset is in progress)"
+                        : err == ECANCELED
+                        ? "stopped part way: the server is shutting down"
                         : strerror (err), res.recompressed);
   }
   reply_line (r, "scanned=%" PRIu64, res.scanned);
@@ -626,6 +662,8 @@ cmd_writeback (struct zram *zram, struct reply *r, char **words, size_t n)
                         "written back", err == EIO && res.scanned == 0
                         ? "device not initialised (a reset is in progress)"
                         : err == EIO ? "the backing store failed a write"
+                        : err == ECANCELED
+                        ? "stopped part way: the server is shutting down"
                         : strerror (err), res.written);
   }
   reply_line (r, "scanned=%" PRIu64, res.scanned);
@@ -634,23 +672,32 @@ cmd_writeback (struct zram *zram, struct reply *r, char **words, size_t n)
   return reply_ok (r);
 }
 
-bool
-zctl_may_block (const char *line, size_t len)
+enum zctl_lane
+zctl_lane (const char *line, size_t len)
 {
-  static const char *const slow[] = { "reset", "compact", "idle", "recompress",
-                                      "writeback" };
+  static const struct { const char *word; enum zctl_lane lane; } slow[] = {
+    { "reset", ZCTL_LANE_SLOW }, { "compact", ZCTL_LANE_SLOW },
+    { "idle", ZCTL_LANE_WALK }, { "recompress", ZCTL_LANE_WALK },
+    { "writeback", ZCTL_LANE_WALK },
+  };
   size_t i, n, k;
 
   for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
     ;
   for (k = 0; k < sizeof slow / sizeof slow[0]; k++) {
-    n = strlen (slow[k]);
-    if (len - i >= n && memcmp (line + i, slow[k], n) == 0 &&
+    n = strlen (slow[k].word);
+    if (len - i >= n && memcmp (line + i, slow[k].word, n) == 0 &&
         (len - i == n || line[i + n] == ' ' || line[i + n] == '\t' ||
          line[i + n] == '\r'))
-      return true;
+      return slow[k].lane;
   }
-  return false;
+  return ZCTL_LANE_QUICK;
+}
+
+bool
+zctl_may_block (const char *line, size_t len)
+{
+  return zctl_lane (line, len) != ZCTL_LANE_QUICK;
 }
 
 int

@@ -81,6 +81,18 @@ zram_client_pids (struct zram *z, int *pids, size_t cap)
   return n;
 }
 
+void
+zram_stop_walks (struct zram *z)
+{
+  __atomic_add_fetch (&z->walks_stopped, 1, __ATOMIC_RELAXED);
+}
+
+void
+zram_resume_walks (struct zram *z)
+{
+  __atomic_sub_fetch (&z->walks_stopped, 1, __ATOMIC_RELAXED);
+}
+
 /* --- metrics ------------------------------------------------------------ */
 
 void

@@ -103,11 +103,22 @@ struct zram {
   pthread_mutex_t pp_lock;    /* one post-processing walk at a time
                                  (recompression, writeback): a slot's PP
                                  mark has one owner */
+  unsigned walks_stopped;     /* atomic: zram_stop_walks calls not yet
+                                 undone; walks end while > 0 */
 };
 
 #define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)
 #define STAT_SUB(field, n) __atomic_sub_fetch (&(field), (n), __ATOMIC_RELAXED)
 #define STAT_GET(field) __atomic_load_n (&(field), __ATOMIC_RELAXED)
+
+/* Whether idle marking and recompression must end now (zram_stop_walks).
+ * A relaxed load: a walk that sees the stop one page late loses nothing.
+ */
+static inline bool
+walks_stopped (struct zram *z)
+{
+  return __atomic_load_n (&z->walks_stopped, __ATOMIC_RELAXED) != 0;
+}
 
 /* A page state prepared outside the slot lock, or taken out of a slot. */
 struct page_state {

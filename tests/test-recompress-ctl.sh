@@ -43,7 +43,18 @@ refuse "unknown type 'cold'" recompress type=cold
 refuse "lz4 is not one of the device's recompression algorithms (zstd:3,zstd:19)" \
   recompress type=idle algo=lz4
 refuse "priority 3 is not configured" recompress type=idle priority=3
+# zstd is two of them: a bare name would quietly pick the weaker.
+refuse "zstd is 2 of the device's recompression algorithms (zstd:3,zstd:19): name one with its level" \
+  recompress type=idle algo=zstd
+refuse "zstd:4 is not one of the device's recompression algorithms" \
+  recompress type=idle algo=zstd:4
+refuse "level 'x' in algo= is not a level" recompress type=idle algo=zstd:x
 refuse "algo= and priority= exclude each other" recompress type=idle algo=zstd priority=1
+# Other stray words are not told about algo= and priority=.
+refuse "unexpected or repeated argument 'extra' (usage: recompress" \
+  recompress type=idle extra
+refuse "unexpected or repeated argument 'type=huge' (usage: recompress" \
+  recompress type=idle type=huge
 refuse "threshold '5000' is not a number of bytes from 0 to 4096" \
   recompress type=idle threshold=5000
 "${c[@]}" stats >"$tmpdir/after"
@@ -63,7 +74,7 @@ marked=$(sed -n 's/^marked=//p' "$tmpdir/out")
   fail "idle all: marked $marked, idle_pages $(stat_of idle_pages)"
 compr0=$(stat_of compr_data_size)
 
-# While it runs, stats answer (the command is on the server's slow thread).
+# While it runs, stats answer (the command is on a worker thread of the server).
 "${c[@]}" recompress type=idle >"$tmpdir/recomp" 2>&1 &
 rpid=$!
 t0=$(date +%s%N)
@@ -101,6 +112,17 @@ cmp <(head -c 16M "$tmpdir/back") "$tmpdir/data" || fail "data changed"
 # Reading it ended idleness.
 [ "$(stat_of idle_pages)" = 0 ] || fail "idle_pages after reading: $(stat_of idle_pages)"
 expect 0 "${c[@]}" recompress type=huge max_pages=10
+
+# algo=zstd:19 names the second: rewritten pages go straight to
+# priority 2.
+nbdcopy <(head -c 1M "$tmpdir/data") "$uri" || fail "nbdcopy of 1M"
+p1=$(stat_of pages_recomp1) p2=$(stat_of pages_recomp2)
+expect 0 "${c[@]}" idle all
+expect 0 "${c[@]}" recompress type=idle algo=zstd:19
+r=$(sed -n 's/^recompressed=//p' "$tmpdir/out")
+[ "$r" -gt 0 ] && [ "$(stat_of pages_recomp1)" = "$p1" ] &&
+  [ "$(stat_of pages_recomp2)" = $((p2 + r)) ] ||
+  fail "algo=zstd:19: $(cat "$tmpdir/out"); pages_recomp1 $p1 -> $(stat_of pages_recomp1), pages_recomp2 $p2 -> $(stat_of pages_recomp2)"
 kill_nbdkit "$tmpdir/pid"
 
 # Without recomp_algorithm=, recompress is refused.

@@ -4,7 +4,8 @@
  * (pages_recomp, idle_pages, incompressible_pages, and bytes saved =
  * compressed size before - after); reads and writes clear IDLE; huge pages,
  * thresholds, priorities, max_pages batches, min_age; bad requests are
- * refused and change nothing; a reset keeps the algorithms.  Runs once per
+ * refused and change nothing; a reset keeps the algorithms; walks stopped
+ * (zram_stop_walks) refuse with ECANCELED and change nothing.  Runs once per
  * allocator.
  * SPDX-License-Identifier: BSD-3-Clause
  */
@@ -422,6 +423,41 @@ test_refusals (void)
   zram_destroy (z);
 }
 
+/* zram_stop_walks: idle marking and recompression refuse with ECANCELED
+ * and change nothing while stopped (nested), and work again once resumed.
+ */
+static void
+test_stop_walks (void)
+{
+  struct zram_recomp_algo rc[1] = { { ZCOMP_ZSTD, 3 } };
+  struct zram_recomp_result res;
+  struct zram_stats s0, s1;
+  uint64_t marked = 99;
+  struct zram *z = make (ZCOMP_LZ4, 0, rc, 1);
+
+  fill (z, 11);
+  zram_stop_walks (z);
+  zram_stop_walks (z);
+  CHECK (zram_mark_idle (z, 0, &marked) == -1 && errno == ECANCELED &&
+         marked == 0);
+  zram_resume_walks (z);
+  CHECK (zram_mark_idle (z, 0, &marked) == -1 && errno == ECANCELED);
+  zram_resume_walks (z);
+  CHECK (zram_mark_idle (z, 0, &marked) == 0 && marked > 0);
+  zram_get_stats (z, &s0);
+  zram_stop_walks (z);
+  CHECK (recompress (z, ZRAM_RECOMP_IDLE, 0, 0, &res) == -1 &&
+         errno == ECANCELED && res.attempted == 0);
+  zram_get_stats (z, &s1);
+  CHECK (s1.recomp_attempts == 0 && s1.compr_data_size == s0.compr_data_size &&
+         s1.idle_pages == s0.idle_pages);
+  zram_resume_walks (z);
+  CHECK (recompress (z, ZRAM_RECOMP_IDLE, 0, 0, &res) == 0 &&
+         res.recompressed > 0);
+  verify (z, 11);
+  zram_destroy (z);
+}
+
 int
 main (void)
 {
@@ -441,6 +477,7 @@ main (void)
     test_refusals ();
   }
   kind = ZPOOL_ZS;
+  test_stop_walks ();
   test_limits ();
   test_at_limit ();
   printf ("test-recompress: ok\n");

@@ -276,7 +276,7 @@ oom_child (bool holders)
   struct zctl_server *srv;
   struct rlimit rl;
   struct oom o = { 0 };
-  pthread_t t, idle[2], holder[NR_HOLDERS];
+  pthread_t t, idle[3], holder[NR_HOLDERS];
   pthread_barrier_t idle_together;
   unsigned live_before;
   pthread_barrier_t release;
@@ -312,14 +312,14 @@ oom_child (bool holders)
     CHECK (zram_thread_ctx_live () == live_before + NR_HOLDERS);
   }
   CHECK (pthread_create (&t, NULL, oom_thread, &o) == 0);
-  /* A joined thread leaves its stack in glibc's cache, so that the two
+  /* A joined thread leaves its stack in glibc's cache, so that the three
    * control threads below can start with memory gone and fail only for
    * their contexts.
    */
-  pthread_barrier_init (&idle_together, NULL, 2);
-  for (i = 0; i < 2; i++)
+  pthread_barrier_init (&idle_together, NULL, 3);
+  for (i = 0; i < 3; i++)
     CHECK (pthread_create (&idle[i], NULL, idle_thread, &idle_together) == 0);
-  for (i = 0; i < 2; i++)
+  for (i = 0; i < 3; i++)
     pthread_join (idle[i], NULL);
   pthread_barrier_destroy (&idle_together);
 

@@ -505,6 +505,60 @@ test_hot_page (void)
   unlink (store_path);
 }
 
+/* Post-processing walks run one at a time; a recompression with nowait
+ * (the background policy's) is refused with EBUSY rather than wait while
+ * a writeback runs, and runs when none does.
+ */
+static void *
+wb_loop (void *arg)
+{
+  struct zram *z = arg;
+  struct zram_wb_result res;
+  struct zram_wb_req req = { .type = ZRAM_WB_IDLE };
+
+  while (!__atomic_load_n (&hot_stop, __ATOMIC_ACQUIRE)) {
+    CHECK (zram_mark_idle (z, 0, NULL) == 0);
+    CHECK (zram_writeback (z, &req, &res) == 0);
+    /* Bring the pages back into the pool for the next round. */
+    for (uint32_t p = 0; p < NPAGES; p++)
+      CHECK (zram_write (z, model[p], PAGE, (uint64_t) p * PAGE) == 0);
+  }
+  return NULL;
+}
+
+static void
+test_nowait (void)
+{
+  struct zram_recomp_req rq = { .type = ZRAM_RECOMP_HUGE, .nowait = true };
+  struct zram_recomp_result rr;
+  uint64_t busy = 0, ran = 0;
+  struct backing *b;
+  struct zram *z = make (0, &b, 1);
+  double end = now_s () + 10;
+  pthread_t th;
+
+  fill (z, 10);
+  CHECK (zram_recompress (z, &rq, &rr) == 0);   /* nobody else: runs */
+  __atomic_store_n (&hot_stop, false, __ATOMIC_RELEASE);
+  CHECK (pthread_create (&th, NULL, wb_loop, z) == 0);
+  while (now_s () < end && busy == 0) {
+    errno = 0;
+    if (zram_recompress (z, &rq, &rr) == -1) {
+      CHECK (errno == EBUSY && rr.attempted == 0 && rr.next_index == 0);
+      busy++;
+    }
+    else
+      ran++;
+  }
+  __atomic_store_n (&hot_stop, true, __ATOMIC_RELEASE);
+  CHECK (pthread_join (th, NULL) == 0);
+  printf ("nowait: %" PRIu64 " refused (EBUSY), %" PRIu64 " ran\n", busy, ran);
+  EXPECT (busy > 0, "a recompression with nowait never met a writeback");
+  verify (z);
+  zram_destroy (z);
+  unlink (store_path);
+}
+
 static void
 test_refusals (void)
 {
@@ -532,7 +586,16 @@ test_refusals (void)
   req.start_index = 0;
   req.end_index = NPAGES + 1;
   CHECK (zram_writeback (z, &req, &res) == -1 && errno == EINVAL);
+  /* A stopped walk: refused at once, and works again once resumed. */
+  req.end_index = 0;
+  zram_stop_walks (z);
+  errno = 0;
+  CHECK (zram_writeback (z, &req, &res) == -1 && errno == ECANCELED &&
+         res.written == 0);
+  zram_resume_walks (z);
   check_stats (z, b, 0);
+  CHECK (zram_writeback (z, &req, &res) == 0 && res.written > 0);
+  check_stats (z, b, res.written);
   verify (z);
   zram_destroy (z);
   unlink (store_path);
@@ -554,6 +617,7 @@ main (void)
     test_batches_and_full_store ();
     test_store_failure ();
     test_hot_page ();
+    test_nowait ();
     test_refusals ();
   }
   rmdir (dir);

@@ -3,7 +3,8 @@
  * replaced, live one not stolen, non-sockets left alone, long lines and
  * garbage rejected on a connection that stays usable, hung and non-reading
  * clients do not block others, stats answered during a slow command (and
- * during a reset's grace period: initialised=0), one client's replies in
+ * during a reset's grace period: initialised=0; and recompress, refused
+ * with EIO and answered at once), one client's replies in
  * order, client limit, no spinning and still served when out of file
  * descriptors, peer uid check, clean stop.
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
@@ -258,6 +259,7 @@ main (void)
 {
   struct zram_config config = {
     .disksize = 1 << 20, .algo = ZCOMP_LZ4, .pool = ZPOOL_MALLOC,
+    .nr_recomp = 1, .recomp = { { ZCOMP_ZSTD, 3 } },
   };
   char dir[] = "/tmp/zctl-server-XXXXXX";
   char err[256], big[8 * ZCTL_LINE_MAX];
@@ -424,6 +426,14 @@ main (void)
       r = ask (b2, "stats\n", 6);
       EXPECT (now () - t0 < 0.5 && strstr (r, "initialised=0\n"),
               "stats during a grace period (%.3f s): %s", now () - t0, r);
+      /* A walk has a worker of its own: answered at once, and told why
+       * it cannot run (not that the device has no algorithm).
+       */
+      t0 = now ();
+      r = ask (b2, "recompress type=idle\n", 21);
+      EXPECT (now () - t0 < 0.5 && strncmp (r, "error EIO", 9) == 0 &&
+              strstr (r, "a reset is in progress"),
+              "recompress during a grace period (%.3f s): %s", now () - t0, r);
       len = read_reply (a2, buf, sizeof buf, 5);
       EXPECT (len > 0 && strcmp (buf, "ok\n") == 0, "reset force: %s",
               len > 0 ? buf : "(none)");

@@ -384,6 +384,13 @@ main (void)
           !zctl_may_block ("rese", 4) && !zctl_may_block ("", 0) &&
           !zctl_may_block ("help", 4) && !zctl_may_block ("mem_limit 0", 11) &&
           !zctl_may_block ("compac", 6), "quick commands");
+  EXPECT (zctl_lane ("reset force", 11) == ZCTL_LANE_SLOW &&
+          zctl_lane ("compact", 7) == ZCTL_LANE_SLOW &&
+          zctl_lane (" idle 60", 8) == ZCTL_LANE_WALK &&
+          zctl_lane ("recompress type=huge\r", 21) == ZCTL_LANE_WALK &&
+          zctl_lane ("stats", 5) == ZCTL_LANE_QUICK &&
+          zctl_lane ("idler", 5) == ZCTL_LANE_QUICK,
+          "walks have a lane of their own, apart from reset and compact");
 
   /* stats, on an empty device */
   EXPECT (run (z, "stats") == 0 && ends_ok (), "%s", reply);

@@ -108,7 +108,7 @@ usage (FILE *fp)
 "  %s -s SOCKET mem-limit SIZE             e.g. 512M; 0 = no limit\n"
 "  %s -s SOCKET idle all|SECONDS           mark pages idle\n"
 "  %s -s SOCKET recompress type=idle|huge|huge_idle [threshold=BYTES]\n"
-"               [max_pages=N] [algo=NAME|priority=N]\n"
+"               [max_pages=N] [algo=NAME[:LEVEL]|priority=N]\n"
 "  %s -s SOCKET writeback type=idle|huge|huge_idle|incompressible\n"
 "               [max_pages=N]             move pages to the backing store\n"
 "\n"
@@ -790,7 +790,7 @@ main (int argc, char **argv)
              : strcmp (sub, "writeback") == 0
              ? "writeback type=idle|huge|huge_idle|incompressible [max_pages=N]"
              : "recompress type=idle|huge|huge_idle [threshold=BYTES] "
-               "[max_pages=N] [algo=NAME|priority=N]");
+               "[max_pages=N] [algo=NAME[:LEVEL]|priority=N]");
     return EXIT_USAGE;
   }
   fprintf (stderr, "%s: unknown command or wrong arguments: %s "

@@ -14,8 +14,10 @@
  * One thread serves every client with poll(2): each client has its own
  * input and output buffers and non-blocking I/O, so a client that sends
  * half a line, or never reads its replies, delays nobody.  Commands that
- * may block (zctl_may_block: "reset", "compact") run one at a time in a
- * second thread, so that "stats" is answered while a reset runs; a
+ * may block run in worker threads, one per kind (zctl_lane: "reset" and
+ * "compact" in one, "idle", "recompress" and "writeback" in another), one
+ * command at a time each, so that "stats" is answered while a reset runs and a reset
+ * or compaction does not wait for a recompression of the whole device; a
  * client's commands are still answered in order.  A client that makes no
  * progress for ZCTL_CLIENT_TIMEOUT seconds (a command of its own running
  * does not count) is disconnected.  At most ZCTL_MAX_CLIENTS are served at
@@ -102,12 +104,12 @@ extern struct zctl_server *zctl_server_bind (const char *path, struct zram *zram
                                              const struct zctl_owner *owner,
                                              char *err, size_t errlen);
 
-/* Start serving (two threads: the poll loop, and one for the commands
- * that may block, reset and compact; all signals blocked in them).  Each
+/* Start serving (three threads: the poll loop, and the two workers for
+ * the commands that may block; all signals blocked in them).  Each
  * thread makes its context (include/zram/thread-ctx.h) before this
- * returns, so that neither ever needs to allocate one while answering.
+ * returns, so that none ever needs to allocate one while answering.
  * Returns 0, or -1 with errno: that of pthread_create, or ENOMEM if a
- * thread could not make its context (both have then exited).  Call at
+ * thread could not make its context (all have then exited).  Call at
  * most once.
  */
 extern int zctl_server_start (struct zctl_server *srv);
@@ -116,8 +118,10 @@ extern int zctl_server_start (struct zctl_server *srv);
  * close the socket and remove its file (only if it is still the file this
  * server created; through a descriptor of its directory, so a renamed path
  * does not matter, but the server's user must still be allowed to remove
- * files there), free srv.  A command in progress completes first.  NULL is
- * accepted.
+ * files there), free srv.  A command in progress completes first, except
+ * idle marking and recompression, which stop at their next page
+ * (zram_stop_walks); a slow command still waiting for its turn is not
+ * started.  NULL is accepted.
  */
 extern void zctl_server_stop (struct zctl_server *srv);
 

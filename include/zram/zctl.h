@@ -44,16 +44,20 @@
  *                                         read or written for SECONDS
  *                                         (>= 1); replies marked=N
  *   recompress type=idle|huge|huge_idle [threshold=BYTES] [max_pages=N]
- *              [algo=NAME|priority=N]     zram_recompress over the whole
+ *              [algo=NAME[:LEVEL]|priority=N] zram_recompress over the whole
  *                                         device; algo= or priority= picks
  *                                         one recompression algorithm
- *                                         (default: each in turn); replies
+ *                                         (NAME alone must match only one;
+ *                                         else NAME:LEVEL) (default: each
+ *                                         in turn); EIO during a reset;
+ *                                         replies
  *                                         scanned= attempted= recompressed=
  *                                         incompressible= raced=
  *                                         bytes_saved= nospace= (pages left
  *                                         as they were at the memory
  *                                         limit).  If it fails midway
- *                                         (ENOMEM) the pages done
+ *                                         (ENOMEM; ECANCELED when the
+ *                                         server stops) the pages done
  *                                         stay recompressed (their content
  *                                         is unchanged either way)
  *   writeback type=idle|huge|huge_idle|incompressible [max_pages=N]
@@ -101,9 +105,9 @@
  * This module is a pure function of (device, line): it does no I/O, so the
  * socket server and the fuzzer share it.  It is thread-safe insofar as the
  * zram calls it makes are.  "reset", "compact", "idle", "recompress"
- * and "writeback" may block (a grace period, the wait for connections to close, the
- * control mutex, a walk of the whole device; see zctl_may_block); the
- * other commands never do.
+ * and "writeback" may block (a grace period, the wait for connections to
+ * close, the control mutex, a walk of the whole device; see
+ * zctl_may_block); the other commands never do.
  */
 #ifndef ZRAM_ZCTL_H
 #define ZRAM_ZCTL_H
@@ -144,9 +148,29 @@ extern int zctl_execute (struct zram *zram, const char *line, size_t len,
 /* Whether the command on this line (same bytes as for zctl_execute) may
  * block for long: true for "reset", "compact", "idle", "recompress" and
  * "writeback", whatever their arguments; false for everything else,
- * malformed lines included.  A server can answer the other commands while one of these runs.
+ * malformed lines included.  A server can answer the other commands while
+ * one of these runs.
  */
 extern bool zctl_may_block (const char *line, size_t len);
+
+/* Which of a server's threads should run the command on this line, so
+ * that no command waits behind one of another kind: a recompression of a
+ * large device takes minutes, and a reset or compaction must not wait
+ * for it (the core allows them to run together).
+ */
+enum zctl_lane {
+  ZCTL_LANE_QUICK = 0,        /* answered at once: stats, help, errors... */
+  ZCTL_LANE_SLOW,             /* reset, compact: may wait for a grace
+                                 period, connections or the control mutex */
+  ZCTL_LANE_WALK,             /* idle, recompress, writeback: walk the
+                                 whole device */
+};
+#define ZCTL_NR_LANES 3
+
+/* The lane of the command on this line (same bytes as zctl_execute);
+ * zctl_may_block is zctl_lane != ZCTL_LANE_QUICK.
+ */
+extern enum zctl_lane zctl_lane (const char *line, size_t len);
 
 
 #endif /* ZRAM_ZCTL_H */

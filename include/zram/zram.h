@@ -429,7 +429,8 @@ extern int zram_parse_recomp_spec (const char *spec, struct zram_config *config,
  * page ("idle all").  Never-written parts of the device are skipped
  * without touching the table.  *marked (if not NULL) gets the number of
  * pages this call marked that were not idle before.  Returns 0, or -1
- * with errno EIO (not initialised) or ENOMEM (no thread context).
+ * with errno EIO (not initialised), ENOMEM (no thread context) or
+ * ECANCELED (zram_stop_walks; *marked says what was done).
  */
 extern int zram_mark_idle (struct zram *zram, uint32_t min_age_s,
                            uint64_t *marked);
@@ -454,6 +455,11 @@ struct zram_recomp_req {
   uint64_t start_index, end_index; /* slots [start, end) to scan; end 0 =
                                  the device end; lets a caller work in
                                  batches, continuing at next_index */
+  bool nowait;                /* fail with EBUSY at once, rather than wait,
+                                 while another recompression or a
+                                 writeback runs (see "writeback" below:
+                                 they run one at a time); for a background
+                                 thread that has other work */
 };
 
 struct zram_recomp_result {
@@ -493,6 +499,9 @@ struct zram_recomp_result {
  * page whose new object would pass the memory limit is left as it was
  * (counted in nospace) and the walk goes on: other classes may have room,
  * and every success frees memory.  A reset during the call ends it with 0.
+ * zram_stop_walks ends it before the next page with -1 and errno
+ * ECANCELED, *res saying what was done (every page stays valid).  With
+ * nowait, -1 and EBUSY if another post-processing walk is running.
  */
 extern int zram_recompress (struct zram *zram,
                             const struct zram_recomp_req *req,
@@ -558,10 +567,25 @@ struct zram_wb_result {
  * device has no backing store), EINVAL (bad type, start beyond end or
  * the device), ENOSPC (the store is full: pages written so far stay
  * written), EIO (not initialised, stored data failed to decompress, or
- * the store failed a write: that page stays in the pool) or ENOMEM (no
- * thread context).  A reset during the call ends it with 0.
+ * the store failed a write: that page stays in the pool), ENOMEM (no
+ * thread context) or ECANCELED (zram_stop_walks: at once, or at the next
+ * page).  A reset during the call ends it with 0.
  */
 extern int zram_writeback (struct zram *zram, const struct zram_wb_req *req,
                            struct zram_wb_result *res);
+
+/* Stop the walks: zram_mark_idle, zram_recompress and zram_writeback
+ * calls in progress end at their next page (a page being recompressed or
+ * written back is finished or dropped first, so the wait is at most one
+ * page's compression or store write), and
+ * calls made before the matching zram_resume_walks fail at once, both
+ * with -1 and errno ECANCELED.  For a shutdown that must not wait for a
+ * recompression of the whole device (minutes with zstd at a high level).
+ * Data requests are not affected.  Calls nest: walks run again once every
+ * zram_stop_walks has had its zram_resume_walks.  Thread-safe, never
+ * blocks.
+ */
+extern void zram_stop_walks (struct zram *zram);
+extern void zram_resume_walks (struct zram *zram);
 
 #endif /* ZRAM_ZRAM_H */

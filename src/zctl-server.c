@@ -61,6 +61,7 @@ struct client {
   bool discarding;              /* skipping the rest of a too-long line */
   bool eof;                     /* client shut down its sending side */
   bool busy;                    /* its command is in a worker */
+  int lane;                     /* that worker's lane, while busy */
   bool waiting;                 /* its next command waits for a worker */
   char out[OUT_CAP];
   size_t out_len;
@@ -91,6 +92,10 @@ struct worker {
   struct zctl_server *srv;
   pthread_t thread;
   bool running;                 /* thread created, not yet joined */
+  bool cancelled;               /* serve thread only: its walk's client
+                                   hung up, and zram_stop_walks was called
+                                   for it (undone when the job is
+                                   collected) */
   int err;                      /* 0, or why it refused to serve */
   struct job job;
 };
@@ -223,6 +228,7 @@ client_run_line (struct zctl_server *srv, struct client *c,
       job->gen = c->gen;
       job->pending = true;
       c->busy = true;
+      c->lane = lane;
       pthread_cond_broadcast (&srv->job_cond);
     }
     pthread_mutex_unlock (&srv->job_lock);
@@ -438,6 +444,10 @@ collect_job (struct zctl_server *srv)
     pthread_mutex_unlock (&srv->job_lock);
     if (!done)
       continue;
+    if (srv->workers[w].cancelled) {
+      srv->workers[w].cancelled = false;
+      zram_resume_walks (srv->zram);
+    }
     any = true;
     first = c - srv->clients;
     if (c->fd >= 0 && c->gen == gen) {
@@ -520,9 +530,12 @@ serve (void *arg)
       if (c->out_len > 0)
         ev |= POLLOUT;
       /* Nothing to do until its worker is done: leave it out, or a
-       * hang-up would wake poll at once, over and over.
+       * hang-up would wake poll at once, over and over.  Except a walk's
+       * client that has sent all it will: its hang-up (POLLHUP, the peer
+       * closed both ways) is what ends the walk, below.
        */
-      if (ev == 0 && (c->busy || c->waiting))
+      if (ev == 0 && (c->busy || c->waiting) &&
+          !(c->busy && c->lane == ZCTL_LANE_WALK && c->eof))
         continue;
       map[n] = i;
       pfd[n].fd = c->fd;
@@ -571,6 +584,18 @@ serve (void *arg)
         continue;               /* closed and reused meanwhile */
       if (pfd[k].revents & (POLLERR | POLLNVAL))
         keep = false;
+      /* A walk (idle, recompress, writeback) can run for hours on a
+       * large device: when its client is gone (nbdzramctl interrupted),
+       * nobody wants its reply, and later walks would queue behind it.
+       * Stop it at its next page; every page stays valid.
+       */
+      if (c->busy && c->lane == ZCTL_LANE_WALK && c->eof &&
+          (pfd[k].revents & POLLHUP) &&
+          !srv->workers[ZCTL_LANE_WALK - 1].cancelled) {
+        srv->workers[ZCTL_LANE_WALK - 1].cancelled = true;
+        zram_stop_walks (srv->zram);
+        keep = false;
+      }
       if (keep && (pfd[k].revents & POLLOUT))
         keep = client_write (c);
       if (keep && (pfd[k].revents & (POLLIN | POLLHUP)) && !c->eof &&
@@ -689,6 +714,11 @@ stop_threads (struct zctl_server *srv)
     if (srv->workers[w].running) {
       pthread_join (srv->workers[w].thread, NULL);
       srv->workers[w].running = false;
+    }
+  for (w = 0; w < NR_WORKERS; w++)
+    if (srv->workers[w].cancelled) {
+      srv->workers[w].cancelled = false;
+      zram_resume_walks (srv->zram);
     }
   zram_resume_walks (srv->zram);
 }

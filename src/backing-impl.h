@@ -42,6 +42,11 @@ struct backing_ops {
   int (*read) (struct backing *b, void *buf, size_t len, uint64_t offset);
   int (*write) (struct backing *b, const void *buf, size_t len,
                 uint64_t offset);
+  /* Optional (NULL: src/backing.c calls write for each in turn).  ios
+   * are in range and name distinct blocks; sets each io's err; returns
+   * the number that failed.
+   */
+  size_t (*write_batch) (struct backing *b, struct backing_io *io, size_t n);
   /* 0; 1 if the store cannot trim (never asked again); -1 with errno. */
   int (*trim) (struct backing *b, uint64_t len, uint64_t offset);
   void (*close) (struct backing *b);  /* frees the implementation */

@@ -111,6 +111,32 @@ backing_write (struct backing *b, uint64_t block, const void *buf)
                         block << BACKING_BLOCK_SHIFT);
 }
 
+size_t
+backing_write_batch (struct backing *b, struct backing_io *io, size_t n)
+{
+  size_t i, failed = 0;
+  bool all_in_range = true;
+
+  for (i = 0; i < n; i++) {
+    io[i].err = 0;
+    if (!range_ok (b, io[i].block, 1)) {
+      io[i].err = EINVAL;
+      all_in_range = false;
+    }
+  }
+  if (b->ops->write_batch != NULL && all_in_range)
+    return b->ops->write_batch (b, io, n);
+  for (i = 0; i < n; i++) {
+    if (io[i].err == 0 &&
+        b->ops->write (b, io[i].buf, BACKING_BLOCK_SIZE,
+                       io[i].block << BACKING_BLOCK_SHIFT) == -1)
+      io[i].err = errno ? errno : EIO;
+    if (io[i].err != 0)
+      failed++;
+  }
+  return failed;
+}
+
 int
 backing_trim (struct backing *b, uint64_t block, uint64_t count)
 {

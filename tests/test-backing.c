@@ -1,5 +1,5 @@
 /* Unit test of the backing store (include/zram/backing.h) on a regular
- * file: blocks round-trip, trim gives space back on a sparse file (as
+ * file: blocks round-trip (one by one and in a batch), trim gives space back on a sparse file (as
  * st_blocks shows), the allocator hands out every block once and then
  * fails with ENOSPC, concurrent allocations never share a block, and bad
  * names get clear errors.
@@ -86,6 +86,25 @@ test_round_trip (void)
   errno = 0;
   CHECK (backing_trim (b, 250, 7) == -1 && errno == EINVAL);
   CHECK (backing_trim (b, 0, 0) == 0);
+  /* A batch: every in-range write lands; the bad one alone fails. */
+  {
+    unsigned char bufs[3][BS];
+    struct backing_io io[3] = {
+      { .block = 1, .buf = bufs[0] }, { .block = 300, .buf = bufs[1] },
+      { .block = 2, .buf = bufs[2] },
+    };
+    fill (bufs[0], 1, 9);
+    fill (bufs[1], 300, 9);
+    fill (bufs[2], 2, 9);
+    CHECK (backing_write_batch (b, io, 3) == 1);
+    CHECK (io[0].err == 0 && io[1].err == EINVAL && io[2].err == 0);
+    CHECK (backing_read (b, 1, got) == 0 && memcmp (got, bufs[0], BS) == 0);
+    CHECK (backing_read (b, 2, got) == 0 && memcmp (got, bufs[2], BS) == 0);
+    io[1].block = 3;
+    fill (bufs[1], 3, 9);
+    CHECK (backing_write_batch (b, io, 3) == 0);
+    CHECK (backing_read (b, 3, got) == 0 && memcmp (got, bufs[1], BS) == 0);
+  }
   CHECK (allocated_bytes (path) <= 256 * BS + 64 * 1024);
   {
     struct stat st;

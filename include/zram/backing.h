@@ -100,6 +100,23 @@ extern int backing_read (struct backing *b, uint64_t block, void *buf);
  */
 extern int backing_write (struct backing *b, uint64_t block, const void *buf);
 
+/* One write of a batch (backing_write_batch). */
+struct backing_io {
+  uint64_t block;             /* < nr_blocks */
+  const void *buf;            /* BACKING_BLOCK_SIZE bytes */
+  int err;                    /* out: 0, or this write's errno as for
+                                 backing_write */
+};
+
+/* Write n blocks, each as backing_write would, letting the store keep
+ * several in flight at once: an NBD store sends them all before it waits
+ * for the replies; a file writes them in turn.  The writes may complete
+ * in any order, so no two ios may name the same block.  Returns the
+ * number of ios that failed (0: all written); each io's err says which.
+ */
+extern size_t backing_write_batch (struct backing *b, struct backing_io *io,
+                                   size_t n);
+
 /* Advise the store that count blocks from block on hold nothing: a sparse
  * file or thin device gives their space back.  Advisory: a store that
  * cannot trim (the file system does not punch holes) is not asked again,

@@ -250,6 +250,8 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "bd_reads=%" PRIu64, s.bd_reads);
   reply_line (r, "bd_writes=%" PRIu64, s.bd_writes);
   reply_line (r, "backing_blocks=%" PRIu64, s.bd_blocks);
+  reply_line (r, "backing_errors=%" PRIu64, s.bd_errors);
+  reply_line (r, "backing_reconnects=%" PRIu64, s.bd_reconnects);
   reply_policy_stats (zram, r);
   return reply_ok (r);
 }

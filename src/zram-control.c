@@ -295,6 +295,8 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->bd_reads = STAT_GET (m->stats.bd_reads);
   s->bd_writes = STAT_GET (m->stats.bd_writes);
   s->bd_blocks = m->backing ? backing_nr_blocks (m->backing) : 0;
+  s->bd_errors = m->backing ? backing_errors (m->backing) : 0;
+  s->bd_reconnects = m->backing ? backing_reconnects (m->backing) : 0;
   s->nr_recomp = m->nr_recomp;
   for (unsigned i = 0; i < m->nr_recomp; i++) {
     s->pages_recomp[i] = STAT_GET (m->stats.pages_recomp[i]);

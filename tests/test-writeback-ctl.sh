@@ -27,8 +27,9 @@ refused_start "backing: backing store '$tmpdir/missing': No such file or directo
   backing="$tmpdir/missing"
 refused_start "not a regular file or block device" backing="$tmpdir"
 refused_start "not a regular file or block device" backing=/dev/null
-refused_start "not yet supported" backing=nbd+unix:///?socket=/tmp/x
-refused_start "not yet supported" backing=nbd://localhost/export
+refused_start "cannot connect to the NBD server" \
+  backing="nbd+unix:///?socket=$tmpdir/nosock"
+refused_start "unknown URI scheme" backing=ftp://localhost/export
 [ ! -e "$tmpdir/missing" ] || fail "a missing store was created"
 
 # A store in use by another server is refused.

@@ -475,6 +475,21 @@ backing_nbd_open (const char *uri, uint64_t max_bytes, char *err,
   int64_t got;
   int e;
 
+  /* Reconnects use the URI as given, after the server has changed
+   * directory to / (nbdkit does when it forks): a relative socket path
+   * would work at start and never again.
+   */
+  {
+    const char *q = strchr (uri, '?'), *s = q ? strstr (q, "socket=") : NULL;
+
+    if (s != NULL && (s == q + 1 || s[-1] == '&') && s[7] != '/') {
+      snprintf (err, err_cap, "backing store '%s': the socket path is "
+                "relative; give an absolute one (socket=/...), which still "
+                "names the socket when the store reconnects", uri);
+      errno = EINVAL;
+      return NULL;
+    }
+  }
   n = calloc (1, sizeof *n);
   if (n == NULL) {
     snprintf (err, err_cap, "backing store '%s': out of memory", uri);

@@ -65,6 +65,7 @@ refused_start "unknown URI scheme" backing=http://localhost/store
 refused_start "cannot connect to the NBD server" backing="nbd://localhost:notaport/"
 refused_start "backing store 'nbd+unix:///?socket=$tmpdir/nosock': cannot connect to the NBD server" \
   backing="nbd+unix:///?socket=$tmpdir/nosock"
+refused_start "the socket path is relative" backing="nbd+unix:///?socket=ssock"
 head -c 1000 /dev/zero >"$store"
 start_store
 refused_start "smaller than one block" backing="$suri"

@@ -49,17 +49,6 @@ kill_store () {
 }
 cleanup_fn "kill -9 \$(cat '$tmpdir/spid' 2>/dev/null) 2>/dev/null"
 
-refused_start () {
-  local want=$1 rc=0
-  shift
-  run_nbdkit -P "$tmpdir/badpid" -U "$tmpdir/badsock" "$ZRAM_PLUGIN" 16M "$@" \
-    >"$tmpdir/out" 2>"$tmpdir/err" || rc=$?
-  [ "$rc" != 0 ] || { kill_nbdkit "$tmpdir/badpid"; fail "started with $*"; }
-  grep -q -- "$want" "$tmpdir/err" || fail "$*: $(cat "$tmpdir/err")"
-  [ ! -e "$tmpdir/badpid" ] || fail "$*: a pid file was left"
-  cat "$tmpdir/err"
-}
-
 # --- bad stores at start ---------------------------------------------------
 refused_start "unknown URI scheme" backing=http://localhost/store
 refused_start "cannot connect to the NBD server" backing="nbd://localhost:notaport/"
@@ -116,6 +105,18 @@ except nbd.Error as e:
 print(r, "%.1f" % (time.monotonic() - t))' "$uri" "$1"
 }
 
+# read_all_when_back FILE: the store was restarted; copy the device to FILE
+# as soon as reads work again (the device reconnects by itself), within
+# 10 s.
+read_all_when_back () {
+  local i
+  for (( i = 0; i < 50; i++ )); do
+    nbdcopy "$uri" "$1" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  fail "reads still fail 10 s after the store came back"
+}
+
 # --- the store dies: reads of written-back pages fail at once ----------------
 # 1 MiB past the data is written after the writeback: it stays in RAM.
 head -c 1M /dev/urandom >"$tmpdir/ram"
@@ -148,12 +149,7 @@ alive "store dead, writeback"
 
 # --- the store comes back (same file): reads work again by themselves --------
 start_store
-ok=0
-for (( i = 0; i < 50; i++ )); do
-  if nbdcopy "$uri" "$tmpdir/back3" 2>/dev/null; then ok=1; break; fi
-  sleep 0.2
-done
-[ "$ok" = 1 ] || fail "reads still fail 10 s after the store came back"
+read_all_when_back "$tmpdir/back3"
 cmp <(head -c 16M "$tmpdir/back3") "$tmpdir/data" || fail "data changed after reconnect"
 rc=$(stat_of backing_reconnects)
 echo "after the restart: backing_reconnects=$rc backing_errors=$(stat_of backing_errors)"
@@ -195,12 +191,7 @@ after=$(stat_of bd_count)
   fail "bd_count $before -> $after: the writeback was not cut part way"
 alive "store died mid-writeback"
 start_store
-ok=0
-for (( i = 0; i < 50; i++ )); do
-  if nbdcopy "$uri" "$tmpdir/back4" 2>/dev/null; then ok=1; break; fi
-  sleep 0.2
-done
-[ "$ok" = 1 ] || fail "reads still fail after the store came back"
+read_all_when_back "$tmpdir/back4"
 cmp -n $((8 << 20)) "$tmpdir/back4" "$tmpdir/data2" || fail "data2 changed"
 
 # --- a reset with pages in a store that is down -------------------------------

@@ -14,8 +14,10 @@
  * EIO; nothing waits for it.  While no connection is up, operations fail
  * with EIO without touching the network, and at most once every
  * BACKING_NBD_RETRY_MS one of them tries to connect again on a fresh
- * handle (within BACKING_NBD_CONNECT_TIMEOUT_MS); when that works, the
- * other connections are reopened by the next operations that meet them.
+ * handle; when that works, the other connections are reopened by the next
+ * operations that meet them.  Everything an operation does (waiting for a
+ * connection, reconnecting, its requests) shares one deadline,
+ * BACKING_NBD_TIMEOUT_MS from its start.
  *
  *   conn[0]  [mutex][handle]    op: lock a connection -> aio requests ->
  *   conn[1]  [mutex][handle]        poll until all replied or deadline ->
@@ -93,17 +95,22 @@ nbd_errno_or (int fallback)
   return e ? e : fallback;
 }
 
-/* Connect a fresh handle to uri and wait for the handshake, at most
- * BACKING_NBD_CONNECT_TIMEOUT_MS.  Returns the handle, or NULL with errno
- * and the reason in err: EINVAL (the URI), ETIMEDOUT, EROFS (the export
- * is read-only), EFBIG (smaller than need_bytes, when not 0), or the
- * connection's error.
+static int64_t
+deadline_in (int ms)
+{
+  return now_ns () + (int64_t) ms * 1000000;
+}
+
+/* Connect a fresh handle to uri and wait for the handshake until
+ * deadline.  Returns the handle, or NULL with errno and the reason in
+ * err: EINVAL (the URI), ETIMEDOUT, EROFS (the export is read-only),
+ * EFBIG (smaller than need_bytes, when not 0), or the connection's error.
  */
 static struct nbd_handle *
-connect_handle (const char *uri, uint64_t need_bytes, char *err, size_t cap)
+connect_handle (const char *uri, uint64_t need_bytes, int64_t deadline,
+                char *err, size_t cap)
 {
   struct nbd_handle *h;
-  int64_t deadline = now_ns () + (int64_t) BACKING_NBD_CONNECT_TIMEOUT_MS * 1000000;
   int64_t size;
   int e;
 
@@ -128,8 +135,7 @@ connect_handle (const char *uri, uint64_t need_bytes, char *err, size_t cap)
     }
     if (ms_left (deadline) == 0) {
       e = ETIMEDOUT;
-      snprintf (err, cap, "no handshake within %d ms",
-                BACKING_NBD_CONNECT_TIMEOUT_MS);
+      snprintf (err, cap, "no handshake in time");
       goto fail;
     }
     if (nbd_poll (h, ms_left (deadline)) == -1) {
@@ -176,11 +182,12 @@ conn_drop (struct backing_nbd *n, struct nbd_conn *c)
                     __ATOMIC_RELAXED);
 }
 
-/* A down connection (its lock held): connect again if the retry time has
- * come and no other thread took this turn.  Returns true if it is up.
+/* A down connection (its lock held): connect again, by deadline, if the
+ * retry time has come and no other thread took this turn.  Returns true
+ * if it is up.
  */
 static bool
-conn_revive (struct backing_nbd *n, struct nbd_conn *c)
+conn_revive (struct backing_nbd *n, struct nbd_conn *c, int64_t deadline)
 {
   int64_t t = __atomic_load_n (&n->retry_at, __ATOMIC_RELAXED), now = now_ns ();
   char err[BACKING_ERR_MAX];
@@ -190,7 +197,7 @@ conn_revive (struct backing_nbd *n, struct nbd_conn *c)
                                     now + (int64_t) BACKING_NBD_RETRY_MS * 1000000,
                                     false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
     return false;
-  c->h = connect_handle (n->b.name, n->need_bytes, err, sizeof err);
+  c->h = connect_handle (n->b.name, n->need_bytes, deadline, err, sizeof err);
   if (c->h == NULL)
     return false;
   /* The server is back: let the other connections come back at once. */
@@ -200,26 +207,43 @@ conn_revive (struct backing_nbd *n, struct nbd_conn *c)
 }
 
 /* Take a connection that is up: an idle one if there is, else wait for
- * one.  Returns it locked, or NULL with errno EIO when the server is out
- * of reach.
+ * one until deadline (a connection held by an operation stuck on a server
+ * that does not answer is not waited for past it).  Returns it locked, or
+ * NULL with errno EIO when the server is out of reach.
  */
 static struct nbd_conn *
-conn_get (struct backing_nbd *n)
+conn_get (struct backing_nbd *n, int64_t deadline)
 {
   unsigned start = __atomic_fetch_add (&n->next, 1, __ATOMIC_RELAXED) % n->nconns;
   struct nbd_conn *c;
+  struct timespec until;
+  int64_t left;
 
   for (unsigned i = 0; i < n->nconns; i++) {
     c = &n->conns[(start + i) % n->nconns];
     if (pthread_mutex_trylock (&c->lock) != 0)
       continue;
-    if (c->h != NULL || conn_revive (n, c))
+    if (c->h != NULL || conn_revive (n, c, deadline))
       return c;
     pthread_mutex_unlock (&c->lock);
   }
+  /* pthread_mutex_timedlock counts in CLOCK_REALTIME. */
   c = &n->conns[start];
-  pthread_mutex_lock (&c->lock);
-  if (c->h != NULL || conn_revive (n, c))
+  left = deadline - now_ns ();
+  clock_gettime (CLOCK_REALTIME, &until);
+  if (left > 0) {
+    until.tv_sec += left / 1000000000;
+    until.tv_nsec += left % 1000000000;
+    if (until.tv_nsec >= 1000000000) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000;
+    }
+  }
+  if (pthread_mutex_timedlock (&c->lock, &until) != 0) {
+    errno = EIO;
+    return NULL;
+  }
+  if (c->h != NULL || conn_revive (n, c, deadline))
     return c;
   pthread_mutex_unlock (&c->lock);
   errno = EIO;
@@ -235,13 +259,13 @@ conn_gone_errno (int e)
 
 /* Send reqs on c and wait for all their replies, each req's err set.
  * The connection is dropped (and the requests still out fail with EIO)
- * if it breaks or a reply is late.  Returns the number that failed.
+ * if it breaks or a reply has not come by deadline.  Returns the number
+ * that failed.
  */
 static size_t
 conn_run (struct backing_nbd *n, struct nbd_conn *c, struct nbd_req *reqs,
-          size_t nr)
+          size_t nr, int64_t deadline)
 {
-  int64_t deadline = now_ns () + (int64_t) BACKING_NBD_TIMEOUT_MS * 1000000;
   size_t i, pending = 0, failed = 0;
   bool broken = false;
   int r;
@@ -326,11 +350,12 @@ conn_run (struct backing_nbd *n, struct nbd_conn *c, struct nbd_req *reqs,
   return failed;
 }
 
-/* Run reqs on some connection. */
+/* Run reqs on some connection, all of it within BACKING_NBD_TIMEOUT_MS. */
 static size_t
 run (struct backing_nbd *n, struct nbd_req *reqs, size_t nr)
 {
-  struct nbd_conn *c = conn_get (n);
+  int64_t deadline = deadline_in (BACKING_NBD_TIMEOUT_MS);
+  struct nbd_conn *c = conn_get (n, deadline);
   size_t failed;
 
   if (c == NULL) {
@@ -338,7 +363,7 @@ run (struct backing_nbd *n, struct nbd_req *reqs, size_t nr)
       reqs[i].err = EIO;
     return nr;
   }
-  failed = conn_run (n, c, reqs, nr);
+  failed = conn_run (n, c, reqs, nr, deadline);
   pthread_mutex_unlock (&c->lock);
   return failed;
 }
@@ -406,7 +431,8 @@ nbdstore_trim (struct backing *b, uint64_t len, uint64_t offset)
   size_t nr, i;
   int r = 0;
 
-  c = conn_get (n);
+  /* A long run of trims (a reset) gets a deadline per batch. */
+  c = conn_get (n, deadline_in (BACKING_NBD_TIMEOUT_MS));
   if (c == NULL)
     return -1;
   if (nbd_can_trim (c->h) != 1) {
@@ -422,7 +448,7 @@ nbdstore_trim (struct backing *b, uint64_t len, uint64_t offset)
       offset += piece;
       len -= piece;
     }
-    if (conn_run (n, c, reqs, nr) > 0) {
+    if (conn_run (n, c, reqs, nr, deadline_in (BACKING_NBD_TIMEOUT_MS)) > 0) {
       for (i = 0; i < nr && reqs[i].err == 0; i++)
         ;
       errno = reqs[i].err;
@@ -445,7 +471,7 @@ nbdstore_close (struct backing *b)
 
     if (c->h != NULL) {
       /* A polite goodbye, but no waiting on a server that does not answer. */
-      int64_t deadline = now_ns () + 1000 * 1000000;
+      int64_t deadline = deadline_in (1000);
 
       if (nbd_aio_disconnect (c->h, 0) == 0)
         while (!nbd_aio_is_closed (c->h) && !nbd_aio_is_dead (c->h) &&
@@ -501,7 +527,9 @@ backing_nbd_open (const char *uri, uint64_t max_bytes, char *err,
   n->nconns = 1;
   n->b.ops = &nbd_ops;
 
-  n->conns[0].h = connect_handle (uri, 0, why, sizeof why);
+  n->conns[0].h = connect_handle (uri, 0,
+                                  deadline_in (BACKING_NBD_CONNECT_TIMEOUT_MS),
+                                  why, sizeof why);
   if (n->conns[0].h == NULL) {
     e = errno;
     if (e == EROFS)
@@ -534,8 +562,10 @@ backing_nbd_open (const char *uri, uint64_t max_bytes, char *err,
 
   if (nbd_can_multi_conn (n->conns[0].h) == 1) {
     for (; n->nconns < BACKING_NBD_CONNS; n->nconns++) {
-      n->conns[n->nconns].h = connect_handle (uri, n->need_bytes, why,
-                                              sizeof why);
+      n->conns[n->nconns].h =
+        connect_handle (uri, n->need_bytes,
+                        deadline_in (BACKING_NBD_CONNECT_TIMEOUT_MS),
+                        why, sizeof why);
       if (n->conns[n->nconns].h == NULL) {
         e = errno;
         snprintf (err, err_cap, "backing store '%s': connection %u of %d to "

@@ -4,7 +4,8 @@
  * batches), reading back and trimming their own blocks at once all see
  * their data; a killed server fails reads and every io of a batch with
  * EIO at once (counted); a new server on the same socket is reached again
- * by itself; a read-only export is refused with EROFS.
+ * by itself; readers of a server that stops answering all fail within
+ * the deadline; a read-only export is refused with EROFS.
  *
  * Needs nbdkit with the memory plugin ($NBDKIT, else nbdkit in PATH);
  * skips (77) without it.
@@ -133,6 +134,53 @@ worker (void *arg)
   return NULL;
 }
 
+struct hung_reader {
+  struct backing *b;
+  uint64_t block;
+  int r, err;
+  double secs;
+};
+
+static void *
+hung_reader (void *arg)
+{
+  struct hung_reader *h = arg;
+  unsigned char buf[BS];
+  double t = now_s ();
+
+  h->r = backing_read (h->b, h->block, buf);
+  h->err = errno;
+  h->secs = now_s () - t;
+  return NULL;
+}
+
+/* The server stops answering (SIGSTOP): more readers than connections
+ * all fail with EIO, none later than the deadline (those waiting for a
+ * connection do not wait for its holder's timeout and then their own).
+ */
+static void
+test_hung (struct backing *b, pid_t pid)
+{
+  enum { N = 2 * BACKING_NBD_CONNS };
+  struct hung_reader h[N];
+  pthread_t th[N];
+  double limit = BACKING_NBD_TIMEOUT_MS / 1000.0 + 1.5;
+
+  CHECK (kill (pid, SIGSTOP) == 0);
+  for (unsigned i = 0; i < N; i++) {
+    h[i] = (struct hung_reader) { .b = b, .block = i };
+    CHECK (pthread_create (&th[i], NULL, hung_reader, &h[i]) == 0);
+  }
+  for (unsigned i = 0; i < N; i++) {
+    CHECK (pthread_join (th[i], NULL) == 0);
+    EXPECT (h[i].r == -1 && h[i].err == EIO, "reader %u: r=%d errno=%d", i,
+            h[i].r, h[i].err);
+    EXPECT (h[i].secs < limit, "reader %u waited %.1f s (limit %.1f)", i,
+            h[i].secs, limit);
+  }
+  CHECK (kill (pid, SIGCONT) == 0);
+}
+
 static void
 test_concurrent (struct backing *b)
 {
@@ -250,6 +298,7 @@ main (void)
     EXPECT (w.failures == 0, "after reconnect: %d failures", w.failures);
     EXPECT (backing_errors (b) == errs, "errors after reconnect");
   }
+  test_hung (b, pid);
   backing_close (b);
   kill_server (pid);
   unlink (sock);

@@ -53,10 +53,11 @@
 #define BACKING_ERR_MAX 512
 
 /* An NBD store: connections kept to a server that allows several
- * (NBD_FLAG_CAN_MULTI_CONN; else one); the longest an operation waits for
- * its replies and a (re)connection for its handshake, after which it
- * fails with EIO and the connection is dropped; and the least time
- * between two attempts to connect again after the store was lost.
+ * (NBD_FLAG_CAN_MULTI_CONN; else one); the longest an operation takes
+ * (waiting for a connection, reconnecting, its replies), after which it
+ * fails with EIO and a connection it used is dropped; the longest
+ * backing_open waits for each handshake; and the least time between two
+ * attempts to connect again after the store was lost.
  */
 #define BACKING_NBD_CONNS 4
 #define BACKING_NBD_TIMEOUT_MS 5000

@@ -18,8 +18,9 @@
  * checked, the store's blocks in use must equal bd_count, then the whole
  * device is trimmed: every counter 0, no block in use, the file empty.
  *
- * Seeded: WS_SEED; duration WS_SECONDS (default 3).  Meant for the plain,
- * ASan+UBSan and TSan builds.
+ * Seeded: WS_SEED; duration WS_SECONDS (default 3).  WS_BACKING names
+ * another store (an NBD URI: test-writeback-stress-nbd.sh) instead of a
+ * temporary file.  Meant for the plain, ASan+UBSan and TSan builds.
  * SPDX-License-Identifier: BSD-3-Clause
  */
 #define _GNU_SOURCE             /* pthread_rwlockattr_setkind_np */
@@ -232,7 +233,7 @@ main (void)
                            .nr_recomp = 1 };
   pthread_t owners[OWNERS], writers[WRITERS], rec, comp, reset;
   char path[512], err[BACKING_ERR_MAX];
-  const char *e, *tmp = getenv ("TMPDIR");
+  const char *e, *tmp = getenv ("TMPDIR"), *spec = getenv ("WS_BACKING");
   pthread_rwlockattr_t ra;
   struct backing *store;
   struct zram_stats s;
@@ -248,11 +249,16 @@ main (void)
     seconds = atof (e);
   memcpy (c.recomp, rc, sizeof rc);
 
-  snprintf (path, sizeof path, "%s/test-writeback-stress.XXXXXX",
-            tmp && *tmp ? tmp : "/tmp");
-  fd = mkstemp (path);
-  CHECK (fd >= 0);
-  close (fd);
+  if (spec && *spec)
+    snprintf (path, sizeof path, "%s", spec);
+  else {
+    snprintf (path, sizeof path, "%s/test-writeback-stress.XXXXXX",
+              tmp && *tmp ? tmp : "/tmp");
+    fd = mkstemp (path);
+    CHECK (fd >= 0);
+    close (fd);
+    spec = NULL;
+  }
   /* 7/8 of the device: writeback sometimes fills it and meets ENOSPC. */
   store = backing_open (path, (uint64_t) PAGES * 7 / 8 * PAGE, err, sizeof err);
   if (store == NULL) {
@@ -326,9 +332,11 @@ main (void)
   CHECK (s.idle_pages == 0 && s.incompressible_pages == 0);
   CHECK (s.pages_recomp[0] == 0);
   CHECK (backing_used_blocks (store) == 0);
-  CHECK (!backing_can_trim (store) || file_bytes (path) <= 16 * PAGE);
+  CHECK (spec || !backing_can_trim (store) || file_bytes (path) <= 16 * PAGE);
+  CHECK (backing_errors (store) == 0);
   zram_destroy (z);
-  unlink (path);
+  if (!spec)
+    unlink (path);
   free (model);
   printf ("test-writeback-stress: ok\n");
   return 0;

@@ -95,6 +95,15 @@ nbd_errno_or (int fallback)
   return e ? e : fallback;
 }
 
+/* libnbd's message for the last failure of this thread ("" if none). */
+static const char *
+nbd_error_text (void)
+{
+  const char *m = nbd_get_error ();
+
+  return m ? m : "";
+}
+
 static int64_t
 deadline_in (int ms)
 {
@@ -117,20 +126,20 @@ connect_handle (const char *uri, uint64_t need_bytes, int64_t deadline,
   h = nbd_create ();
   if (h == NULL) {
     e = nbd_errno_or (ENOMEM);
-    snprintf (err, cap, "%s", nbd_get_error ());
+    snprintf (err, cap, "%s", nbd_error_text ());
     errno = e;
     return NULL;
   }
   if (nbd_aio_connect_uri (h, uri) == -1) {
     e = nbd_errno_or (EINVAL);
-    snprintf (err, cap, "%s", nbd_get_error ());
+    snprintf (err, cap, "%s", nbd_error_text ());
     goto fail;
   }
   while (!nbd_aio_is_ready (h)) {
     if (nbd_aio_is_dead (h) || nbd_aio_is_closed (h)) {
       e = nbd_errno_or (ECONNRESET);
       snprintf (err, cap, "the server closed the connection during the "
-                "handshake: %s", nbd_get_error () ? nbd_get_error () : "");
+                "handshake: %s", nbd_error_text ());
       goto fail;
     }
     if (ms_left (deadline) == 0) {
@@ -140,7 +149,7 @@ connect_handle (const char *uri, uint64_t need_bytes, int64_t deadline,
     }
     if (nbd_poll (h, ms_left (deadline)) == -1) {
       e = nbd_errno_or (EIO);
-      snprintf (err, cap, "%s", nbd_get_error ());
+      snprintf (err, cap, "%s", nbd_error_text ());
       goto fail;
     }
   }
@@ -152,7 +161,7 @@ connect_handle (const char *uri, uint64_t need_bytes, int64_t deadline,
   size = nbd_get_size (h);
   if (size == -1) {
     e = nbd_errno_or (EIO);
-    snprintf (err, cap, "%s", nbd_get_error ());
+    snprintf (err, cap, "%s", nbd_error_text ());
     goto fail;
   }
   if ((uint64_t) size < need_bytes) {

@@ -6,6 +6,7 @@
 # with an error and leaves its pages in RAM, the zram server neither
 # crashes nor hangs, and once the store is back (same file) everything
 # reads back by itself.  A reset works with pages in a store that is down.
+# A server without multi-conn gets one connection, shared by all.
 # Bad URIs and unreachable, read-only or tiny stores stop the start with a
 # clear message.
 # SPDX-License-Identifier: BSD-3-Clause
@@ -214,5 +215,20 @@ nbdcopy "$uri" "$tmpdir/back5" || fail "nbdcopy after reset"
 cmp <(head -c 16M "$tmpdir/back5") "$tmpdir/data" || fail "data after reset"
 
 kill_nbdkit "$tmpdir/zpid"
+kill_store
+
+# --- a server without multi-conn: one connection carries everything --------
+start_store --filter=multi-conn multi-conn-mode=disable
+start_nbdkit "$tmpdir/zpid1" "$tmpdir/zsock1" 64M recomp_policy=off \
+  backing="$suri" ctl="$tmpdir/ctl1"
+uri1=$(uri_of "$tmpdir/zsock1")
+nbdcopy "$tmpdir/data" "$uri1" || fail "nbdcopy in (one connection)"
+expect 0 "$NBDZRAMCTL" -s "$tmpdir/ctl1" writeback type=huge
+grep -qx 'written=1024' "$tmpdir/out" || fail "one connection: $(cat "$tmpdir/out")"
+# nbdcopy reads with several connections and requests at once: they all
+# share the store's one connection.
+nbdcopy "$uri1" "$tmpdir/back6" || fail "nbdcopy back (one connection)"
+cmp <(head -c 16M "$tmpdir/back6") "$tmpdir/data" || fail "data (one connection)"
+kill_nbdkit "$tmpdir/zpid1"
 kill_store
 echo "$0: ok"

@@ -141,8 +141,9 @@ writeback_slot (struct zram_meta *m, struct zram_thread_ctx *ctx,
   old.handle = slot_get_handle (slot);
   old.size = slot_get_size (slot);
   old.flags = slot_info (slot) & SLOT_STATE_MASK & ~SLOT_BIT (SLOT_PP);
-  slot_set_handle (slot, slot_wb_handle (block));
-  slot_set_size_flags (slot, 0, SLOT_BIT (SLOT_WB), slot_get_time (slot));
+  slot_set_handle (slot, slot_wb_handle (block, 0));
+  slot_set_size_flags (slot, ZRAM_PAGE_SIZE, SLOT_BIT (SLOT_WB),
+                       slot_get_time (slot));
   STAT_ADD (m->stats.pages_stored, 1);
   STAT_ADD (m->stats.bd_count, 1);
   slot_unlock (slot);

@@ -4,7 +4,8 @@
  * back (and the file its space); bd_stat and the other statistics add up
  * against a model; max_pages batches; a full store stops with ENOSPC and
  * loses nothing; a reset gives every block back; a store that fails a
- * read gives EIO, never other bytes; recompression and idle marking leave
+ * read, or returns other bytes than were written (flipped, zeroed,
+ * stale), gives EIO, counted, never other bytes; recompression and idle marking leave
  * written-back pages alone; bad requests are refused.  Runs once per
  * allocator.
  * SPDX-License-Identifier: BSD-3-Clause
@@ -435,6 +436,113 @@ test_store_failure (void)
   unlink (store_path);
 }
 
+/* Read every page: each must read as the model or fail with EIO (never
+ * other bytes); returns the EIOs and checks that the checksum errors
+ * counted the same number.
+ */
+static uint64_t
+read_all_or_eio (struct zram *z)
+{
+  struct zram_stats s0, s;
+  unsigned char buf[PAGE];
+  uint64_t eio = 0;
+
+  zram_get_stats (z, &s0);
+  for (uint32_t p = 0; p < NPAGES; p++) {
+    errno = 0;
+    if (zram_read (z, buf, PAGE, (uint64_t) p * PAGE) == -1) {
+      EXPECT (errno == EIO, "page %" PRIu32 ": errno %d", p, errno);
+      eio++;
+    }
+    else if (memcmp (buf, model[p], PAGE) != 0) {
+      fprintf (stderr, "page %" PRIu32 " served other bytes\n", p);
+      abort ();
+    }
+  }
+  zram_get_stats (z, &s);
+  EXPECT (s.bd_checksum_errors - s0.bd_checksum_errors == eio,
+          "%" PRIu64 " reads failed, %" PRIu64 " checksum errors counted", eio,
+          s.bd_checksum_errors - s0.bd_checksum_errors);
+  return eio;
+}
+
+/* A store that returns other bytes than were written: a flipped byte,
+ * zeroes (a hole), the stale contents of an earlier life of its blocks.
+ * Every such read fails with EIO and is counted; none serves the bytes;
+ * rewriting the page heals it.
+ */
+static void
+test_corruption (void)
+{
+  struct zram_wb_result res;
+  struct zram_stats s;
+  struct backing *b;
+  struct zram *z = make (0, &b, 0);
+  uint64_t marked, wbd, eio, size;
+  unsigned char *snap;
+  int fd;
+
+  fill (z, 11);
+  CHECK (zram_mark_idle (z, 0, &marked) == 0);
+  CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == 0 && res.written > 0);
+  wbd = res.written;
+  CHECK (read_all_or_eio (z) == 0);
+
+  /* Stale: keep the store as it is, write every page anew and back
+   * again (reusing the freed blocks), then put the old contents back.
+   */
+  fd = open (store_path, O_RDWR);
+  CHECK (fd >= 0);
+  size = NPAGES * PAGE;
+  snap = malloc (size);
+  CHECK (snap != NULL);
+  CHECK (pread (fd, snap, size, 0) == (ssize_t) size);
+  fill (z, 12);
+  CHECK (zram_mark_idle (z, 0, &marked) == 0);
+  CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == 0 && res.written == wbd);
+  CHECK (read_all_or_eio (z) == 0);
+  CHECK (pwrite (fd, snap, size, 0) == (ssize_t) size);
+  eio = read_all_or_eio (z);
+  EXPECT (eio == wbd, "stale store: %" PRIu64 " of %" PRIu64
+          " written-back pages failed", eio, wbd);
+
+  /* A flipped byte in every block (the free tail of a packed block
+   * counts as much as the object's bytes).
+   */
+  fill (z, 13);
+  CHECK (zram_mark_idle (z, 0, &marked) == 0);
+  CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == 0 && res.written == wbd);
+  CHECK (pread (fd, snap, size, 0) == (ssize_t) size);
+  for (uint64_t off = 0; off < size; off += PAGE)
+    snap[off + (off / PAGE * 37) % PAGE] ^= 0x40;
+  CHECK (pwrite (fd, snap, size, 0) == (ssize_t) size);
+  eio = read_all_or_eio (z);
+  EXPECT (eio == wbd, "flipped bytes: %" PRIu64 " of %" PRIu64 " failed",
+          eio, wbd);
+
+  /* Zeroes: the store lost everything. */
+  memset (snap, 0, size);
+  CHECK (pwrite (fd, snap, size, 0) == (ssize_t) size);
+  eio = read_all_or_eio (z);
+  EXPECT (eio == wbd, "zeroed store: %" PRIu64 " of %" PRIu64 " failed",
+          eio, wbd);
+
+  /* Partial writes fail too, and change nothing; whole writes heal. */
+  errno = 0;
+  CHECK (zram_write (z, "x", 1, 0) == -1 && errno == EIO);
+  fill (z, 14);
+  CHECK (read_all_or_eio (z) == 0);
+  zram_get_stats (z, &s);
+  EXPECT (s.bd_count == 0, "bd_count %" PRIu64 " after rewriting all",
+          s.bd_count);
+  EXPECT (backing_used_blocks (b) == 0, "%" PRIu64 " blocks still used",
+          backing_used_blocks (b));
+  free (snap);
+  close (fd);
+  zram_destroy (z);
+  unlink (store_path);
+}
+
 /* One hot page: a thread rewrites and rereads it without pause while
  * writeback takes it again and again, so the write often lands between
  * writeback's snapshot and its install.  The write must win every time
@@ -616,6 +724,7 @@ main (void)
     test_incompressible ();
     test_batches_and_full_store ();
     test_store_failure ();
+    test_corruption ();
     test_hot_page ();
     test_nowait ();
     test_refusals ();

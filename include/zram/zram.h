@@ -184,7 +184,11 @@ struct zram_stats {
   uint64_t bd_writes;         /* pages written to the store (including
                                  writes whose page changed meanwhile and
                                  was not installed) */
+  uint64_t bd_checksum_errors; /* reads of the store whose bytes did not
+                                 match what was written (failed with
+                                 EIO, never served) */
   uint64_t bd_blocks;         /* blocks of the store (its capacity) */
+  uint64_t bd_blocks_used;    /* blocks of the store in use now */
   unsigned nr_recomp;         /* recompression algorithms configured */
   struct zram_recomp_algo recomp[ZRAM_MAX_RECOMP]; /* and their effective
                                  levels */

@@ -526,6 +526,16 @@ extern int zram_recompress (struct zram *zram,
  * mark exists.
  */
 
+/* Store blocks one writeback call fills before it writes them, with one
+ * backing_write_batch (an NBD store keeps them all in flight).
+ */
+#define ZRAM_WB_BATCH_BLOCKS 16
+
+/* Most objects packed into one store block.  Bounds the walk's memory;
+ * objects are rarely below 64 bytes, where this limit starts to waste.
+ */
+#define ZRAM_WB_BLOCK_OBJECTS 64
+
 /* What to write back (zram's writeback type=...). */
 enum zram_wb_type {
   ZRAM_WB_IDLE = 1,           /* pages marked idle */

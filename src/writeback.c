@@ -2,21 +2,36 @@
  * include/zram/zram.h).
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  *
- * One page, the way requests stay fast (zram's post-processing, as in
- * src/recompress.c):
+ * Compressed, packed and batched, the way requests stay fast (zram's
+ * post-processing, as in src/recompress.c):
  *
- *   lock ─ selected? ─ set PP ─ decompress into ctx->page ─ unlock
- *   take a block, write the page to it                   (no lock held)
- *   lock ─ PP still set? ─yes─> slot := WB(block) ─ unlock ─ free the object
- *                       └─no──> unlock ─ give the block back (raced)
+ *   per selected page:  lock ─ set PP ─ copy its object (as stored:
+ *                       compressed, or raw if huge) into the open block
+ *                       buffer ─ unlock
+ *   per batch (up to ZRAM_WB_BATCH_BLOCKS buffers full, or the section's
+ *   end):               take a block for each buffer; write them all with
+ *                       one backing_write_batch            (no lock held)
+ *   per written block:  refs += members; then per member:
+ *                       lock ─ PP still set? ─yes─> slot := WB(block, off)
+ *                                  │                ─ unlock ─ free object
+ *                                  └─no──> unlock ─ refs -= 1 (raced)
+ *                       then drop the allocation's ref: a block whose
+ *                       members all raced is freed here
+ *   per failed block:   clear its members' PP (they stay in RAM), free it
+ *
+ *   block buffer   | obj a (lz4) | obj b (zstd, prio 1) | obj c |  zeroes  |
+ *                  0             off(b)                 off(c)   used    4096
  *
  * Every store into a slot (write, partial write, trim, discard) replaces
  * all its flags, PP included, so "PP still set" proves that nothing was
- * stored in between; and since post-processing walks run one at a time
- * (pp_lock), no other walk can have set PP again meanwhile.  A reset
- * cannot free the state under us: each page is done inside one read-side
- * section, and the state's blocks are given back only when it is
- * destroyed, after the grace period.
+ * stored in between, and the copy is still the page's object; and since
+ * post-processing walks run one at a time (pp_lock), no other walk can
+ * have set PP again meanwhile.  A reset cannot free the state under us:
+ * each batch is written and installed inside one read-side section, and
+ * the state's blocks are given back only when it is destroyed, after the
+ * grace period.  The block's references (include/zram/backing.h) are
+ * taken before any member is installed, since an installed member may be
+ * overwritten, and drop its reference, at once.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
 # message; a device without a store refuses writeback (ENODEV).
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
-requires nbdkit nbdcopy nbdsh
+requires nbdkit nbdcopy nbdsh python3
 requires_nbdzramctl
 ctl=$NBDZRAMCTL
 make_tmpdir
@@ -123,6 +123,31 @@ used2=$(stat_of backing_blocks_used)
   fail "the store kept $kib2 KiB for $used2 blocks (was $kib)"
 cmp <(nbdsh -u "$uri" -c 'import sys; sys.stdout.buffer.write(h.pread(8 << 20, 8 << 20))') \
     <(tail -c +$(( (8 << 20) + 1 )) "$tmpdir/data") || fail "data after trim"
+
+# A store that returns other bytes: flip one byte in every block that
+# holds data (holes stay holes).  Reads of written-back pages fail with
+# EIO, counted, and never serve the bytes.
+python3 - "$tmpdir/store" <<'PY' || fail "corrupting the store"
+import sys
+with open(sys.argv[1], 'r+b') as f:
+    size = f.seek(0, 2)
+    for off in range(0, size, 4096):
+        f.seek(off)
+        b = f.read(4096)
+        if b.count(0) != len(b):
+            f.seek(off + 100)
+            f.write(bytes([b[100] ^ 0x20]))
+PY
+if nbdsh -u "$uri" -c 'h.pread(4096, 12 << 20)' 2>"$tmpdir/err"; then
+  fail "a corrupted written-back page was served"
+fi
+grep -q "Input/output error" "$tmpdir/err" || fail "read: $(cat "$tmpdir/err")"
+bad=$(stat_of bd_checksum_errors)
+[ "$bad" -ge 1 ] || fail "bd_checksum_errors=$bad"
+"$ctl" -s "$tmpdir/ctl" metrics | grep -qx "nbdzram_bd_checksum_errors_total{.*} $bad" ||
+  fail "metrics lack nbdzram_bd_checksum_errors_total $bad"
+"$ctl" -s "$tmpdir/ctl" metrics | grep -q "^nbdzram_backing_blocks_used{" ||
+  fail "metrics lack nbdzram_backing_blocks_used"
 
 # A reset gives every block back.
 expect 0 "${c[@]}" reset --force

@@ -2,9 +2,11 @@
 # Writeback through the plugin: backing=PATH on a sparse file, a
 # daemonised nbdkit, data written by a real client.  After "idle all" and
 # "nbdzramctl writeback type=idle" the pool is empty and the file holds the
-# pages; the data reads back the same (from the file); bd_stat counts it
-# in the kernel's format; trimming gives the file its space back; a reset
-# gives back the rest.  Bad backing= values stop the start with a clear
+# pages, compressed and packed (fewer blocks than pages); the data reads
+# back the same (from the file); bd_stat counts it in the kernel's format;
+# trimming gives the file its space back; a corrupted store gives EIO,
+# counted in bd_checksum_errors and the metrics; a reset gives back the
+# rest.  Bad backing= values stop the start with a clear
 # message; a device without a store refuses writeback (ENODEV).
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"

@@ -5,7 +5,8 @@
  * against a model; max_pages batches; a full store stops with ENOSPC and
  * loses nothing; a reset gives every block back; a store that fails a
  * read, or returns other bytes than were written (flipped, zeroed,
- * stale), gives EIO, counted, never other bytes; recompression and idle marking leave
+ * stale), gives EIO, counted, never other bytes; a store that fails
+ * writes keeps those pages in RAM; recompression and idle marking leave
  * written-back pages alone; bad requests are refused.  Runs once per
  * allocator.
  * SPDX-License-Identifier: BSD-3-Clause
@@ -15,9 +16,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -468,6 +471,53 @@ test_store_failure (void)
   unlink (store_path);
 }
 
+/* A store that fails writes past its first blocks (RLIMIT_FSIZE: pwrite
+ * fails with EFBIG beyond it): the blocks that could be written hold
+ * their pages, the pages of the others stay in RAM, nothing is lost, and
+ * a store that works again takes them.
+ */
+static void
+test_write_failure (void)
+{
+  struct rlimit old, lim;
+  struct zram_wb_result res;
+  struct zram_stats s;
+  struct backing *b;
+  struct zram *z = make (0, &b, 0);
+  uint64_t marked;
+
+  fill (z, 9);
+  CHECK (zram_mark_idle (z, 0, &marked) == 0);
+  CHECK (getrlimit (RLIMIT_FSIZE, &old) == 0);
+  signal (SIGXFSZ, SIG_IGN);
+  lim = old;
+  lim.rlim_cur = 4 * PAGE;
+  CHECK (setrlimit (RLIMIT_FSIZE, &lim) == 0);
+  errno = 0;
+  CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == -1 && errno == EIO);
+  CHECK (setrlimit (RLIMIT_FSIZE, &old) == 0);
+  zram_get_stats (z, &s);
+  EXPECT (res.written > 0 && res.written < marked && s.bd_count == res.written,
+          "written %" PRIu64 " of %" PRIu64 ", bd_count %" PRIu64,
+          res.written, marked, s.bd_count);
+  EXPECT (backing_used_blocks (b) <= 4, "%" PRIu64 " blocks used",
+          backing_used_blocks (b));
+  EXPECT (s.idle_pages == marked - res.written, "idle_pages %" PRIu64
+          ", expected %" PRIu64, s.idle_pages, marked - res.written);
+  check_stats (z, b, res.written);
+  verify (z);
+  /* The store works again: the rest goes (verify's reads ended idleness). */
+  CHECK (zram_mark_idle (z, 0, NULL) == 0);
+  CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == 0);
+  zram_get_stats (z, &s);
+  EXPECT (s.compr_data_size == 0, "compr_data_size %" PRIu64,
+          s.compr_data_size);
+  check_stats (z, b, s.bd_count);
+  verify (z);
+  zram_destroy (z);
+  unlink (store_path);
+}
+
 /* Read every page: each must read as the model or fail with EIO (never
  * other bytes); returns the EIOs and checks that the checksum errors
  * counted the same number.
@@ -757,6 +807,7 @@ main (void)
     test_batches_and_full_store ();
     test_store_failure ();
     test_corruption ();
+    test_write_failure ();
     test_hot_page ();
     test_nowait ();
     test_refusals ();

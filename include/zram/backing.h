@@ -43,8 +43,8 @@
  * other call in flight or later).  Reads, writes and trims block (they
  * are system calls on a file or device); the allocator takes no lock and
  * never blocks.  Two calls on the same block at once are the caller's
- * business: the device reaches a block only through the one slot that
- * owns it, under that slot's rules.
+ * business: the device writes a block once, before any slot names it,
+ * and reads it only while holding a reference.
  *
  * Errors: functions that can fail return -1 (or NULL) and set errno; they
  * never print.  backing_open, where the causes are many and the user must
@@ -110,8 +110,9 @@ extern const char *backing_kind (const struct backing *b);
  * -1 with errno EINVAL (block out of range), EBADMSG (the store returned
  * other bytes than were written; buf is then filled with zeroes, never
  * with those bytes), or the store's error (EIO for a short read or a
- * failing device).  A block never written through this store reads as
- * EBADMSG unless the store returns what a write of nothing would have.
+ * failing device).  A block never written through this store fails the
+ * check too (its recorded checksum is 0, which no 4 KiB block is known
+ * to hash to).
  */
 extern int backing_read (struct backing *b, uint64_t block, void *buf);
 

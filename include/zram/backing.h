@@ -111,8 +111,7 @@ extern const char *backing_kind (const struct backing *b);
  * other bytes than were written; buf is then filled with zeroes, never
  * with those bytes), or the store's error (EIO for a short read or a
  * failing device).  A block never written through this store fails the
- * check too (its recorded checksum is 0, which no 4 KiB block is known
- * to hash to).
+ * check too, but for a chance of 2^-64 (its recorded checksum is 0).
  */
 extern int backing_read (struct backing *b, uint64_t block, void *buf);
 

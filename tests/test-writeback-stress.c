@@ -346,6 +346,23 @@ main (void)
     total_written += res.written;
     CHECK (res.raced == 0);
   }
+  /* bd_count is the number of pages whose read goes to the store. */
+  {
+    uint64_t from_store = 0;
+    struct zram_stats s0;
+
+    for (uint32_t p = 0; p < PAGES; p++) {
+      zram_get_stats (z, &s0);
+      verify (p);
+      zram_get_stats (z, &s);
+      from_store += s.bd_reads - s0.bd_reads;
+    }
+    if (from_store != s.bd_count) {
+      fprintf (stderr, "%" PRIu64 " pages read from the store, bd_count %"
+               PRIu64 "\n", from_store, s.bd_count);
+      abort ();
+    }
+  }
   for (uint32_t p = 0; p < PAGES; p++)
     verify (p);
   zram_get_stats (z, &s);

@@ -61,6 +61,12 @@ struct backing {
   uint64_t reconnects;        /* atomic: connections made again after they
                                  broke (nbd) */
   struct backing_bitmap map;
+  /* Per block, in RAM (12 bytes per 4 KiB block; lazily zeroed, so a
+   * large store costs memory only where blocks are used):
+   */
+  uint64_t *sums;             /* atomic: XXH3-64 of the block as last
+                                 written through this store */
+  uint32_t *refs;             /* atomic: references (backing_block_get) */
 };
 
 /* Open a regular file or block device (src/backing-file.c).  On success

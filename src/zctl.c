@@ -249,7 +249,9 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "bd_count=%" PRIu64, s.bd_count);
   reply_line (r, "bd_reads=%" PRIu64, s.bd_reads);
   reply_line (r, "bd_writes=%" PRIu64, s.bd_writes);
+  reply_line (r, "bd_checksum_errors=%" PRIu64, s.bd_checksum_errors);
   reply_line (r, "backing_blocks=%" PRIu64, s.bd_blocks);
+  reply_line (r, "backing_blocks_used=%" PRIu64, s.bd_blocks_used);
   reply_line (r, "backing_errors=%" PRIu64, s.bd_errors);
   reply_line (r, "backing_reconnects=%" PRIu64, s.bd_reconnects);
   reply_policy_stats (zram, r);

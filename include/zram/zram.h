@@ -184,7 +184,11 @@ struct zram_stats {
   uint64_t bd_writes;         /* pages written to the store (including
                                  writes whose page changed meanwhile and
                                  was not installed) */
+  uint64_t bd_checksum_errors; /* reads of the store whose bytes did not
+                                 match what was written (failed with
+                                 EIO, never served) */
   uint64_t bd_blocks;         /* blocks of the store (its capacity) */
+  uint64_t bd_blocks_used;    /* blocks of the store in use now */
   uint64_t bd_errors;         /* reads, writes and trims of the store that
                                  failed (an NBD server down, a bad disk) */
   uint64_t bd_reconnects;     /* connections to the store made again after
@@ -514,17 +518,39 @@ extern int zram_recompress (struct zram *zram,
 /* --- writeback (Linux zram's semantics) ----------------------------------
  *
  * A device created with a backing store can move pages out of the pool
- * into the store: each page is written there whole (uncompressed) and its
- * slot keeps only the block number (state WB, include/zram/slot.h), so
- * the pool memory of its object is freed.  bd_count, bd_reads and
- * bd_writes (zram_stats) count the pages in the store and the pages read
- * and written, as zram's bd_stat does.
+ * into the store: each page's object is written there as the pool holds
+ * it (compressed, with its algorithm's priority: zram's
+ * writeback_compressed), packed with others into 4 KiB blocks (a raw
+ * huge page takes a block alone), and its slot keeps only the object's
+ * place in the store (state WB, include/zram/slot.h), so the pool memory
+ * of its object is freed.  A block is freed when its last object dies
+ * (write, trim, reset of the pages) and no read holds it.  bd_count,
+ * bd_reads and bd_writes (zram_stats) count the pages in the store and
+ * the pages read and written, as zram's bd_stat does; bd_blocks_used the
+ * blocks they take.
+ *
+ * Reads of a written-back page hold no lock across the store's I/O: the
+ * block is pinned under the slot lock and read without it; a read racing
+ * a write of the page may return the page as it was before the write.
+ * Every block read is checked against a checksum of what was written
+ * (include/zram/backing.h): a store that returns other bytes gives EIO,
+ * counted in bd_checksum_errors, never those bytes.
  *
  * Post-processing (zram_recompress, zram_writeback) is serialised per
  * device: one runs at a time, the other call waits (as zram's sysfs
  * writes do under its dev_lock), so at most one owner of a slot's PP
  * mark exists.
  */
+
+/* Store blocks one writeback call fills before it writes them, with one
+ * backing_write_batch (an NBD store keeps them all in flight).
+ */
+#define ZRAM_WB_BATCH_BLOCKS 16
+
+/* Most objects packed into one store block.  Bounds the walk's memory;
+ * objects are rarely below 64 bytes, where this limit starts to waste.
+ */
+#define ZRAM_WB_BLOCK_OBJECTS 64
 
 /* What to write back (zram's writeback type=...). */
 enum zram_wb_type {
@@ -549,30 +575,35 @@ struct zram_wb_result {
   uint64_t written;           /* pages moved to the store */
   uint64_t raced;             /* pages written to the store but changed
                                  (write, trim, reset) meanwhile: the
-                                 change won, the block was given back */
+                                 change won, the page dropped out of its
+                                 block */
   uint64_t next_index;        /* first slot not scanned: end_index (or the
                                  device end) when done, earlier when
                                  max_pages, a full store or an error
-                                 stopped the scan */
+                                 stopped the scan (then the first page
+                                 left in RAM for want of a store block) */
 };
 
 /* Write back the pages of [start_index, end_index) that type selects and
  * that are not same-filled or written back already.  Per page: under the
- * slot lock the page is marked (PP) and its content copied out; without
- * the lock a block is taken and the page written to it; under the lock
- * again, if the mark is still there, the slot becomes WB and its pool
- * object is freed (the page keeps its access time; IDLE, INCOMPRESSIBLE
- * and the priority go with the object).  A write, trim or reset in
- * between wins: the block is given back (counted in raced).  Requests on
- * the page wait only for a decompression, never for the store.
+ * slot lock the page is marked (PP) and its object copied into a block
+ * buffer; once ZRAM_WB_BATCH_BLOCKS buffers are full (or the scan ends),
+ * blocks are taken and written with one backing_write_batch, no lock
+ * held; then, for each page of a written block, under the lock again, if
+ * the mark is still there, the slot becomes WB and its pool object is
+ * freed (the page keeps its access time and priority; IDLE and
+ * INCOMPRESSIBLE go with the pool object).  A write, trim or reset in
+ * between wins (counted in raced): the page drops out of its block, and
+ * a block left empty is given back.  Requests on the page wait only for
+ * a copy of its object, never for the store.
  *
  * *res (required) is filled even on failure with what was done.  Uses
  * the calling thread's context.  Returns 0, or -1 with errno ENODEV (the
  * device has no backing store), EINVAL (bad type, start beyond end or
  * the device), ENOSPC (the store is full: pages written so far stay
- * written), EIO (not initialised, stored data failed to decompress, or
- * the store failed a write: that page stays in the pool), ENOMEM (no
- * thread context) or ECANCELED (zram_stop_walks: at once, or at the next
+ * written), EIO (not initialised, or the store failed a write: the pages
+ * of that block stay in the pool), ENOMEM (no thread context or batch
+ * buffers) or ECANCELED (zram_stop_walks: at once, or at the next
  * page).  A reset during the call ends it with 0.
  */
 extern int zram_writeback (struct zram *zram, const struct zram_wb_req *req,
@@ -581,7 +612,8 @@ extern int zram_writeback (struct zram *zram, const struct zram_wb_req *req,
 /* Stop the walks: zram_mark_idle, zram_recompress and zram_writeback
  * calls in progress end at their next page (a page being recompressed or
  * written back is finished or dropped first, so the wait is at most one
- * page's compression or store write), and
+ * page's compression or one batch of ZRAM_WB_BATCH_BLOCKS store writes),
+ * and
  * calls made before the matching zram_resume_walks fail at once, both
  * with -1 and errno ECANCELED.  For a shutdown that must not wait for a
  * recompression of the whole device (minutes with zstd at a high level).

@@ -11,7 +11,7 @@ queue depth 1 through the device (every read goes to the store), next to
 the same reads from the store directly, and from a device whose pages are
 still in RAM.  Ratios are against the peer measured in the same run.
 
-  bench/bench-writeback.py --build-dir build [--size 256M] [--reps 3]
+  bench/bench-writeback-nbd.py --build-dir build [--size 256M] [--reps 3]
                            [--runtime 5] [--stores file,nbd]
 
 Needs nbdkit (the one in $NBDKIT or PATH for the device), an nbdkit with
@@ -41,7 +41,7 @@ def run(cmd):
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True)
     if r.returncode != 0:
-        sys.exit(f"bench-writeback: {' '.join(cmd)} exited {r.returncode}: "
+        sys.exit(f"bench-writeback-nbd: {' '.join(cmd)} exited {r.returncode}: "
                  f"{r.stderr.strip()}")
     return r.stdout
 
@@ -51,7 +51,7 @@ def wait_socket(path):
         if os.path.exists(path):
             return
         time.sleep(0.02)
-    sys.exit(f"bench-writeback: {path} did not appear")
+    sys.exit(f"bench-writeback-nbd: {path} did not appear")
 
 
 class Server:
@@ -86,7 +86,7 @@ def store_nbdkit():
                 [n, "file", "--version"], stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL).returncode == 0:
             return n
-    sys.exit("bench-writeback: no nbdkit with the file plugin")
+    sys.exit("bench-writeback-nbd: no nbdkit with the file plugin")
 
 
 def fio_lat(target, size, runtime):
@@ -144,7 +144,7 @@ def one_rep(args, kind, top, data, snbdkit):
         written = int([l for l in out.split("\n")
                        if l.startswith("written=")][0].split("=")[1])
         if written != args.bytes // 4096:
-            sys.exit(f"bench-writeback: wrote back {written} pages of "
+            sys.exit(f"bench-writeback-nbd: wrote back {written} pages of "
                      f"{args.bytes // 4096}")
         wb_mbs = written * 4096 / secs / 1e6
         wb_lat = fio_lat(zuri, args.bytes, args.runtime)
@@ -152,7 +152,7 @@ def one_rep(args, kind, top, data, snbdkit):
         back = os.path.join(tmp, "back")
         run(["nbdcopy", zuri, back])
         if open(back, "rb").read() != open(data, "rb").read():
-            sys.exit("bench-writeback: data read back differs")
+            sys.exit("bench-writeback-nbd: data read back differs")
         os.unlink(back)
         return {"wb_mbs": wb_mbs, "raw_mbs": raw_mbs, "wb_lat": wb_lat,
                 "raw_lat": raw_lat, "ram_lat": ram_lat}
@@ -172,19 +172,19 @@ def main():
     args = ap.parse_args()
     args.bytes = parse_size(args.size)
     if args.bytes <= 0 or args.bytes % 4096 or args.reps < 1:
-        sys.exit("bench-writeback: --size must be a positive multiple of 4K, "
+        sys.exit("bench-writeback-nbd: --size must be a positive multiple of 4K, "
                  "--reps at least 1")
     stores = args.stores.split(",")
     if any(s not in ("file", "nbd") for s in stores):
-        sys.exit("bench-writeback: --stores takes file and nbd")
+        sys.exit("bench-writeback-nbd: --stores takes file and nbd")
     args.plugin = os.path.abspath(os.path.join(args.build_dir, "zram.so"))
     args.ctl = os.path.abspath(os.path.join(args.build_dir, "tools", "nbdzramctl"))
     args.nbdkit = os.environ.get("NBDKIT") or shutil.which("nbdkit")
     for need in ("nbdcopy", "fio"):
         if not shutil.which(need):
-            sys.exit(f"bench-writeback: {need} is not installed")
+            sys.exit(f"bench-writeback-nbd: {need} is not installed")
     snbdkit = store_nbdkit() if "nbd" in stores else None
-    with tempfile.TemporaryDirectory(prefix="bench-writeback.") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-writeback-nbd.") as tmp:
         data = os.path.join(tmp, "data")
         with open(data, "wb") as f:
             f.write(os.urandom(args.bytes))

@@ -166,9 +166,10 @@ echo "read of a written-back page, store hung: $r in $secs s"
 alive "store hung"
 
 # --- the store dies in the middle of a writeback ------------------------------
-# The store slowed down (5 ms a write) so that the walk is surely under way.
+# The store slowed down (50 ms a write; writeback sends 16 blocks at once)
+# so that the walk is surely under way after a second.
 kill_store
-start_store --filter=delay wdelay=5ms
+start_store --filter=delay wdelay=50ms
 for (( i = 0; i < 50; i++ )); do   # until the connections are back
   [ "$(read_page 0 | cut -d' ' -f1)" = ok ] && break
   sleep 0.2

@@ -5,7 +5,8 @@
 # written-back pages fail with EIO within the deadline, writeback stops
 # with an error and leaves its pages in RAM, the zram server neither
 # crashes nor hangs, and once the store is back (same file) everything
-# reads back by itself.  A reset works with pages in a store that is down.
+# reads back by itself.  Another client overwriting the export is caught
+# by the checksums.  A reset works with pages in a store that is down.
 # A server without multi-conn gets one connection, shared by all.
 # Bad URIs and unreachable, read-only or tiny stores stop the start with a
 # clear message.
@@ -195,6 +196,20 @@ alive "store died mid-writeback"
 start_store
 read_all_when_back "$tmpdir/back4"
 cmp -n $((8 << 20)) "$tmpdir/back4" "$tmpdir/data2" || fail "data2 changed"
+
+# --- another client corrupts the store: caught, never served ----------------
+# Nothing can lock an NBD export; the checksums catch what another
+# writer did to it.
+head -c 16M /dev/urandom >"$tmpdir/junk"
+nbdcopy "$tmpdir/junk" "$suri" || fail "nbdcopy junk into the store"
+if nbdcopy "$uri" "$tmpdir/back7" 2>"$tmpdir/err"; then
+  fail "the device served pages of a corrupted store"
+fi
+grep -q "Input/output error" "$tmpdir/err" || fail "corrupted: $(cat "$tmpdir/err")"
+ce=$(stat_of bd_checksum_errors)
+echo "store overwritten by another client: bd_checksum_errors=$ce"
+[ "$ce" -gt 0 ] || fail "bd_checksum_errors=$ce"
+alive "store corrupted"
 
 # --- a reset with pages in a store that is down -------------------------------
 kill_store

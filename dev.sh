@@ -19,10 +19,11 @@ sudo=
 [ "$(id -u)" = 0 ] || sudo=sudo
 
 # libmicrohttpd-dev: "nbdzramctl metrics --listen" (optional: without it
-# nbdzramctl builds without HTTP).
+# nbdzramctl builds without HTTP).  libnbd-dev: NBD servers as backing
+# stores (backing=nbd://...; without it such URIs are refused).
 build_packages=(meson ninja-build pkg-config gcc libc6-dev nbdkit
                 nbdkit-plugin-dev liburcu-dev liblz4-dev libzstd-dev perl
-                libmicrohttpd-dev libxxhash-dev)
+                libmicrohttpd-dev libxxhash-dev libnbd-dev)
 run_packages=(libnbd-bin)
 test_packages=(libnbd-dev libnbd-bin python3-libnbd fio spin valgrind clang
                libclang-rt-14-dev e2fsprogs util-linux fuse3 bc procps kmod

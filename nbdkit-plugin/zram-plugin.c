@@ -70,7 +70,7 @@ static bool lock_memory;           /* mlock=true */
 static bool reserve_given;         /* reserve=SIZE given */
 static bool allow_remote;          /* allow-remote=true */
 static char *ctl_path;             /* ctl=PATH, made absolute */
-static char *backing_path;         /* backing=PATH, made absolute */
+static char *backing_path;         /* backing=PATH (made absolute) or URI */
 
 static struct zram *zram;
 static struct zctl_server *ctl_server;
@@ -247,25 +247,24 @@ zram_plugin_config (const char *key, const char *value)
     allow_remote = r;
   }
   else if (strcmp (key, "backing") == 0) {
-    /* URIs are refused here, where the user sees it, rather than turned
-     * into a path relative to the current directory.
-     */
-    if (strstr (value, "://") != NULL) {
-      nbdkit_error ("backing: '%s': NBD servers and other URIs are not yet "
-                    "supported as backing stores; give the path of a regular "
-                    "file or block device", value);
-      return -1;
-    }
     if (*value == '\0') {
       nbdkit_error ("backing: empty; give the path of a regular file or "
-                    "block device");
+                    "block device, or an NBD URI");
       return -1;
     }
     free (backing_path);
-    /* Resolved now: the server changes directory to / when it forks. */
-    backing_path = nbdkit_absolute_path (value);
-    if (backing_path == NULL)
+    /* A URI (an NBD server; backing_open judges its scheme) is kept as it
+     * is.  A path is resolved now: the server changes directory to / when
+     * it forks.
+     */
+    if (strstr (value, "://") != NULL)
+      backing_path = strdup (value);
+    else
+      backing_path = nbdkit_absolute_path (value);
+    if (backing_path == NULL) {
+      nbdkit_error ("backing: %m");
       return -1;
+    }
   }
   else if (strcmp (key, "ctl") == 0) {
     free (ctl_path);
@@ -341,8 +340,10 @@ zram_plugin_config_complete (void)
   "                         pages with, in priority order (e.g. zstd:3,zstd:19).\n" \
   "pool=zs|malloc           Allocator for compressed pages (default zs).\n" \
   "mem_limit=SIZE           Most memory the pool may use, e.g. 2G (default none).\n" \
-  "backing=PATH             File or block device that 'nbdzramctl writeback'\n" \
-  "                         moves pages to (an empty file grows to size).\n" \
+  "backing=PATH|URI         File, block device or NBD server (nbd://...,\n" \
+  "                         nbd+unix:///?socket=PATH) that 'nbdzramctl\n" \
+  "                         writeback' moves pages to (an empty file grows\n" \
+  "                         to size).\n" \
   "ctl=PATH                 Control socket for nbdzramctl (reset, stats...).\n" \
   "mlock=true|false         Lock the server in RAM (use under swap,\n" \
   "                         instead of nbdkit --swap).\n" \
@@ -361,7 +362,11 @@ zram_plugin_dump_plugin (void)
   printf ("zram_algorithms=lz4 lz4hc zstd\n");
   printf ("zram_default_algorithm=%s\n", zcomp_algo_name (ZCOMP_DEFAULT_ALGO));
   printf ("zram_pools=zs malloc\n");
+#ifdef HAVE_LIBNBD
+  printf ("zram_backing=file nbd\n");
+#else
   printf ("zram_backing=file\n");
+#endif
 }
 
 /* The reserve is locked memory (mlock=true): with a finite 'ulimit -l',

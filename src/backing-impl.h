@@ -37,7 +37,7 @@ extern uint64_t backing_bitmap_next_used (const struct backing_bitmap *map,
 struct backing;
 
 struct backing_ops {
-  const char *kind;           /* "file", "block device" */
+  const char *kind;           /* "file", "block device", "nbd" */
   /* len bytes at offset; 0, or -1 with errno.  A short transfer is EIO. */
   int (*read) (struct backing *b, void *buf, size_t len, uint64_t offset);
   int (*write) (struct backing *b, const void *buf, size_t len,
@@ -57,6 +57,9 @@ struct backing {
   char *name;                 /* the spec, malloc'd */
   uint64_t nr_blocks;
   bool no_trim;               /* atomic: the store said it cannot trim */
+  uint64_t errors;            /* atomic: reads, writes, trims that failed */
+  uint64_t reconnects;        /* atomic: connections made again after they
+                                 broke (nbd) */
   struct backing_bitmap map;
   /* Per block, in RAM (12 bytes per 4 KiB block; lazily zeroed, so a
    * large store costs memory only where blocks are used):
@@ -72,5 +75,9 @@ struct backing {
  */
 extern struct backing *backing_file_open (const char *path, uint64_t max_bytes,
                                           char *err, size_t err_cap);
+
+/* Open an NBD export named by a URI (src/backing-nbd.c), likewise. */
+extern struct backing *backing_nbd_open (const char *uri, uint64_t max_bytes,
+                                         char *err, size_t err_cap);
 
 #endif /* ZRAM_BACKING_IMPL_H */

@@ -42,13 +42,27 @@ backing_open (const char *spec, uint64_t max_bytes, char *err, size_t err_cap)
     return NULL;
   }
   if (is_nbd_uri (spec)) {
-    snprintf (err, err_cap, "backing store '%s': NBD servers are not yet "
-              "supported as backing stores; give the path of a regular file "
-              "or block device", spec);
+#ifdef HAVE_LIBNBD
+    b = backing_nbd_open (spec, max_bytes, err, err_cap);
+#else
+    snprintf (err, err_cap, "backing store '%s': this nbdkit-zram was built "
+              "without libnbd, so it cannot use an NBD server; rebuild it "
+              "with libnbd-dev installed, or give the path of a regular "
+              "file or block device", spec);
     errno = ENOTSUP;
     return NULL;
+#endif
   }
-  b = backing_file_open (spec, max_bytes, err, err_cap);
+  else if (strstr (spec, "://") != NULL) {
+    snprintf (err, err_cap, "backing store '%s': unknown URI scheme; an NBD "
+              "server is named nbd://HOST[:PORT]/EXPORT, nbds://..., "
+              "nbd+unix:///EXPORT?socket=PATH or nbd+vsock://CID[:PORT], "
+              "a file or block device by its path", spec);
+    errno = EINVAL;
+    return NULL;
+  }
+  else
+    b = backing_file_open (spec, max_bytes, err, err_cap);
   if (b == NULL)
     return NULL;
   b->name = strdup (spec);
@@ -112,14 +126,36 @@ range_ok (const struct backing *b, uint64_t block, uint64_t count)
   return 1;
 }
 
+uint64_t
+backing_errors (const struct backing *b)
+{
+  return __atomic_load_n (&b->errors, __ATOMIC_RELAXED);
+}
+
+uint64_t
+backing_reconnects (const struct backing *b)
+{
+  return __atomic_load_n (&b->reconnects, __ATOMIC_RELAXED);
+}
+
+/* Count n failures of the store itself (not the caller's range errors). */
+static void
+count_errors (struct backing *b, uint64_t n)
+{
+  if (n > 0)
+    __atomic_add_fetch (&b->errors, n, __ATOMIC_RELAXED);
+}
+
 int
 backing_read (struct backing *b, uint64_t block, void *buf)
 {
   if (!range_ok (b, block, 1))
     return -1;
   if (b->ops->read (b, buf, BACKING_BLOCK_SIZE,
-                    block << BACKING_BLOCK_SHIFT) == -1)
+                    block << BACKING_BLOCK_SHIFT) == -1) {
+    count_errors (b, 1);
     return -1;
+  }
   if (block_sum (buf) != __atomic_load_n (&b->sums[block], __ATOMIC_RELAXED)) {
     memset (buf, 0, BACKING_BLOCK_SIZE);  /* never hand out those bytes */
     errno = EBADMSG;
@@ -142,11 +178,14 @@ record_sum (struct backing *b, uint64_t block, const void *buf)
 int
 backing_write (struct backing *b, uint64_t block, const void *buf)
 {
+  int r;
+
   if (!range_ok (b, block, 1))
     return -1;
   record_sum (b, block, buf);
-  return b->ops->write (b, buf, BACKING_BLOCK_SIZE,
-                        block << BACKING_BLOCK_SHIFT);
+  r = b->ops->write (b, buf, BACKING_BLOCK_SIZE, block << BACKING_BLOCK_SHIFT);
+  count_errors (b, r == -1);
+  return r;
 }
 
 size_t
@@ -164,13 +203,18 @@ backing_write_batch (struct backing *b, struct backing_io *io, size_t n)
     else
       record_sum (b, io[i].block, io[i].buf);
   }
-  if (b->ops->write_batch != NULL && all_in_range)
-    return b->ops->write_batch (b, io, n);
+  if (b->ops->write_batch != NULL && all_in_range) {
+    failed = b->ops->write_batch (b, io, n);
+    count_errors (b, failed);
+    return failed;
+  }
   for (i = 0; i < n; i++) {
     if (io[i].err == 0 &&
         b->ops->write (b, io[i].buf, BACKING_BLOCK_SIZE,
-                       io[i].block << BACKING_BLOCK_SHIFT) == -1)
+                       io[i].block << BACKING_BLOCK_SHIFT) == -1) {
       io[i].err = errno ? errno : EIO;
+      count_errors (b, 1);
+    }
     if (io[i].err != 0)
       failed++;
   }
@@ -192,6 +236,7 @@ backing_trim (struct backing *b, uint64_t block, uint64_t count)
     __atomic_store_n (&b->no_trim, true, __ATOMIC_RELAXED);
     r = 0;
   }
+  count_errors (b, r == -1);
   return r;
 }
 

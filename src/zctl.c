@@ -252,6 +252,8 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "bd_checksum_errors=%" PRIu64, s.bd_checksum_errors);
   reply_line (r, "backing_blocks=%" PRIu64, s.bd_blocks);
   reply_line (r, "backing_blocks_used=%" PRIu64, s.bd_blocks_used);
+  reply_line (r, "backing_errors=%" PRIu64, s.bd_errors);
+  reply_line (r, "backing_reconnects=%" PRIu64, s.bd_reconnects);
   reply_policy_stats (zram, r);
   return reply_ok (r);
 }

@@ -297,6 +297,8 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->bd_checksum_errors = STAT_GET (m->stats.bd_checksum_errors);
   s->bd_blocks = m->backing ? backing_nr_blocks (m->backing) : 0;
   s->bd_blocks_used = m->backing ? backing_used_blocks (m->backing) : 0;
+  s->bd_errors = m->backing ? backing_errors (m->backing) : 0;
+  s->bd_reconnects = m->backing ? backing_reconnects (m->backing) : 0;
   s->nr_recomp = m->nr_recomp;
   for (unsigned i = 0; i < m->nr_recomp; i++) {
     s->pages_recomp[i] = STAT_GET (m->stats.pages_recomp[i]);

@@ -149,6 +149,20 @@ kill_nbdkit () {
   return 1
 }
 
+# refused_start MESSAGE PARAMS...: a 16M device with PARAMS must fail to
+# start (daemonised, so before the fork), with MESSAGE among its errors
+# and no pid file left.  Prints the errors.
+refused_start () {
+  local want=$1 rc=0
+  shift
+  run_nbdkit -P "$tmpdir/badpid" -U "$tmpdir/badsock" "$ZRAM_PLUGIN" 16M "$@" \
+    >"$tmpdir/out" 2>"$tmpdir/err" || rc=$?
+  [ "$rc" != 0 ] || { kill_nbdkit "$tmpdir/badpid"; fail "started with $*"; }
+  grep -q -- "$want" "$tmpdir/err" || fail "$*: $(cat "$tmpdir/err")"
+  [ ! -e "$tmpdir/badpid" ] || fail "$*: a pid file was left"
+  cat "$tmpdir/err"
+}
+
 # hold_connection URI SECONDS: connect to URI in the background (system
 # python3 with libnbd) and stay connected for SECONDS; returns once the
 # connection is open, or after 10 s.  The holder's pid is in $holder, and

@@ -291,9 +291,15 @@ test_bad_names (void)
   expect_refused (dir, 0, EINVAL, "not a regular file or block device");
   expect_refused ("/dev/null", 0, EINVAL, "not a regular file or block device");
   expect_refused ("", 0, EINVAL, "empty name");
-  expect_refused ("nbd://localhost/export", 0, ENOTSUP, "not yet");
-  expect_refused ("nbd+unix:///?socket=/tmp/s", 0, ENOTSUP, "not yet");
-  expect_refused ("nbds://host", 0, ENOTSUP, "not yet");
+  snprintf (path, sizeof path, "nbd+unix:///?socket=%s/no-such-socket", dir);
+#ifdef HAVE_LIBNBD
+  /* NBD stores that cannot be reached (test-backing-nbd has the rest). */
+  expect_refused (path, 0, ENOENT, "cannot connect to the NBD server");
+  expect_refused ("nbd://localhost:port/", 0, EINVAL, "unable to parse URI");
+#else
+  expect_refused (path, 0, ENOTSUP, "built without libnbd");
+#endif
+  expect_refused ("https://localhost/export", 0, EINVAL, "unknown URI scheme");
   make_file (small, sizeof small, "small", 100);
   expect_refused (small, 0, EINVAL, "smaller than one block");
   make_file (small, sizeof small, "small", 0);

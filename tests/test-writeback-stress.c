@@ -20,8 +20,9 @@
  * blocks in use must be at most bd_count (packed), then the whole
  * device is trimmed: every counter 0, no block in use, the file empty.
  *
- * Seeded: WS_SEED; duration WS_SECONDS (default 3).  Meant for the plain,
- * ASan+UBSan and TSan builds.
+ * Seeded: WS_SEED; duration WS_SECONDS (default 3).  WS_BACKING names
+ * another store (an NBD URI: test-writeback-stress-nbd.sh) instead of a
+ * temporary file.  Meant for the plain, ASan+UBSan and TSan builds.
  * SPDX-License-Identifier: BSD-3-Clause
  */
 #define _GNU_SOURCE             /* pthread_rwlockattr_setkind_np */
@@ -266,7 +267,7 @@ main (void)
   pthread_t owners[OWNERS], writers[WRITERS], readers[READERS], rec, comp;
   pthread_t reset;
   char path[512], err[BACKING_ERR_MAX];
-  const char *e, *tmp = getenv ("TMPDIR");
+  const char *e, *tmp = getenv ("TMPDIR"), *spec = getenv ("WS_BACKING");
   pthread_rwlockattr_t ra;
   struct backing *store;
   struct zram_stats s;
@@ -282,11 +283,16 @@ main (void)
     seconds = atof (e);
   memcpy (c.recomp, rc, sizeof rc);
 
-  snprintf (path, sizeof path, "%s/test-writeback-stress.XXXXXX",
-            tmp && *tmp ? tmp : "/tmp");
-  fd = mkstemp (path);
-  CHECK (fd >= 0);
-  close (fd);
+  if (spec && *spec)
+    snprintf (path, sizeof path, "%s", spec);
+  else {
+    snprintf (path, sizeof path, "%s/test-writeback-stress.XXXXXX",
+              tmp && *tmp ? tmp : "/tmp");
+    fd = mkstemp (path);
+    CHECK (fd >= 0);
+    close (fd);
+    spec = NULL;
+  }
   /* 1/4 of the device: packed, a block holds several pages, and
    * writeback still fills it now and then and meets ENOSPC.
    */
@@ -388,9 +394,11 @@ main (void)
   CHECK (s.idle_pages == 0 && s.incompressible_pages == 0);
   CHECK (s.pages_recomp[0] == 0);
   CHECK (backing_used_blocks (store) == 0);
-  CHECK (!backing_can_trim (store) || file_bytes (path) <= 16 * PAGE);
+  CHECK (spec || !backing_can_trim (store) || file_bytes (path) <= 16 * PAGE);
+  CHECK (backing_errors (store) == 0);
   zram_destroy (z);
-  unlink (path);
+  if (!spec)
+    unlink (path);
   free (model);
   printf ("test-writeback-stress: ok\n");
   return 0;

@@ -180,6 +180,11 @@ static const struct metric {
     "(failed with EIO, never served).", true },
   { "backing_blocks_used", "nbdzram_backing_blocks_used", GAUGE,
     "4 KiB blocks of the backing store in use now.", true },
+  { "backing_errors", "nbdzram_backing_errors_total", COUNTER,
+    "Reads, writes and trims of the backing store that failed since it "
+    "was opened.", true },
+  { "backing_reconnects", "nbdzram_backing_reconnects_total", COUNTER,
+    "Connections to an NBD backing store made again after they broke.", true },
   /* The reserve's (issue 11): servers before it do not send them. */
   { "reserve_bytes", "nbdzram_reserve_bytes", GAUGE,
     "Size of the pool's locked reserve (reserve=); 0 means none.", true },

@@ -14,8 +14,15 @@
  *          trim punches a hole (fallocate(2) FALLOC_FL_PUNCH_HOLE), so a
  *          sparse file or a thin device gives the space back
  *          (src/backing-file.c).
- *   nbd    an NBD server named by an nbd://, nbds:// or nbd+unix:// URI:
- *          not yet; backing_open refuses such a name with ENOTSUP.
+ *   nbd    an export of an NBD server named by a URI that libnbd
+ *          accepts (nbd://, nbds://, nbd+unix://, nbds+unix://,
+ *          nbd+vsock://, nbds+vsock://), through up to BACKING_NBD_CONNS
+ *          connections with several requests in flight on each; trim is
+ *          NBD_CMD_TRIM when the server offers it (src/backing-nbd.c).
+ *          A store on a server that breaks or stops answering fails its
+ *          operations with EIO (none waits longer than
+ *          BACKING_NBD_TIMEOUT_MS) and reconnects by itself.  Built
+ *          without libnbd, backing_open refuses such a name with ENOTSUP.
  *
  * The store knows nothing of pages, slots, compression or NBD clients.
  *
@@ -41,10 +48,11 @@
  * Thread safety: every function may be called from any thread at once,
  * except backing_close and backing_free_all, which need exclusive use (no
  * other call in flight or later).  Reads, writes and trims block (they
- * are system calls on a file or device); the allocator takes no lock and
- * never blocks.  Two calls on the same block at once are the caller's
- * business: the device writes a block once, before any slot names it,
- * and reads it only while holding a reference.
+ * are system calls on a file or device, or wait for an NBD server's
+ * replies); the allocator takes no lock and never blocks.  Two calls on
+ * the same block at once are the caller's business: the device writes a
+ * block once, before any slot names it, and reads it only while holding
+ * a reference.
  *
  * Errors: functions that can fail return -1 (or NULL) and set errno; they
  * never print.  backing_open, where the causes are many and the user must
@@ -64,10 +72,25 @@
 /* A message buffer of this size holds any message of backing_open. */
 #define BACKING_ERR_MAX 512
 
+/* An NBD store: connections kept to a server that allows several
+ * (NBD_FLAG_CAN_MULTI_CONN; else one); the longest an operation takes
+ * (waiting for a connection, reconnecting, its replies), after which it
+ * fails with EIO and a connection it used is dropped; the longest
+ * backing_open waits for each handshake; and the least time between two
+ * attempts to connect again after the store was lost.
+ */
+#define BACKING_NBD_CONNS 4
+#define BACKING_NBD_TIMEOUT_MS 5000
+#define BACKING_NBD_CONNECT_TIMEOUT_MS 5000
+#define BACKING_NBD_RETRY_MS 1000
+
 struct backing;
 
 /* Open the store that spec names: a path to a regular file or a block
- * device (opened read-write; the file must exist).  Its size, rounded down
+ * device (opened read-write; the file must exist), or an NBD URI (a
+ * writable export; every connection is made before this returns, and the
+ * export cannot be locked: nothing keeps another client from writing to
+ * it).  Its size, rounded down
  * to whole blocks, is the store's; an empty regular file is first grown
  * (sparse, costing no space) to max_bytes.  max_bytes > 0 also caps the
  * blocks used: a device of N pages never needs more than N blocks, so a
@@ -81,9 +104,14 @@ struct backing;
  *   EBUSY    another process uses the store (its lock, or a block device
  *            that is mounted or held)
  *   EINVAL   not a regular file or block device (a directory, a character
- *            device, ...), an empty spec, or a store smaller than one
- *            block with max_bytes 0
- *   ENOTSUP  an NBD URI: not yet supported
+ *            device, ...), an empty spec, a store smaller than one block
+ *            (an empty file with max_bytes 0), a malformed URI or one of
+ *            a scheme that is not NBD's
+ *   EROFS    an NBD export that is read-only
+ *   ECONNREFUSED, ENOENT, ETIMEDOUT, ...  the NBD server cannot be reached
+ *            or does not finish the handshake in
+ *            BACKING_NBD_CONNECT_TIMEOUT_MS
+ *   ENOTSUP  an NBD URI, but built without libnbd
  *   ENOMEM   no memory for the bitmap
  */
 extern struct backing *backing_open (const char *spec, uint64_t max_bytes,
@@ -100,8 +128,22 @@ extern uint64_t backing_nr_blocks (const struct backing *b);
 /* The spec the store was opened with. */
 extern const char *backing_name (const struct backing *b);
 
-/* The kind of store ("file", "block device"), for messages and stats. */
+/* The kind of store ("file", "block device", "nbd"), for messages and
+ * stats.
+ */
 extern const char *backing_kind (const struct backing *b);
+
+/* Reads, writes (each io of a batch) and trims that the store failed
+ * since it was opened (a read whose bytes fail their checksum is not
+ * one of them: the device counts those as bd_checksum_errors).
+ */
+extern uint64_t backing_errors (const struct backing *b);
+
+/* Connections to the store made again after they broke (an NBD server
+ * that came back: one per connection, BACKING_NBD_CONNS at most per
+ * outage); 0 for a file.
+ */
+extern uint64_t backing_reconnects (const struct backing *b);
 
 /* --- data --------------------------------------------------------------- */
 

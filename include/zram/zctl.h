@@ -87,8 +87,9 @@
  * without) bd_count bd_reads bd_writes (zram's bd_stat: pages in the
  * backing store now, read from it, written to it) bd_checksum_errors
  * (reads of the store that failed their checksum) backing_blocks (the
- * store's size in 4 KiB blocks) backing_blocks_used (blocks in use now;
- * all 0 without a store)
+ * store's size in 4 KiB blocks) backing_blocks_used (blocks in use now)
+ * backing_errors backing_reconnects (its failed reads, writes and trims,
+ * and connections to an NBD store made again; all 0 without a store)
  * compact_policy_rounds compact_policy_cpu_ms recomp_policy (1
  * if the automatic recompression policy runs, else 0)
  * recomp_policy_rounds recomp_policy_pages recomp_policy_cpu_ms

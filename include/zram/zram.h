@@ -189,6 +189,10 @@ struct zram_stats {
                                  EIO, never served) */
   uint64_t bd_blocks;         /* blocks of the store (its capacity) */
   uint64_t bd_blocks_used;    /* blocks of the store in use now */
+  uint64_t bd_errors;         /* reads, writes and trims of the store that
+                                 failed (an NBD server down, a bad disk) */
+  uint64_t bd_reconnects;     /* connections to the store made again after
+                                 they broke (an NBD server that came back) */
   unsigned nr_recomp;         /* recompression algorithms configured */
   struct zram_recomp_algo recomp[ZRAM_MAX_RECOMP]; /* and their effective
                                  levels */

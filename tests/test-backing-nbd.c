@@ -1,0 +1,318 @@
+/* Unit test of the backing store on an NBD server (src/backing-nbd.c),
+ * against an nbdkit memory export this test starts on a unix socket:
+ * the size is capped by max_bytes; threads writing (one by one and in
+ * batches), reading back and trimming their own blocks at once all see
+ * their data; a killed server fails reads and every io of a batch with
+ * EIO at once (counted); a new server on the same socket is reached again
+ * by itself (and the blocks the old one held fail their checksum);
+ * readers of a server that stops answering all fail within the deadline;
+ * a read-only export is refused with EROFS.
+ *
+ * Needs nbdkit with the memory plugin ($NBDKIT, else nbdkit in PATH);
+ * skips (77) without it.
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "zram/backing.h"
+#include "check.h"
+
+#define BS BACKING_BLOCK_SIZE
+#define THREADS 6
+#define PER_THREAD 64           /* blocks each thread owns */
+#define BATCH 16
+
+static char dir[256], sock[300], uri[400];
+static const char *nbdkit;
+
+/* Start "nbdkit -f -U sock [-r] memory SIZE"; returns its pid once the
+ * socket is there, or -1.
+ */
+static pid_t
+start_server (const char *size, int readonly)
+{
+  pid_t pid;
+
+  unlink (sock);
+  pid = fork ();
+  CHECK (pid != -1);
+  if (pid == 0) {
+    if (readonly)
+      execlp (nbdkit, nbdkit, "-f", "-r", "-U", sock, "memory", size,
+              (char *) NULL);
+    else
+      execlp (nbdkit, nbdkit, "-f", "-U", sock, "memory", size, (char *) NULL);
+    _exit (127);
+  }
+  for (int i = 0; i < 200; i++) {
+    struct stat st;
+    int status;
+
+    if (stat (sock, &st) == 0)
+      return pid;
+    if (waitpid (pid, &status, WNOHANG) == pid)
+      return -1;
+    usleep (20000);
+  }
+  kill (pid, SIGKILL);
+  waitpid (pid, NULL, 0);
+  return -1;
+}
+
+static void
+kill_server (pid_t pid)
+{
+  kill (pid, SIGKILL);
+  waitpid (pid, NULL, 0);
+}
+
+static double
+now_s (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+fill (unsigned char *buf, uint64_t block, unsigned gen)
+{
+  for (unsigned i = 0; i < BS; i++)
+    buf[i] = (unsigned char) (block * 7 + i * 13 + gen);
+}
+
+struct worker {
+  struct backing *b;
+  unsigned id;
+  unsigned rounds;
+  int failures;
+};
+
+/* Own blocks [id * PER_THREAD, +PER_THREAD): write them (a batch, then
+ * one by one), read them back, trim some; repeat.
+ */
+static void *
+worker (void *arg)
+{
+  struct worker *w = arg;
+  static __thread unsigned char bufs[BATCH][BS];
+  unsigned char got[BS], want[BS];
+  uint64_t first = (uint64_t) w->id * PER_THREAD;
+
+  for (unsigned gen = 1; gen <= w->rounds; gen++) {
+    struct backing_io io[BATCH];
+
+    for (unsigned i = 0; i < BATCH; i++) {
+      fill (bufs[i], first + i, gen);
+      io[i] = (struct backing_io) { .block = first + i, .buf = bufs[i] };
+    }
+    if (backing_write_batch (w->b, io, BATCH) != 0)
+      w->failures++;
+    for (uint64_t blk = first + BATCH; blk < first + PER_THREAD; blk++) {
+      fill (want, blk, gen);
+      if (backing_write (w->b, blk, want) == -1)
+        w->failures++;
+    }
+    for (uint64_t blk = first; blk < first + PER_THREAD; blk++) {
+      fill (want, blk, gen);
+      if (backing_read (w->b, blk, got) == -1 || memcmp (got, want, BS) != 0)
+        w->failures++;
+    }
+    if (backing_trim (w->b, first + gen % PER_THREAD, 1) == -1)
+      w->failures++;
+  }
+  return NULL;
+}
+
+struct hung_reader {
+  struct backing *b;
+  uint64_t block;
+  int r, err;
+  double secs;
+};
+
+static void *
+hung_reader (void *arg)
+{
+  struct hung_reader *h = arg;
+  unsigned char buf[BS];
+  double t = now_s ();
+
+  h->r = backing_read (h->b, h->block, buf);
+  h->err = errno;
+  h->secs = now_s () - t;
+  return NULL;
+}
+
+/* The server stops answering (SIGSTOP): more readers than connections
+ * all fail with EIO, none later than the deadline (those waiting for a
+ * connection do not wait for its holder's timeout and then their own).
+ */
+static void
+test_hung (struct backing *b, pid_t pid)
+{
+  enum { N = 2 * BACKING_NBD_CONNS };
+  struct hung_reader h[N];
+  pthread_t th[N];
+  double limit = BACKING_NBD_TIMEOUT_MS / 1000.0 + 1.5;
+
+  CHECK (kill (pid, SIGSTOP) == 0);
+  for (unsigned i = 0; i < N; i++) {
+    h[i] = (struct hung_reader) { .b = b, .block = i };
+    CHECK (pthread_create (&th[i], NULL, hung_reader, &h[i]) == 0);
+  }
+  for (unsigned i = 0; i < N; i++) {
+    CHECK (pthread_join (th[i], NULL) == 0);
+    EXPECT (h[i].r == -1 && h[i].err == EIO, "reader %u: r=%d errno=%d", i,
+            h[i].r, h[i].err);
+    EXPECT (h[i].secs < limit, "reader %u waited %.1f s (limit %.1f)", i,
+            h[i].secs, limit);
+  }
+  CHECK (kill (pid, SIGCONT) == 0);
+}
+
+static void
+test_concurrent (struct backing *b)
+{
+  pthread_t th[THREADS];
+  struct worker w[THREADS];
+
+  for (unsigned i = 0; i < THREADS; i++) {
+    w[i] = (struct worker) { .b = b, .id = i, .rounds = 20 };
+    CHECK (pthread_create (&th[i], NULL, worker, &w[i]) == 0);
+  }
+  for (unsigned i = 0; i < THREADS; i++) {
+    CHECK (pthread_join (th[i], NULL) == 0);
+    EXPECT (w[i].failures == 0, "thread %u: %d failures", i, w[i].failures);
+  }
+  EXPECT (backing_can_trim (b), "the memory plugin trims");
+  EXPECT (backing_errors (b) == 0, "%llu errors",
+          (unsigned long long) backing_errors (b));
+}
+
+int
+main (void)
+{
+  const char *tmp = getenv ("TMPDIR");
+  char err[BACKING_ERR_MAX];
+  unsigned char buf[BS], want[BS];
+  struct backing_io io[BATCH];
+  struct backing *b;
+  pid_t pid;
+  double t;
+  int r;
+
+  nbdkit = getenv ("NBDKIT");
+  if (nbdkit == NULL || *nbdkit == '\0')
+    nbdkit = "nbdkit";
+  if (system ("\"${NBDKIT:-nbdkit}\" memory --version >/dev/null 2>&1") != 0) {
+    printf ("test-backing-nbd: SKIP: no nbdkit with the memory plugin\n");
+    return 77;
+  }
+  signal (SIGPIPE, SIG_IGN);
+  snprintf (dir, sizeof dir, "%s/test-backing-nbd.XXXXXX",
+            tmp && *tmp ? tmp : "/tmp");
+  CHECK (mkdtemp (dir) != NULL);
+  snprintf (sock, sizeof sock, "%s/sock", dir);
+  snprintf (uri, sizeof uri, "nbd+unix:///?socket=%s", sock);
+
+  /* A read-only export is refused. */
+  pid = start_server ("1M", 1);
+  CHECK (pid != -1);
+  errno = 0;
+  b = backing_open (uri, 0, err, sizeof err);
+  EXPECT (b == NULL && errno == EROFS && strstr (err, "read-only") != NULL,
+          "read-only export: %s (errno %d)", b ? "accepted" : err, errno);
+  if (b)
+    backing_close (b);
+  kill_server (pid);
+
+  pid = start_server ("64M", 0);
+  CHECK (pid != -1);
+  b = backing_open (uri, 2 << 20, err, sizeof err);
+  if (b == NULL) {
+    fprintf (stderr, "backing_open: %s\n", err);
+    kill_server (pid);
+    return 1;
+  }
+  EXPECT (backing_nr_blocks (b) == (2 << 20) / BS, "nr_blocks %llu, not capped",
+          (unsigned long long) backing_nr_blocks (b));
+  EXPECT (strcmp (backing_kind (b), "nbd") == 0, "kind %s", backing_kind (b));
+  backing_close (b);
+
+  b = backing_open (uri, 0, err, sizeof err);
+  CHECK (b != NULL);
+  EXPECT (backing_nr_blocks (b) == (64 << 20) / BS, "nr_blocks %llu",
+          (unsigned long long) backing_nr_blocks (b));
+  test_concurrent (b);
+
+  /* The server dies: reads and batches fail at once with EIO. */
+  fill (want, 1, 99);
+  CHECK (backing_write (b, 1, want) == 0);
+  kill_server (pid);
+  t = now_s ();
+  errno = 0;
+  r = backing_read (b, 1, buf);
+  EXPECT (r == -1 && errno == EIO, "read, server dead: r=%d errno=%d", r, errno);
+  for (unsigned i = 0; i < BATCH; i++)
+    io[i] = (struct backing_io) { .block = 100 + i, .buf = want };
+  EXPECT (backing_write_batch (b, io, BATCH) == BATCH, "a batch got through");
+  for (unsigned i = 0; i < BATCH; i++)
+    EXPECT (io[i].err == EIO, "io %u: err %d", i, io[i].err);
+  /* Every connection meets the dead server once. */
+  for (int i = 0; i < BACKING_NBD_CONNS; i++)
+    backing_read (b, 1, buf);
+  EXPECT (now_s () - t < 2, "failures took %.1f s", now_s () - t);
+  EXPECT (backing_errors (b) >= 1 + BATCH, "errors %llu",
+          (unsigned long long) backing_errors (b));
+
+  /* A new server on the same socket: the store comes back by itself,
+   * but with the new server's data (memory starts empty): the block
+   * written before fails its checksum (EBADMSG), and is never served.
+   */
+  pid = start_server ("64M", 0);
+  CHECK (pid != -1);
+  t = now_s ();
+  while ((r = backing_read (b, 1, buf)) == -1 && errno == EIO &&
+         now_s () - t < 5)
+    usleep (50000);
+  printf ("reconnected after %.2f s\n", now_s () - t);
+  EXPECT (r == -1 && errno == EBADMSG, "block of the lost server: r=%d "
+          "errno=%d, expected EBADMSG", r, errno);
+  memset (want, 0, BS);
+  EXPECT (memcmp (buf, want, BS) == 0, "the other bytes were handed out");
+  fill (want, 1, 100);
+  EXPECT (backing_write (b, 1, want) == 0, "write after reconnect");
+  EXPECT (backing_read (b, 1, buf) == 0 && memcmp (buf, want, BS) == 0,
+          "read after reconnect");
+  EXPECT (backing_reconnects (b) >= 1, "reconnects %llu",
+          (unsigned long long) backing_reconnects (b));
+  {
+    uint64_t errs = backing_errors (b);
+    struct worker w = { .b = b, .id = 0, .rounds = 3 };
+
+    worker (&w);
+    EXPECT (w.failures == 0, "after reconnect: %d failures", w.failures);
+    EXPECT (backing_errors (b) == errs, "errors after reconnect");
+  }
+  test_hung (b, pid);
+  backing_close (b);
+  kill_server (pid);
+  unlink (sock);
+  rmdir (dir);
+  if (check_failures)
+    return 1;
+  printf ("test-backing-nbd: ok\n");
+  return 0;
+}

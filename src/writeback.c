@@ -28,13 +28,15 @@ struct wb_plan {
   enum zram_wb_type type;
   uint64_t max_pages;
   uint64_t start, end;
+  uint32_t now, min_age_s;    /* ZRAM_WB_COLD: access time <= now - age */
+  struct wb_limit *limit;     /* the device's writeback_limit */
 };
 
 static int
 plan_make (const struct zram_meta *m, const struct zram_wb_req *req,
            struct wb_plan *p)
 {
-  if (req->type < ZRAM_WB_IDLE || req->type > ZRAM_WB_INCOMPRESSIBLE) {
+  if (req->type < ZRAM_WB_IDLE || req->type > ZRAM_WB_COLD) {
     errno = EINVAL;
     return -1;
   }
@@ -42,6 +44,8 @@ plan_make (const struct zram_meta *m, const struct zram_wb_req *req,
   p->max_pages = req->max_pages;
   p->start = req->start_index;
   p->end = req->end_index ? req->end_index : m->nr_pages;
+  p->now = meta_now (m);
+  p->min_age_s = req->min_age_s;
   if (p->end > m->nr_pages || p->start > p->end) {
     errno = EINVAL;
     return -1;
@@ -65,6 +69,11 @@ selected (uint64_t handle, uint64_t info, const struct wb_plan *p)
     return (info & SLOT_BIT (SLOT_HUGE)) && (info & SLOT_BIT (SLOT_IDLE));
   case ZRAM_WB_INCOMPRESSIBLE:
     return info & SLOT_BIT (SLOT_INCOMPRESSIBLE);
+  case ZRAM_WB_COLD:
+    /* A page touched after the walk began is younger than any age. */
+    return p->min_age_s == 0 ||
+           ((uint32_t) (info >> SLOT_TIME_SHIFT) <= p->now &&
+            p->now - (uint32_t) (info >> SLOT_TIME_SHIFT) >= p->min_age_s);
   }
   return false;
 }
@@ -115,11 +124,17 @@ writeback_slot (struct zram_meta *m, struct zram_thread_ctx *ctx,
   if (r == -1)
     return -1;
 
+  if (wb_limit_take (p->limit) == -1) {
+    drop_pp (slot);
+    return -1;                /* EDQUOT */
+  }
   if (backing_alloc_block (m->backing, &block) == -1) {
+    wb_limit_refund (p->limit);
     drop_pp (slot);
     return -1;                /* ENOSPC */
   }
   if (backing_write (m->backing, block, ctx->page) == -1) {
+    wb_limit_refund (p->limit);
     drop_pp (slot);
     backing_free_block (m->backing, block);
     errno = EIO;
@@ -171,6 +186,7 @@ writeback_walk (struct zram *z, const struct zram_wb_req *req,
     meta_put (z);
     return -1;
   }
+  p.limit = &z->wb_limit;
   if (walks_stopped (z)) {
     meta_put (z);
     errno = ECANCELED;
@@ -229,7 +245,12 @@ zram_writeback (struct zram *z, const struct zram_wb_req *req,
     return -1;
   }
   /* One post-processing walk at a time (see src/recompress.c). */
-  pthread_mutex_lock (&z->pp_lock);
+  if (!req->nowait)
+    pthread_mutex_lock (&z->pp_lock);
+  else if (pthread_mutex_trylock (&z->pp_lock) != 0) {
+    errno = EBUSY;
+    return -1;
+  }
   r = writeback_walk (z, req, res);
   saved_errno = errno;
   pthread_mutex_unlock (&z->pp_lock);

@@ -388,6 +388,11 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
 
   h = zpool_alloc_limited (m->pool, st->size,
                            __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED));
+  /* At the limit with a store, writeback may make room (at a cost only
+   * to writes that would fail anyway).
+   */
+  if (h == 0 && errno == ENOSPC && m->backing != NULL)
+    h = zram_wait_room (z, m, st->size);
   if (h == 0)
     return -1;
   zram_update_mem_used_max (m, zpool_total_bytes (m->pool));

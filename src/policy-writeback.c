@@ -152,6 +152,16 @@ sweep_step (struct wb_policy *wp, struct sweep *sw, uint64_t nr_slots,
   return 0;
 }
 
+/* Compact the pool, adding what it released to s. */
+static void
+compact (struct wb_policy *wp, struct round_sum *s)
+{
+  int64_t pages = zram_compact (wp->zram);
+
+  if (pages >= 0)
+    s->compacted = (s->compacted > 0 ? s->compacted : 0) + pages;
+}
+
 /* Near mem_limit: coldest first until the pool is under low_pm. */
 static int64_t
 pressure_round (struct wb_policy *wp, struct zram_bg_round *r,
@@ -161,6 +171,7 @@ pressure_round (struct wb_policy *wp, struct zram_bg_round *r,
   int64_t deadline = mono_ns () + ZRAM_WB_POLICY_ROUND_MS * NS_PER_MS;
   struct round_sum s = { .first = wp->hot.cursor, .compacted = -1 };
   bool end, idle_sweep = false;
+  uint64_t compacted_at = 0;    /* s.written at the last compaction */
 
   zram_bg_round_urgent (r);
   for (;;) {
@@ -169,12 +180,27 @@ pressure_round (struct wb_policy *wp, struct zram_bg_round *r,
     if (s.err)
       break;
     if (end) {
-      /* A whole sweep of every age that wrote nothing: everything is in
-       * the store or same-filled already.
+      /* The next younger tier only once a sweep found no page of this
+       * age left (pages only grow older).  A sweep of every age that
+       * wrote nothing: everything is in the store or same-filled.
        */
-      idle_sweep = wp->tier == NR_TIERS - 1 && wp->hot.written == 0;
-      if (wp->tier < NR_TIERS - 1)
+      if (wp->hot.written == 0 && wp->tier == NR_TIERS - 1)
+        idle_sweep = true;
+      else if (wp->hot.written == 0) {
+        /* Before younger pages go, the memory the older ones left in
+         * partly used spans is taken back: it may be enough.
+         */
+        if (s.written > compacted_at) {
+          compacted_at = s.written;
+          compact (wp, &s);
+        }
+        zram_get_stats (wp->zram, st);
+        if (st->mem_used_total < st->mem_limit / 1000 * wp->c.low_pm) {
+          wp->pressure = false;
+          break;
+        }
         wp->tier++;
+      }
       wp->hot.written = 0;
       if (idle_sweep)
         break;
@@ -190,8 +216,8 @@ pressure_round (struct wb_policy *wp, struct zram_bg_round *r,
   /* Objects freed leave their spans partly used: compact, so that the
    * room made serves writes of every size class.
    */
-  if (s.written > 0) {
-    s.compacted = zram_compact (wp->zram);
+  if (s.written > compacted_at) {
+    compact (wp, &s);
     zram_get_stats (wp->zram, st);
     if (st->mem_used_total < st->mem_limit / 1000 * wp->c.low_pm)
       wp->pressure = false;

@@ -353,7 +353,7 @@ zram_update_mem_used_max (struct zram_meta *m, uint64_t total)
  */
 static int
 prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
-              const unsigned char *src, struct page_state *st)
+              const unsigned char *src, struct page_state *st, bool may_wait)
 {
   const unsigned char *data = ctx->cbuf;
   uint64_t word;
@@ -389,9 +389,10 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
   h = zpool_alloc_limited (m->pool, st->size,
                            __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED));
   /* At the limit with a store, writeback may make room (at a cost only
-   * to writes that would fail anyway).
+   * to writes that would fail anyway).  Not while a slot lock is held
+   * (may_wait false): the writeback policy may need that slot.
    */
-  if (h == 0 && errno == ENOSPC && m->backing != NULL)
+  if (h == 0 && may_wait && errno == ENOSPC && m->backing != NULL)
     h = zram_wait_room (z, m, st->size);
   if (h == 0)
     return -1;
@@ -534,7 +535,7 @@ write_full_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ct
    */
   uint32_t t;
 
-  if (prepare_page (z, m, ctx, src, &st) == -1)
+  if (prepare_page (z, m, ctx, src, &st, true) == -1)
     return -1;
   t = meta_now (m);
   slot_table_touch (&m->table, index);
@@ -552,6 +553,7 @@ write_partial_page (struct zram *z, struct zram_meta *m,
 {
   struct zram_slot *slot = slot_at (&m->table, index);
   struct page_state st, old;
+  bool waited = false;
   uint32_t t;
 
   /* Zeroes written into a page that reads as zeroes change nothing, and
@@ -568,12 +570,28 @@ write_partial_page (struct zram *z, struct zram_meta *m,
   }
   t = meta_now (m);
   slot_table_touch (&m->table, index);
+ again:
   slot_lock (slot);
   if (zram_read_locked (m, ctx, slot, ctx->page) == -1)
     goto err;
   memcpy (ctx->page + off, src, n);
-  if (prepare_page (z, m, ctx, ctx->page, &st) == -1)
-    goto err;
+  if (prepare_page (z, m, ctx, ctx->page, &st, false) == -1) {
+    zpool_handle room;
+
+    /* At the limit with a store: wait for room without the slot lock,
+     * then merge again (the page may have changed meanwhile).  Once: a
+     * second refusal fails the write.
+     */
+    if (errno != ENOSPC || m->backing == NULL || waited)
+      goto err;
+    slot_unlock (slot);
+    waited = true;
+    room = zram_wait_room (z, m, st.size);
+    if (room == 0)
+      return -1;
+    zpool_free (m->pool, room);
+    goto again;
+  }
   install_locked (m, slot, &st, &old, t);
   slot_unlock (slot);
   zram_release_state (m, &old);

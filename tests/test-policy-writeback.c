@@ -116,10 +116,24 @@ fill_thread (void *arg)
 {
   struct filler *f = arg;
 
-  /* Interleaved 64 KiB runs, as a copy with several requests in flight. */
+  /* Interleaved 64 KiB runs, as a copy with several requests in flight;
+   * the last thread writes each page in two halves (partial writes,
+   * which wait for room without their slot lock).
+   */
   for (uint64_t p = f->k * 16; p < FILL_PAGES; p += FILL_THREADS * 16)
-    for (uint64_t q = p; q < p + 16; q++)
-      write_page (f->z, q, 1);
+    for (uint64_t q = p; q < p + 16; q++) {
+      unsigned char buf[ZRAM_PAGE_SIZE];
+      const uint32_t h = ZRAM_PAGE_SIZE / 2;
+
+      if (f->k < FILL_THREADS - 1) {
+        write_page (f->z, q, 1);
+        continue;
+      }
+      wbt_page (buf, q, 1);
+      EXPECT (zram_write (f->z, buf + h, h, q * ZRAM_PAGE_SIZE + h) == 0 &&
+              zram_write (f->z, buf, h, q * ZRAM_PAGE_SIZE) == 0,
+              "partial write of page %" PRIu64 " failed: %m", q);
+    }
   return NULL;
 }
 

@@ -162,16 +162,40 @@ compact (struct wb_policy *wp, struct round_sum *s)
     s->compacted = (s->compacted > 0 ? s->compacted : 0) + pages;
 }
 
+/* Whether the pool is under low_pm.  Objects freed show in mem_used_total
+ * only once their spans are empty, so when what was freed since the last
+ * compaction (compr_data_size fell by that much since *mark) would take
+ * the pool under low_pm, or always with force, compact and look again.
+ */
+static bool
+under_low (struct wb_policy *wp, struct zram_stats *st, struct round_sum *s,
+           uint64_t *mark, bool force)
+{
+  uint64_t low, freed;
+
+  zram_get_stats (wp->zram, st);
+  low = st->mem_limit / 1000 * wp->c.low_pm;
+  if (st->mem_limit == 0 || st->mem_used_total < low)
+    return true;
+  freed = *mark > st->compr_data_size ? *mark - st->compr_data_size : 0;
+  if (freed == 0 || (!force && st->mem_used_total - low >= freed))
+    return false;
+  compact (wp, s);
+  zram_get_stats (wp->zram, st);
+  *mark = st->compr_data_size;
+  return st->mem_used_total < low;
+}
+
 /* Near mem_limit: coldest first until the pool is under low_pm. */
 static int64_t
 pressure_round (struct wb_policy *wp, struct zram_bg_round *r,
                 struct zram_stats *st)
 {
   uint64_t nr_slots = st->disksize / ZRAM_PAGE_SIZE;
+  uint64_t mark = st->compr_data_size; /* at the last compaction */
   int64_t deadline = mono_ns () + ZRAM_WB_POLICY_ROUND_MS * NS_PER_MS;
   struct round_sum s = { .first = wp->hot.cursor, .compacted = -1 };
   bool end, idle_sweep = false;
-  uint64_t compacted_at = 0;    /* s.written at the last compaction */
 
   zram_bg_round_urgent (r);
   for (;;) {
@@ -181,32 +205,26 @@ pressure_round (struct wb_policy *wp, struct zram_bg_round *r,
       break;
     if (end) {
       /* The next younger tier only once a sweep found no page of this
-       * age left (pages only grow older).  A sweep of every age that
-       * wrote nothing: everything is in the store or same-filled.
+       * age left (pages only grow older), and after the memory the older
+       * ones left in partly used spans is taken back: it may be enough.
+       * A sweep of every age that wrote nothing: everything is in the
+       * store or same-filled already.
        */
-      if (wp->hot.written == 0 && wp->tier == NR_TIERS - 1)
-        idle_sweep = true;
-      else if (wp->hot.written == 0) {
-        /* Before younger pages go, the memory the older ones left in
-         * partly used spans is taken back: it may be enough.
-         */
-        if (s.written > compacted_at) {
-          compacted_at = s.written;
-          compact (wp, &s);
-        }
-        zram_get_stats (wp->zram, st);
-        if (st->mem_used_total < st->mem_limit / 1000 * wp->c.low_pm) {
-          wp->pressure = false;
-          break;
-        }
-        wp->tier++;
-      }
+      bool found = wp->hot.written > 0;
+
       wp->hot.written = 0;
-      if (idle_sweep)
+      if (!found && under_low (wp, st, &s, &mark, true)) {
+        wp->pressure = false;
         break;
+      }
+      if (!found && wp->tier == NR_TIERS - 1) {
+        idle_sweep = true;
+        break;
+      }
+      if (!found)
+        wp->tier++;
     }
-    zram_get_stats (wp->zram, st);
-    if (st->mem_used_total < st->mem_limit / 1000 * wp->c.low_pm) {
+    if (under_low (wp, st, &s, &mark, false)) {
       wp->pressure = false;
       break;
     }
@@ -216,12 +234,8 @@ pressure_round (struct wb_policy *wp, struct zram_bg_round *r,
   /* Objects freed leave their spans partly used: compact, so that the
    * room made serves writes of every size class.
    */
-  if (s.written > compacted_at) {
-    compact (wp, &s);
-    zram_get_stats (wp->zram, st);
-    if (st->mem_used_total < st->mem_limit / 1000 * wp->c.low_pm)
-      wp->pressure = false;
-  }
+  if (wp->pressure && s.written > 0 && under_low (wp, st, &s, &mark, true))
+    wp->pressure = false;
   /* Still above low_pm with work possible: come back at once. */
   if (wp->pressure && !s.err && !idle_sweep)
     zram_bg_kick (wp->bg, wp->id);

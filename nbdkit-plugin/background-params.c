@@ -54,8 +54,8 @@ bg_parse_permille (const char *s, unsigned *pm)
   return 0;
 }
 
-static void
-log_debug (const char *fmt, ...)
+void
+bg_log_debug (const char *fmt, ...)
 {
   va_list ap;
 
@@ -152,7 +152,7 @@ bg_params_complete (unsigned nr_recomp)
 int
 bg_start (struct zram *zram)
 {
-  policy.log = log_debug;
+  policy.log = bg_log_debug;
   bg = zram_bg_create (BG_NICE);
   if (bg == NULL) {
     nbdkit_error ("cannot make the background framework: %m");

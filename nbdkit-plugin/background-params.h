@@ -40,6 +40,10 @@ struct zram;
  */
 extern int bg_parse_permille (const char *s, unsigned *pm);
 
+/* nbdkit_debug for a policy's log function. */
+extern void bg_log_debug (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+
 /* .config: 1 if key is one of the parameters above (handled), 0 if not,
  * -1 if its value is bad.
  */

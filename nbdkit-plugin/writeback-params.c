@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,16 +32,6 @@ static bool low_given;
 static uint64_t limit_pages;
 static int limit_enable = -1;       /* -1 = not given */
 static bool limit_given;
-
-static void
-log_debug (const char *fmt, ...)
-{
-  va_list ap;
-
-  va_start (ap, fmt);
-  nbdkit_vdebug (fmt, ap);
-  va_end (ap);
-}
 
 /* Decimal digits only, at most max (as the plugin's milliseconds). */
 static int
@@ -199,7 +188,7 @@ wb_policy_add (struct zram_bg *bg, struct zram *zram)
 {
   if (policy_on != 1)
     return 0;
-  policy.log = log_debug;
+  policy.log = bg_log_debug;
   if (zram_wb_policy_add (bg, zram, &policy) == -1) {
     nbdkit_error ("writeback_policy: cannot add the writeback policy: %m");
     return -1;

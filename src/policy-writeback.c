@@ -45,6 +45,8 @@ struct wb_policy {
   struct sweep hot;             /* the pressure sweep */
   struct sweep cold;            /* the age sweep */
   int64_t rest_until_ns;        /* age: no sweep before (0 = none) */
+  int64_t hot_rest_until_ns;    /* pressure: likewise, after a sweep of
+                                   every age found nothing to write */
   double tokens;                /* age: pages the rate allows now */
   int64_t tokens_ns;            /* when they were last added */
   struct zram_busy busy;
@@ -218,7 +220,11 @@ pressure_round (struct wb_policy *wp, struct zram_bg_round *r,
         break;
       }
       if (!found && wp->tier == NR_TIERS - 1) {
+        /* Everything is in the store or same-filled: sweeping again at
+         * once would only burn CPU.
+         */
         idle_sweep = true;
+        wp->hot_rest_until_ns = mono_ns () + NS_PER_S;
         break;
       }
       if (!found)
@@ -338,8 +344,10 @@ wb_round (void *opaque, struct zram_bg_round *r)
                             st.mem_limit / 1000 * wp->c.low_pm))
     wp->pressure = false;
   wp->round_no++;
-  if (wp->pressure)
+  if (wp->pressure && mono_ns () >= wp->hot_rest_until_ns)
     return pressure_round (wp, r, &st);
+  if (wp->pressure)
+    return -1;
   if (wp->c.age_s)
     return age_round (wp, r, &st);
   return -1;

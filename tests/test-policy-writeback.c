@@ -49,23 +49,6 @@ stop (struct rig *g)
   zram_destroy (g->z);
 }
 
-static double
-now_s (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void
-sleep_ms (unsigned ms)
-{
-  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-  nanosleep (&ts, NULL);
-}
-
 static struct zram_stats
 stats (struct zram *z)
 {
@@ -190,13 +173,13 @@ test_coldest_first (void)
   /* A: about half the limit, then 2 s older than B. */
   for (a = 0; a < pages && stats (g.z).mem_used_total < limit / 2; a++)
     write_page (g.z, a, 2);
-  sleep_ms (2200);
+  test_sleep_us (2200000);
   /* B: another 60 % of the limit: past the high watermark (90 %). */
   for (b = a; b < pages && b < a + a * 6 / 5; b++)
     write_page (g.z, b, 2);
   /* The spell ends below the low watermark (80 %). */
   for (int i = 0; i < 100 && stats (g.z).mem_used_total >= limit / 1000 * 800; i++)
-    sleep_ms (20);
+    test_sleep_us (20000);
   s = stats (g.z);
   printf ("coldest first: A %" PRIu64 " pages, B %" PRIu64 ", bd_count %"
           PRIu64 ", pool %" PRIu64 " KiB\n", a, b - a, s.bd_count,
@@ -227,10 +210,13 @@ reader (void *arg)
   struct zram *z = arg;
   unsigned char buf[ZRAM_PAGE_SIZE];
 
-  /* Page 0 only: the rest stays cold. */
+  /* Page 0 only: the rest stays cold.  Thousands a second, so that a
+   * loaded machine that holds this thread back for a moment still leaves
+   * the device busy at every look of the policy.
+   */
   while (!__atomic_load_n (&reader_stop, __ATOMIC_RELAXED)) {
     CHECK (zram_read (z, buf, ZRAM_PAGE_SIZE, 0) == 0);
-    sleep_ms (2);
+    test_sleep_us (100);
   }
   return NULL;
 }
@@ -241,6 +227,7 @@ test_age_rate_yield (void)
   const uint64_t pages = 1024, cold = pages - pages / 8 - 1;
   struct zram_wb_policy_config c;
   struct zram_bg_counts n;
+  uint64_t busy_written;
   struct rig g;
   pthread_t t;
   double t0, t1;
@@ -252,11 +239,16 @@ test_age_rate_yield (void)
   start (&g, pages, 0, &c);
   for (uint64_t p = 0; p < pages; p++)
     write_page (g.z, p, 0);
-  /* Busy (a read every 2 ms, 500 a second): the policy gives way. */
+  /* Busy: the policy gives way.  (A look that finds the reader held
+   * back by a loaded machine may let one round through: a few pages,
+   * never a sweep.)
+   */
   CHECK (pthread_create (&t, NULL, reader, g.z) == 0);
-  sleep_ms (2500);
-  EXPECT (stats (g.z).bd_count == 0, "wrote back %" PRIu64 " pages while "
-          "the device was busy", stats (g.z).bd_count);
+  test_sleep_us (2500000);
+  busy_written = stats (g.z).bd_count;
+  EXPECT (busy_written <= 2 * (2 * c.rate_pages * c.period_ms / 1000 + 1),
+          "wrote back %" PRIu64 " pages while the device was busy",
+          busy_written);
   zram_bg_counts (g.bg, g.id, &n);
   EXPECT (n.yielded > 0, "no round gave way");
   __atomic_store_n (&reader_stop, true, __ATOMIC_RELAXED);
@@ -264,17 +256,20 @@ test_age_rate_yield (void)
   /* Quiet: every cold page goes, page 0 (just read) too after a second,
    * at most 500 a second.
    */
-  t0 = now_s ();
-  while (stats (g.z).bd_count < cold && now_s () - t0 < 20)
-    sleep_ms (10);
-  t1 = now_s ();
+  t0 = test_now ();
+  busy_written = stats (g.z).bd_count;
+  while (stats (g.z).bd_count < cold && test_now () - t0 < 20)
+    test_sleep_us (10000);
+  t1 = test_now ();
   printf ("age: %" PRIu64 " pages written back in %.2f s at a rate of %"
           PRIu64 "/s\n", stats (g.z).bd_count, t1 - t0, c.rate_pages);
   EXPECT (stats (g.z).bd_count >= cold, "bd_count %" PRIu64 " of %" PRIu64,
           stats (g.z).bd_count, cold);
-  /* The rate: cold pages at 500/s take 1.8 s, less a burst of 2 periods. */
-  EXPECT (t1 - t0 >= (double) (cold - 2 * 500 * c.period_ms / 1000) / 500 - 0.1,
-          "%" PRIu64 " pages in %.2f s: faster than the rate", cold, t1 - t0);
+  /* The rate: at 500/s, less a burst of 2 periods. */
+  EXPECT (t1 - t0 >= (double) (cold - busy_written - 2 * 500 * c.period_ms
+                               / 1000) / 500 - 0.1,
+          "%" PRIu64 " pages in %.2f s: faster than the rate",
+          cold - busy_written, t1 - t0);
   verify_pages (g.z, 0, pages, 0);
   stop (&g);
 }
@@ -297,13 +292,13 @@ test_limit (void)
   zram_set_writeback_limit_enable (g.z, true);
   for (uint64_t p = 0; p < 512; p++)
     write_page (g.z, p, 0);
-  sleep_ms (3000);
+  test_sleep_us (3000000);
   s = stats (g.z);
   EXPECT (s.bd_count == 100 && s.wb_limit == 0, "bd_count %" PRIu64
           ", limit left %" PRIu64, s.bd_count, s.wb_limit);
   /* Raised: the policy goes on. */
   CHECK (zram_set_writeback_limit (g.z, 50) == 0);
-  sleep_ms (1500);
+  test_sleep_us (1500000);
   EXPECT (stats (g.z).bd_count == 150, "after raising: %" PRIu64,
           stats (g.z).bd_count);
   verify_pages (g.z, 0, 512, 0);

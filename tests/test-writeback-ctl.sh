@@ -14,15 +14,6 @@ ctl=$NBDZRAMCTL
 make_tmpdir
 
 # Bad stores: the start fails with the reason, before the fork.
-refused_start () {
-  local want=$1 rc=0
-  shift
-  run_nbdkit -P "$tmpdir/badpid" -U "$tmpdir/badsock" "$ZRAM_PLUGIN" 16M "$@" \
-    >"$tmpdir/out" 2>"$tmpdir/err" || rc=$?
-  [ "$rc" != 0 ] || { kill_nbdkit "$tmpdir/badpid"; fail "started with $*"; }
-  grep -q -- "$want" "$tmpdir/err" || fail "$*: $(cat "$tmpdir/err")"
-  [ ! -e "$tmpdir/badpid" ] || fail "$*: a pid file was left"
-}
 refused_start "backing: backing store '$tmpdir/missing': No such file or directory" \
   backing="$tmpdir/missing"
 refused_start "not a regular file or block device" backing="$tmpdir"

@@ -29,14 +29,7 @@ with open(sys.argv[1], "wb") as f:
 PY
 [ "$(stat -c %s "$tmpdir/data")" = $((24 << 20)) ] || fail "data size"
 
-refused_start () {
-  local want=$1 rc=0
-  shift
-  run_nbdkit -P "$tmpdir/badpid" -U "$tmpdir/badsock" "$ZRAM_PLUGIN" 32M "$@" \
-    >"$tmpdir/out" 2>"$tmpdir/err" || rc=$?
-  [ "$rc" != 0 ] || { kill_nbdkit "$tmpdir/badpid"; fail "started with $*"; }
-  grep -q -- "$want" "$tmpdir/err" || fail "$*: $(cat "$tmpdir/err")"
-}
+# Bad parameters: the start fails with the reason.
 : >"$tmpdir/bad-store"
 refused_start "writeback_age: the writeback policy needs a backing store" \
   writeback_age=60

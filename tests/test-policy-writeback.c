@@ -239,14 +239,15 @@ test_age_rate_yield (void)
   start (&g, pages, 0, &c);
   for (uint64_t p = 0; p < pages; p++)
     write_page (g.z, p, 0);
-  /* Busy: the policy gives way.  (A look that finds the reader held
-   * back by a loaded machine may let one round through: a few pages,
-   * never a sweep.)
+  /* Busy: the policy gives way.  Without that, the rate would let all
+   * the cold pages go in these 2.5 s; a look that finds the reader held
+   * back by a loaded machine (or TSan) may let a round through, a few
+   * dozen pages.
    */
   CHECK (pthread_create (&t, NULL, reader, g.z) == 0);
   test_sleep_us (2500000);
   busy_written = stats (g.z).bd_count;
-  EXPECT (busy_written <= 2 * (2 * c.rate_pages * c.period_ms / 1000 + 1),
+  EXPECT (busy_written < cold / 4,
           "wrote back %" PRIu64 " pages while the device was busy",
           busy_written);
   zram_bg_counts (g.bg, g.id, &n);

@@ -121,12 +121,25 @@ grep -q "writeback limit is used up after 3 pages" "$tmpdir/err" ||
 [ "$(stat_of "$tmpdir/ctl" bd_count)" = $((before + 3)) ] || fail "bd_count"
 kill_nbdkit "$tmpdir/pid"
 
-# writeback_limit= at start enables the limit.
+# writeback_limit= at start enables the limit; with writeback_age=1 the
+# policy writes idle pages back by itself, up to the limit.
 : >"$tmpdir/store2"
 start_nbdkit "$tmpdir/pid2" "$tmpdir/sock2" 32M backing="$tmpdir/store2" \
-  writeback_limit=5 ctl="$tmpdir/ctl2"
-[ "$(stat_of "$tmpdir/ctl2" writeback_limit)" = 5 ] &&
+  writeback_age=1 writeback_limit=200 ctl="$tmpdir/ctl2"
+[ "$(stat_of "$tmpdir/ctl2" writeback_limit)" = 200 ] &&
   [ "$(stat_of "$tmpdir/ctl2" writeback_limit_enable)" = 1 ] ||
-  fail "writeback_limit=5 at start: $("$ctl" -s "$tmpdir/ctl2" stats | grep writeback_limit)"
+  fail "writeback_limit=200 at start: $("$ctl" -s "$tmpdir/ctl2" stats | grep writeback_limit)"
+nbdcopy <(head -c 4M "$tmpdir/data") "$(uri_of "$tmpdir/sock2")" || fail "nbdcopy 4M"
+for (( i = 0; i < 100; i++ )); do
+  [ "$(stat_of "$tmpdir/ctl2" bd_count)" = 200 ] && break
+  sleep 0.1
+done
+sleep 0.5
+[ "$(stat_of "$tmpdir/ctl2" bd_count)" = 200 ] &&
+  [ "$(stat_of "$tmpdir/ctl2" writeback_limit)" = 0 ] &&
+  [ "$(stat_of "$tmpdir/ctl2" wb_policy_pages)" = 200 ] ||
+  fail "writeback by age, limit 200: $("$ctl" -s "$tmpdir/ctl2" stats | grep -E 'bd_count|writeback_limit|wb_policy')"
+cmp <(nbdsh -u "$(uri_of "$tmpdir/sock2")" -c 'import sys; sys.stdout.buffer.write(h.pread(4 << 20, 0))') \
+    <(head -c 4M "$tmpdir/data") || fail "data after writeback by age"
 kill_nbdkit "$tmpdir/pid2"
 echo "$0: ok"

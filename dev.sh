@@ -22,7 +22,7 @@ sudo=
 # nbdzramctl builds without HTTP).
 build_packages=(meson ninja-build pkg-config gcc libc6-dev nbdkit
                 nbdkit-plugin-dev liburcu-dev liblz4-dev libzstd-dev perl
-                libmicrohttpd-dev)
+                libmicrohttpd-dev libxxhash-dev)
 run_packages=(libnbd-bin)
 test_packages=(libnbd-dev libnbd-bin python3-libnbd fio spin valgrind clang
                libclang-rt-14-dev e2fsprogs util-linux fuse3 bc procps kmod

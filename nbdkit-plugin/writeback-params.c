@@ -84,7 +84,7 @@ wb_params_config (const char *key, const char *value)
     return 1;
   }
   if (strcmp (key, "writeback_limit") == 0) {
-    if (parse_decimal (key, value, ZRAM_WB_LIMIT_MAX, "4 KiB pages",
+    if (parse_decimal (key, value, ZRAM_WB_LIMIT_MAX, "4 KiB blocks",
                        &limit_pages) == -1)
       return -1;
     limit_given = true;

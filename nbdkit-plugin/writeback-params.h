@@ -16,7 +16,7 @@
  *   writeback_low=PERCENT       ... down to here (80)
  *   writeback_wait=MS           a write at mem_limit waits this long for
  *                               room (2000; 0 = fails at once)
- *   writeback_limit=PAGES       zram's writeback_limit (4 KiB pages); it
+ *   writeback_limit=BLOCKS       zram's writeback_limit (4 KiB blocks); it
  *                               enables the limit unless
  *   writeback_limit_enable=true|false  says otherwise
  *
@@ -60,7 +60,7 @@ extern int wb_policy_add (struct zram_bg *bg, struct zram *zram);
   "writeback_low=PERCENT    ...down to here (default 80).\n" \
   "writeback_wait=MS        A write at mem_limit waits this long for room\n" \
   "                         (default 2000; 0 = fails at once).\n" \
-  "writeback_limit=PAGES    Budget of 4 KiB pages writeback may write\n" \
+  "writeback_limit=BLOCKS    Budget of 4 KiB blocks writeback may write\n" \
   "                         (enables the limit).\n" \
   "writeback_limit_enable=true|false  Whether the budget applies."
 

@@ -58,6 +58,12 @@ struct backing {
   uint64_t nr_blocks;
   bool no_trim;               /* atomic: the store said it cannot trim */
   struct backing_bitmap map;
+  /* Per block, in RAM (12 bytes per 4 KiB block; lazily zeroed, so a
+   * large store costs memory only where blocks are used):
+   */
+  uint64_t *sums;             /* atomic: XXH3-64 of the block as last
+                                 written through this store */
+  uint32_t *refs;             /* atomic: references (backing_block_get) */
 };
 
 /* Open a regular file or block device (src/backing-file.c).  On success

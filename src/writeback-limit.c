@@ -2,8 +2,8 @@
  * include/zram/zram.h).
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  *
- * zram's writeback_limit: a budget of 4 KiB pages that writeback spends
- * while writeback_limit_enable is set.  The budget is one atomic word:
+ * zram's writeback_limit: a budget of 4 KiB blocks written to the store
+ * that writeback spends while writeback_limit_enable is set.  The budget is one atomic word:
  * taking a unit is a compare-and-swap that never goes below 0, so a
  * setting made during a walk is seen at its next page and never
  * overspent.
@@ -19,13 +19,13 @@ wb_limit_take (struct wb_limit *l)
 
   if (!__atomic_load_n (&l->enabled, __ATOMIC_RELAXED))
     return 0;
-  left = __atomic_load_n (&l->pages, __ATOMIC_RELAXED);
+  left = __atomic_load_n (&l->blocks, __ATOMIC_RELAXED);
   do {
     if (left == 0) {
       errno = EDQUOT;
       return -1;
     }
-  } while (!__atomic_compare_exchange_n (&l->pages, &left, left - 1, true,
+  } while (!__atomic_compare_exchange_n (&l->blocks, &left, left - 1, true,
                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
   return 0;
 }
@@ -38,17 +38,17 @@ wb_limit_refund (struct wb_limit *l)
    * budget, and never lets writeback exceed it.
    */
   if (__atomic_load_n (&l->enabled, __ATOMIC_RELAXED))
-    __atomic_add_fetch (&l->pages, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch (&l->blocks, 1, __ATOMIC_RELAXED);
 }
 
 int
-zram_set_writeback_limit (struct zram *z, uint64_t pages)
+zram_set_writeback_limit (struct zram *z, uint64_t blocks)
 {
-  if (pages > ZRAM_WB_LIMIT_MAX) {
+  if (blocks > ZRAM_WB_LIMIT_MAX) {
     errno = EINVAL;
     return -1;
   }
-  __atomic_store_n (&z->wb_limit.pages, pages, __ATOMIC_RELAXED);
+  __atomic_store_n (&z->wb_limit.blocks, blocks, __ATOMIC_RELAXED);
   return 0;
 }
 
@@ -59,8 +59,8 @@ zram_set_writeback_limit_enable (struct zram *z, bool enable)
 }
 
 void
-zram_get_writeback_limit (struct zram *z, bool *enabled, uint64_t *pages)
+zram_get_writeback_limit (struct zram *z, bool *enabled, uint64_t *blocks)
 {
   *enabled = __atomic_load_n (&z->wb_limit.enabled, __ATOMIC_RELAXED);
-  *pages = __atomic_load_n (&z->wb_limit.pages, __ATOMIC_RELAXED);
+  *blocks = __atomic_load_n (&z->wb_limit.blocks, __ATOMIC_RELAXED);
 }

@@ -2,24 +2,42 @@
  * include/zram/zram.h).
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  *
- * One page, the way requests stay fast (zram's post-processing, as in
- * src/recompress.c):
+ * Compressed, packed and batched, the way requests stay fast (zram's
+ * post-processing, as in src/recompress.c):
  *
- *   lock ─ selected? ─ set PP ─ decompress into ctx->page ─ unlock
- *   take a block, write the page to it                   (no lock held)
- *   lock ─ PP still set? ─yes─> slot := WB(block) ─ unlock ─ free the object
- *                       └─no──> unlock ─ give the block back (raced)
+ *   per selected page:  lock ─ set PP ─ copy its object (as stored:
+ *                       compressed, or raw if huge) into the open block
+ *                       buffer ─ unlock
+ *   per batch (up to ZRAM_WB_BATCH_BLOCKS buffers full, or the section's
+ *   end):               take a block for each buffer; write them all with
+ *                       one backing_write_batch            (no lock held)
+ *   per written block:  refs += members; then per member:
+ *                       lock ─ PP still set? ─yes─> slot := WB(block, off)
+ *                                  │                ─ unlock ─ free object
+ *                                  └─no──> unlock ─ refs -= 1 (raced)
+ *                       then drop the allocation's ref: a block whose
+ *                       members all raced is freed here
+ *   per failed block:   clear its members' PP (they stay in RAM), free it
+ *
+ *   block buffer   | obj a (lz4) | obj b (zstd, prio 1) | obj c |  zeroes  |
+ *                  0             off(b)                 off(c)   used    4096
  *
  * Every store into a slot (write, partial write, trim, discard) replaces
  * all its flags, PP included, so "PP still set" proves that nothing was
- * stored in between; and since post-processing walks run one at a time
- * (pp_lock), no other walk can have set PP again meanwhile.  A reset
- * cannot free the state under us: each page is done inside one read-side
- * section, and the state's blocks are given back only when it is
- * destroyed, after the grace period.
+ * stored in between, and the copy is still the page's object; and since
+ * post-processing walks run one at a time (pp_lock), no other walk can
+ * have set PP again meanwhile.  A reset cannot free the state under us:
+ * each batch is written and installed inside one read-side section, and
+ * the state's blocks are given back only when it is destroyed, after the
+ * grace period.  The block's references (include/zram/backing.h) are
+ * taken before any member is installed, since an installed member may be
+ * overwritten, and drop its reference, at once.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "zram/backing.h"
 
 #include "zram-impl.h"
 
@@ -29,7 +47,6 @@ struct wb_plan {
   uint64_t max_pages;
   uint64_t start, end;
   uint32_t now, min_age_s;    /* ZRAM_WB_COLD: access time <= now - age */
-  struct wb_limit *limit;     /* the device's writeback_limit */
 };
 
 static int
@@ -88,20 +105,85 @@ drop_pp (struct zram_slot *slot)
   slot_unlock (slot);
 }
 
-/* Write back slot index of m if the plan selects it.  Returns 0 (done,
- * skipped or raced: see res), or -1 with errno (ENOSPC: the store is
- * full; EIO: decompression or the store failed) leaving the slot as it
- * was.
+/* One object snapshotted into a block buffer. */
+struct wb_member {
+  uint64_t index;             /* its slot */
+  unsigned off;               /* where in the block */
+  unsigned size;              /* its bytes (ZRAM_PAGE_SIZE: raw) */
+  unsigned prio;              /* the algorithm that compressed it */
+};
+
+/* A block being filled: objects packed front to back, never across the
+ * end (a raw page fills a block alone).  The tail past used is zeroes,
+ * so the checksum covers a defined block.
+ */
+struct wb_block {
+  unsigned char buf[BACKING_BLOCK_SIZE];
+  unsigned used;              /* bytes taken */
+  unsigned nr;                /* members */
+  struct wb_member member[ZRAM_WB_BLOCK_OBJECTS];
+};
+
+/* The blocks of one batch: blk[0..open] hold members, blk[open] is the
+ * one being filled.
+ */
+struct wb_batch {
+  struct wb_block blk[ZRAM_WB_BATCH_BLOCKS];
+  unsigned open;
+  uint64_t queued;            /* members in the batch */
+  struct wb_limit *limit;     /* the device's writeback_limit */
+};
+
+static void
+batch_reset (struct wb_batch *bt)
+{
+  for (unsigned k = 0; k <= bt->open && k < ZRAM_WB_BATCH_BLOCKS; k++) {
+    memset (bt->blk[k].buf, 0, BACKING_BLOCK_SIZE);
+    bt->blk[k].used = bt->blk[k].nr = 0;
+  }
+  bt->open = 0;
+  bt->queued = 0;
+}
+
+/* Pages written back or raced, counting those queued in the batch: what
+ * max_pages and the walk's read-side batches count.
+ */
+static uint64_t
+attempts (const struct zram_wb_result *res, const struct wb_batch *bt)
+{
+  return res->written + res->raced + bt->queued;
+}
+
+/* The block an object of size bytes goes into, or NULL if the batch has
+ * no room left for it (flush first).
+ */
+static struct wb_block *
+block_for (struct wb_batch *bt, size_t size)
+{
+  struct wb_block *b = &bt->blk[bt->open];
+
+  if (b->used + size <= BACKING_BLOCK_SIZE && b->nr < ZRAM_WB_BLOCK_OBJECTS)
+    return b;
+  if (bt->open + 1 >= ZRAM_WB_BATCH_BLOCKS)
+    return NULL;
+  return &bt->blk[++bt->open];
+}
+
+/* Queue slot index of m into the batch if the plan selects it: mark it
+ * PP and copy its object, as stored (compressed, or raw if huge), into a
+ * block buffer.  Returns 0 (queued or skipped), 1 if the batch is full
+ * (flush, then call again), or -1 with errno EDQUOT if the page would
+ * start a block and writeback_limit has none left.
  */
 static int
-writeback_slot (struct zram_meta *m, struct zram_thread_ctx *ctx,
-                uint64_t index, const struct wb_plan *p,
-                struct zram_wb_result *res)
+writeback_slot (struct zram_meta *m, uint64_t index, const struct wb_plan *p,
+                struct wb_batch *bt, struct zram_wb_result *res)
 {
   struct zram_slot *slot = slot_at (&m->table, index);
-  struct page_state old;
-  uint64_t block;
-  int r;
+  struct wb_member *mb;
+  struct wb_block *b;
+  const void *src;
+  size_t size;
 
   /* Lock-free first look: most slots a walk meets are not selected, and
    * judging them needs no lock (which would write the table).
@@ -109,71 +191,181 @@ writeback_slot (struct zram_meta *m, struct zram_thread_ctx *ctx,
   if (!selected (__atomic_load_n (&slot->handle, __ATOMIC_RELAXED),
                  slot_info (slot), p))
     return 0;
-  res->scanned++;
 
   slot_lock (slot);
   if (!selected (slot_get_handle (slot), slot_info (slot), p)) {
     slot_unlock (slot);
     return 0;
   }
+  size = slot_get_size (slot);
+  b = block_for (bt, size);
+  if (b == NULL) {
+    slot_unlock (slot);
+    return 1;
+  }
+  /* writeback_limit counts 4 KiB blocks written to the store. */
+  if (b->nr == 0 && wb_limit_take (bt->limit) == -1) {
+    slot_unlock (slot);
+    return -1;
+  }
+  res->scanned++;
+  /* A copy of the object under the lock (as a read decompresses it
+   * there): the pool may move or free it once we let go.
+   */
   slot_set_flag (slot, SLOT_PP);
-  r = zram_read_locked (m, ctx, slot, ctx->page);
-  if (r == -1)
-    slot_clear_flag (slot, SLOT_PP);
+  src = zpool_map (m->pool, slot_get_handle (slot), ZPOOL_MAP_RO);
+  memcpy (b->buf + b->used, src, size);
+  zpool_unmap (m->pool, slot_get_handle (slot));
+  mb = &b->member[b->nr++];
+  mb->index = index;
+  mb->off = b->used;
+  mb->size = size;
+  mb->prio = slot_get_prio (slot);
   slot_unlock (slot);
-  if (r == -1)
-    return -1;
+  b->used += size;
+  bt->queued++;
+  return 0;
+}
 
-  if (wb_limit_take (p->limit) == -1) {
-    drop_pp (slot);
-    return -1;                /* EDQUOT */
-  }
-  if (backing_alloc_block (m->backing, &block) == -1) {
-    wb_limit_refund (p->limit);
-    drop_pp (slot);
-    return -1;                /* ENOSPC */
-  }
-  if (backing_write (m->backing, block, ctx->page) == -1) {
-    wb_limit_refund (p->limit);
-    drop_pp (slot);
-    backing_free_block (m->backing, block);
-    errno = EIO;
-    return -1;
-  }
-  STAT_ADD (m->stats.bd_writes, 1);
+/* Make member mb of the block written at block its slot's state, if its
+ * PP mark is still there.  Returns true if installed.
+ */
+static bool
+install_member (struct zram_meta *m, const struct wb_member *mb,
+                uint64_t block)
+{
+  struct zram_slot *slot = slot_at (&m->table, mb->index);
+  struct page_state old;
 
   slot_lock (slot);
   if (!slot_test_flag (slot, SLOT_PP)) {
     slot_unlock (slot);
-    backing_free_block (m->backing, block);
-    res->raced++;
-    return 0;
+    return false;
   }
-  /* Unchanged since the snapshot.  The page keeps its access time; its
-   * other flags describe the object, which goes.  Count the new state
-   * before unlocking: a write may replace (and uncount) it at once.
+  /* Unchanged since the snapshot.  The page keeps its access time and
+   * its priority (the stored object is the same); its other flags
+   * describe the pool object, which goes.  Count the new state before
+   * unlocking: a write may replace (and uncount) it at once.
    */
   old.handle = slot_get_handle (slot);
   old.size = slot_get_size (slot);
-  old.flags = slot_info (slot) & SLOT_STATE_MASK & ~SLOT_BIT (SLOT_PP);
-  slot_set_handle (slot, slot_wb_handle (block));
-  slot_set_size_flags (slot, 0, SLOT_BIT (SLOT_WB), slot_get_time (slot));
+  old.flags = slot_info (slot) & SLOT_STATE_MASK &
+              ~(SLOT_BIT (SLOT_PP) | SLOT_PRIO_MASK);
+  slot_set_handle (slot, slot_wb_handle (block, mb->off));
+  slot_set_size_flags (slot, mb->size,
+                       SLOT_BIT (SLOT_WB) | slot_prio_bits (mb->prio),
+                       slot_get_time (slot));
   STAT_ADD (m->stats.pages_stored, 1);
   STAT_ADD (m->stats.bd_count, 1);
   slot_unlock (slot);
   zram_release_state (m, &old);
-  res->written++;
+  return true;
+}
+
+/* Drop the members of blk[from..to) back to RAM (clear their PP) and
+ * lower *first_failed to the first of them; the blocks, never written,
+ * give their writeback_limit units back.
+ */
+static void
+drop_blocks (struct zram_meta *m, struct wb_batch *bt, unsigned from,
+             unsigned to, uint64_t *first_failed)
+{
+  for (unsigned k = from; k < to; k++) {
+    if (bt->blk[k].nr > 0)
+      wb_limit_refund (bt->limit);
+    for (unsigned j = 0; j < bt->blk[k].nr; j++) {
+      drop_pp (slot_at (&m->table, bt->blk[k].member[j].index));
+      if (bt->blk[k].member[j].index < *first_failed)
+        *first_failed = bt->blk[k].member[j].index;
+    }
+  }
+}
+
+/* Write the batch's blocks with one backing_write_batch and install
+ * their members.  No lock is held across the store's I/O.  A block that
+ * cannot be taken (ENOSPC) or written (EIO) leaves its members in RAM,
+ * nothing lost.  Returns 0, or -1 with errno ENOSPC or EIO, setting
+ * *first_failed to the lowest slot index left in RAM; the batch is empty
+ * afterwards either way.
+ */
+static int
+flush (struct zram_meta *m, struct wb_batch *bt, struct zram_wb_result *res,
+       uint64_t *first_failed)
+{
+  struct backing_io io[ZRAM_WB_BATCH_BLOCKS];
+  unsigned n = bt->open + 1, taken, k, j, live;
+  int err = 0;
+
+  if (bt->queued == 0)
+    return 0;
+  if (bt->blk[bt->open].nr == 0)
+    n--;
+  for (taken = 0; taken < n; taken++) {
+    if (backing_alloc_block (m->backing, &io[taken].block) == -1) {
+      err = ENOSPC;
+      drop_blocks (m, bt, taken, n, first_failed);
+      break;
+    }
+    io[taken].buf = bt->blk[taken].buf;
+  }
+  backing_write_batch (m->backing, io, taken);
+  for (k = 0; k < taken; k++) {
+    struct wb_block *b = &bt->blk[k];
+
+    if (io[k].err != 0) {
+      err = err ? err : EIO;
+      drop_blocks (m, bt, k, k + 1, first_failed);
+      backing_free_block (m->backing, io[k].block);
+      continue;
+    }
+    STAT_ADD (m->stats.bd_writes, b->nr);
+    /* One reference per member, taken before any is installed (the
+     * first could be overwritten, and put, at once); ours, from the
+     * allocation, goes last: if every member raced, it frees the block.
+     */
+    backing_block_get (m->backing, io[k].block, b->nr);
+    for (j = live = 0; j < b->nr; j++) {
+      if (install_member (m, &b->member[j], io[k].block))
+        live++;
+      else
+        backing_block_put (m->backing, io[k].block);
+    }
+    res->written += live;
+    res->raced += b->nr - live;
+    backing_block_put (m->backing, io[k].block);
+  }
+  batch_reset (bt);
+  if (err) {
+    errno = err;
+    return -1;
+  }
   return 0;
 }
 
+/* Flush the batch; on failure, rewind *i to the first page left in RAM
+ * so that a caller continuing at next_index sees it again.
+ */
 static int
-writeback_walk (struct zram *z, const struct zram_wb_req *req,
+flush_at (struct zram_meta *m, struct wb_batch *bt, struct zram_wb_result *res,
+          uint64_t *i)
+{
+  uint64_t first_failed = UINT64_MAX;
+
+  if (flush (m, bt, res, &first_failed) == 0)
+    return 0;
+  if (first_failed < *i)
+    *i = first_failed;
+  return -1;
+}
+
+static int
+writeback_walk (struct zram *z, struct wb_batch *bt, const struct zram_wb_req *req,
                 struct zram_wb_result *res)
 {
   struct zram_thread_ctx *ctx;
   struct zram_meta *m;
   struct wb_plan p;
-  uint64_t gen, i, batch_end, batch_done;
+  uint64_t gen, i, batch_end;
   int r = 0, saved_errno;
 
   ctx = zram_thread_ctx_get ();
@@ -186,7 +378,6 @@ writeback_walk (struct zram *z, const struct zram_wb_req *req,
     meta_put (z);
     return -1;
   }
-  p.limit = &z->wb_limit;
   if (walks_stopped (z)) {
     meta_put (z);
     errno = ECANCELED;
@@ -197,26 +388,34 @@ writeback_walk (struct zram *z, const struct zram_wb_req *req,
   while (i < p.end) {
     batch_end = p.end - i > ZRAM_WALK_BATCH_SLOTS ? i + ZRAM_WALK_BATCH_SLOTS
                                                   : p.end;
-    /* Store writes are system calls: leave the section after a batch of
-     * them too, so a reset waits for few.
+    /* Store writes are I/O: leave the section after each batch of them
+     * too (at most ZRAM_WB_BATCH_BLOCKS writes), so a reset waits for few.
      */
-    batch_done = res->written + res->raced + ZRAM_WALK_BATCH_ATTEMPTS;
-    while (res->written + res->raced < batch_done &&
-           (i = slot_table_next_touched (&m->table, i, batch_end)) < batch_end) {
-      if (p.max_pages && res->written + res->raced >= p.max_pages)
+    while ((i = slot_table_next_touched (&m->table, i, batch_end)) < batch_end) {
+      if (p.max_pages && attempts (res, bt) >= p.max_pages)
         goto out;
       if (walks_stopped (z)) {
         errno = ECANCELED;
         r = -1;
         goto out;
       }
-      if (writeback_slot (m, ctx, i, &p, res) == -1) {
-        r = -1;
-        goto out;
+      r = writeback_slot (m, i, &p, bt, res);
+      if (r == 1) {
+        r = 0;
+        break;                /* the batch is full: write it, then again */
       }
+      if (r == -1)
+        goto out;             /* EDQUOT: write what is queued, stop */
       i++;
     }
-    if (i >= p.end || (p.max_pages && res->written + res->raced >= p.max_pages))
+    /* Every member must be installed or dropped before the section
+     * ends: they are slots of this state.
+     */
+    if (flush_at (m, bt, res, &i) == -1) {
+      r = -1;
+      goto out;
+    }
+    if (i >= p.end || (p.max_pages && attempts (res, bt) >= p.max_pages))
       break;
     if (!meta_renew (z, ctx, &m, gen)) {
       res->next_index = i;
@@ -225,8 +424,12 @@ writeback_walk (struct zram *z, const struct zram_wb_req *req,
   }
 
  out:
-  res->next_index = i;
   saved_errno = errno;
+  if (flush_at (m, bt, res, &i) == -1 && r == 0) {
+    r = -1;
+    saved_errno = errno;
+  }
+  res->next_index = i;
   meta_put (z);
   errno = saved_errno;
   return r;
@@ -236,6 +439,7 @@ int
 zram_writeback (struct zram *z, const struct zram_wb_req *req,
                 struct zram_wb_result *res)
 {
+  struct wb_batch *bt;
   int r, saved_errno;
 
   memset (res, 0, sizeof *res);
@@ -244,16 +448,23 @@ zram_writeback (struct zram *z, const struct zram_wb_req *req,
     errno = ENODEV;
     return -1;
   }
+  /* The batch's block buffers: ~100 KiB, for this call only. */
+  bt = calloc (1, sizeof *bt);
+  if (bt == NULL)
+    return -1;                /* ENOMEM */
+  bt->limit = &z->wb_limit;
   /* One post-processing walk at a time (see src/recompress.c). */
   if (!req->nowait)
     pthread_mutex_lock (&z->pp_lock);
   else if (pthread_mutex_trylock (&z->pp_lock) != 0) {
+    free (bt);
     errno = EBUSY;
     return -1;
   }
-  r = writeback_walk (z, req, res);
+  r = writeback_walk (z, bt, req, res);
   saved_errno = errno;
   pthread_mutex_unlock (&z->pp_lock);
+  free (bt);
   errno = saved_errno;
   return r;
 }

@@ -161,7 +161,7 @@ cmd_help (struct reply *r)
               "[threshold=BYTES] [max_pages=N] [algo=NAME[:LEVEL]|priority=N]");
   reply_line (r, "command=writeback type=idle|huge|huge_idle|incompressible "
               "[max_pages=N]");
-  reply_line (r, "command=writeback_limit PAGES");
+  reply_line (r, "command=writeback_limit BLOCKS");
   reply_line (r, "command=writeback_limit_enable 0|1");
   reply_line (r, "algorithms=%s", ZCOMP_ALGO_NAMES);
   return reply_ok (r);
@@ -260,7 +260,9 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "bd_count=%" PRIu64, s.bd_count);
   reply_line (r, "bd_reads=%" PRIu64, s.bd_reads);
   reply_line (r, "bd_writes=%" PRIu64, s.bd_writes);
+  reply_line (r, "bd_checksum_errors=%" PRIu64, s.bd_checksum_errors);
   reply_line (r, "backing_blocks=%" PRIu64, s.bd_blocks);
+  reply_line (r, "backing_blocks_used=%" PRIu64, s.bd_blocks_used);
   reply_line (r, "writeback_limit_enable=%d", s.wb_limit_enable ? 1 : 0);
   reply_line (r, "writeback_limit=%" PRIu64, s.wb_limit);
   reply_line (r, "wb_room_waits=%" PRIu64, s.room_waits);
@@ -696,15 +698,15 @@ static int
 cmd_writeback_limit (struct zram *zram, struct reply *r, char **words,
                      size_t n)
 {
-  uint64_t pages;
+  uint64_t blocks;
 
-  if (n != 2 || parse_u64 (words[1], ZRAM_WB_LIMIT_MAX, &pages) == -1)
+  if (n != 2 || parse_u64 (words[1], ZRAM_WB_LIMIT_MAX, &blocks) == -1)
     return reply_error (r, EINVAL, "writeback_limit: %s%.32s%s is not a "
-                        "number of 4 KiB pages from 0 to %" PRIu64
-                        " (usage: writeback_limit PAGES)",
-                        n == 2 ? "'" : "", n == 2 ? words[1] : "PAGES",
+                        "number of 4 KiB blocks from 0 to %" PRIu64
+                        " (usage: writeback_limit BLOCKS)",
+                        n == 2 ? "'" : "", n == 2 ? words[1] : "BLOCKS",
                         n == 2 ? "'" : "", ZRAM_WB_LIMIT_MAX);
-  if (zram_set_writeback_limit (zram, pages) == -1)
+  if (zram_set_writeback_limit (zram, blocks) == -1)
     return reply_error (r, errno, "writeback_limit: %s", strerror (errno));
   return reply_ok (r);
 }

@@ -297,7 +297,9 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->bd_count = STAT_GET (m->stats.bd_count);
   s->bd_reads = STAT_GET (m->stats.bd_reads);
   s->bd_writes = STAT_GET (m->stats.bd_writes);
+  s->bd_checksum_errors = STAT_GET (m->stats.bd_checksum_errors);
   s->bd_blocks = m->backing ? backing_nr_blocks (m->backing) : 0;
+  s->bd_blocks_used = m->backing ? backing_used_blocks (m->backing) : 0;
   s->nr_recomp = m->nr_recomp;
   for (unsigned i = 0; i < m->nr_recomp; i++) {
     s->pages_recomp[i] = STAT_GET (m->stats.pages_recomp[i]);

@@ -41,6 +41,8 @@ struct meta_stats {
   uint64_t bd_count;          /* WB slots (also in pages_stored) */
   uint64_t bd_reads;          /* pages read from the store */
   uint64_t bd_writes;         /* pages written to the store */
+  uint64_t bd_checksum_errors; /* reads of the store whose bytes failed
+                                 their checksum (served as EIO) */
 };
 
 /* One initialisation of the device: replaced whole by a reset. */
@@ -72,16 +74,17 @@ struct zram_meta {
  * atomics, for the device's life.
  */
 struct wb_limit {
-  uint64_t pages;             /* budget left, 4 KiB pages */
+  uint64_t blocks;            /* budget left, 4 KiB blocks of the store */
   bool enabled;
 };
 
-/* Take one page of budget before a page is written to the store: 0 (taken,
- * or the limit is disabled), or -1 with errno EDQUOT (enabled, used up).
+/* Take one unit of budget before a block is written to the store: 0
+ * (taken, or the limit is disabled), or -1 with errno EDQUOT (enabled,
+ * used up).
  */
 extern int wb_limit_take (struct wb_limit *l);
 
-/* Give back a unit taken for a page whose store write failed. */
+/* Give back a unit taken for a block that was not written. */
 extern void wb_limit_refund (struct wb_limit *l);
 
 /* Openers word: the number of open connections, plus a claim bit that a
@@ -169,11 +172,44 @@ meta_comp (const struct zram_meta *m, unsigned prio)
 }
 
 /* Read the locked slot's page into dst (ZRAM_PAGE_SIZE bytes), decompressing
- * with the algorithm of the slot's priority.  0, or -1 with errno EIO or
- * ENOMEM.
+ * with the algorithm of the slot's priority.  The slot must not be WB
+ * (those are read without the lock: zram_wb_pin_locked).  0, or -1 with
+ * errno EIO or ENOMEM.
  */
 extern int zram_read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
                              struct zram_slot *slot, unsigned char *dst);
+
+/* Where a written-back object is, copied out of its slot under the slot
+ * lock, with its block pinned (a reference), so that it can be read with
+ * no lock held (src/writeback-read.c).
+ */
+struct wb_loc {
+  uint64_t handle;            /* the slot's handle word when copied */
+  uint64_t block;
+  unsigned off;               /* byte offset of the object in the block */
+  size_t size;                /* its size; ZRAM_PAGE_SIZE: stored raw */
+  unsigned prio;              /* the algorithm that compressed it */
+};
+
+/* Copy the locked WB slot's location into *loc and pin its block. */
+extern void zram_wb_pin_locked (struct zram_meta *m,
+                                const struct zram_slot *slot,
+                                struct wb_loc *loc);
+
+/* Read the pinned object's block from the store, check its checksum and
+ * decompress the object into dst (ZRAM_PAGE_SIZE bytes); ctx->cbuf is
+ * used for the block.  Holds no lock and may block for the store.  Leaves
+ * the pin.  Returns 0, or -1 with errno EIO (the store failed, or returned
+ * bytes that fail the checksum: counted in bd_checksum_errors; dst is
+ * then not filled with them) or ENOMEM.
+ */
+extern int zram_wb_fetch (struct zram_meta *m, struct zram_thread_ctx *ctx,
+                          const struct wb_loc *loc, unsigned char *dst);
+
+/* Drop the pin of zram_wb_pin_locked (freeing the block if its last
+ * object died meanwhile: may block for the trim).
+ */
+extern void zram_wb_unpin (struct zram_meta *m, const struct wb_loc *loc);
 
 /* Release a state taken out of a slot, after the slot is unlocked: free
  * its object (or give its store block back, trimmed) and uncount it.

@@ -461,10 +461,11 @@ zram_release_state (struct zram_meta *m, const struct page_state *old)
 {
   zram_uncount_flags (m, old->flags);
   if (old->flags & SLOT_BIT (SLOT_WB)) {
-    /* On the thread of the request that replaced the page: the trim is
-     * a system call, but the block must not be reused before it.
+    /* The object's reference on its block.  The last one frees the
+     * block, on the thread of the request that replaced the page: the
+     * trim is a system call, but the block must not be reused before it.
      */
-    backing_free_block (m->backing, slot_wb_block_of (old->handle));
+    backing_block_put (m->backing, slot_wb_block_of (old->handle));
     STAT_SUB (m->stats.pages_stored, 1);
     STAT_SUB (m->stats.bd_count, 1);
     return true;
@@ -500,17 +501,7 @@ zram_read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
     memset (dst, 0, ZRAM_PAGE_SIZE);
     return 0;
   }
-  if (slot_test_flag (slot, SLOT_WB)) {
-    /* Under the slot lock: the block stays this page's until the lock is
-     * dropped (a write that replaces the page gives it back after).
-     */
-    if (backing_read (m->backing, slot_get_wb_block (slot), dst) == -1) {
-      errno = EIO;
-      return -1;
-    }
-    STAT_ADD (m->stats.bd_reads, 1);
-    return 0;
-  }
+  assert (!slot_test_flag (slot, SLOT_WB));
   src = zpool_map (m->pool, h, ZPOOL_MAP_RO);
   if (slot_test_flag (slot, SLOT_HUGE))
     memcpy (dst, src, ZRAM_PAGE_SIZE);
@@ -553,6 +544,8 @@ write_partial_page (struct zram *z, struct zram_meta *m,
 {
   struct zram_slot *slot = slot_at (&m->table, index);
   struct page_state st, old;
+  struct wb_loc loc;
+  bool pinned = false;
   bool waited = false;
   uint32_t t;
 
@@ -572,7 +565,26 @@ write_partial_page (struct zram *z, struct zram_meta *m,
   slot_table_touch (&m->table, index);
  again:
   slot_lock (slot);
-  if (zram_read_locked (m, ctx, slot, ctx->page) == -1)
+  /* A written-back page is fetched with the lock dropped; the pin keeps
+   * its block, so if the slot still names the same place afterwards, it
+   * still holds the same object (a block is written once per life) and
+   * what was fetched is the page to modify.  Otherwise start again.
+   */
+  while (slot_test_flag (slot, SLOT_WB)) {
+    zram_wb_pin_locked (m, slot, &loc);
+    pinned = true;
+    slot_unlock (slot);
+    if (zram_wb_fetch (m, ctx, &loc, ctx->page) == -1)
+      goto err_unpin;
+    slot_lock (slot);
+    if (slot_test_flag (slot, SLOT_WB) && slot_get_handle (slot) == loc.handle)
+      break;
+    slot_unlock (slot);
+    zram_wb_unpin (m, &loc);
+    pinned = false;
+    slot_lock (slot);
+  }
+  if (!pinned && zram_read_locked (m, ctx, slot, ctx->page) == -1)
     goto err;
   memcpy (ctx->page + off, src, n);
   if (prepare_page (z, m, ctx, ctx->page, &st, false) == -1) {
@@ -585,6 +597,10 @@ write_partial_page (struct zram *z, struct zram_meta *m,
     if (errno != ENOSPC || m->backing == NULL || waited)
       goto err;
     slot_unlock (slot);
+    if (pinned) {
+      zram_wb_unpin (m, &loc);
+      pinned = false;
+    }
     waited = true;
     room = zram_wait_room (z, m, st.size);
     if (room == 0)
@@ -594,11 +610,16 @@ write_partial_page (struct zram *z, struct zram_meta *m,
   }
   install_locked (m, slot, &st, &old, t);
   slot_unlock (slot);
+  if (pinned)
+    zram_wb_unpin (m, &loc);
   zram_release_state (m, &old);
   return 0;
 
  err:
   slot_unlock (slot);
+ err_unpin:
+  if (pinned)
+    zram_wb_unpin (m, &loc);
   return -1;
 }
 
@@ -622,6 +643,22 @@ read_page (struct zram_meta *m, struct zram_thread_ctx *ctx, uint64_t index,
   t = meta_now (m);
   slot = slot_at (&m->table, index);
   slot_lock (slot);
+  if (slot_test_flag (slot, SLOT_WB)) {
+    struct wb_loc loc;
+    int saved_errno;
+
+    /* Never across the store's I/O: see src/writeback-read.c. */
+    zram_wb_pin_locked (m, slot, &loc);
+    if (slot_unlock_accessed (slot, t))
+      STAT_SUB (m->stats.idle_pages, 1);
+    r = zram_wb_fetch (m, ctx, &loc, n == ZRAM_PAGE_SIZE ? dst : ctx->page);
+    saved_errno = errno;
+    if (r == 0 && n != ZRAM_PAGE_SIZE)
+      memcpy (dst, ctx->page + off, n);
+    zram_wb_unpin (m, &loc);
+    errno = saved_errno;
+    return r;
+  }
   if (n == ZRAM_PAGE_SIZE)
     r = zram_read_locked (m, ctx, slot, dst);
   else {

@@ -2,13 +2,15 @@
 # Writeback through the plugin: backing=PATH on a sparse file, a
 # daemonised nbdkit, data written by a real client.  After "idle all" and
 # "nbdzramctl writeback type=idle" the pool is empty and the file holds the
-# pages; the data reads back the same (from the file); bd_stat counts it
-# in the kernel's format; trimming gives the file its space back; a reset
-# gives back the rest.  Bad backing= values stop the start with a clear
+# pages, compressed and packed (fewer blocks than pages); the data reads
+# back the same (from the file); bd_stat counts it in the kernel's format;
+# trimming gives the file its space back; a corrupted store gives EIO,
+# counted in bd_checksum_errors and the metrics; a reset gives back the
+# rest.  Bad backing= values stop the start with a clear
 # message; a device without a store refuses writeback (ENODEV).
 # SPDX-License-Identifier: BSD-3-Clause
 . "$srcdir/functions.sh"
-requires nbdkit nbdcopy nbdsh
+requires nbdkit nbdcopy nbdsh python3
 requires_nbdzramctl
 ctl=$NBDZRAMCTL
 make_tmpdir
@@ -86,8 +88,13 @@ total=$((1024 + marked))
 [ "$(stat_of bd_count)" = "$total" ] || fail "bd_count=$(stat_of bd_count), expected $total"
 [ "$(stat_of compr_data_size)" = 0 ] || fail "compr_data_size=$(stat_of compr_data_size)"
 kib=$(alloc_kib)
-echo "store file: $kib KiB allocated for $total pages"
-[ "$kib" -ge $((total * 4)) ] || fail "the store holds only $kib KiB"
+used=$(stat_of backing_blocks_used)
+echo "store file: $kib KiB allocated, $used blocks used for $total pages"
+# Compressed and packed: the 1024 random pages take a block each, the
+# text-like ones share blocks.
+[ "$used" -gt 1024 ] && [ "$used" -lt $((1024 + (total - 1024) / 4)) ] ||
+  fail "$used blocks used for $total pages"
+[ "$kib" -ge $((used * 4)) ] || fail "the store holds only $kib KiB"
 
 # Read everything back from the store.
 nbdcopy "$uri" "$tmpdir/back" || fail "nbdcopy back"
@@ -102,11 +109,38 @@ nbdsh -u "$uri" -c 'h.trim(8 << 20, 0)' || fail "trim"
 left=$(stat_of bd_count)
 kib2=$(alloc_kib)
 echo "after trimming 8 MiB: bd_count $left, store file $kib2 KiB"
+used2=$(stat_of backing_blocks_used)
 [ "$left" = $((total - 2048)) ] || fail "bd_count=$left after trim"
-[ "$punch" = 0 ] || [ "$kib2" -le $((kib - 8192 + 64)) ] ||
-  fail "the store kept $kib2 KiB (was $kib)"
+[ "$used2" -lt "$used" ] || fail "$used2 blocks used after trim, was $used"
+[ "$punch" = 0 ] || [ "$kib2" -le $((used2 * 4 + 64)) ] ||
+  fail "the store kept $kib2 KiB for $used2 blocks (was $kib)"
 cmp <(nbdsh -u "$uri" -c 'import sys; sys.stdout.buffer.write(h.pread(8 << 20, 8 << 20))') \
     <(tail -c +$(( (8 << 20) + 1 )) "$tmpdir/data") || fail "data after trim"
+
+# A store that returns other bytes: flip one byte in every block that
+# holds data (holes stay holes).  Reads of written-back pages fail with
+# EIO, counted, and never serve the bytes.
+python3 - "$tmpdir/store" <<'PY' || fail "corrupting the store"
+import sys
+with open(sys.argv[1], 'r+b') as f:
+    size = f.seek(0, 2)
+    for off in range(0, size, 4096):
+        f.seek(off)
+        b = f.read(4096)
+        if b.count(0) != len(b):
+            f.seek(off + 100)
+            f.write(bytes([b[100] ^ 0x20]))
+PY
+if nbdsh -u "$uri" -c 'h.pread(4096, 12 << 20)' 2>"$tmpdir/err"; then
+  fail "a corrupted written-back page was served"
+fi
+grep -q "Input/output error" "$tmpdir/err" || fail "read: $(cat "$tmpdir/err")"
+bad=$(stat_of bd_checksum_errors)
+[ "$bad" -ge 1 ] || fail "bd_checksum_errors=$bad"
+"$ctl" -s "$tmpdir/ctl" metrics | grep -qx "nbdzram_bd_checksum_errors_total{.*} $bad" ||
+  fail "metrics lack nbdzram_bd_checksum_errors_total $bad"
+"$ctl" -s "$tmpdir/ctl" metrics | grep -q "^nbdzram_backing_blocks_used{" ||
+  fail "metrics lack nbdzram_backing_blocks_used"
 
 # A reset gives every block back.
 expect 0 "${c[@]}" reset --force

@@ -8,14 +8,16 @@
  * write whole pages, patch byte ranges, trim and zero, and check every
  * read against the model (so pages are read back from the store all the
  * time).  Meanwhile WRITERS threads mark pages idle and write them back
- * (every type, in batches, from random start points) to a store of 7/8 of
- * the device's size, so it may fill up and meet ENOSPC too; one thread
+ * (every type, in batches, from random start points) to a store of 1/4 of
+ * the device's size, so it fills up and meets ENOSPC too; one thread
  * recompresses (recompression and writeback share the PP mark); one
  * compacts; one resets the device now and then (it takes a write lock
  * that the owners hold for reading around each operation, so the model
  * knows a reset zeroed everything; the others take no such lock and race
- * the reset).  At the end everything idle is written back, every page is
- * checked, the store's blocks in use must equal bd_count, then the whole
+ * the reset).  READERS threads read any page at any time (the store's
+ * blocks are pinned by readers and freed by the last one).  At the end
+ * everything idle is written back, every page is checked, the store's
+ * blocks in use must be at most bd_count (packed), then the whole
  * device is trimmed: every counter 0, no block in use, the file empty.
  *
  * Seeded: WS_SEED; duration WS_SECONDS (default 3).  Meant for the plain,
@@ -43,6 +45,7 @@
 #define PAGES          128u     /* 512 KiB device: owners and writeback meet often */
 #define OWNERS         4
 #define WRITERS        2
+#define READERS        2
 
 static struct zram *z;
 static unsigned char (*model)[PAGE];
@@ -133,6 +136,36 @@ owner (void *arg)
     }
     else
       verify (p);
+    pthread_rwlock_unlock (&reset_lock);
+  }
+  return NULL;
+}
+
+/* Reads any page, whole or a range, while its owner changes it and
+ * writeback moves it: no model to check against (the read may come
+ * before or after a racing write), but it must never fail.  A store block
+ * freed and reused under a reader that fetches a written-back page would
+ * fail its checksum or its decompression (EIO).
+ */
+static void *
+reader (void *arg)
+{
+  unsigned id = (unsigned) (uintptr_t) arg;
+  unsigned long long r = seed0 ^ (id + 201) * 0x9e3779b97f4a7c15ULL;
+  unsigned char buf[PAGE];
+
+  while (!stopping ()) {
+    uint32_t p = test_rand (&r) % PAGES;
+    size_t a = test_rand (&r) % 2 ? 0 : test_rand (&r) % PAGE;
+    size_t n = a == 0 ? PAGE : 1 + test_rand (&r) % (PAGE - a);
+
+    /* Not across a reset: reads fail (EIO) while it has the device. */
+    pthread_rwlock_rdlock (&reset_lock);
+    if (zram_read (z, buf, n, (uint64_t) p * PAGE + a) == -1) {
+      fprintf (stderr, "read of page %" PRIu32 " [%zu, +%zu): %s\n", p, a, n,
+               strerror (errno));
+      abort ();
+    }
     pthread_rwlock_unlock (&reset_lock);
   }
   return NULL;
@@ -230,7 +263,8 @@ main (void)
   struct zram_config c = { .disksize = (uint64_t) PAGES * PAGE,
                            .algo = ZCOMP_LZ4, .pool = ZPOOL_ZS,
                            .nr_recomp = 1 };
-  pthread_t owners[OWNERS], writers[WRITERS], rec, comp, reset;
+  pthread_t owners[OWNERS], writers[WRITERS], readers[READERS], rec, comp;
+  pthread_t reset;
   char path[512], err[BACKING_ERR_MAX];
   const char *e, *tmp = getenv ("TMPDIR");
   pthread_rwlockattr_t ra;
@@ -253,8 +287,10 @@ main (void)
   fd = mkstemp (path);
   CHECK (fd >= 0);
   close (fd);
-  /* 7/8 of the device: writeback sometimes fills it and meets ENOSPC. */
-  store = backing_open (path, (uint64_t) PAGES * 7 / 8 * PAGE, err, sizeof err);
+  /* 1/4 of the device: packed, a block holds several pages, and
+   * writeback still fills it now and then and meets ENOSPC.
+   */
+  store = backing_open (path, (uint64_t) PAGES / 4 * PAGE, err, sizeof err);
   if (store == NULL) {
     fprintf (stderr, "%s\n", err);
     abort ();
@@ -270,6 +306,9 @@ main (void)
   for (unsigned i = 0; i < WRITERS; i++)
     CHECK (pthread_create (&writers[i], NULL, writer,
                            (void *) (uintptr_t) i) == 0);
+  for (unsigned i = 0; i < READERS; i++)
+    CHECK (pthread_create (&readers[i], NULL, reader,
+                           (void *) (uintptr_t) i) == 0);
   CHECK (pthread_create (&rec, NULL, recompressor, NULL) == 0);
   CHECK (pthread_create (&comp, NULL, compactor, NULL) == 0);
   CHECK (pthread_create (&reset, NULL, resetter, NULL) == 0);
@@ -279,6 +318,8 @@ main (void)
     pthread_join (owners[i], NULL);
   for (unsigned i = 0; i < WRITERS; i++)
     pthread_join (writers[i], NULL);
+  for (unsigned i = 0; i < READERS; i++)
+    pthread_join (readers[i], NULL);
   pthread_join (rec, NULL);
   pthread_join (comp, NULL);
   pthread_join (reset, NULL);
@@ -305,11 +346,32 @@ main (void)
     total_written += res.written;
     CHECK (res.raced == 0);
   }
+  /* bd_count is the number of pages whose read goes to the store. */
+  {
+    uint64_t from_store = 0;
+    struct zram_stats s0;
+
+    for (uint32_t p = 0; p < PAGES; p++) {
+      zram_get_stats (z, &s0);
+      verify (p);
+      zram_get_stats (z, &s);
+      from_store += s.bd_reads - s0.bd_reads;
+    }
+    if (from_store != s.bd_count) {
+      fprintf (stderr, "%" PRIu64 " pages read from the store, bd_count %"
+               PRIu64 "\n", from_store, s.bd_count);
+      abort ();
+    }
+  }
   for (uint32_t p = 0; p < PAGES; p++)
     verify (p);
   zram_get_stats (z, &s);
   CHECK (s.bd_count > 0);
-  CHECK (backing_used_blocks (store) == s.bd_count);
+  CHECK (backing_used_blocks (store) > 0 &&
+         backing_used_blocks (store) <= s.bd_count);
+  CHECK (s.bd_blocks_used == backing_used_blocks (store));
+  CHECK (s.orig_data_size >= (s.bd_count + s.same_pages) * PAGE);
+  CHECK (s.bd_checksum_errors == 0);
 
   printf ("seed %llu: %" PRIu64 " written back, %" PRIu64 " raced, %" PRIu64
           " store-full stops, %" PRIu64 " recompressed, %" PRIu64 " resets; "

@@ -4,7 +4,9 @@
  * back (and the file its space); bd_stat and the other statistics add up
  * against a model; max_pages batches; a full store stops with ENOSPC and
  * loses nothing; a reset gives every block back; a store that fails a
- * read gives EIO, never other bytes; recompression and idle marking leave
+ * read, or returns other bytes than were written (flipped, zeroed,
+ * stale), gives EIO, counted, never other bytes; a store that fails
+ * writes keeps those pages in RAM; recompression and idle marking leave
  * written-back pages alone; bad requests are refused.  Runs once per
  * allocator.
  * SPDX-License-Identifier: BSD-3-Clause
@@ -14,9 +16,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -167,9 +171,15 @@ check_stats (struct zram *z, struct backing *b, uint64_t expect_bd)
   zram_get_stats (z, &s);
   EXPECT (s.bd_count == expect_bd, "bd_count %" PRIu64 ", expected %" PRIu64,
           s.bd_count, expect_bd);
-  EXPECT (backing_used_blocks (b) == s.bd_count, "store has %" PRIu64
-          " blocks in use, bd_count %" PRIu64, backing_used_blocks (b),
-          s.bd_count);
+  /* Packed: a block holds one object or more, and each object is one
+   * page; a block with no live object is given back.
+   */
+  EXPECT (backing_used_blocks (b) <= s.bd_count &&
+          (backing_used_blocks (b) > 0) == (s.bd_count > 0),
+          "store has %" PRIu64 " blocks in use, bd_count %" PRIu64,
+          backing_used_blocks (b), s.bd_count);
+  EXPECT (s.bd_blocks_used == backing_used_blocks (b), "bd_blocks_used %"
+          PRIu64, s.bd_blocks_used);
   EXPECT (s.bd_blocks == backing_nr_blocks (b), "bd_blocks");
 }
 
@@ -209,6 +219,9 @@ test_types_and_round_trip (void)
           s.compr_data_size, s0.compr_data_size - huge * PAGE);
   EXPECT (s.bd_writes == huge, "bd_writes %" PRIu64, s.bd_writes);
   check_stats (z, b, huge);
+  /* Raw pages take a block each. */
+  EXPECT (backing_used_blocks (b) == huge, "%" PRIu64 " blocks for %" PRIu64
+          " huge pages", backing_used_blocks (b), huge);
   verify (z);
   zram_get_stats (z, &s);
   EXPECT (s.bd_reads == huge, "bd_reads %" PRIu64 " after reading %" PRIu64
@@ -231,6 +244,10 @@ test_types_and_round_trip (void)
   EXPECT (s.orig_data_size == s0.orig_data_size, "orig_data_size changed");
   EXPECT (s.same_pages == same, "same_pages");
   check_stats (z, b, NPAGES - same);
+  /* Compressed and packed: the compressible pages share blocks. */
+  EXPECT (backing_used_blocks (b) < huge + (NPAGES - same - huge) / 2,
+          "%" PRIu64 " blocks for %" PRIu64 " pages", backing_used_blocks (b),
+          NPAGES - same);
   CHECK (zram_mark_idle (z, 0, &marked) == 0 && marked == 0);
   CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == 0 && res.written == 0 &&
          res.scanned == 0);
@@ -238,7 +255,7 @@ test_types_and_round_trip (void)
 
   /* Change written-back pages every way there is. */
   {
-    uint64_t bd = NPAGES - same, before = file_bytes (), gone = 0;
+    uint64_t bd = NPAGES - same, gone = 0;
     unsigned char buf[PAGE];
 
     for (uint32_t p = 0; p < NPAGES; p++) {
@@ -270,9 +287,10 @@ test_types_and_round_trip (void)
     }
     check_stats (z, b, bd - gone);
     verify (z);
-    EXPECT (!can_punch || file_bytes () + gone * PAGE <= before + 16 * PAGE,
-            "store file %" PRIu64 " bytes, was %" PRIu64 " with %" PRIu64
-            " blocks given back", file_bytes (), before, gone);
+    EXPECT (!can_punch ||
+            file_bytes () <= (backing_used_blocks (b) + 16) * PAGE,
+            "store file %" PRIu64 " bytes with %" PRIu64 " blocks in use",
+            file_bytes (), backing_used_blocks (b));
     zram_get_stats (z, &s);
     EXPECT (s.notify_free >= NPAGES / 5, "notify_free %" PRIu64, s.notify_free);
   }
@@ -359,34 +377,51 @@ test_batches_and_full_store (void)
   zram_destroy (z);
   unlink (store_path);
 
-  /* A store of 10 blocks: 10 pages go, then ENOSPC; nothing is lost. */
+  /* A store of 10 blocks: 10 blocks' worth go, then ENOSPC; nothing is
+   * lost, and next_index is the first page left in RAM.
+   */
   z = make (10, &b, 0);
   fill (z, 5);
   CHECK (zram_mark_idle (z, 0, &marked) == 0);
   errno = 0;
   CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == -1 && errno == ENOSPC);
-  CHECK (res.written == 10 && res.next_index < NPAGES);
+  EXPECT (res.written >= 10 && res.next_index < NPAGES,
+          "written %" PRIu64 " next_index %" PRIu64, res.written,
+          res.next_index);
+  total = res.written;
   zram_get_stats (z, &s);
-  EXPECT (s.idle_pages == marked - 10, "idle_pages %" PRIu64, s.idle_pages);
-  check_stats (z, b, 10);
-  verify (z);
-  /* Freeing one makes room for one. */
+  EXPECT (s.idle_pages == marked - total, "idle_pages %" PRIu64, s.idle_pages);
+  EXPECT (backing_used_blocks (b) == 10, "%" PRIu64 " blocks used",
+          backing_used_blocks (b));
+  check_stats (z, b, total);
   {
-    uint32_t p;
-    for (p = 0; p < NPAGES; p++)
-      if (!is_same (p))
-        break;
-    CHECK (zram_trim (z, PAGE, (uint64_t) p * PAGE) == 0);
-    memset (model[p], 0, PAGE);
+    struct zram_wb_req from = { .type = ZRAM_WB_IDLE,
+                                .start_index = res.next_index,
+                                .end_index = res.next_index + 1 };
+
+    /* The page at next_index was selected and is still in RAM. */
+    CHECK (zram_writeback (z, &from, &res) == -1 && errno == ENOSPC &&
+           res.written == 0 && res.next_index == from.start_index);
   }
+  verify (z);
+  /* Freeing a whole block makes room for one block: the first written
+   * pages are in the first blocks; trim them all.
+   */
+  CHECK (zram_trim (z, NPAGES * PAGE / 2, 0) == 0);
+  memset (model, 0, NPAGES / 2 * PAGE);
+  zram_get_stats (z, &s);
+  CHECK (backing_used_blocks (b) < 10);
   CHECK (zram_mark_idle (z, 0, &marked) == 0);  /* verify's reads cleared it */
   {
     int r = wb (z, ZRAM_WB_IDLE, 0, &res);
-    EXPECT (r == -1 && errno == ENOSPC && res.written == 1,
+    EXPECT (r == -1 && errno == ENOSPC && res.written > 0,
             "r %d errno %d written %" PRIu64 " raced %" PRIu64, r, errno,
             res.written, res.raced);
   }
-  check_stats (z, b, 10);
+  EXPECT (backing_used_blocks (b) == 10, "%" PRIu64 " blocks used",
+          backing_used_blocks (b));
+  zram_get_stats (z, &s);
+  check_stats (z, b, s.bd_count);
   verify (z);
 
   /* A reset gives every block back and the file its space. */
@@ -402,7 +437,8 @@ test_batches_and_full_store (void)
   fill (z, 6);
   CHECK (zram_mark_idle (z, 0, &marked) == 0);
   CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == -1 && errno == ENOSPC &&
-         res.written == 10);
+         res.written >= 10);
+  CHECK (backing_used_blocks (b) == 10);
   verify (z);
   zram_destroy (z);
   EXPECT (!can_punch || file_bytes () <= 16 * PAGE, "after destroy the store keeps %" PRIu64
@@ -431,6 +467,160 @@ test_store_failure (void)
   CHECK (zram_read (z, buf, PAGE, PAGE) == 0 && memcmp (buf, model[1], PAGE) == 0);
   CHECK (zram_write (z, model[0], PAGE, 0) == 0);
   CHECK (zram_read (z, buf, PAGE, 0) == 0 && memcmp (buf, model[0], PAGE) == 0);
+  zram_destroy (z);
+  unlink (store_path);
+}
+
+/* A store that fails writes past its first blocks (RLIMIT_FSIZE: pwrite
+ * fails with EFBIG beyond it): the blocks that could be written hold
+ * their pages, the pages of the others stay in RAM, nothing is lost, and
+ * a store that works again takes them.
+ */
+static void
+test_write_failure (void)
+{
+  struct rlimit old, lim;
+  struct zram_wb_result res;
+  struct zram_stats s;
+  struct backing *b;
+  struct zram *z = make (0, &b, 0);
+  uint64_t marked;
+
+  fill (z, 9);
+  CHECK (zram_mark_idle (z, 0, &marked) == 0);
+  CHECK (getrlimit (RLIMIT_FSIZE, &old) == 0);
+  signal (SIGXFSZ, SIG_IGN);
+  lim = old;
+  lim.rlim_cur = 4 * PAGE;
+  CHECK (setrlimit (RLIMIT_FSIZE, &lim) == 0);
+  errno = 0;
+  CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == -1 && errno == EIO);
+  CHECK (setrlimit (RLIMIT_FSIZE, &old) == 0);
+  zram_get_stats (z, &s);
+  EXPECT (res.written > 0 && res.written < marked && s.bd_count == res.written,
+          "written %" PRIu64 " of %" PRIu64 ", bd_count %" PRIu64,
+          res.written, marked, s.bd_count);
+  EXPECT (backing_used_blocks (b) <= 4, "%" PRIu64 " blocks used",
+          backing_used_blocks (b));
+  EXPECT (s.idle_pages == marked - res.written, "idle_pages %" PRIu64
+          ", expected %" PRIu64, s.idle_pages, marked - res.written);
+  check_stats (z, b, res.written);
+  verify (z);
+  /* The store works again: the rest goes (verify's reads ended idleness). */
+  CHECK (zram_mark_idle (z, 0, NULL) == 0);
+  CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == 0);
+  zram_get_stats (z, &s);
+  EXPECT (s.compr_data_size == 0, "compr_data_size %" PRIu64,
+          s.compr_data_size);
+  check_stats (z, b, s.bd_count);
+  verify (z);
+  zram_destroy (z);
+  unlink (store_path);
+}
+
+/* Read every page: each must read as the model or fail with EIO (never
+ * other bytes); returns the EIOs and checks that the checksum errors
+ * counted the same number.
+ */
+static uint64_t
+read_all_or_eio (struct zram *z)
+{
+  struct zram_stats s0, s;
+  unsigned char buf[PAGE];
+  uint64_t eio = 0;
+
+  zram_get_stats (z, &s0);
+  for (uint32_t p = 0; p < NPAGES; p++) {
+    errno = 0;
+    if (zram_read (z, buf, PAGE, (uint64_t) p * PAGE) == -1) {
+      EXPECT (errno == EIO, "page %" PRIu32 ": errno %d", p, errno);
+      eio++;
+    }
+    else if (memcmp (buf, model[p], PAGE) != 0) {
+      fprintf (stderr, "page %" PRIu32 " served other bytes\n", p);
+      abort ();
+    }
+  }
+  zram_get_stats (z, &s);
+  EXPECT (s.bd_checksum_errors - s0.bd_checksum_errors == eio,
+          "%" PRIu64 " reads failed, %" PRIu64 " checksum errors counted", eio,
+          s.bd_checksum_errors - s0.bd_checksum_errors);
+  return eio;
+}
+
+/* A store that returns other bytes than were written: a flipped byte,
+ * zeroes (a hole), the stale contents of an earlier life of its blocks.
+ * Every such read fails with EIO and is counted; none serves the bytes;
+ * rewriting the page heals it.
+ */
+static void
+test_corruption (void)
+{
+  struct zram_wb_result res;
+  struct zram_stats s;
+  struct backing *b;
+  struct zram *z = make (0, &b, 0);
+  uint64_t marked, wbd, eio, size;
+  unsigned char *snap;
+  int fd;
+
+  fill (z, 11);
+  CHECK (zram_mark_idle (z, 0, &marked) == 0);
+  CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == 0 && res.written > 0);
+  wbd = res.written;
+  CHECK (read_all_or_eio (z) == 0);
+
+  /* Stale: keep the store as it is, write every page anew and back
+   * again (reusing the freed blocks), then put the old contents back.
+   */
+  fd = open (store_path, O_RDWR);
+  CHECK (fd >= 0);
+  size = NPAGES * PAGE;
+  snap = malloc (size);
+  CHECK (snap != NULL);
+  CHECK (pread (fd, snap, size, 0) == (ssize_t) size);
+  fill (z, 12);
+  CHECK (zram_mark_idle (z, 0, &marked) == 0);
+  CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == 0 && res.written == wbd);
+  CHECK (read_all_or_eio (z) == 0);
+  CHECK (pwrite (fd, snap, size, 0) == (ssize_t) size);
+  eio = read_all_or_eio (z);
+  EXPECT (eio == wbd, "stale store: %" PRIu64 " of %" PRIu64
+          " written-back pages failed", eio, wbd);
+
+  /* A flipped byte in every block (the free tail of a packed block
+   * counts as much as the object's bytes).
+   */
+  fill (z, 13);
+  CHECK (zram_mark_idle (z, 0, &marked) == 0);
+  CHECK (wb (z, ZRAM_WB_IDLE, 0, &res) == 0 && res.written == wbd);
+  CHECK (pread (fd, snap, size, 0) == (ssize_t) size);
+  for (uint64_t off = 0; off < size; off += PAGE)
+    snap[off + (off / PAGE * 37) % PAGE] ^= 0x40;
+  CHECK (pwrite (fd, snap, size, 0) == (ssize_t) size);
+  eio = read_all_or_eio (z);
+  EXPECT (eio == wbd, "flipped bytes: %" PRIu64 " of %" PRIu64 " failed",
+          eio, wbd);
+
+  /* Zeroes: the store lost everything. */
+  memset (snap, 0, size);
+  CHECK (pwrite (fd, snap, size, 0) == (ssize_t) size);
+  eio = read_all_or_eio (z);
+  EXPECT (eio == wbd, "zeroed store: %" PRIu64 " of %" PRIu64 " failed",
+          eio, wbd);
+
+  /* Partial writes fail too, and change nothing; whole writes heal. */
+  errno = 0;
+  CHECK (zram_write (z, "x", 1, 0) == -1 && errno == EIO);
+  fill (z, 14);
+  CHECK (read_all_or_eio (z) == 0);
+  zram_get_stats (z, &s);
+  EXPECT (s.bd_count == 0, "bd_count %" PRIu64 " after rewriting all",
+          s.bd_count);
+  EXPECT (backing_used_blocks (b) == 0, "%" PRIu64 " blocks still used",
+          backing_used_blocks (b));
+  free (snap);
+  close (fd);
   zram_destroy (z);
   unlink (store_path);
 }
@@ -616,6 +806,8 @@ main (void)
     test_incompressible ();
     test_batches_and_full_store ();
     test_store_failure ();
+    test_corruption ();
+    test_write_failure ();
     test_hot_page ();
     test_nowait ();
     test_refusals ();

@@ -26,7 +26,7 @@ fi
 flags=(-g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -I"$top/include" -I"$top/src")
 clang "${flags[@]}" "$srcdir/fuzz-zctl.c" "${srcs[@]}" \
-  $(pkg-config --cflags --libs liburcu-bp liblz4 libzstd) -lpthread \
+  $(pkg-config --cflags --libs liburcu-bp liblz4 libzstd libxxhash) -lpthread \
   -o "$tmpdir/fuzz-zctl" 2>"$tmpdir/cc.log" ||
   { cat "$tmpdir/cc.log"; fail "cannot build the fuzzer"; }
 

@@ -175,6 +175,11 @@ static const struct metric {
   { "bd_writes", "nbdzram_bd_writes_pages_total", COUNTER,
     "Pages written to the backing store since initialisation "
     "(zram bd_writes).", true },
+  { "bd_checksum_errors", "nbdzram_bd_checksum_errors_total", COUNTER,
+    "Reads of the backing store whose bytes failed their checksum "
+    "(failed with EIO, never served).", true },
+  { "backing_blocks_used", "nbdzram_backing_blocks_used", GAUGE,
+    "4 KiB blocks of the backing store in use now.", true },
   /* writeback_limit, writes waiting for room, the writeback policy
    * (issue 14): servers before them lack the keys.
    */

@@ -111,7 +111,7 @@ usage (FILE *fp)
 "               [max_pages=N] [algo=NAME[:LEVEL]|priority=N]\n"
 "  %s -s SOCKET writeback type=idle|huge|huge_idle|incompressible\n"
 "               [max_pages=N]             move pages to the backing store\n"
-"  %s -s SOCKET writeback-limit PAGES      pages writeback may still write\n"
+"  %s -s SOCKET writeback-limit BLOCKS      4 KiB blocks writeback may still write\n"
 "  %s -s SOCKET writeback-limit-enable 0|1 whether that budget applies\n"
 "\n"
 "Without -s or SOCKET, the devices are those of $NBDZRAMCTL_SOCKET and\n"
@@ -779,7 +779,7 @@ main (int argc, char **argv)
   if (strcmp (sub, "writeback-limit") == 0 ||
       strcmp (sub, "writeback-limit-enable") == 0) {
     fprintf (stderr, "%s: usage: %s\n", progname,
-             sub[15] == '\0' ? "writeback-limit PAGES"
+             sub[15] == '\0' ? "writeback-limit BLOCKS"
              : "writeback-limit-enable 0|1");
     return EXIT_USAGE;
   }

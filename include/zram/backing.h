@@ -19,13 +19,32 @@
  *
  * The store knows nothing of pages, slots, compression or NBD clients.
  *
+ * Checksums: the store is written once per block between the block's
+ * allocation and its free, so the layer keeps, in RAM, a 64-bit checksum
+ * (XXH3, libxxhash) of each block as it was last written through it, and
+ * every read checks the bytes it got against it: a store that returns
+ * other bytes (a corrupted block, a hole that reads as zeroes, the stale
+ * contents of an earlier life of the block, another block's data) is
+ * caught (EBADMSG) and its bytes are never handed out.  12 bytes of RAM
+ * per block (the checksum and the reference count below), 0.3 % of the
+ * store's size, and only for the part of the store ever used.
+ *
+ * References: a block may hold several objects of the device (compressed
+ * writeback packs them), and a reader may be fetching it while the page
+ * whose object it reads is overwritten.  Each block therefore has a
+ * reference count: backing_alloc_block hands the block out with one
+ * reference (the caller's), backing_block_get adds some (one per object
+ * placed in it, one per reader that pins it), and the backing_block_put
+ * that drops the last one frees the block (trims it, then makes it free).
+ * So a block is never reused while anyone may still read it.
+ *
  * Thread safety: every function may be called from any thread at once,
  * except backing_close and backing_free_all, which need exclusive use (no
  * other call in flight or later).  Reads, writes and trims block (they
  * are system calls on a file or device); the allocator takes no lock and
  * never blocks.  Two calls on the same block at once are the caller's
- * business: the device reaches a block only through the one slot that
- * owns it, under that slot's rules.
+ * business: the device writes a block once, before any slot names it,
+ * and reads it only while holding a reference.
  *
  * Errors: functions that can fail return -1 (or NULL) and set errno; they
  * never print.  backing_open, where the causes are many and the user must
@@ -86,13 +105,20 @@ extern const char *backing_kind (const struct backing *b);
 
 /* --- data --------------------------------------------------------------- */
 
-/* Read block (< nr_blocks) into buf (BACKING_BLOCK_SIZE bytes).  Returns 0,
- * or -1 with errno EINVAL (block out of range) or the store's error (EIO
- * for a short read or a failing device).
+/* Read block (< nr_blocks) into buf (BACKING_BLOCK_SIZE bytes) and check
+ * it against the checksum of what was last written to it.  Returns 0, or
+ * -1 with errno EINVAL (block out of range), EBADMSG (the store returned
+ * other bytes than were written; buf is then filled with zeroes, never
+ * with those bytes), or the store's error (EIO for a short read or a
+ * failing device).  A block never written through this store fails the
+ * check too, but for a chance of 2^-64 (its recorded checksum is 0).
  */
 extern int backing_read (struct backing *b, uint64_t block, void *buf);
 
-/* Write buf (BACKING_BLOCK_SIZE bytes) to block.  Returns 0, or -1 with
+/* Write buf (BACKING_BLOCK_SIZE bytes) to block and remember its checksum
+ * for later reads (it is recorded before the write, so a read racing the
+ * write fails the check rather than passing stale bytes; the device never
+ * reads a block before its write returned).  Returns 0, or -1 with
  * errno EINVAL (out of range), ENOSPC (a sparse file whose file system is
  * full), EIO or the store's error.  Durability: the data is handed to the
  * kernel (no fsync); a page written back lives no longer than the device
@@ -111,8 +137,9 @@ struct backing_io {
 /* Write n blocks, each as backing_write would, letting the store keep
  * several in flight at once: an NBD store sends them all before it waits
  * for the replies; a file writes them in turn.  The writes may complete
- * in any order, so no two ios may name the same block.  Returns the
- * number of ios that failed (0: all written); each io's err says which.
+ * in any order, so no two ios may name the same block.  Checksums are
+ * recorded as by backing_write.  Returns the number of ios that failed
+ * (0: all written); each io's err says which.
  */
 extern size_t backing_write_batch (struct backing *b, struct backing_io *io,
                                    size_t n);
@@ -130,26 +157,40 @@ extern bool backing_can_trim (const struct backing *b);
 
 /* --- allocator ---------------------------------------------------------- */
 
-/* Take a free block: sets *block and returns 0, or -1 with errno ENOSPC
- * when every block is taken.  Lock-free; concurrent callers get distinct
- * blocks.
+/* Take a free block, with one reference (the caller's): sets *block and
+ * returns 0, or -1 with errno ENOSPC when every block is taken.
+ * Lock-free; concurrent callers get distinct blocks.
  */
 extern int backing_alloc_block (struct backing *b, uint64_t *block);
 
-/* Give block (taken by backing_alloc_block, not yet given back) back: it
- * is trimmed on the store first, and only then made free, so that a
- * block handed out again is never trimmed after its new owner wrote it.
- * May block for the trim.  Never fails (a failed trim only leaves the
- * space taken on the store).
+/* Add n references to block.  The caller must hold a reference to it, or
+ * reach it through something that does and cannot drop it meanwhile (a
+ * slot whose written-back object lies in the block, under the slot lock):
+ * a block whose count reached 0 is being freed and cannot be revived.
+ * Lock-free, never blocks.
+ */
+extern void backing_block_get (struct backing *b, uint64_t block, uint32_t n);
+
+/* Drop one reference to block.  The last one gives the block back: it is
+ * trimmed on the store first, and only then made free, so that a block
+ * handed out again is never trimmed after its new owner wrote it.  May
+ * block for the trim (only the last one).  Never fails (a failed trim
+ * only leaves the space taken on the store).
+ */
+extern void backing_block_put (struct backing *b, uint64_t block);
+
+/* Give back a block whose only reference is the caller's (taken by
+ * backing_alloc_block, never shared): backing_block_put.
  */
 extern void backing_free_block (struct backing *b, uint64_t block);
 
 /* Blocks allocated now. */
 extern uint64_t backing_used_blocks (const struct backing *b);
 
-/* Give back every allocated block, trimming them on the store in runs.
- * Exclusive use (the device's reset and teardown, when no page can refer
- * to the store any more).
+/* Give back every allocated block, whatever its references, trimming
+ * them on the store in runs.  Exclusive use (the device's reset and
+ * teardown, when no page can refer to the store any more and no reader
+ * holds a reference).
  */
 extern void backing_free_all (struct backing *b);
 

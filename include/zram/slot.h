@@ -5,12 +5,13 @@
  *
  *   word 0  handle   the allocator handle of the page's object, or, for a
  *                    same-filled page, the repeated 8-byte value, or, for a
- *                    written-back page (SLOT_WB), the backing store's block
- *                    number plus one (slot_wb_handle), so that it is never
+ *                    written-back page (SLOT_WB), where the store holds
+ *                    its object: block number << 12 | byte offset in the
+ *                    block, plus one (slot_wb_handle), so that it is never
  *                    0 and the lock-free peeks below stay right
- *   word 1  info     bits  0..12  object size in bytes (0..4096; 0 for a
- *                                 written-back page, which the store holds
- *                                 as a whole uncompressed page)
+ *   word 1  info     bits  0..12  object size in bytes (1..4096; 4096 is
+ *                                 a page stored raw, in the pool or in a
+ *                                 store block of its own)
  *                    bits 13..21  flags (enum slot_flag), the lock bit among
  *                                 them, and the 2-bit priority (which
  *                                 algorithm compressed the object: 0 the
@@ -74,10 +75,14 @@ enum slot_flag {
                                   the slot clears it, so a recompression
                                   that finds it still set knows the slot
                                   is unchanged */
-  SLOT_WB,                     /* written back: the page is in the
-                                  backing store's block slot_get_wb_block,
-                                  not in the pool; no other flag is set
-                                  with it but the lock */
+  SLOT_WB,                     /* written back: the page's object (as
+                                  the pool held it, compressed with the
+                                  algorithm of the slot's priority, or
+                                  raw if its size is a page) is in the
+                                  backing store at slot_get_wb_block,
+                                  slot_get_wb_offset, not in the pool; no
+                                  other flag is set with it but the lock
+                                  and the priority */
   SLOT_PRIO,                   /* first of the 2 priority bits */
 };
 
@@ -257,18 +262,31 @@ slot_get_time (const struct zram_slot *slot)
   return slot_info (slot) >> SLOT_TIME_SHIFT;
 }
 
-/* The handle word of a page written back to block (see the layout). */
+/* Bits of a written-back handle that hold the offset in the block. */
+#define SLOT_WB_OFFSET_BITS 12
+#define SLOT_WB_OFFSET_MASK ((UINT64_C(1) << SLOT_WB_OFFSET_BITS) - 1)
+
+/* The handle word of an object written back to block at byte offset off
+ * (< 4096; see the layout).
+ */
 static inline uint64_t
-slot_wb_handle (uint64_t block)
+slot_wb_handle (uint64_t block, unsigned off)
 {
-  return block + 1;
+  return ((block << SLOT_WB_OFFSET_BITS) | (off & SLOT_WB_OFFSET_MASK)) + 1;
 }
 
 /* The store block named by the handle word of a written-back page. */
 static inline uint64_t
 slot_wb_block_of (uint64_t handle)
 {
-  return handle - 1;
+  return (handle - 1) >> SLOT_WB_OFFSET_BITS;
+}
+
+/* The object's byte offset in its block, from the handle word. */
+static inline unsigned
+slot_wb_offset_of (uint64_t handle)
+{
+  return (handle - 1) & SLOT_WB_OFFSET_MASK;
 }
 
 /* The store block of a written-back slot (SLOT_WB set). */
@@ -276,6 +294,13 @@ static inline uint64_t
 slot_get_wb_block (const struct zram_slot *slot)
 {
   return slot_wb_block_of (slot_get_handle (slot));
+}
+
+/* The offset of a written-back slot's object in its block. */
+static inline unsigned
+slot_get_wb_offset (const struct zram_slot *slot)
+{
+  return slot_wb_offset_of (slot_get_handle (slot));
 }
 
 /* True if the slot holds nothing (reads as zeroes). */

@@ -72,8 +72,8 @@
  *                                         back (their content is the same);
  *                                         EDQUOT when writeback_limit is
  *                                         enabled and used up
- *   writeback_limit PAGES                 zram's writeback_limit: the
- *                                         budget of 4 KiB pages left
+ *   writeback_limit BLOCKS                 zram's writeback_limit: the
+ *                                         budget of 4 KiB blocks of the store left
  *                                         (0..ZRAM_WB_LIMIT_MAX)
  *   writeback_limit_enable 0|1            zram's writeback_limit_enable
  *
@@ -91,8 +91,10 @@
  * pages_recomp1 pages_recomp2 pages_recomp3 recomp_algorithm (the
  * recompression algorithms in priority order, "NAME:LEVEL,..."; empty
  * without) bd_count bd_reads bd_writes (zram's bd_stat: pages in the
- * backing store now, read from it, written to it) backing_blocks (the
- * store's size in 4 KiB blocks; all 0 without a store)
+ * backing store now, read from it, written to it) bd_checksum_errors
+ * (reads of the store that failed their checksum) backing_blocks (the
+ * store's size in 4 KiB blocks) backing_blocks_used (blocks in use now;
+ * all 0 without a store)
  * writeback_limit_enable writeback_limit (zram's, see
  * zram_set_writeback_limit) wb_room_waits wb_room_failed (writes that
  * found the pool at mem_limit and waited for writeback to make room, and

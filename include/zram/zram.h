@@ -184,13 +184,17 @@ struct zram_stats {
   uint64_t bd_writes;         /* pages written to the store (including
                                  writes whose page changed meanwhile and
                                  was not installed) */
+  uint64_t bd_checksum_errors; /* reads of the store whose bytes did not
+                                 match what was written (failed with
+                                 EIO, never served) */
   uint64_t bd_blocks;         /* blocks of the store (its capacity) */
+  uint64_t bd_blocks_used;    /* blocks of the store in use now */
   /* The writeback limit (zram_set_writeback_limit) and writes at
    * mem_limit that waited for room (zram_set_room_wait); for the
    * device's life, not cleared by a reset.
    */
   bool wb_limit_enable;       /* the budget below applies */
-  uint64_t wb_limit;          /* 4 KiB pages writeback may still write */
+  uint64_t wb_limit;          /* 4 KiB blocks writeback may still write */
   uint64_t room_waits;        /* writes that found the pool at mem_limit
                                  and waited for writeback to make room */
   uint64_t room_failed;       /* of those, writes that still failed
@@ -520,17 +524,39 @@ extern int zram_recompress (struct zram *zram,
 /* --- writeback (Linux zram's semantics) ----------------------------------
  *
  * A device created with a backing store can move pages out of the pool
- * into the store: each page is written there whole (uncompressed) and its
- * slot keeps only the block number (state WB, include/zram/slot.h), so
- * the pool memory of its object is freed.  bd_count, bd_reads and
- * bd_writes (zram_stats) count the pages in the store and the pages read
- * and written, as zram's bd_stat does.
+ * into the store: each page's object is written there as the pool holds
+ * it (compressed, with its algorithm's priority: zram's
+ * writeback_compressed), packed with others into 4 KiB blocks (a raw
+ * huge page takes a block alone), and its slot keeps only the object's
+ * place in the store (state WB, include/zram/slot.h), so the pool memory
+ * of its object is freed.  A block is freed when its last object dies
+ * (write, trim, reset of the pages) and no read holds it.  bd_count,
+ * bd_reads and bd_writes (zram_stats) count the pages in the store and
+ * the pages read and written, as zram's bd_stat does; bd_blocks_used the
+ * blocks they take.
+ *
+ * Reads of a written-back page hold no lock across the store's I/O: the
+ * block is pinned under the slot lock and read without it; a read racing
+ * a write of the page may return the page as it was before the write.
+ * Every block read is checked against a checksum of what was written
+ * (include/zram/backing.h): a store that returns other bytes gives EIO,
+ * counted in bd_checksum_errors, never those bytes.
  *
  * Post-processing (zram_recompress, zram_writeback) is serialised per
  * device: one runs at a time, the other call waits (as zram's sysfs
  * writes do under its dev_lock), so at most one owner of a slot's PP
  * mark exists.
  */
+
+/* Store blocks one writeback call fills before it writes them, with one
+ * backing_write_batch (an NBD store keeps them all in flight).
+ */
+#define ZRAM_WB_BATCH_BLOCKS 16
+
+/* Most objects packed into one store block.  Bounds the walk's memory;
+ * objects are rarely below 64 bytes, where this limit starts to waste.
+ */
+#define ZRAM_WB_BLOCK_OBJECTS 64
 
 /* What to write back (zram's writeback type=...). */
 enum zram_wb_type {
@@ -565,55 +591,62 @@ struct zram_wb_result {
   uint64_t written;           /* pages moved to the store */
   uint64_t raced;             /* pages written to the store but changed
                                  (write, trim, reset) meanwhile: the
-                                 change won, the block was given back */
+                                 change won, the page dropped out of its
+                                 block */
   uint64_t next_index;        /* first slot not scanned: end_index (or the
                                  device end) when done, earlier when
                                  max_pages, a full store or an error
-                                 stopped the scan */
+                                 stopped the scan (then the first page
+                                 left in RAM for want of a store block) */
 };
 
 /* Write back the pages of [start_index, end_index) that type selects and
  * that are not same-filled or written back already.  Per page: under the
- * slot lock the page is marked (PP) and its content copied out; without
- * the lock a block is taken and the page written to it; under the lock
- * again, if the mark is still there, the slot becomes WB and its pool
- * object is freed (the page keeps its access time; IDLE, INCOMPRESSIBLE
- * and the priority go with the object).  A write, trim or reset in
- * between wins: the block is given back (counted in raced).  Requests on
- * the page wait only for a decompression, never for the store.
+ * slot lock the page is marked (PP) and its object copied into a block
+ * buffer; once ZRAM_WB_BATCH_BLOCKS buffers are full (or the scan ends),
+ * blocks are taken and written with one backing_write_batch, no lock
+ * held; then, for each page of a written block, under the lock again, if
+ * the mark is still there, the slot becomes WB and its pool object is
+ * freed (the page keeps its access time and priority; IDLE and
+ * INCOMPRESSIBLE go with the pool object).  A write, trim or reset in
+ * between wins (counted in raced): the page drops out of its block, and
+ * a block left empty is given back.  Requests on the page wait only for
+ * a copy of its object, never for the store.
  *
  * *res (required) is filled even on failure with what was done.  Uses
  * the calling thread's context.  Returns 0, or -1 with errno ENODEV (the
  * device has no backing store), EINVAL (bad type, start beyond end or
  * the device), ENOSPC (the store is full: pages written so far stay
- * written), EIO (not initialised, stored data failed to decompress, or
- * the store failed a write: that page stays in the pool), ENOMEM (no
- * thread context), ECANCELED (zram_stop_walks: at once, or at the next
- * page), EDQUOT (the writeback limit is enabled and used up: pages
- * written so far stay written) or EBUSY (nowait, and another
- * post-processing walk runs).  A reset during the call ends it with 0.
+ * written), EIO (not initialised, or the store failed a write: the pages
+ * of that block stay in the pool), ENOMEM (no thread context or batch
+ * buffers), ECANCELED (zram_stop_walks: at once, or at the next page),
+ * EDQUOT (the writeback limit is enabled and used up: pages written so
+ * far stay written) or EBUSY (nowait, and another post-processing walk
+ * runs).  A reset during the call ends it with 0.
  */
 extern int zram_writeback (struct zram *zram, const struct zram_wb_req *req,
                            struct zram_wb_result *res);
 
 /* The writeback limit (zram's writeback_limit and writeback_limit_enable):
- * a budget of 4 KiB pages.  While enabled, every page zram_writeback
- * writes to the store takes one unit of it (a page whose store write
- * fails gives its unit back; a page written but raced keeps it spent,
- * as the store did the write), and writeback stops with EDQUOT when the
- * budget is 0.  While disabled, writeback is unlimited and the budget is
+ * a budget of 4 KiB units of writes to the store, which is what the limit
+ * is for (to spare the store's wear).  While enabled, every block
+ * zram_writeback writes to the store takes one unit of it (a block packs
+ * the compressed objects of one or more pages, so a unit may move
+ * several pages; a block whose write fails gives its unit back; one
+ * written but whose pages all raced keeps it spent, as the store did the
+ * write), and writeback stops with EDQUOT when the budget is 0.  While disabled, writeback is unlimited and the budget is
  * left as it is.  Both start at 0 (disabled, no budget) and last for
  * the device's life (a reset keeps them).  zram_set_writeback_limit sets
- * the remaining budget, at most ZRAM_WB_LIMIT_MAX pages (else EINVAL,
+ * the remaining budget, at most ZRAM_WB_LIMIT_MAX blocks (else EINVAL,
  * nothing changed); it may be called during a writeback, which sees the
- * new budget at its next page.  Thread-safe, never block; the getters
+ * new budget at its next block.  Thread-safe, never block; the getters
  * read both values (zram_get_stats has them too).
  */
-#define ZRAM_WB_LIMIT_MAX (UINT64_C (1) << 52) /* 16 EiB of pages */
-extern int zram_set_writeback_limit (struct zram *zram, uint64_t pages);
+#define ZRAM_WB_LIMIT_MAX (UINT64_C (1) << 52) /* 16 EiB of blocks */
+extern int zram_set_writeback_limit (struct zram *zram, uint64_t blocks);
 extern void zram_set_writeback_limit_enable (struct zram *zram, bool enable);
 extern void zram_get_writeback_limit (struct zram *zram, bool *enabled,
-                                      uint64_t *pages);
+                                      uint64_t *blocks);
 
 /* No cliff at the memory limit: with a backing store and ms > 0, a write
  * whose new object would pass mem_limit does not fail at once.  It kicks
@@ -632,7 +665,8 @@ extern int zram_set_room_wait (struct zram *zram, unsigned ms);
 /* Stop the walks: zram_mark_idle, zram_recompress and zram_writeback
  * calls in progress end at their next page (a page being recompressed or
  * written back is finished or dropped first, so the wait is at most one
- * page's compression or store write), and
+ * page's compression or one batch of ZRAM_WB_BATCH_BLOCKS store writes),
+ * and
  * calls made before the matching zram_resume_walks fail at once, both
  * with -1 and errno ECANCELED.  For a shutdown that must not wait for a
  * recompression of the whole device (minutes with zstd at a high level).

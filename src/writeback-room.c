@@ -46,7 +46,12 @@ zram_wait_room (struct zram *z, struct zram_meta *m, size_t size)
   uint64_t tries, max_tries = (uint64_t) ms * 1000000 / ROOM_RETRY_NS;
   zpool_handle h;
 
-  if (m->backing == NULL || ms == 0 || id < 0) {
+  /* No wait when writeback cannot help: no store or policy, or a
+   * writeback_limit that is used up.
+   */
+  if (m->backing == NULL || ms == 0 || id < 0 ||
+      (__atomic_load_n (&z->wb_limit.enabled, __ATOMIC_RELAXED) &&
+       __atomic_load_n (&z->wb_limit.blocks, __ATOMIC_RELAXED) == 0)) {
     errno = ENOSPC;
     return 0;
   }

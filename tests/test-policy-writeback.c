@@ -366,6 +366,37 @@ test_limit (void)
   stop (&g);
 }
 
+/* With writeback_limit used up, writeback cannot make room: a write at
+ * mem_limit fails at once, without waiting for it.
+ */
+static void
+test_limit_no_wait (void)
+{
+  struct zram_wb_policy_config c;
+  unsigned char buf[ZRAM_PAGE_SIZE];
+  struct zram_stats s;
+  struct rig g;
+  uint64_t p;
+  double t0 = 0;
+  int r = 0;
+
+  zram_wb_policy_defaults (&c);
+  start (&g, FILL_PAGES, UINT64_C (1) << 20, &c);
+  zram_set_writeback_limit_enable (g.z, true);
+  for (p = 0; p < FILL_PAGES && r == 0; p++) {
+    wbt_page (buf, p, 5);
+    t0 = test_now ();
+    r = zram_write (g.z, buf, ZRAM_PAGE_SIZE, p * ZRAM_PAGE_SIZE);
+  }
+  s = stats (g.z);
+  EXPECT (r == -1 && errno == ENOSPC, "no write failed at the limit");
+  EXPECT (test_now () - t0 < 0.5 && s.room_waits == 0,
+          "the failing write waited %.2f s (room_waits %" PRIu64 ")",
+          test_now () - t0, s.room_waits);
+  EXPECT (s.bd_count == 0, "written back with no budget");
+  stop (&g);
+}
+
 static void
 test_refusals (void)
 {
@@ -404,6 +435,7 @@ main (void)
   test_coldest_first ();
   test_age_rate_yield ();
   test_limit ();
+  test_limit_no_wait ();
   wbt_cleanup (dir);
   return check_failures ? 1 : 0;
 }

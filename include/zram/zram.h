@@ -655,7 +655,8 @@ extern void zram_get_writeback_limit (struct zram *zram, bool *enabled,
  * policy-writeback.h) and tries again every millisecond, up to ms
  * milliseconds in all, before it fails with ENOSPC.  Counted in
  * room_waits and room_failed.  Without a store, a policy or with ms 0
- * (the default) writes at the limit fail at once, as before; writes
+ * (the default), or with writeback_limit enabled and used up, writes at
+ * the limit fail at once, as before; writes
  * below the limit never pay for any of this.  At most
  * ZRAM_ROOM_WAIT_MAX_MS.  Returns 0, or -1 with errno EINVAL (too long).
  */

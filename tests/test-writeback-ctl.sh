@@ -20,6 +20,14 @@ refused_start "backing: backing store '$tmpdir/missing': No such file or directo
   backing="$tmpdir/missing"
 refused_start "not a regular file or block device" backing="$tmpdir"
 refused_start "not a regular file or block device" backing=/dev/null
+# The kernel's files look regular but are not storage: /proc/PID/mem is
+# a process's memory (size 0, which ftruncate does not change), a sysfs
+# file a setting.
+refused_start "a file of the kernel's" backing=/proc/self/mem
+if [ -f /sys/kernel/mm/transparent_hugepage/enabled ]; then
+  refused_start "a file of the kernel's" \
+    backing=/sys/kernel/mm/transparent_hugepage/enabled
+fi
 refused_start "cannot connect to the NBD server" \
   backing="nbd+unix:///?socket=$tmpdir/nosock"
 refused_start "unknown URI scheme" backing=ftp://localhost/export

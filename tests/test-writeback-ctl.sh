@@ -161,7 +161,7 @@ kill_nbdkit "$tmpdir/pid"
 # Without backing=, writeback is refused.
 start_nbdkit "$tmpdir/pid2" "$tmpdir/sock2" 1M ctl="$tmpdir/ctl2"
 expect 4 "$ctl" -s "$tmpdir/ctl2" writeback type=idle
-grep -q "no backing store (start the server with backing=PATH)" "$tmpdir/err" ||
+grep -q "no backing store (start the server with backing=PATH or an NBD URI)" "$tmpdir/err" ||
   fail "$(cat "$tmpdir/err")"
 kill_nbdkit "$tmpdir/pid2"
 echo "$0: ok"

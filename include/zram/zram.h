@@ -600,8 +600,8 @@ struct zram_wb_result {
  * *res (required) is filled even on failure with what was done.  Uses
  * the calling thread's context.  Returns 0, or -1 with errno ENODEV (the
  * device has no backing store), EINVAL (bad type, start beyond end or
- * the device), ENOSPC (the store is full: pages written so far stay
- * written), EIO (not initialised, or the store failed a write: the pages
+ * the device), ENOSPC (the store is full, or the file system holding
+ * its file is: pages written so far stay written), EIO (not initialised, or the store failed a write: the pages
  * of that block stay in the pool), ENOMEM (no thread context or batch
  * buffers) or ECANCELED (zram_stop_walks: at once, or at the next
  * page).  A reset during the call ends it with 0.

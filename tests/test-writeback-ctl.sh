@@ -150,6 +150,8 @@ bad=$(stat_of bd_checksum_errors)
   fail "metrics lack nbdzram_bd_checksum_errors_total $bad"
 "$ctl" -s "$tmpdir/ctl" metrics | grep -q "^nbdzram_backing_blocks_used{" ||
   fail "metrics lack nbdzram_backing_blocks_used"
+"$ctl" -s "$tmpdir/ctl" metrics | grep -qx "nbdzram_backing_blocks{.*} $((64 << 20 >> 12))" ||
+  fail "metrics lack the store's capacity, nbdzram_backing_blocks"
 
 # A reset gives every block back.
 expect 0 "${c[@]}" reset --force

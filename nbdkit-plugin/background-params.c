@@ -18,6 +18,7 @@
 #include "zram/policy-recompress.h"
 #include "zram/zram.h"
 #include "background-params.h"
+#include "writeback-params.h"
 
 static struct zram_recomp_policy_config policy = {
   .age_s = ZRAM_RECOMP_POLICY_DEFAULT_AGE_S,
@@ -30,11 +31,8 @@ static int policy_on = -1;         /* recomp_policy=; -1 = not given */
 static const char *setting_given;  /* a recomp_* setting other than on/off */
 static struct zram_bg *bg;
 
-/* A percentage with at most one decimal ("5", "2.5", "5%"), in per mille.
- * Returns 0, or -1 (not such a number).
- */
-static int
-parse_permille (const char *s, unsigned *pm)
+int
+bg_parse_permille (const char *s, unsigned *pm)
 {
   unsigned whole = 0, tenth = 0, digits = 0;
 
@@ -56,8 +54,8 @@ parse_permille (const char *s, unsigned *pm)
   return 0;
 }
 
-static void
-log_debug (const char *fmt, ...)
+void
+bg_log_debug (const char *fmt, ...)
 {
   va_list ap;
 
@@ -93,7 +91,7 @@ bg_params_config (const char *key, const char *value)
     }
   }
   else if (strcmp (key, "recomp_budget") == 0) {
-    if (parse_permille (value, &pm) == -1 || pm == 0 || pm > 1000) {
+    if (bg_parse_permille (value, &pm) == -1 || pm == 0 || pm > 1000) {
       nbdkit_error ("recomp_budget: '%s' is not a share of one core between "
                     "0.1 and 100 (per cent, e.g. recomp_budget=5)", value);
       return -1;
@@ -111,7 +109,7 @@ bg_params_config (const char *key, const char *value)
     }
   }
   else if (strcmp (key, "recomp_soft_limit") == 0) {
-    if (parse_permille (value, &pm) == -1 || pm > 1000) {
+    if (bg_parse_permille (value, &pm) == -1 || pm > 1000) {
       nbdkit_error ("recomp_soft_limit: '%s' is not a percentage of "
                     "mem_limit from 0 to 100 (e.g. recomp_soft_limit=90; "
                     "0 = never)", value);
@@ -154,7 +152,7 @@ bg_params_complete (unsigned nr_recomp)
 int
 bg_start (struct zram *zram)
 {
-  policy.log = log_debug;
+  policy.log = bg_log_debug;
   bg = zram_bg_create (BG_NICE);
   if (bg == NULL) {
     nbdkit_error ("cannot make the background framework: %m");
@@ -170,6 +168,8 @@ bg_start (struct zram *zram)
     nbdkit_error ("recomp_policy: cannot add the recompression policy: %m");
     goto fail;
   }
+  if (wb_policy_add (bg, zram) == -1)
+    goto fail;
   if (zram_bg_start (bg) == -1) {
     nbdkit_error ("cannot start the background thread: %m");
     goto fail;

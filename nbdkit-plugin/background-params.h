@@ -2,9 +2,10 @@
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  *
  * The plugin runs one background framework (include/zram/background.h)
- * per device, with the compaction policy always and the recompression
+ * per device, with the compaction policy always, the recompression
  * policy (include/zram/policy-recompress.h) when the device has a
- * secondary algorithm and recomp_policy is not off.  Parameters:
+ * secondary algorithm and recomp_policy is not off, and the writeback
+ * policy when it has a store (writeback-params.h).  Parameters:
  *
  *   recomp_policy=on|off     default on with recomp_algorithm=
  *   recomp_age=SECONDS       idle age before a page is recompressed
@@ -33,6 +34,15 @@ struct zram;
  * the writers waiting for that lock (priority inversion).
  */
 #define BG_NICE 0
+
+/* A percentage with at most one decimal ("5", "2.5", "5%"), in per mille.
+ * Returns 0, or -1 (not such a number).
+ */
+extern int bg_parse_permille (const char *s, unsigned *pm);
+
+/* nbdkit_debug for a policy's log function. */
+extern void bg_log_debug (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
 
 /* .config: 1 if key is one of the parameters above (handled), 0 if not,
  * -1 if its value is bad.

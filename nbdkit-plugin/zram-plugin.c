@@ -29,6 +29,7 @@
 #include "zram/zram.h"
 #include "zram/thread-ctx.h"
 #include "background-params.h"
+#include "writeback-params.h"
 #include "ctl-owner.h"
 
 #include "fd-headroom.h"
@@ -153,6 +154,8 @@ zram_plugin_config (const char *key, const char *value)
 {
   int handled = bg_params_config (key, value);
 
+  if (handled == 0)
+    handled = wb_params_config (key, value);
   if (handled != 0)
     return handled == 1 ? 0 : -1;
   if (strcmp (key, "size") == 0) {
@@ -277,7 +280,10 @@ zram_plugin_config (const char *key, const char *value)
     nbdkit_error ("unknown parameter '%s'; accepted: size, algorithm, level, "
                   "recomp_algorithm, pool, mem_limit, backing, ctl, mlock, "
                   "allow-remote, reserve, reserve-wait, recomp_policy, "
-                  "recomp_age, recomp_budget, recomp_rate, recomp_soft_limit "
+                  "recomp_age, recomp_budget, recomp_rate, recomp_soft_limit, "
+                  "writeback_policy, writeback_age, writeback_rate, "
+                  "writeback_high, writeback_low, writeback_wait, "
+                  "writeback_limit, writeback_limit_enable "
                   "(see nbdkit-zram-plugin(1))", key);
     return -1;
   }
@@ -325,7 +331,8 @@ zram_plugin_config_complete (void)
       return -1;
     }
   }
-  if (bg_params_complete (config.nr_recomp) == -1)
+  if (bg_params_complete (config.nr_recomp) == -1 ||
+      wb_params_complete (backing_path != NULL) == -1)
     return -1;
   return preflight_refuse_nbdkit_swap (config.disksize);
 }
@@ -354,7 +361,8 @@ zram_plugin_config_complete (void)
   "                         0 = none).\n" \
   "reserve-wait=MS          Fail a write when the reserve is empty and its\n" \
   "                         refill cannot get memory for MS (20).\n" \
-  BG_PARAMS_HELP
+  BG_PARAMS_HELP "\n" \
+  WB_PARAMS_HELP
 
 static void
 zram_plugin_dump_plugin (void)
@@ -450,6 +458,7 @@ zram_plugin_get_ready (void)
     return -1;
   }
   zram_set_mem_limit (zram, mem_limit);
+  wb_params_apply (zram);
   /* What .after_fork will do, tried now (with the slot table mapped, as
    * it will be then): after the fork a failure is only a syslog line.
    */

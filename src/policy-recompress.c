@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "zram/background.h"
+#include "zram/policy-busy.h"
 #include "zram/policy-recompress.h"
 #include "zram/zram.h"
 
@@ -31,9 +32,7 @@ struct recomp_policy {
   int64_t last_round_ns;        /* monotonic: for the rate */
   int64_t page_cost_ns;         /* CPU per page attempted, a moving
                                    average (0 = not known yet) */
-  uint64_t requests_seen;       /* reads + writes served, at the last
-                                   look (busy ()) */
-  int64_t requests_seen_ns;     /* monotonic: when that was */
+  struct zram_busy busy;        /* requests served, at the last look */
   bool yielding;                /* the last round gave way to requests */
   uint64_t round_no;
 };
@@ -95,39 +94,14 @@ rate_allows (struct recomp_policy *rp, int64_t now)
   return (uint64_t) (secs * (double) rp->c.rate_pages) + 1;
 }
 
-/* Reads and writes the device has served so far (its request-time
- * histograms count every one).
- */
-static uint64_t
-requests_served (struct zram *z)
-{
-  struct zram_hist_snapshot h;
-  uint64_t n;
-
-  zram_get_histogram (z, ZRAM_HIST_READ_US, &h);
-  n = h.total;
-  zram_get_histogram (z, ZRAM_HIST_WRITE_US, &h);
-  return n + h.total;
-}
-
 /* Whether the device is serving requests at ZRAM_RECOMP_POLICY_BUSY_RATE
- * a second or more since the last look (over at least
- * ZRAM_RECOMP_POLICY_BUSY_WINDOW_MS); starts a new measure.
+ * a second or more since the last look; starts a new measure.
  */
 static bool
 busy (struct recomp_policy *rp)
 {
-  const int64_t window = ZRAM_RECOMP_POLICY_BUSY_WINDOW_MS * INT64_C (1000000);
-  uint64_t served = requests_served (rp->zram);
-  int64_t now = mono_ns (), dt = now - rp->requests_seen_ns;
-  uint64_t n = served - rp->requests_seen;
-
-  rp->requests_seen = served;
-  rp->requests_seen_ns = now;
-  if (dt < window)
-    dt = window;
-  /* n / (dt / 1e9) >= rate, without a division that rounds to 0. */
-  return (double) n * 1e9 >= (double) ZRAM_RECOMP_POLICY_BUSY_RATE * dt;
+  return zram_busy_check (&rp->busy, rp->zram, ZRAM_RECOMP_POLICY_BUSY_RATE,
+                          ZRAM_RECOMP_POLICY_BUSY_WINDOW_MS);
 }
 
 /* Pages for the next call: what the rest of the allowance pays for at the
@@ -395,8 +369,7 @@ zram_recomp_policy_add (struct zram_bg *bg, struct zram *zram,
   rp->zram = zram;
   rp->c = *c;
   /* The first round measures the requests from now. */
-  rp->requests_seen = requests_served (zram);
-  rp->requests_seen_ns = mono_ns ();
+  zram_busy_init (&rp->busy, zram);
   p.period_ms = c->period_ms;
   p.budget_pm = c->budget_pm;
   p.opaque = rp;

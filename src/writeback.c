@@ -46,13 +46,14 @@ struct wb_plan {
   enum zram_wb_type type;
   uint64_t max_pages;
   uint64_t start, end;
+  uint32_t now, min_age_s;    /* ZRAM_WB_COLD: access time <= now - age */
 };
 
 static int
 plan_make (const struct zram_meta *m, const struct zram_wb_req *req,
            struct wb_plan *p)
 {
-  if (req->type < ZRAM_WB_IDLE || req->type > ZRAM_WB_INCOMPRESSIBLE) {
+  if (req->type < ZRAM_WB_IDLE || req->type > ZRAM_WB_COLD) {
     errno = EINVAL;
     return -1;
   }
@@ -60,6 +61,8 @@ plan_make (const struct zram_meta *m, const struct zram_wb_req *req,
   p->max_pages = req->max_pages;
   p->start = req->start_index;
   p->end = req->end_index ? req->end_index : m->nr_pages;
+  p->now = meta_now (m);
+  p->min_age_s = req->min_age_s;
   if (p->end > m->nr_pages || p->start > p->end) {
     errno = EINVAL;
     return -1;
@@ -83,6 +86,11 @@ selected (uint64_t handle, uint64_t info, const struct wb_plan *p)
     return (info & SLOT_BIT (SLOT_HUGE)) && (info & SLOT_BIT (SLOT_IDLE));
   case ZRAM_WB_INCOMPRESSIBLE:
     return info & SLOT_BIT (SLOT_INCOMPRESSIBLE);
+  case ZRAM_WB_COLD:
+    /* A page touched after the walk began is younger than any age. */
+    return p->min_age_s == 0 ||
+           ((uint32_t) (info >> SLOT_TIME_SHIFT) <= p->now &&
+            p->now - (uint32_t) (info >> SLOT_TIME_SHIFT) >= p->min_age_s);
   }
   return false;
 }
@@ -123,6 +131,7 @@ struct wb_batch {
   struct wb_block blk[ZRAM_WB_BATCH_BLOCKS];
   unsigned open;
   uint64_t queued;            /* members in the batch */
+  struct wb_limit *limit;     /* the device's writeback_limit */
 };
 
 static void
@@ -162,8 +171,9 @@ block_for (struct wb_batch *bt, size_t size)
 
 /* Queue slot index of m into the batch if the plan selects it: mark it
  * PP and copy its object, as stored (compressed, or raw if huge), into a
- * block buffer.  Returns 0 (queued or skipped), or 1 if the batch is full
- * (flush, then call again).
+ * block buffer.  Returns 0 (queued or skipped), 1 if the batch is full
+ * (flush, then call again), or -1 with errno EDQUOT if the page would
+ * start a block and writeback_limit has none left.
  */
 static int
 writeback_slot (struct zram_meta *m, uint64_t index, const struct wb_plan *p,
@@ -192,6 +202,11 @@ writeback_slot (struct zram_meta *m, uint64_t index, const struct wb_plan *p,
   if (b == NULL) {
     slot_unlock (slot);
     return 1;
+  }
+  /* writeback_limit counts 4 KiB blocks written to the store. */
+  if (b->nr == 0 && wb_limit_take (bt->limit) == -1) {
+    slot_unlock (slot);
+    return -1;
   }
   res->scanned++;
   /* A copy of the object under the lock (as a read decompresses it
@@ -248,18 +263,22 @@ install_member (struct zram_meta *m, const struct wb_member *mb,
 }
 
 /* Drop the members of blk[from..to) back to RAM (clear their PP) and
- * lower *first_failed to the first of them.
+ * lower *first_failed to the first of them; the blocks, never written,
+ * give their writeback_limit units back.
  */
 static void
 drop_blocks (struct zram_meta *m, struct wb_batch *bt, unsigned from,
              unsigned to, uint64_t *first_failed)
 {
-  for (unsigned k = from; k < to; k++)
+  for (unsigned k = from; k < to; k++) {
+    if (bt->blk[k].nr > 0)
+      wb_limit_refund (bt->limit);
     for (unsigned j = 0; j < bt->blk[k].nr; j++) {
       drop_pp (slot_at (&m->table, bt->blk[k].member[j].index));
       if (bt->blk[k].member[j].index < *first_failed)
         *first_failed = bt->blk[k].member[j].index;
     }
+  }
 }
 
 /* Write the batch's blocks with one backing_write_batch and install
@@ -385,8 +404,13 @@ writeback_walk (struct zram *z, struct wb_batch *bt, const struct zram_wb_req *r
         r = -1;
         goto out;
       }
-      if (writeback_slot (m, i, &p, bt, res) == 1)
+      r = writeback_slot (m, i, &p, bt, res);
+      if (r == 1) {
+        r = 0;
         break;                /* the batch is full: write it, then again */
+      }
+      if (r == -1)
+        goto out;             /* EDQUOT: write what is queued, stop */
       i++;
     }
     /* Every member must be installed or dropped before the section
@@ -433,8 +457,15 @@ zram_writeback (struct zram *z, const struct zram_wb_req *req,
   bt = calloc (1, sizeof *bt);
   if (bt == NULL)
     return -1;                /* ENOMEM */
+  bt->limit = &z->wb_limit;
   /* One post-processing walk at a time (see src/recompress.c). */
-  pthread_mutex_lock (&z->pp_lock);
+  if (!req->nowait)
+    pthread_mutex_lock (&z->pp_lock);
+  else if (pthread_mutex_trylock (&z->pp_lock) != 0) {
+    free (bt);
+    errno = EBUSY;
+    return -1;
+  }
   r = writeback_walk (z, bt, req, res);
   saved_errno = errno;
   pthread_mutex_unlock (&z->pp_lock);

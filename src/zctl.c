@@ -15,6 +15,7 @@
 #include "zram/background.h"
 #include "zram/compactor.h"
 #include "zram/policy-recompress.h"
+#include "zram/policy-writeback.h"
 #include "zram/size.h"
 #include "zram/thread-ctx.h"
 #include "zram/zctl.h"
@@ -61,6 +62,7 @@ errno_name (int err)
   case EAGAIN: return "EAGAIN";
   case ENOSPC: return "ENOSPC";
   case ENODEV: return "ENODEV";
+  case EDQUOT: return "EDQUOT";
   default: return "EIO";
   }
 }
@@ -159,6 +161,8 @@ cmd_help (struct reply *r)
               "[threshold=BYTES] [max_pages=N] [algo=NAME[:LEVEL]|priority=N]");
   reply_line (r, "command=writeback type=idle|huge|huge_idle|incompressible "
               "[max_pages=N]");
+  reply_line (r, "command=writeback_limit BLOCKS");
+  reply_line (r, "command=writeback_limit_enable 0|1");
   reply_line (r, "algorithms=%s", ZCOMP_ALGO_NAMES);
   return reply_ok (r);
 }
@@ -184,6 +188,13 @@ reply_policy_stats (struct zram *zram, struct reply *r)
   reply_line (r, "recomp_policy_throttled=%" PRIu64, c.throttled);
   reply_line (r, "recomp_policy_urgent=%" PRIu64, c.urgent);
   reply_line (r, "recomp_policy_yielded=%" PRIu64, c.yielded);
+  zram_bg_counts (bg, zram_bg_find (bg, ZRAM_WB_POLICY), &c);
+  reply_line (r, "wb_policy=%d", zram_bg_find (bg, ZRAM_WB_POLICY) >= 0);
+  reply_line (r, "wb_policy_rounds=%" PRIu64, c.rounds);
+  reply_line (r, "wb_policy_pages=%" PRIu64, c.work);
+  reply_line (r, "wb_policy_cpu_ms=%" PRIu64, c.cpu_ns / 1000000);
+  reply_line (r, "wb_policy_urgent=%" PRIu64, c.urgent);
+  reply_line (r, "wb_policy_yielded=%" PRIu64, c.yielded);
 }
 
 static int
@@ -254,6 +265,10 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "backing_blocks_used=%" PRIu64, s.bd_blocks_used);
   reply_line (r, "backing_errors=%" PRIu64, s.bd_errors);
   reply_line (r, "backing_reconnects=%" PRIu64, s.bd_reconnects);
+  reply_line (r, "writeback_limit_enable=%d", s.wb_limit_enable ? 1 : 0);
+  reply_line (r, "writeback_limit=%" PRIu64, s.wb_limit);
+  reply_line (r, "wb_room_waits=%" PRIu64, s.room_waits);
+  reply_line (r, "wb_room_failed=%" PRIu64, s.room_failed);
   reply_policy_stats (zram, r);
   return reply_ok (r);
 }
@@ -658,6 +673,11 @@ cmd_writeback (struct zram *zram, struct reply *r, char **words, size_t n)
       return reply_error (r, err, "writeback: the device has no backing "
                           "store (start the server with backing=PATH or an NBD "
                           "URI)");
+    if (err == EDQUOT)
+      return reply_error (r, err, "writeback: the writeback limit is used "
+                          "up after %" PRIu64 " pages written back (they "
+                          "stay there; raise writeback_limit, or disable "
+                          "it, to write back more)", res.written);
     if (err == ENOSPC)
       return reply_error (r, err, "writeback: the backing store is full "
                           "(every block taken, or its file system full) "
@@ -676,6 +696,35 @@ cmd_writeback (struct zram *zram, struct reply *r, char **words, size_t n)
   reply_line (r, "scanned=%" PRIu64, res.scanned);
   reply_line (r, "written=%" PRIu64, res.written);
   reply_line (r, "raced=%" PRIu64, res.raced);
+  return reply_ok (r);
+}
+
+static int
+cmd_writeback_limit (struct zram *zram, struct reply *r, char **words,
+                     size_t n)
+{
+  uint64_t blocks;
+
+  if (n != 2 || parse_u64 (words[1], ZRAM_WB_LIMIT_MAX, &blocks) == -1)
+    return reply_error (r, EINVAL, "writeback_limit: %s%.32s%s is not a "
+                        "number of 4 KiB blocks from 0 to %" PRIu64
+                        " (usage: writeback_limit BLOCKS)",
+                        n == 2 ? "'" : "", n == 2 ? words[1] : "BLOCKS",
+                        n == 2 ? "'" : "", ZRAM_WB_LIMIT_MAX);
+  if (zram_set_writeback_limit (zram, blocks) == -1)
+    return reply_error (r, errno, "writeback_limit: %s", strerror (errno));
+  return reply_ok (r);
+}
+
+static int
+cmd_writeback_limit_enable (struct zram *zram, struct reply *r, char **words,
+                            size_t n)
+{
+  if (n != 2 || (strcmp (words[1], "0") != 0 && strcmp (words[1], "1") != 0))
+    return reply_error (r, EINVAL, "usage: writeback_limit_enable 0|1 (1: "
+                        "writeback spends the writeback_limit budget and "
+                        "stops at 0; 0: unlimited)");
+  zram_set_writeback_limit_enable (zram, words[1][0] == '1');
   return reply_ok (r);
 }
 
@@ -777,6 +826,10 @@ zctl_execute (struct zram *zram, const char *line, size_t len,
     ret = cmd_recompress (zram, &r, words, n);
   else if (strcmp (words[0], "writeback") == 0)
     ret = cmd_writeback (zram, &r, words, n);
+  else if (strcmp (words[0], "writeback_limit") == 0)
+    ret = cmd_writeback_limit (zram, &r, words, n);
+  else if (strcmp (words[0], "writeback_limit_enable") == 0)
+    ret = cmd_writeback_limit_enable (zram, &r, words, n);
   else if (strcmp (words[0], "help") == 0 || strcmp (words[0], "stats") == 0 ||
            strcmp (words[0], "histograms") == 0 ||
            strcmp (words[0], "compact") == 0)

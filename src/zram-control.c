@@ -258,6 +258,9 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->openers = __atomic_load_n (&z->openers, __ATOMIC_RELAXED) & ~OPENERS_CLAIM;
   s->failed_reads = STAT_GET (z->offline_reads) + STAT_GET (z->nomem_reads);
   s->failed_writes = STAT_GET (z->offline_writes) + STAT_GET (z->nomem_writes);
+  zram_get_writeback_limit (z, &s->wb_limit_enable, &s->wb_limit);
+  s->room_waits = STAT_GET (z->room_waits);
+  s->room_failed = STAT_GET (z->room_failed);
 
   m = ctl_meta_get (z, &locked);
   if (m == NULL)

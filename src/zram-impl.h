@@ -70,6 +70,23 @@ struct zram_meta {
   struct meta_stats stats;
 };
 
+/* The writeback limit (zram_set_writeback_limit; src/writeback-limit.c):
+ * atomics, for the device's life.
+ */
+struct wb_limit {
+  uint64_t blocks;            /* budget left, 4 KiB blocks of the store */
+  bool enabled;
+};
+
+/* Take one unit of budget before a block is written to the store: 0
+ * (taken, or the limit is disabled), or -1 with errno EDQUOT (enabled,
+ * used up).
+ */
+extern int wb_limit_take (struct wb_limit *l);
+
+/* Give back a unit taken for a block that was not written. */
+extern void wb_limit_refund (struct wb_limit *l);
+
 /* Openers word: the number of open connections, plus a claim bit that a
  * reset without force sets in the same atomic step as it checks for zero.
  */
@@ -107,6 +124,10 @@ struct zram {
                                  mark has one owner */
   unsigned walks_stopped;     /* atomic: zram_stop_walks calls not yet
                                  undone; walks end while > 0 */
+  struct wb_limit wb_limit;   /* zram_set_writeback_limit */
+  unsigned room_wait_ms;      /* atomic: zram_set_room_wait */
+  uint64_t room_waits;        /* atomic: writes that waited for room */
+  uint64_t room_failed;       /* atomic: and failed all the same */
 };
 
 #define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)
@@ -196,6 +217,15 @@ extern void zram_wb_unpin (struct zram_meta *m, const struct wb_loc *loc);
  */
 extern bool zram_release_state (struct zram_meta *m,
                                 const struct page_state *old);
+
+/* A write's allocation failed with ENOSPC at mem_limit (src/writeback-room.c):
+ * with a store, a writeback policy and a room wait set, kick the policy
+ * and retry the allocation of size bytes until it succeeds or the wait
+ * is over.  Returns the handle, or 0 with errno ENOSPC (or ENOMEM).
+ * Called inside the caller's read-side section, holding no slot lock.
+ */
+extern zpool_handle zram_wait_room (struct zram *z, struct zram_meta *m,
+                                    size_t size);
 
 /* Raise m's mem_used_max to total if it is higher (after an allocation). */
 extern void zram_update_mem_used_max (struct zram_meta *m, uint64_t total);

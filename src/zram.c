@@ -353,7 +353,7 @@ zram_update_mem_used_max (struct zram_meta *m, uint64_t total)
  */
 static int
 prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
-              const unsigned char *src, struct page_state *st)
+              const unsigned char *src, struct page_state *st, bool may_wait)
 {
   const unsigned char *data = ctx->cbuf;
   uint64_t word;
@@ -388,6 +388,12 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
 
   h = zpool_alloc_limited (m->pool, st->size,
                            __atomic_load_n (&z->mem_limit, __ATOMIC_RELAXED));
+  /* At the limit with a store, writeback may make room (at a cost only
+   * to writes that would fail anyway).  Not while a slot lock is held
+   * (may_wait false): the writeback policy may need that slot.
+   */
+  if (h == 0 && may_wait && errno == ENOSPC && m->backing != NULL)
+    h = zram_wait_room (z, m, st->size);
   if (h == 0)
     return -1;
   zram_update_mem_used_max (m, zpool_total_bytes (m->pool));
@@ -520,7 +526,7 @@ write_full_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ct
    */
   uint32_t t;
 
-  if (prepare_page (z, m, ctx, src, &st) == -1)
+  if (prepare_page (z, m, ctx, src, &st, true) == -1)
     return -1;
   t = meta_now (m);
   slot_table_touch (&m->table, index);
@@ -540,6 +546,7 @@ write_partial_page (struct zram *z, struct zram_meta *m,
   struct page_state st, old;
   struct wb_loc loc;
   bool pinned = false;
+  bool waited = false;
   uint32_t t;
 
   /* Zeroes written into a page that reads as zeroes change nothing, and
@@ -556,6 +563,7 @@ write_partial_page (struct zram *z, struct zram_meta *m,
   }
   t = meta_now (m);
   slot_table_touch (&m->table, index);
+ again:
   slot_lock (slot);
   /* A written-back page is fetched with the lock dropped; the pin keeps
    * its block, so if the slot still names the same place afterwards, it
@@ -579,8 +587,27 @@ write_partial_page (struct zram *z, struct zram_meta *m,
   if (!pinned && zram_read_locked (m, ctx, slot, ctx->page) == -1)
     goto err;
   memcpy (ctx->page + off, src, n);
-  if (prepare_page (z, m, ctx, ctx->page, &st) == -1)
-    goto err;
+  if (prepare_page (z, m, ctx, ctx->page, &st, false) == -1) {
+    zpool_handle room;
+
+    /* At the limit with a store: wait for room without the slot lock,
+     * then merge again (the page may have changed meanwhile).  Once: a
+     * second refusal fails the write.
+     */
+    if (errno != ENOSPC || m->backing == NULL || waited)
+      goto err;
+    slot_unlock (slot);
+    if (pinned) {
+      zram_wb_unpin (m, &loc);
+      pinned = false;
+    }
+    waited = true;
+    room = zram_wait_room (z, m, st.size);
+    if (room == 0)
+      return -1;
+    zpool_free (m->pool, room);
+    goto again;
+  }
   install_locked (m, slot, &st, &old, t);
   slot_unlock (slot);
   if (pinned)

@@ -44,4 +44,26 @@ test_rand (unsigned long long *state)
   return x * 0x2545F4914F6CDD1DULL;
 }
 
+/* Monotonic time in seconds, and a sleep in microseconds. */
+#include <errno.h>
+#include <time.h>
+
+static inline double
+test_now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static inline void
+test_sleep_us (long us)
+{
+  struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
+
+  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+    ;
+}
+
 #endif

@@ -22,30 +22,14 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "check.h"          /* test_now, test_sleep_us */
+
 struct test_server {
   pid_t pid;
   char dir[64];
   char sock[108];               /* NBD socket (fits sun_path) */
   char ctl[108];                /* control socket */
 };
-
-static inline double
-test_now (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static inline void
-test_sleep_us (long us)
-{
-  struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
-
-  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
-    ;
-}
 
 /* Start "nbdkit -f -U SOCK PLUGIN size=SIZE ctl=CTL [extra]" in a private
  * directory; wait until both sockets exist.  Exits 77 if ZRAM_PLUGIN is

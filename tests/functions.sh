@@ -180,6 +180,19 @@ time.sleep(float(sys.argv[3]))' "$1" "$tmpdir/holding" "$2" &
   for (( i = 0; i < 100; i++ )); do [ -e "$tmpdir/holding" ] && break; sleep 0.1; done
 }
 
+# refused_start WANT [plugin params...]: a 16M device with these
+# parameters must fail to start, before the fork (no pid file), with a
+# message containing WANT.
+refused_start () {
+  local want=$1 rc=0
+  shift
+  run_nbdkit -P "$tmpdir/badpid" -U "$tmpdir/badsock" "$ZRAM_PLUGIN" 16M "$@" \
+    >"$tmpdir/out" 2>"$tmpdir/err" || rc=$?
+  [ "$rc" != 0 ] || { kill_nbdkit "$tmpdir/badpid"; fail "started with $*"; }
+  grep -q -- "$want" "$tmpdir/err" || fail "$*: $(cat "$tmpdir/err")"
+  [ ! -e "$tmpdir/badpid" ] || fail "$*: a pid file was left"
+}
+
 # The URI of a unix socket.
 uri_of () {
   echo "nbd+unix:///?socket=$1"

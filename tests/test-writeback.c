@@ -767,7 +767,7 @@ test_refusals (void)
   fill (z, 8);
   req.type = 0;
   CHECK (zram_writeback (z, &req, &res) == -1 && errno == EINVAL);
-  req.type = 5;
+  req.type = ZRAM_WB_COLD + 1;   /* past the last type */
   CHECK (zram_writeback (z, &req, &res) == -1 && errno == EINVAL);
   req.type = ZRAM_WB_HUGE;
   req.start_index = 10;

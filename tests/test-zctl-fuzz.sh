@@ -26,7 +26,8 @@ fi
 flags=(-g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -I"$top/include" -I"$top/src")
 clang "${flags[@]}" "$srcdir/fuzz-zctl.c" "${srcs[@]}" \
-  $(pkg-config --cflags --libs liburcu-bp liblz4 libzstd libxxhash) -lpthread \
+  -DHAVE_LIBNBD=1 \
+  $(pkg-config --cflags --libs liburcu-bp liblz4 libzstd libxxhash libnbd) -lpthread \
   -o "$tmpdir/fuzz-zctl" 2>"$tmpdir/cc.log" ||
   { cat "$tmpdir/cc.log"; fail "cannot build the fuzzer"; }
 

@@ -188,6 +188,35 @@ static const struct metric {
     "was opened.", true },
   { "backing_reconnects", "nbdzram_backing_reconnects_total", COUNTER,
     "Connections to an NBD backing store made again after they broke.", true },
+  /* writeback_limit, writes waiting for room, the writeback policy
+   * (issue 14): servers before them lack the keys.
+   */
+  { "writeback_limit_enable", "nbdzram_writeback_limit_enabled", GAUGE,
+    "1 while writeback spends the writeback_limit budget "
+    "(zram writeback_limit_enable).", true },
+  { "writeback_limit", "nbdzram_writeback_limit_blocks", GAUGE,
+    "4 KiB blocks writeback may still write to the backing store while "
+    "the limit is enabled (zram writeback_limit).", true },
+  { "wb_room_waits", "nbdzram_writeback_room_waits_total", COUNTER,
+    "Writes that found the pool at mem_limit and waited for writeback to "
+    "make room.", true },
+  { "wb_room_failed", "nbdzram_writeback_room_failed_total", COUNTER,
+    "Writes that waited for room at mem_limit and failed all the same.",
+    true },
+  { "wb_policy_rounds", "nbdzram_writeback_policy_rounds_total", COUNTER,
+    "Rounds of the automatic writeback policy that wrote pages back.",
+    true },
+  { "wb_policy_pages", "nbdzram_writeback_policy_pages_total", COUNTER,
+    "Pages the automatic writeback policy wrote back.", true },
+  { "wb_policy_cpu_ms", "nbdzram_writeback_policy_cpu_seconds_total",
+    COUNTER, "CPU time of the automatic writeback policy (its thread's "
+    "CPU clock).", true },
+  { "wb_policy_urgent", "nbdzram_writeback_policy_urgent_rounds_total",
+    COUNTER, "Writeback rounds run near mem_limit, coldest pages first.",
+    true },
+  { "wb_policy_yielded", "nbdzram_writeback_policy_yielded_total",
+    COUNTER, "Writeback rounds skipped or cut short because the device was "
+    "serving requests.", true },
   /* The reserve's (issue 11): servers before it do not send them. */
   { "reserve_bytes", "nbdzram_reserve_bytes", GAUGE,
     "Size of the pool's locked reserve (reserve=); 0 means none.", true },

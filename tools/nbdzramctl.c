@@ -111,6 +111,8 @@ usage (FILE *fp)
 "               [max_pages=N] [algo=NAME[:LEVEL]|priority=N]\n"
 "  %s -s SOCKET writeback type=idle|huge|huge_idle|incompressible\n"
 "               [max_pages=N]             move pages to the backing store\n"
+"  %s -s SOCKET writeback-limit BLOCKS      4 KiB blocks writeback may still write\n"
+"  %s -s SOCKET writeback-limit-enable 0|1 whether that budget applies\n"
 "\n"
 "Without -s or SOCKET, the devices are those of $NBDZRAMCTL_SOCKET and\n"
 "every %s/*/ctl.sock (the systemd unit's; $NBDZRAMCTL_RUNDIR changes it).\n"
@@ -130,7 +132,8 @@ usage (FILE *fp)
 "\n"
 "Available output columns:\n",
            progname, progname, progname, progname, progname, progname,
-           progname, progname, progname, progname, progname, DEFAULT_RUNDIR);
+           progname, progname, progname, progname, progname, progname,
+           progname, DEFAULT_RUNDIR);
   zctl_columns_help (fp);
   fprintf (fp, "\nOnly a server run by root or by you is trusted.\n");
 }
@@ -762,6 +765,23 @@ main (int argc, char **argv)
     path = one_device (sub);
     snprintf (cmd, sizeof cmd, "mem_limit %s", size);
     return simple_command (path, cmd, NULL);
+  }
+  if ((strcmp (sub, "writeback-limit") == 0 ||
+       strcmp (sub, "writeback-limit-enable") == 0) && nargs == 1) {
+    /* The server checks the value and says what is wrong. */
+    const char *v = check_word (sub, argv[i]);
+
+    snprintf (cmd, sizeof cmd, "%s %.64s",
+              sub[15] == '\0' ? "writeback_limit" : "writeback_limit_enable",
+              v);
+    return simple_command (one_device (sub), cmd, NULL);
+  }
+  if (strcmp (sub, "writeback-limit") == 0 ||
+      strcmp (sub, "writeback-limit-enable") == 0) {
+    fprintf (stderr, "%s: usage: %s\n", progname,
+             sub[15] == '\0' ? "writeback-limit BLOCKS"
+             : "writeback-limit-enable 0|1");
+    return EXIT_USAGE;
   }
   if ((strcmp (sub, "idle") == 0 && nargs == 1) ||
       (strcmp (sub, "recompress") == 0 && nargs >= 1) ||

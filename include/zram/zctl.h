@@ -12,7 +12,7 @@
  *
  * so a client reads lines until one is "ok" or begins with "error ".
  * ENAME is the symbolic errno (EINVAL, EBUSY, EIO, ENOMEM, E2BIG, ERANGE,
- * EACCES, EAGAIN, ENOSPC, ENODEV).  Commands:
+ * EACCES, EAGAIN, ENOSPC, ENODEV, EDQUOT).  Commands:
  *
  *   help                                  list the commands
  *   stats                                 key=value lines, see below
@@ -69,7 +69,13 @@
  *                                         backing store; ENOSPC when it
  *                                         is full.  If it fails midway
  *                                         the pages done stay written
- *                                         back (their content is the same)
+ *                                         back (their content is the same);
+ *                                         EDQUOT when writeback_limit is
+ *                                         enabled and used up
+ *   writeback_limit BLOCKS                 zram's writeback_limit: the
+ *                                         budget of 4 KiB blocks of the store left
+ *                                         (0..ZRAM_WB_LIMIT_MAX)
+ *   writeback_limit_enable 0|1            zram's writeback_limit_enable
  *
  * "stats" replies with these keys, in this order (zram's names and units;
  * see struct zram_stats): disksize orig_data_size compr_data_size
@@ -90,12 +96,20 @@
  * store's size in 4 KiB blocks) backing_blocks_used (blocks in use now)
  * backing_errors backing_reconnects (its failed reads, writes and trims,
  * and connections to an NBD store made again; all 0 without a store)
+ * writeback_limit_enable writeback_limit (zram's, see
+ * zram_set_writeback_limit; in 4 KiB blocks written to the store)
+ * wb_room_waits wb_room_failed (writes
+ * that found the pool at mem_limit and waited for writeback to make room,
+ * and of those the ones that failed all the same)
  * compact_policy_rounds compact_policy_cpu_ms recomp_policy (1
  * if the automatic recompression policy runs, else 0)
  * recomp_policy_rounds recomp_policy_pages recomp_policy_cpu_ms
  * recomp_policy_throttled recomp_policy_urgent recomp_policy_yielded
- * (the background policies,
- * include/zram/background.h and policy-recompress.h; all 0 for a policy
+ * wb_policy (1 if the automatic writeback policy runs) wb_policy_rounds
+ * wb_policy_pages wb_policy_cpu_ms wb_policy_urgent (rounds near
+ * mem_limit) wb_policy_yielded
+ * (the background policies, include/zram/background.h,
+ * policy-recompress.h and policy-writeback.h; all 0 for a policy
  * that does not run).  Clients must
  * ignore keys they do not know: more may be added.
  *

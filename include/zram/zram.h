@@ -193,6 +193,16 @@ struct zram_stats {
                                  failed (an NBD server down, a bad disk) */
   uint64_t bd_reconnects;     /* connections to the store made again after
                                  they broke (an NBD server that came back) */
+  /* The writeback limit (zram_set_writeback_limit) and writes at
+   * mem_limit that waited for room (zram_set_room_wait); for the
+   * device's life, not cleared by a reset.
+   */
+  bool wb_limit_enable;       /* the budget below applies */
+  uint64_t wb_limit;          /* 4 KiB blocks writeback may still write */
+  uint64_t room_waits;        /* writes that found the pool at mem_limit
+                                 and waited for writeback to make room */
+  uint64_t room_failed;       /* of those, writes that still failed
+                                 (ENOSPC) when the wait ran out */
   unsigned nr_recomp;         /* recompression algorithms configured */
   struct zram_recomp_algo recomp[ZRAM_MAX_RECOMP]; /* and their effective
                                  levels */
@@ -559,6 +569,12 @@ enum zram_wb_type {
   ZRAM_WB_HUGE_IDLE = 3,      /* pages both huge and idle */
   ZRAM_WB_INCOMPRESSIBLE = 4, /* pages recompression marked
                                  incompressible */
+  ZRAM_WB_COLD = 5,           /* pages not read or written for min_age_s
+                                 seconds or more (0: every page), marked
+                                 idle or not: for the automatic policy
+                                 (include/zram/policy-writeback.h), which
+                                 goes coldest first; not one of zram's
+                                 types */
 };
 
 struct zram_wb_req {
@@ -568,6 +584,10 @@ struct zram_wb_req {
   uint64_t start_index, end_index; /* slots [start, end) to scan; end 0 =
                                  the device end; lets a caller work in
                                  batches, continuing at next_index */
+  uint32_t min_age_s;         /* ZRAM_WB_COLD only: the age in seconds */
+  bool nowait;                /* fail with EBUSY at once, rather than
+                                 wait, while another post-processing walk
+                                 runs (as zram_recomp_req.nowait) */
 };
 
 struct zram_wb_result {
@@ -603,11 +623,49 @@ struct zram_wb_result {
  * the device), ENOSPC (the store is full, or the file system holding
  * its file is: pages written so far stay written), EIO (not initialised, or the store failed a write: the pages
  * of that block stay in the pool), ENOMEM (no thread context or batch
- * buffers) or ECANCELED (zram_stop_walks: at once, or at the next
- * page).  A reset during the call ends it with 0.
+ * buffers), ECANCELED (zram_stop_walks: at once, or at the next page),
+ * EDQUOT (the writeback limit is enabled and used up: pages written so
+ * far stay written) or EBUSY (nowait, and another post-processing walk
+ * runs).  A reset during the call ends it with 0.
  */
 extern int zram_writeback (struct zram *zram, const struct zram_wb_req *req,
                            struct zram_wb_result *res);
+
+/* The writeback limit (zram's writeback_limit and writeback_limit_enable):
+ * a budget of 4 KiB units of writes to the store, which is what the limit
+ * is for (to spare the store's wear).  While enabled, every block
+ * zram_writeback writes to the store takes one unit of it (a block packs
+ * the compressed objects of one or more pages, so a unit may move
+ * several pages; a block whose write fails gives its unit back; one
+ * written but whose pages all raced keeps it spent, as the store did the
+ * write), and writeback stops with EDQUOT when the budget is 0.  While disabled, writeback is unlimited and the budget is
+ * left as it is.  Both start at 0 (disabled, no budget) and last for
+ * the device's life (a reset keeps them).  zram_set_writeback_limit sets
+ * the remaining budget, at most ZRAM_WB_LIMIT_MAX blocks (else EINVAL,
+ * nothing changed); it may be called during a writeback, which sees the
+ * new budget at its next block.  Thread-safe, never block; the getters
+ * read both values (zram_get_stats has them too).
+ */
+#define ZRAM_WB_LIMIT_MAX (UINT64_C (1) << 52) /* 16 EiB of blocks */
+extern int zram_set_writeback_limit (struct zram *zram, uint64_t blocks);
+extern void zram_set_writeback_limit_enable (struct zram *zram, bool enable);
+extern void zram_get_writeback_limit (struct zram *zram, bool *enabled,
+                                      uint64_t *blocks);
+
+/* No cliff at the memory limit: with a backing store and ms > 0, a write
+ * whose new object would pass mem_limit does not fail at once.  It kicks
+ * the device's writeback policy (the background framework's policy
+ * named ZRAM_WB_POLICY, through zram_background: include/zram/
+ * policy-writeback.h) and tries again every millisecond, up to ms
+ * milliseconds in all, before it fails with ENOSPC.  Counted in
+ * room_waits and room_failed.  Without a store, a policy or with ms 0
+ * (the default), or with writeback_limit enabled and used up, writes at
+ * the limit fail at once, as before; writes
+ * below the limit never pay for any of this.  At most
+ * ZRAM_ROOM_WAIT_MAX_MS.  Returns 0, or -1 with errno EINVAL (too long).
+ */
+#define ZRAM_ROOM_WAIT_MAX_MS 60000
+extern int zram_set_room_wait (struct zram *zram, unsigned ms);
 
 /* Stop the walks: zram_mark_idle, zram_recompress and zram_writeback
  * calls in progress end at their next page (a page being recompressed or

@@ -671,7 +671,11 @@ zram_plugin_can_fua (void *handle UNUSED)
 static int
 zram_plugin_can_cache (void *handle UNUSED)
 {
-  return NBDKIT_CACHE_NATIVE; /* everything is in RAM already */
+  /* NBD_CMD_CACHE is advice: pages in RAM need nothing, and pages
+   * written back to the store stay there (nothing brings pages back
+   * into RAM yet), so it succeeds doing nothing.
+   */
+  return NBDKIT_CACHE_NATIVE;
 }
 
 static int

@@ -13,12 +13,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>           /* BLKGETSIZE64, BLKDISCARD */
+#include <linux/magic.h>        /* file systems' f_type */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>            /* fstatfs */
 #include <unistd.h>
 
 #include "backing-impl.h"
@@ -106,6 +108,34 @@ file_close (struct backing *b)
   free (f);
 }
 
+/* The kernel's own file systems, whose "regular files" are views of
+ * kernel or process state, not storage: /proc/PID/mem is another
+ * process's memory, a sysfs or procfs file a setting.  Writing pages
+ * there would corrupt what they show (as root, even the kernel's
+ * settings), so they are refused whatever their size.
+ */
+static const unsigned long kernel_fs[] = {
+  PROC_SUPER_MAGIC, SYSFS_MAGIC, DEBUGFS_MAGIC, TRACEFS_MAGIC,
+  SECURITYFS_MAGIC, SELINUX_MAGIC, SMACK_MAGIC, CGROUP_SUPER_MAGIC,
+  CGROUP2_SUPER_MAGIC, BPF_FS_MAGIC, EFIVARFS_MAGIC, PSTOREFS_MAGIC,
+  BINFMTFS_MAGIC, NSFS_MAGIC, RDTGROUP_SUPER_MAGIC,
+  0x62656570,                 /* configfs */
+  0x65735543,                 /* fusectl */
+};
+
+static bool
+on_kernel_fs (int fd)
+{
+  struct statfs sfs;
+
+  if (fstatfs (fd, &sfs) == -1)
+    return false;             /* judged by what fails next */
+  for (size_t i = 0; i < sizeof kernel_fs / sizeof kernel_fs[0]; i++)
+    if ((unsigned long) sfs.f_type == kernel_fs[i])
+      return true;
+  return false;
+}
+
 static const struct backing_ops file_ops = {
   .kind = "file", .read = file_read, .write = file_write,
   .trim = file_trim, .close = file_close,
@@ -163,6 +193,13 @@ backing_file_open (const char *path, uint64_t max_bytes, char *err,
     e = EINVAL;
     goto err;
   }
+  if (S_ISREG (st.st_mode) && on_kernel_fs (fd)) {
+    snprintf (err, err_cap, "backing store '%s': a file of the kernel's "
+              "(procfs, sysfs, ...), not storage; give a regular file on a "
+              "disk's file system or a block device", path);
+    e = EINVAL;
+    goto err;
+  }
   if (S_ISREG (st.st_mode) && flock (fd, LOCK_EX | LOCK_NB) == -1) {
     e = errno == EWOULDBLOCK ? EBUSY : errno;
     snprintf (err, err_cap, "backing store '%s': %s", path,
@@ -189,6 +226,16 @@ backing_file_open (const char *path, uint64_t max_bytes, char *err,
         snprintf (err, err_cap, "backing store '%s': cannot grow the empty "
                   "file to %" PRIu64 " bytes: %s", path, max_bytes,
                   strerror (e));
+        goto err;
+      }
+      /* A file that ignores ftruncate would be taken for a store of
+       * blocks that do not exist.
+       */
+      if (fstat (fd, &st) == -1 || (uint64_t) st.st_size != max_bytes) {
+        snprintf (err, err_cap, "backing store '%s': growing the empty file "
+                  "to %" PRIu64 " bytes did not change its size; give a "
+                  "regular file on a disk's file system", path, max_bytes);
+        e = EINVAL;
         goto err;
       }
       size = max_bytes;

@@ -10,14 +10,17 @@
  * handle itself: libnbd's nbd_poll is not meant for two threads at once.
  *
  * A connection that breaks (the server died, a reply came too late, the
- * state machine is dead) is closed at once and its requests fail with
- * EIO; nothing waits for it.  While no connection is up, operations fail
- * with EIO without touching the network, and at most once every
- * BACKING_NBD_RETRY_MS one of them tries to connect again on a fresh
- * handle; when that works, the other connections are reopened by the next
- * operations that meet them.  Everything an operation does (waiting for a
- * connection, reconnecting, its requests) shares one deadline,
- * BACKING_NBD_TIMEOUT_MS from its start.
+ * state machine is dead) is closed at once; nothing waits for it.  One
+ * found gone (closed or reset, as after the server restarted while the
+ * device was idle) says nothing of the server now, so the requests it
+ * failed are sent again on another connection, or a fresh one, within
+ * the operation's deadline: a restarted server costs no failed request.
+ * One that timed out, or a connect that failed, means the server is out
+ * of reach: operations then fail with EIO without touching the network
+ * until BACKING_NBD_RETRY_MS has passed, and the next ones to meet a
+ * down connection connect again on a fresh handle.  Everything an
+ * operation does (waiting for a connection, reconnecting, its requests)
+ * shares one deadline, BACKING_NBD_TIMEOUT_MS from its start.
  *
  *   conn[0]  [mutex][handle]    op: lock a connection -> aio requests ->
  *   conn[1]  [mutex][handle]        poll until all replied or deadline ->
@@ -54,7 +57,9 @@ struct nbd_conn {
 struct backing_nbd {
   struct backing b;           /* first: the store is cast to this */
   uint64_t need_bytes;        /* a reconnected export must be this large */
-  int64_t retry_at;           /* atomic: CLOCK_MONOTONIC ns, next attempt */
+  int64_t retry_at;           /* atomic: CLOCK_MONOTONIC ns; no connect
+                                 before (set when the server was out of
+                                 reach) */
   unsigned next;              /* atomic: round-robin start */
   unsigned nconns;
   struct nbd_conn conns[BACKING_NBD_CONNS];
@@ -67,6 +72,8 @@ struct nbd_req {
   void *buf;                  /* read into / write from (not trim) */
   uint64_t len, offset;
   int64_t cookie;             /* > 0 while in flight */
+  bool answered;              /* the server replied (err is its verdict);
+                                 else err is EIO for a lost connection */
   int err;
 };
 
@@ -178,37 +185,46 @@ connect_handle (const char *uri, uint64_t need_bytes, int64_t deadline,
   return NULL;
 }
 
-/* Close a connection found broken; the next reconnect may come once
- * BACKING_NBD_RETRY_MS has passed.
- */
+/* The server is out of reach: no connect before BACKING_NBD_RETRY_MS. */
 static void
-conn_drop (struct backing_nbd *n, struct nbd_conn *c)
+hold_off (struct backing_nbd *n)
 {
-  nbd_close (c->h);
-  c->h = NULL;
   __atomic_store_n (&n->retry_at,
                     now_ns () + (int64_t) BACKING_NBD_RETRY_MS * 1000000,
                     __ATOMIC_RELAXED);
 }
 
-/* A down connection (its lock held): connect again, by deadline, if the
- * retry time has come and no other thread took this turn.  Returns true
- * if it is up.
+/* Close a connection found broken.  One that timed out holds reconnects
+ * off; one found closed or reset does not (the server may well be there
+ * again, and the next operation finds out by connecting).
+ */
+static void
+conn_drop (struct backing_nbd *n, struct nbd_conn *c, bool timed_out)
+{
+  nbd_close (c->h);
+  c->h = NULL;
+  if (timed_out)
+    hold_off (n);
+}
+
+/* A down connection (its lock held): connect again, by deadline, unless
+ * the server was found out of reach less than BACKING_NBD_RETRY_MS ago.
+ * Other down connections may be reconnecting at the same time: a burst of
+ * requests after the server came back waits for no one's turn.  Returns
+ * true if it is up.
  */
 static bool
 conn_revive (struct backing_nbd *n, struct nbd_conn *c, int64_t deadline)
 {
-  int64_t t = __atomic_load_n (&n->retry_at, __ATOMIC_RELAXED), now = now_ns ();
   char err[BACKING_ERR_MAX];
 
-  if (now < t ||
-      !__atomic_compare_exchange_n (&n->retry_at, &t,
-                                    now + (int64_t) BACKING_NBD_RETRY_MS * 1000000,
-                                    false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+  if (now_ns () < __atomic_load_n (&n->retry_at, __ATOMIC_RELAXED))
     return false;
   c->h = connect_handle (n->b.name, n->need_bytes, deadline, err, sizeof err);
-  if (c->h == NULL)
+  if (c->h == NULL) {
+    hold_off (n);
     return false;
+  }
   /* The server is back: let the other connections come back at once. */
   __atomic_store_n (&n->retry_at, 0, __ATOMIC_RELAXED);
   __atomic_add_fetch (&n->b.reconnects, 1, __ATOMIC_RELAXED);
@@ -266,23 +282,27 @@ conn_gone_errno (int e)
   return e == ENOTCONN || e == ESHUTDOWN || e == ECONNRESET || e == EPIPE;
 }
 
-/* Send reqs on c and wait for all their replies, each req's err set.
- * The connection is dropped (and the requests still out fail with EIO)
- * if it breaks or a reply has not come by deadline.  Returns the number
- * that failed.
+/* Send the reqs not yet answered on c and wait for their replies, each
+ * req's err set.  The connection is dropped (and the requests still out
+ * fail with EIO, unanswered) if it breaks or a reply has not come by
+ * deadline; *gone says whether it broke by itself (closed, reset: the
+ * requests are worth sending again elsewhere) rather than by the
+ * deadline.  Returns the number that failed.
  */
 static size_t
 conn_run (struct backing_nbd *n, struct nbd_conn *c, struct nbd_req *reqs,
-          size_t nr, int64_t deadline)
+          size_t nr, int64_t deadline, bool *gone)
 {
   size_t i, pending = 0, failed = 0;
-  bool broken = false;
+  bool broken = false, timed_out = false;
   int r;
 
   for (i = 0; i < nr; i++) {
     struct nbd_req *q = &reqs[i];
 
     q->cookie = 0;
+    if (q->answered)
+      continue;
     q->err = 0;
     if (broken) {
       q->err = EIO;
@@ -335,18 +355,24 @@ conn_run (struct backing_nbd *n, struct nbd_conn *c, struct nbd_req *reqs,
         q->err = EIO;
         broken = true;
       }
+      else
+        q->answered = true;
     }
     if (pending == 0)
       break;
-    if (nbd_aio_is_dead (c->h) || nbd_aio_is_closed (c->h) ||
-        ms_left (deadline) == 0 || nbd_poll (c->h, ms_left (deadline)) == -1)
+    if (ms_left (deadline) == 0)
+      broken = timed_out = true;
+    else if (nbd_aio_is_dead (c->h) || nbd_aio_is_closed (c->h) ||
+             nbd_poll (c->h, ms_left (deadline)) == -1)
       broken = true;
   }
+  *gone = false;
   if (broken || nbd_aio_is_dead (c->h) || nbd_aio_is_closed (c->h)) {
     /* Close before the requests' buffers go back to the caller: libnbd
      * forgets them with the handle.
      */
-    conn_drop (n, c);
+    *gone = !timed_out;
+    conn_drop (n, c, timed_out);
     for (i = 0; i < nr; i++)
       if (reqs[i].cookie > 0) {
         reqs[i].cookie = 0;
@@ -359,21 +385,32 @@ conn_run (struct backing_nbd *n, struct nbd_conn *c, struct nbd_req *reqs,
   return failed;
 }
 
-/* Run reqs on some connection, all of it within BACKING_NBD_TIMEOUT_MS. */
+/* Run reqs on some connection, all of it within BACKING_NBD_TIMEOUT_MS.
+ * Requests that a connection found gone failed are sent again on the
+ * next, or a fresh one: every kept connection may be stale after the
+ * server restarted, so up to one try more than there are connections.
+ */
 static size_t
 run (struct backing_nbd *n, struct nbd_req *reqs, size_t nr)
 {
   int64_t deadline = deadline_in (BACKING_NBD_TIMEOUT_MS);
-  struct nbd_conn *c = conn_get (n, deadline);
-  size_t failed;
+  struct nbd_conn *c;
+  size_t failed = nr, i;
+  bool gone = true;
 
-  if (c == NULL) {
-    for (size_t i = 0; i < nr; i++)
-      reqs[i].err = EIO;
-    return nr;
+  for (i = 0; i < nr; i++)
+    reqs[i].answered = false;
+  for (unsigned tries = 0; failed > 0 && gone && tries <= n->nconns; tries++) {
+    c = conn_get (n, deadline);
+    if (c == NULL)
+      break;
+    failed = conn_run (n, c, reqs, nr, deadline, &gone);
+    pthread_mutex_unlock (&c->lock);
   }
-  failed = conn_run (n, c, reqs, nr, deadline);
-  pthread_mutex_unlock (&c->lock);
+  if (failed > 0)
+    for (i = 0; i < nr; i++)
+      if (!reqs[i].answered)
+        reqs[i].err = EIO;
   return failed;
 }
 
@@ -438,6 +475,7 @@ nbdstore_trim (struct backing *b, uint64_t len, uint64_t offset)
   struct nbd_req reqs[TRIM_BATCH];
   struct nbd_conn *c;
   size_t nr, i;
+  bool gone;
   int r = 0;
 
   /* A long run of trims (a reset) gets a deadline per batch. */
@@ -457,7 +495,8 @@ nbdstore_trim (struct backing *b, uint64_t len, uint64_t offset)
       offset += piece;
       len -= piece;
     }
-    if (conn_run (n, c, reqs, nr, deadline_in (BACKING_NBD_TIMEOUT_MS)) > 0) {
+    if (conn_run (n, c, reqs, nr, deadline_in (BACKING_NBD_TIMEOUT_MS),
+                  &gone) > 0) {
       for (i = 0; i < nr && reqs[i].err == 0; i++)
         ;
       errno = reqs[i].err;

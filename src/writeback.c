@@ -284,7 +284,8 @@ drop_blocks (struct zram_meta *m, struct wb_batch *bt, unsigned from,
 /* Write the batch's blocks with one backing_write_batch and install
  * their members.  No lock is held across the store's I/O.  A block that
  * cannot be taken (ENOSPC) or written (EIO) leaves its members in RAM,
- * nothing lost.  Returns 0, or -1 with errno ENOSPC or EIO, setting
+ * nothing lost.  Returns 0, or -1 with errno ENOSPC (no free block, or
+ * the file system under the store is full) or EIO, setting
  * *first_failed to the lowest slot index left in RAM; the batch is empty
  * afterwards either way.
  */
@@ -313,7 +314,11 @@ flush (struct zram_meta *m, struct wb_batch *bt, struct zram_wb_result *res,
     struct wb_block *b = &bt->blk[k];
 
     if (io[k].err != 0) {
-      err = err ? err : EIO;
+      /* A sparse file whose file system filled up is a full store too:
+       * say so, rather than EIO, since freeing space fixes it.
+       */
+      if (!err)
+        err = io[k].err == ENOSPC || io[k].err == EDQUOT ? ENOSPC : EIO;
       drop_blocks (m, bt, k, k + 1, first_failed);
       backing_free_block (m->backing, io[k].block);
       continue;

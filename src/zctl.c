@@ -671,7 +671,8 @@ cmd_writeback (struct zram *zram, struct reply *r, char **words, size_t n)
 
     if (err == ENODEV)
       return reply_error (r, err, "writeback: the device has no backing "
-                          "store (start the server with backing=PATH)");
+                          "store (start the server with backing=PATH or an NBD "
+                          "URI)");
     if (err == EDQUOT)
       return reply_error (r, err, "writeback: the writeback limit is used "
                           "up after %" PRIu64 " pages written back (they "
@@ -679,8 +680,10 @@ cmd_writeback (struct zram *zram, struct reply *r, char **words, size_t n)
                           "it, to write back more)", res.written);
     if (err == ENOSPC)
       return reply_error (r, err, "writeback: the backing store is full "
+                          "(every block taken, or its file system full) "
                           "after %" PRIu64 " pages written back (they stay "
-                          "there; trim or rewrite pages to free blocks)",
+                          "there; trim or rewrite pages to free blocks, or "
+                          "free space on the store's file system)",
                           res.written);
     return reply_error (r, err, "writeback: %s after %" PRIu64 " pages "
                         "written back", err == EIO && res.scanned == 0

@@ -12,6 +12,7 @@
  * skips (77) without it.
  * SPDX-License-Identifier: BSD-3-Clause
  */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -155,6 +156,47 @@ hung_reader (void *arg)
   return NULL;
 }
 
+/* Whether every thread of process pid is stopped (state T in
+ * /proc/PID/task/TID/stat), waiting up to 2 s.
+ */
+static bool
+wait_stopped (pid_t pid)
+{
+  char path[320];
+
+  for (int tries = 0; tries < 200; tries++) {
+    bool all = true;
+    DIR *d;
+    struct dirent *e;
+
+    snprintf (path, sizeof path, "/proc/%d/task", (int) pid);
+    d = opendir (path);
+    if (d == NULL)
+      return false;
+    while (all && (e = readdir (d)) != NULL) {
+      char stat[512], *p;
+      FILE *f;
+
+      if (e->d_name[0] == '.')
+        continue;
+      snprintf (path, sizeof path, "/proc/%d/task/%s/stat", (int) pid,
+                e->d_name);
+      f = fopen (path, "r");
+      if (f == NULL)
+        continue;             /* a thread that just exited */
+      p = fgets (stat, sizeof stat, f) ? strrchr (stat, ')') : NULL;
+      fclose (f);
+      if (p != NULL && p[1] == ' ' && p[2] != 'T' && p[2] != 't')
+        all = false;
+    }
+    closedir (d);
+    if (all)
+      return true;
+    usleep (10000);
+  }
+  return false;
+}
+
 /* The server stops answering (SIGSTOP): more readers than connections
  * all fail with EIO, none later than the deadline (those waiting for a
  * connection do not wait for its holder's timeout and then their own).
@@ -168,6 +210,10 @@ test_hung (struct backing *b, pid_t pid)
   double limit = BACKING_NBD_TIMEOUT_MS / 1000.0 + 1.5;
 
   CHECK (kill (pid, SIGSTOP) == 0);
+  /* kill returns before every thread of the server has stopped: on a
+   * loaded machine it has been seen answering the first reads.
+   */
+  CHECK (wait_stopped (pid));
   for (unsigned i = 0; i < N; i++) {
     h[i] = (struct hung_reader) { .b = b, .block = i };
     CHECK (pthread_create (&th[i], NULL, hung_reader, &h[i]) == 0);

@@ -20,6 +20,14 @@ refused_start "backing: backing store '$tmpdir/missing': No such file or directo
   backing="$tmpdir/missing"
 refused_start "not a regular file or block device" backing="$tmpdir"
 refused_start "not a regular file or block device" backing=/dev/null
+# The kernel's files look regular but are not storage: /proc/PID/mem is
+# a process's memory (size 0, which ftruncate does not change), a sysfs
+# file a setting.
+refused_start "a file of the kernel's" backing=/proc/self/mem
+if [ -f /sys/kernel/mm/transparent_hugepage/enabled ]; then
+  refused_start "a file of the kernel's" \
+    backing=/sys/kernel/mm/transparent_hugepage/enabled
+fi
 refused_start "cannot connect to the NBD server" \
   backing="nbd+unix:///?socket=$tmpdir/nosock"
 refused_start "unknown URI scheme" backing=ftp://localhost/export
@@ -142,6 +150,8 @@ bad=$(stat_of bd_checksum_errors)
   fail "metrics lack nbdzram_bd_checksum_errors_total $bad"
 "$ctl" -s "$tmpdir/ctl" metrics | grep -q "^nbdzram_backing_blocks_used{" ||
   fail "metrics lack nbdzram_backing_blocks_used"
+"$ctl" -s "$tmpdir/ctl" metrics | grep -qx "nbdzram_backing_blocks{.*} $((64 << 20 >> 12))" ||
+  fail "metrics lack the store's capacity, nbdzram_backing_blocks"
 
 # A reset gives every block back.
 expect 0 "${c[@]}" reset --force
@@ -153,7 +163,7 @@ kill_nbdkit "$tmpdir/pid"
 # Without backing=, writeback is refused.
 start_nbdkit "$tmpdir/pid2" "$tmpdir/sock2" 1M ctl="$tmpdir/ctl2"
 expect 4 "$ctl" -s "$tmpdir/ctl2" writeback type=idle
-grep -q "no backing store (start the server with backing=PATH)" "$tmpdir/err" ||
+grep -q "no backing store (start the server with backing=PATH or an NBD URI)" "$tmpdir/err" ||
   fail "$(cat "$tmpdir/err")"
 kill_nbdkit "$tmpdir/pid2"
 echo "$0: ok"

@@ -5,7 +5,8 @@
 # written-back pages fail with EIO within the deadline, writeback stops
 # with an error and leaves its pages in RAM, the zram server neither
 # crashes nor hangs, and once the store is back (same file) everything
-# reads back by itself.  Another client overwriting the export is caught
+# reads back by itself; a store restarted while the device was idle costs
+# no failed read.  Another client overwriting the export is caught
 # by the checksums.  A reset works with pages in a store that is down.
 # A server without multi-conn gets one connection, shared by all.
 # Bad URIs and unreachable, read-only or tiny stores stop the start with a
@@ -92,6 +93,19 @@ total=$(stat_of bd_count)
 nbdcopy "$uri" "$tmpdir/back" || fail "nbdcopy back"
 cmp <(head -c 16M "$tmpdir/back") "$tmpdir/data" || fail "data changed"
 [ "$(stat_of backing_errors)" = 0 ] || fail "backing_errors=$(stat_of backing_errors)"
+
+# --- the store restarts while the device is idle ------------------------------
+# Every connection kept is stale, but the server is there again: the
+# first reads after (nbdcopy's, many at once) go through on fresh
+# connections, and none fails.
+kill_store
+start_store
+nbdcopy "$uri" "$tmpdir/back1" ||
+  fail "reads failed after the store restarted while the device was idle"
+cmp <(head -c 16M "$tmpdir/back1") "$tmpdir/data" || fail "data changed (restart)"
+[ "$(stat_of failed_reads)" = 0 ] || fail "failed_reads=$(stat_of failed_reads)"
+echo "store restarted: backing_reconnects=$(stat_of backing_reconnects)"
+[ "$(stat_of backing_reconnects)" -gt 0 ] || fail "no reconnect counted"
 
 # read_page OFFSET: print "ok" or the errno name of a 4 KiB read, and the
 # seconds it took.

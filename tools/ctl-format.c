@@ -178,6 +178,9 @@ static const struct metric {
   { "bd_checksum_errors", "nbdzram_bd_checksum_errors_total", COUNTER,
     "Reads of the backing store whose bytes failed their checksum "
     "(failed with EIO, never served).", true },
+  { "backing_blocks", "nbdzram_backing_blocks", GAUGE,
+    "4 KiB blocks of the backing store (its capacity; 0 without one).",
+    true },
   { "backing_blocks_used", "nbdzram_backing_blocks_used", GAUGE,
     "4 KiB blocks of the backing store in use now.", true },
   { "backing_errors", "nbdzram_backing_errors_total", COUNTER,

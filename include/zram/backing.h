@@ -76,8 +76,11 @@
  * (NBD_FLAG_CAN_MULTI_CONN; else one); the longest an operation takes
  * (waiting for a connection, reconnecting, its replies), after which it
  * fails with EIO and a connection it used is dropped; the longest
- * backing_open waits for each handshake; and the least time between two
- * attempts to connect again after the store was lost.
+ * backing_open waits for each handshake; and how long no connection is
+ * attempted after the server was found out of reach (a connect failed, a
+ * reply did not come in time).  A connection found closed or reset (the
+ * server restarted) is replaced at once, and the requests it failed are
+ * sent again within their deadline.
  */
 #define BACKING_NBD_CONNS 4
 #define BACKING_NBD_TIMEOUT_MS 5000

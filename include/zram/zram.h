@@ -620,8 +620,8 @@ struct zram_wb_result {
  * *res (required) is filled even on failure with what was done.  Uses
  * the calling thread's context.  Returns 0, or -1 with errno ENODEV (the
  * device has no backing store), EINVAL (bad type, start beyond end or
- * the device), ENOSPC (the store is full: pages written so far stay
- * written), EIO (not initialised, or the store failed a write: the pages
+ * the device), ENOSPC (the store is full, or the file system holding
+ * its file is: pages written so far stay written), EIO (not initialised, or the store failed a write: the pages
  * of that block stay in the pool), ENOMEM (no thread context or batch
  * buffers), ECANCELED (zram_stop_walks: at once, or at the next page),
  * EDQUOT (the writeback limit is enabled and used up: pages written so

@@ -249,8 +249,16 @@ backing_can_trim (const struct backing *b)
 int
 backing_alloc_block (struct backing *b, uint64_t *block)
 {
-  if (backing_bitmap_alloc (&b->map, block) == -1)
-    return -1;
+  if (backing_bitmap_alloc (&b->map, block) == -1) {
+    /* Blocks waiting for their trim are free but still marked: trim
+     * them now rather than call the store full.
+     */
+    if (backing_trim_pending (b) == 0 ||
+        backing_bitmap_alloc (&b->map, block) == -1) {
+      errno = ENOSPC;
+      return -1;
+    }
+  }
   /* Free blocks have no references: the bitmap's acquire orders this
    * store after the last put of the block's previous life.
    */
@@ -272,16 +280,81 @@ void
 backing_block_put (struct backing *b, uint64_t block)
 {
   uint32_t left = __atomic_sub_fetch (&b->refs[block], 1, __ATOMIC_ACQ_REL);
+  uint64_t head;
 
   assert (left != UINT32_MAX);
   if (left > 0)
     return;
-  /* Trim before the bit is cleared: once clear, the block may be handed
-   * out and written at once, and a trim after that would erase the new
-   * owner's page.
+  /* The last reference: the block must be trimmed before its bit is
+   * cleared (once clear, it may be handed out and written at once, and a
+   * trim after that would erase the new owner's page).  But the caller
+   * may be a request overwriting the page, and a trim is store I/O (a
+   * network round trip, or 5 s on a hung NBD server): queue the block
+   * for backing_trim_pending instead.  Its checksum word, unused until
+   * the block is written again, links the queue (block + 1; 0 ends it).
+   * Counted as pending before it is reachable, so that the consumer
+   * never subtracts what was not added.
    */
-  backing_trim (b, block, 1);
-  backing_bitmap_free (&b->map, block);
+  __atomic_add_fetch (&b->pending, 1, __ATOMIC_RELAXED);
+  head = __atomic_load_n (&b->pending_head, __ATOMIC_RELAXED);
+  do
+    __atomic_store_n (&b->sums[block], head, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n (&b->pending_head, &head, block + 1,
+                                       true, __ATOMIC_RELEASE,
+                                       __ATOMIC_RELAXED));
+}
+
+static int
+cmp_u64 (const void *a, const void *b)
+{
+  uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+/* Trim and free the blocks of one taken list, in runs of adjacent
+ * blocks (one store request a run).
+ */
+static uint64_t
+trim_list (struct backing *b, uint64_t link)
+{
+  uint64_t batch[256], n = 0, done = 0, i, j;
+
+  while (link != 0 || n > 0) {
+    while (link != 0 && n < sizeof batch / sizeof batch[0]) {
+      batch[n++] = link - 1;
+      link = __atomic_load_n (&b->sums[link - 1], __ATOMIC_RELAXED);
+    }
+    qsort (batch, n, sizeof batch[0], cmp_u64);
+    for (i = 0; i < n; i = j) {
+      for (j = i + 1; j < n && batch[j] == batch[j - 1] + 1; j++)
+        ;
+      backing_trim (b, batch[i], j - i);
+      for (uint64_t k = i; k < j; k++)
+        backing_bitmap_free (&b->map, batch[k]);
+      __atomic_sub_fetch (&b->pending, j - i, __ATOMIC_RELAXED);
+    }
+    done += n;
+    n = 0;
+  }
+  return done;
+}
+
+uint64_t
+backing_trim_pending (struct backing *b)
+{
+  /* Take the whole queue at once: producers only push, so the list taken
+   * is ours alone, and concurrent callers get disjoint lists.
+   */
+  uint64_t link = __atomic_exchange_n (&b->pending_head, 0, __ATOMIC_ACQUIRE);
+
+  return link == 0 ? 0 : trim_list (b, link);
+}
+
+uint64_t
+backing_pending_blocks (const struct backing *b)
+{
+  return __atomic_load_n (&b->pending, __ATOMIC_RELAXED);
 }
 
 void
@@ -293,7 +366,13 @@ backing_free_block (struct backing *b, uint64_t block)
 uint64_t
 backing_used_blocks (const struct backing *b)
 {
-  return __atomic_load_n (&b->map.used, __ATOMIC_RELAXED);
+  /* Pending first: a block leaves pending only after it left used, so
+   * this order can only overstate, and the clamp covers the rest.
+   */
+  uint64_t pending = __atomic_load_n (&b->pending, __ATOMIC_ACQUIRE);
+  uint64_t used = __atomic_load_n (&b->map.used, __ATOMIC_ACQUIRE);
+
+  return used > pending ? used - pending : 0;
 }
 
 void
@@ -301,6 +380,9 @@ backing_free_all (struct backing *b)
 {
   uint64_t i = 0, end;
 
+  /* Exclusive use: the queued blocks are among the marked ones below. */
+  __atomic_store_n (&b->pending_head, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&b->pending, 0, __ATOMIC_RELAXED);
   while ((i = backing_bitmap_next_used (&b->map, i)) < b->nr_blocks) {
     for (end = i + 1; end < b->nr_blocks &&
            backing_bitmap_next_used (&b->map, end) == end; end++)

@@ -200,11 +200,13 @@ zram_meta_destroy (struct zram_meta *m)
   }
   /* Every block in use is this state's: only the published state writes
    * back, a state is destroyed only once unreachable (its writebacks
-   * done), and a state never published has none (bd_count 0, so the
+   * done), and a state never published has none (bd_count 0 and
+   * used_store false: no walk ran in it, so the
    * blocks of the live state are left alone when a reset's new state is
    * thrown away).  Give them back in runs rather than slot by slot.
    */
-  if (m->backing && STAT_GET (m->stats.bd_count) > 0)
+  if (m->backing && (STAT_GET (m->stats.bd_count) > 0 ||
+                     __atomic_load_n (&m->used_store, __ATOMIC_RELAXED)))
     backing_free_all (m->backing);
   zpool_destroy (m->pool);
   slot_table_destroy (&m->table);

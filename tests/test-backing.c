@@ -144,6 +144,17 @@ test_trim_space (void)
     backing_free_all (b);
   }
   else {
+    /* Given back, but not trimmed on the caller's thread: a request that
+     * drops a block must never wait for the store.
+     */
+    CHECK (backing_pending_blocks (b) == 256);
+    EXPECT (allocated_bytes (path) == full, "freeing trimmed at once: %llu "
+            "bytes allocated, was %llu",
+            (unsigned long long) allocated_bytes (path),
+            (unsigned long long) full);
+    CHECK (backing_trim_pending (b) == 256);
+    CHECK (backing_pending_blocks (b) == 0 && backing_used_blocks (b) == 256);
+    CHECK (backing_trim_pending (b) == 0);
     after = allocated_bytes (path);
     EXPECT (after <= full - 256 * BS, "after freeing 256 blocks: %llu bytes "
             "allocated, was %llu", (unsigned long long) after,
@@ -182,12 +193,22 @@ test_exhaustion (void)
   errno = 0;
   CHECK (backing_alloc_block (b, &blk) == -1 && errno == ENOSPC);
   CHECK (backing_used_blocks (b) == 100);
+  /* A block given back waits for its trim; a full store trims it on
+   * demand rather than report ENOSPC.
+   */
   backing_free_block (b, 77);
+  CHECK (backing_used_blocks (b) == 99 && backing_pending_blocks (b) == 1);
   CHECK (backing_alloc_block (b, &blk) == 0 && blk == 77);
+  CHECK (backing_pending_blocks (b) == 0);
   errno = 0;
   CHECK (backing_alloc_block (b, &blk) == -1 && errno == ENOSPC);
+  /* Giving everything back also empties the queue. */
+  backing_free_block (b, 3);
+  backing_free_block (b, 4);
   backing_free_all (b);
-  CHECK (backing_used_blocks (b) == 0);
+  CHECK (backing_used_blocks (b) == 0 && backing_pending_blocks (b) == 0);
+  CHECK (backing_trim_pending (b) == 0);
+  CHECK (backing_alloc_block (b, &blk) == 0);
   backing_close (b);
   unlink (path);
 }

@@ -22,6 +22,12 @@
 
 #include "zram-impl.h"
 
+/* Times a partial write at mem_limit waits for room before it fails
+ * (write_partial_page): each wait ends as soon as there is room, but
+ * other writers may take that room before this one merges its page.
+ */
+#define ROOM_PARTIAL_TRIES 8
+
 /* Scratch pages and codec state come from the calling thread's context
  * (include/zram/thread-ctx.h), made explicitly on its first request, not
  * from thread-local storage, whose lazy allocation aborts the process when
@@ -548,7 +554,7 @@ write_partial_page (struct zram *z, struct zram_meta *m,
   struct page_state st, old;
   struct wb_loc loc;
   bool pinned = false;
-  bool waited = false;
+  unsigned waits = 0;
   uint32_t t;
 
   /* Zeroes written into a page that reads as zeroes change nothing, and
@@ -593,17 +599,22 @@ write_partial_page (struct zram *z, struct zram_meta *m,
     zpool_handle room;
 
     /* At the limit with a store: wait for room without the slot lock,
-     * then merge again (the page may have changed meanwhile).  Once: a
-     * second refusal fails the write.
+     * then merge again (the page may have changed meanwhile).  The room
+     * found is given back before the merge, so another writer may take
+     * it first: try again, a few times, before the write fails.
      */
-    if (errno != ENOSPC || m->backing == NULL || waited)
+    if (errno != ENOSPC || m->backing == NULL)
       goto err;
+    if (waits == ROOM_PARTIAL_TRIES) {
+      STAT_ADD (z->room_failed, 1);
+      goto err;
+    }
     slot_unlock (slot);
     if (pinned) {
       zram_wb_unpin (m, &loc);
       pinned = false;
     }
-    waited = true;
+    waits++;
     room = zram_wait_room (z, m, st.size);
     if (room == 0)
       return -1;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <xxhash.h>
 
 #include "backing-impl.h"
@@ -249,15 +250,23 @@ backing_can_trim (const struct backing *b)
 int
 backing_alloc_block (struct backing *b, uint64_t *block)
 {
-  if (backing_bitmap_alloc (&b->map, block) == -1) {
-    /* Blocks waiting for their trim are free but still marked: trim
-     * them now rather than call the store full.
-     */
-    if (backing_trim_pending (b) == 0 ||
-        backing_bitmap_alloc (&b->map, block) == -1) {
+  const struct timespec step = { 0, 100000 };   /* 0.1 ms */
+
+  /* Blocks waiting for their trim are free but still marked: trim them
+   * now rather than call the store full.  When the queue is empty but
+   * blocks are still pending, another thread took them and is trimming
+   * them (the background trim, maybe on a slow store): they are free
+   * too, so wait for it rather than answer ENOSPC with room in the store.
+   * The other caller's trims end by the store's deadline, so this ends.
+   */
+  while (backing_bitmap_alloc (&b->map, block) == -1) {
+    if (backing_trim_pending (b) > 0)
+      continue;
+    if (__atomic_load_n (&b->pending, __ATOMIC_ACQUIRE) == 0) {
       errno = ENOSPC;
       return -1;
     }
+    nanosleep (&step, NULL);
   }
   /* Free blocks have no references: the bitmap's acquire orders this
    * store after the last put of the block's previous life.

@@ -278,6 +278,105 @@ test_concurrent_alloc (void)
   unlink (path);
 }
 
+/* The queue of blocks given back, raced: workers take blocks, write them,
+ * read them back after a trim of the queue and give them back, while
+ * another thread trims the queue.  At most QW_HELD * QW_WORKERS of the
+ * QW_BLOCKS blocks are held at once, so the store is never full: every
+ * allocation must succeed, even while another thread holds the queue for
+ * its trim.  A block is never handed to two owners, a trim never erases
+ * a new owner's data, and the count in use never exceeds the store.
+ */
+#define QW_WORKERS 4
+#define QW_HELD 8
+#define QW_BLOCKS 64
+
+static struct backing *qb;
+static unsigned qowner[QW_BLOCKS];
+static int qstop;
+
+static void *
+queue_worker (void *arg)
+{
+  unsigned id = (unsigned) (uintptr_t) arg, gen = 0;
+  unsigned char buf[BS], back[BS];
+  uint64_t blk[QW_HELD];
+
+  while (!__atomic_load_n (&qstop, __ATOMIC_RELAXED)) {
+    unsigned n = 1 + gen % QW_HELD, i;
+
+    gen++;
+    for (i = 0; i < n; i++) {
+      unsigned none = 0;
+
+      if (backing_alloc_block (qb, &blk[i]) == -1) {
+        EXPECT (0, "allocation failed (%s) with at most %u of %u blocks held",
+                strerror (errno), QW_HELD * QW_WORKERS, QW_BLOCKS);
+        break;
+      }
+      CHECK (__atomic_compare_exchange_n (&qowner[blk[i]], &none, id + 1,
+                                          false, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_RELAXED));
+      fill (buf, blk[i], gen + id);
+      CHECK (backing_write (qb, blk[i], buf) == 0);
+    }
+    /* Let the trimmer run (a trim of a block after it was handed out
+     * again would erase it), and let the queue grow, so that the store
+     * fills with blocks waiting for their trim and allocations must trim.
+     */
+    n = i;
+    usleep (200);
+    CHECK (backing_used_blocks (qb) <= QW_BLOCKS);
+    for (i = 0; i < n; i++) {
+      fill (buf, blk[i], gen + id);
+      EXPECT (backing_read (qb, blk[i], back) == 0 &&
+              memcmp (buf, back, BS) == 0,
+              "block %llu lost its owner's data (trimmed after reuse?)",
+              (unsigned long long) blk[i]);
+      __atomic_store_n (&qowner[blk[i]], 0, __ATOMIC_RELEASE);
+      backing_free_block (qb, blk[i]);
+    }
+  }
+  return NULL;
+}
+
+static void *
+queue_trimmer (void *arg)
+{
+  (void) arg;
+  while (!__atomic_load_n (&qstop, __ATOMIC_RELAXED)) {
+    backing_trim_pending (qb);
+    CHECK (backing_used_blocks (qb) <= QW_BLOCKS);
+    usleep (1000);
+  }
+  return NULL;
+}
+
+static void
+test_queue_race (void)
+{
+  char path[512], err[BACKING_ERR_MAX];
+  pthread_t th[QW_WORKERS + 2];
+
+  make_file (path, sizeof path, "queue", QW_BLOCKS * BS);
+  qb = backing_open (path, 0, err, sizeof err);
+  CHECK (qb != NULL);
+  for (unsigned i = 0; i < QW_WORKERS; i++)
+    CHECK (pthread_create (&th[i], NULL, queue_worker,
+                           (void *) (uintptr_t) i) == 0);
+  for (unsigned i = QW_WORKERS; i < QW_WORKERS + 2; i++)
+    CHECK (pthread_create (&th[i], NULL, queue_trimmer, NULL) == 0);
+  sleep (2);
+  __atomic_store_n (&qstop, 1, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < QW_WORKERS + 2; i++)
+    CHECK (pthread_join (th[i], NULL) == 0);
+  CHECK (backing_used_blocks (qb) == 0);
+  backing_trim_pending (qb);
+  CHECK (backing_pending_blocks (qb) == 0);
+  backing_free_all (qb);
+  backing_close (qb);
+  unlink (path);
+}
+
 /* Open spec and expect failure with errno e and a message naming what. */
 static void
 expect_refused (const char *spec, uint64_t max, int e, const char *what)
@@ -351,6 +450,7 @@ main (void)
   test_exhaustion ();
   test_sizes ();
   test_concurrent_alloc ();
+  test_queue_race ();
   test_bad_names ();
   rmdir (dir);
   if (check_failures)

@@ -278,6 +278,48 @@ test_concurrent_alloc (void)
   unlink (path);
 }
 
+/* One backing_trim_pending trims at most BACKING_TRIM_MAX blocks (each
+ * run a store request: a long queue of scattered blocks would hold the
+ * background thread, and a reset, for seconds); the rest stays queued,
+ * whole, for the next calls.
+ */
+static void
+test_trim_bounded (void)
+{
+  char path[512], err[BACKING_ERR_MAX];
+  static unsigned char seen[8192];
+  struct backing *b;
+  uint64_t blk, total = 0, calls = 0, n;
+
+  make_file (path, sizeof path, "bounded", 8192 * BS);
+  b = backing_open (path, 0, err, sizeof err);
+  CHECK (b != NULL);
+  for (unsigned i = 0; i < 8192; i++)
+    CHECK (backing_alloc_block (b, &blk) == 0 && blk == i);
+  for (unsigned i = 0; i < 8192; i += 2)
+    backing_free_block (b, i);
+  CHECK (backing_pending_blocks (b) == 4096);
+  n = backing_trim_pending (b);
+  EXPECT (n == BACKING_TRIM_MAX, "one call trimmed %llu of 4096 scattered "
+          "blocks, at most %u expected", (unsigned long long) n,
+          BACKING_TRIM_MAX);
+  CHECK (backing_pending_blocks (b) == 4096 - n);
+  CHECK (backing_used_blocks (b) == 4096);
+  for (total = n; (n = backing_trim_pending (b)) > 0; total += n)
+    CHECK (++calls < 100);
+  CHECK (total == 4096 && backing_pending_blocks (b) == 0);
+  /* Every one of them is free once, and only they are. */
+  for (unsigned i = 0; i < 4096; i++) {
+    CHECK (backing_alloc_block (b, &blk) == 0);
+    CHECK (blk % 2 == 0 && !seen[blk]);
+    seen[blk] = 1;
+  }
+  CHECK (backing_alloc_block (b, &blk) == -1 && errno == ENOSPC);
+  backing_free_all (b);
+  backing_close (b);
+  unlink (path);
+}
+
 /* The queue of blocks given back, raced: workers take blocks, write them,
  * read them back after a trim of the queue and give them back, while
  * another thread trims the queue.  At most QW_HELD * QW_WORKERS of the
@@ -451,6 +493,7 @@ main (void)
   test_sizes ();
   test_concurrent_alloc ();
   test_queue_race ();
+  test_trim_bounded ();
   test_bad_names ();
   rmdir (dir);
   if (check_failures)

@@ -262,7 +262,13 @@ backing_alloc_block (struct backing *b, uint64_t *block)
   while (backing_bitmap_alloc (&b->map, block) == -1) {
     if (backing_trim_pending (b) > 0)
       continue;
+    /* Nothing pending: the store is full, unless the other trimmer freed
+     * its blocks behind our search (its release of pending orders the
+     * freed bits before this last look).
+     */
     if (__atomic_load_n (&b->pending, __ATOMIC_ACQUIRE) == 0) {
+      if (backing_bitmap_alloc (&b->map, block) == 0)
+        break;
       errno = ENOSPC;
       return -1;
     }
@@ -285,11 +291,27 @@ backing_block_get (struct backing *b, uint64_t block, uint32_t n)
   (void) old;
 }
 
+/* Push the chain first .. last (blocks + 1, linked through their sums
+ * words) on the queue of blocks waiting for their trim.  Consumers only
+ * take the whole queue (exchange), never pop, so this compare-and-swap
+ * has no ABA.
+ */
+static void
+push_chain (struct backing *b, uint64_t first, uint64_t last)
+{
+  uint64_t head = __atomic_load_n (&b->pending_head, __ATOMIC_RELAXED);
+
+  do
+    __atomic_store_n (&b->sums[last - 1], head, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n (&b->pending_head, &head, first,
+                                       true, __ATOMIC_RELEASE,
+                                       __ATOMIC_RELAXED));
+}
+
 void
 backing_block_put (struct backing *b, uint64_t block)
 {
   uint32_t left = __atomic_sub_fetch (&b->refs[block], 1, __ATOMIC_ACQ_REL);
-  uint64_t head;
 
   assert (left != UINT32_MAX);
   if (left > 0)
@@ -305,12 +327,7 @@ backing_block_put (struct backing *b, uint64_t block)
    * never subtracts what was not added.
    */
   __atomic_add_fetch (&b->pending, 1, __ATOMIC_RELAXED);
-  head = __atomic_load_n (&b->pending_head, __ATOMIC_RELAXED);
-  do
-    __atomic_store_n (&b->sums[block], head, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n (&b->pending_head, &head, block + 1,
-                                       true, __ATOMIC_RELEASE,
-                                       __ATOMIC_RELAXED));
+  push_chain (b, block + 1, block + 1);
 }
 
 static int
@@ -323,22 +340,15 @@ cmp_u64 (const void *a, const void *b)
 
 /* Queue a taken list again (first is its first block + 1): it is ours
  * alone, so its last link can be found and pointed at the queue's head.
- * Consumers only take the whole queue (exchange), never pop, so this
- * compare-and-swap has no ABA.
  */
 static void
 requeue (struct backing *b, uint64_t first)
 {
-  uint64_t last = first, next, head;
+  uint64_t last = first, next;
 
   while ((next = __atomic_load_n (&b->sums[last - 1], __ATOMIC_RELAXED)) != 0)
     last = next;
-  head = __atomic_load_n (&b->pending_head, __ATOMIC_RELAXED);
-  do
-    __atomic_store_n (&b->sums[last - 1], head, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n (&b->pending_head, &head, first,
-                                       true, __ATOMIC_RELEASE,
-                                       __ATOMIC_RELAXED));
+  push_chain (b, first, last);
 }
 
 /* Trim and free the blocks of one taken list, in runs of adjacent
@@ -366,7 +376,7 @@ trim_list (struct backing *b, uint64_t link)
       backing_trim (b, batch[i], j - i);
       for (uint64_t k = i; k < j; k++)
         backing_bitmap_free (&b->map, batch[k]);
-      __atomic_sub_fetch (&b->pending, j - i, __ATOMIC_RELAXED);
+      __atomic_sub_fetch (&b->pending, j - i, __ATOMIC_RELEASE);
     }
     done += n;
     n = 0;

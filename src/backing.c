@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <xxhash.h>
 
 #include "backing-impl.h"
@@ -249,15 +250,29 @@ backing_can_trim (const struct backing *b)
 int
 backing_alloc_block (struct backing *b, uint64_t *block)
 {
-  if (backing_bitmap_alloc (&b->map, block) == -1) {
-    /* Blocks waiting for their trim are free but still marked: trim
-     * them now rather than call the store full.
+  const struct timespec step = { 0, 100000 };   /* 0.1 ms */
+
+  /* Blocks waiting for their trim are free but still marked: trim them
+   * now rather than call the store full.  When the queue is empty but
+   * blocks are still pending, another thread took them and is trimming
+   * them (the background trim, maybe on a slow store): they are free
+   * too, so wait for it rather than answer ENOSPC with room in the store.
+   * The other caller's trims end by the store's deadline, so this ends.
+   */
+  while (backing_bitmap_alloc (&b->map, block) == -1) {
+    if (backing_trim_pending (b) > 0)
+      continue;
+    /* Nothing pending: the store is full, unless the other trimmer freed
+     * its blocks behind our search (its release of pending orders the
+     * freed bits before this last look).
      */
-    if (backing_trim_pending (b) == 0 ||
-        backing_bitmap_alloc (&b->map, block) == -1) {
+    if (__atomic_load_n (&b->pending, __ATOMIC_ACQUIRE) == 0) {
+      if (backing_bitmap_alloc (&b->map, block) == 0)
+        break;
       errno = ENOSPC;
       return -1;
     }
+    nanosleep (&step, NULL);
   }
   /* Free blocks have no references: the bitmap's acquire orders this
    * store after the last put of the block's previous life.
@@ -276,11 +291,27 @@ backing_block_get (struct backing *b, uint64_t block, uint32_t n)
   (void) old;
 }
 
+/* Push the chain first .. last (blocks + 1, linked through their sums
+ * words) on the queue of blocks waiting for their trim.  Consumers only
+ * take the whole queue (exchange), never pop, so this compare-and-swap
+ * has no ABA.
+ */
+static void
+push_chain (struct backing *b, uint64_t first, uint64_t last)
+{
+  uint64_t head = __atomic_load_n (&b->pending_head, __ATOMIC_RELAXED);
+
+  do
+    __atomic_store_n (&b->sums[last - 1], head, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n (&b->pending_head, &head, first,
+                                       true, __ATOMIC_RELEASE,
+                                       __ATOMIC_RELAXED));
+}
+
 void
 backing_block_put (struct backing *b, uint64_t block)
 {
   uint32_t left = __atomic_sub_fetch (&b->refs[block], 1, __ATOMIC_ACQ_REL);
-  uint64_t head;
 
   assert (left != UINT32_MAX);
   if (left > 0)
@@ -296,12 +327,7 @@ backing_block_put (struct backing *b, uint64_t block)
    * never subtracts what was not added.
    */
   __atomic_add_fetch (&b->pending, 1, __ATOMIC_RELAXED);
-  head = __atomic_load_n (&b->pending_head, __ATOMIC_RELAXED);
-  do
-    __atomic_store_n (&b->sums[block], head, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n (&b->pending_head, &head, block + 1,
-                                       true, __ATOMIC_RELEASE,
-                                       __ATOMIC_RELAXED));
+  push_chain (b, block + 1, block + 1);
 }
 
 static int
@@ -312,15 +338,33 @@ cmp_u64 (const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
+/* Queue a taken list again (first is its first block + 1): it is ours
+ * alone, so its last link can be found and pointed at the queue's head.
+ */
+static void
+requeue (struct backing *b, uint64_t first)
+{
+  uint64_t last = first, next;
+
+  while ((next = __atomic_load_n (&b->sums[last - 1], __ATOMIC_RELAXED)) != 0)
+    last = next;
+  push_chain (b, first, last);
+}
+
 /* Trim and free the blocks of one taken list, in runs of adjacent
- * blocks (one store request a run).
+ * blocks (one store request a run), at most BACKING_TRIM_MAX of them:
+ * the rest goes back to the queue, so that one call costs a bounded time
+ * (a scattered queue of 100000 blocks took 5 s of fallocate calls on a
+ * file, seconds to minutes of round trips to an NBD server) and the
+ * background thread's other work, which writes at mem_limit wait for,
+ * and a reset, which waits for the call, are not held up behind it.
  */
 static uint64_t
 trim_list (struct backing *b, uint64_t link)
 {
   uint64_t batch[256], n = 0, done = 0, i, j;
 
-  while (link != 0 || n > 0) {
+  while ((link != 0 || n > 0) && done < BACKING_TRIM_MAX) {
     while (link != 0 && n < sizeof batch / sizeof batch[0]) {
       batch[n++] = link - 1;
       link = __atomic_load_n (&b->sums[link - 1], __ATOMIC_RELAXED);
@@ -332,11 +376,13 @@ trim_list (struct backing *b, uint64_t link)
       backing_trim (b, batch[i], j - i);
       for (uint64_t k = i; k < j; k++)
         backing_bitmap_free (&b->map, batch[k]);
-      __atomic_sub_fetch (&b->pending, j - i, __ATOMIC_RELAXED);
+      __atomic_sub_fetch (&b->pending, j - i, __ATOMIC_RELEASE);
     }
     done += n;
     n = 0;
   }
+  if (link != 0)
+    requeue (b, link);
   return done;
 }
 

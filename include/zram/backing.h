@@ -238,8 +238,13 @@ extern void backing_free_block (struct backing *b, uint64_t block);
  */
 extern uint64_t backing_used_blocks (const struct backing *b);
 
+/* At most this many blocks are trimmed by one backing_trim_pending. */
+#define BACKING_TRIM_MAX 1024
+
 /* Trim the blocks given back since the last call, in runs of adjacent
- * blocks, and make them free.  Returns how many were freed.  May block
+ * blocks, and make them free: at most BACKING_TRIM_MAX of them (a bounded
+ * time), the rest staying queued for the next call.  Returns how many
+ * were freed (0: the queue was empty, or another caller has it).  May block
  * for the store (each run is one trim request); call it from background
  * work, never from a request.  backing_alloc_block calls it when no block
  * is free.  Thread-safe: concurrent callers take disjoint parts of the

@@ -72,6 +72,8 @@ struct backing {
    */
   uint64_t pending_head;      /* atomic: first block + 1, 0 if none */
   uint64_t pending;           /* atomic: blocks in the queue */
+  uint64_t stranded;          /* atomic: given back, but their trim failed:
+                                 kept marked until backing_free_all */
 };
 
 /* Open a regular file or block device (src/backing-file.c).  On success

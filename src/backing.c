@@ -373,9 +373,18 @@ trim_list (struct backing *b, uint64_t link)
     for (i = 0; i < n; i = j) {
       for (j = i + 1; j < n && batch[j] == batch[j - 1] + 1; j++)
         ;
-      backing_trim (b, batch[i], j - i);
-      for (uint64_t k = i; k < j; k++)
-        backing_bitmap_free (&b->map, batch[k]);
+      /* A trim that failed may still happen: an NBD server past its
+       * deadline can carry it out later, and would then erase a new
+       * owner's data.  So such blocks are never handed out again: they
+       * stay marked (and counted in use) until the store is emptied by a
+       * reset, which costs space, never data.
+       */
+      if (backing_trim (b, batch[i], j - i) == 0) {
+        for (uint64_t k = i; k < j; k++)
+          backing_bitmap_free (&b->map, batch[k]);
+      }
+      else
+        __atomic_add_fetch (&b->stranded, j - i, __ATOMIC_RELAXED);
       __atomic_sub_fetch (&b->pending, j - i, __ATOMIC_RELEASE);
     }
     done += n;
@@ -395,6 +404,12 @@ backing_trim_pending (struct backing *b)
   uint64_t link = __atomic_exchange_n (&b->pending_head, 0, __ATOMIC_ACQUIRE);
 
   return link == 0 ? 0 : trim_list (b, link);
+}
+
+uint64_t
+backing_stranded_blocks (const struct backing *b)
+{
+  return __atomic_load_n (&b->stranded, __ATOMIC_RELAXED);
 }
 
 uint64_t
@@ -429,6 +444,7 @@ backing_free_all (struct backing *b)
   /* Exclusive use: the queued blocks are among the marked ones below. */
   __atomic_store_n (&b->pending_head, 0, __ATOMIC_RELAXED);
   __atomic_store_n (&b->pending, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&b->stranded, 0, __ATOMIC_RELAXED);
   while ((i = backing_bitmap_next_used (&b->map, i)) < b->nr_blocks) {
     for (end = i + 1; end < b->nr_blocks &&
            backing_bitmap_next_used (&b->map, end) == end; end++)

@@ -244,13 +244,22 @@ extern uint64_t backing_used_blocks (const struct backing *b);
 /* Trim the blocks given back since the last call, in runs of adjacent
  * blocks, and make them free: at most BACKING_TRIM_MAX of them (a bounded
  * time), the rest staying queued for the next call.  Returns how many
- * were freed (0: the queue was empty, or another caller has it).  May block
+ * left the queue (0: it was empty, or another caller has it); those whose
+ * trim failed are not freed (backing_stranded_blocks).  May block
  * for the store (each run is one trim request); call it from background
  * work, never from a request.  backing_alloc_block calls it when no block
  * is free.  Thread-safe: concurrent callers take disjoint parts of the
- * queue.  A failed trim only leaves the space taken on the store.
+ * queue.  A block whose trim fails is kept
+ * (backing_stranded_blocks).
  */
 extern uint64_t backing_trim_pending (struct backing *b);
+
+/* Blocks given back whose trim failed.  A failed trim may still be
+ * carried out later (an NBD server past its deadline), and would erase
+ * whatever a new owner wrote there; so these blocks are not handed out
+ * again, and count as used, until backing_free_all.  Space, never data.
+ */
+extern uint64_t backing_stranded_blocks (const struct backing *b);
 
 /* Blocks given back and waiting for backing_trim_pending. */
 extern uint64_t backing_pending_blocks (const struct backing *b);

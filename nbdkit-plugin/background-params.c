@@ -14,6 +14,7 @@
 #include <nbdkit-plugin.h>
 
 #include "zram/background.h"
+#include "zram/policy-trim.h"
 #include "zram/compactor.h"
 #include "zram/policy-recompress.h"
 #include "zram/zram.h"
@@ -170,6 +171,11 @@ bg_start (struct zram *zram)
   }
   if (wb_policy_add (bg, zram) == -1)
     goto fail;
+  /* Blocks of the store given back by requests are trimmed here. */
+  if (zram_trim_policy_add (bg, zram) == -1) {
+    nbdkit_error ("cannot add the background trim of the backing store: %m");
+    goto fail;
+  }
   if (zram_bg_start (bg) == -1) {
     nbdkit_error ("cannot start the background thread: %m");
     goto fail;

@@ -67,6 +67,13 @@ struct backing {
   uint64_t *sums;             /* atomic: XXH3-64 of the block as last
                                  written through this store */
   uint32_t *refs;             /* atomic: references (backing_block_get) */
+  /* Blocks whose last reference is gone, waiting for their trim
+   * (backing_trim_pending): a stack linked through their sums words.
+   */
+  uint64_t pending_head;      /* atomic: first block + 1, 0 if none */
+  uint64_t pending;           /* atomic: blocks in the queue */
+  uint64_t stranded;          /* atomic: given back, but their trim failed:
+                                 kept marked until backing_free_all */
 };
 
 /* Open a regular file or block device (src/backing-file.c).  On success

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <xxhash.h>
 
 #include "backing-impl.h"
@@ -249,8 +250,30 @@ backing_can_trim (const struct backing *b)
 int
 backing_alloc_block (struct backing *b, uint64_t *block)
 {
-  if (backing_bitmap_alloc (&b->map, block) == -1)
-    return -1;
+  const struct timespec step = { 0, 100000 };   /* 0.1 ms */
+
+  /* Blocks waiting for their trim are free but still marked: trim them
+   * now rather than call the store full.  When the queue is empty but
+   * blocks are still pending, another thread took them and is trimming
+   * them (the background trim, maybe on a slow store): they are free
+   * too, so wait for it rather than answer ENOSPC with room in the store.
+   * The other caller's trims end by the store's deadline, so this ends.
+   */
+  while (backing_bitmap_alloc (&b->map, block) == -1) {
+    if (backing_trim_pending (b) > 0)
+      continue;
+    /* Nothing pending: the store is full, unless the other trimmer freed
+     * its blocks behind our search (its release of pending orders the
+     * freed bits before this last look).
+     */
+    if (__atomic_load_n (&b->pending, __ATOMIC_ACQUIRE) == 0) {
+      if (backing_bitmap_alloc (&b->map, block) == 0)
+        break;
+      errno = ENOSPC;
+      return -1;
+    }
+    nanosleep (&step, NULL);
+  }
   /* Free blocks have no references: the bitmap's acquire orders this
    * store after the last put of the block's previous life.
    */
@@ -268,6 +291,23 @@ backing_block_get (struct backing *b, uint64_t block, uint32_t n)
   (void) old;
 }
 
+/* Push the chain first .. last (blocks + 1, linked through their sums
+ * words) on the queue of blocks waiting for their trim.  Consumers only
+ * take the whole queue (exchange), never pop, so this compare-and-swap
+ * has no ABA.
+ */
+static void
+push_chain (struct backing *b, uint64_t first, uint64_t last)
+{
+  uint64_t head = __atomic_load_n (&b->pending_head, __ATOMIC_RELAXED);
+
+  do
+    __atomic_store_n (&b->sums[last - 1], head, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n (&b->pending_head, &head, first,
+                                       true, __ATOMIC_RELEASE,
+                                       __ATOMIC_RELAXED));
+}
+
 void
 backing_block_put (struct backing *b, uint64_t block)
 {
@@ -276,12 +316,106 @@ backing_block_put (struct backing *b, uint64_t block)
   assert (left != UINT32_MAX);
   if (left > 0)
     return;
-  /* Trim before the bit is cleared: once clear, the block may be handed
-   * out and written at once, and a trim after that would erase the new
-   * owner's page.
+  /* The last reference: the block must be trimmed before its bit is
+   * cleared (once clear, it may be handed out and written at once, and a
+   * trim after that would erase the new owner's page).  But the caller
+   * may be a request overwriting the page, and a trim is store I/O (a
+   * network round trip, or 5 s on a hung NBD server): queue the block
+   * for backing_trim_pending instead.  Its checksum word, unused until
+   * the block is written again, links the queue (block + 1; 0 ends it).
+   * Counted as pending before it is reachable, so that the consumer
+   * never subtracts what was not added.
    */
-  backing_trim (b, block, 1);
-  backing_bitmap_free (&b->map, block);
+  __atomic_add_fetch (&b->pending, 1, __ATOMIC_RELAXED);
+  push_chain (b, block + 1, block + 1);
+}
+
+static int
+cmp_u64 (const void *a, const void *b)
+{
+  uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+/* Queue a taken list again (first is its first block + 1): it is ours
+ * alone, so its last link can be found and pointed at the queue's head.
+ */
+static void
+requeue (struct backing *b, uint64_t first)
+{
+  uint64_t last = first, next;
+
+  while ((next = __atomic_load_n (&b->sums[last - 1], __ATOMIC_RELAXED)) != 0)
+    last = next;
+  push_chain (b, first, last);
+}
+
+/* Trim and free the blocks of one taken list, in runs of adjacent
+ * blocks (one store request a run), at most BACKING_TRIM_MAX of them:
+ * the rest goes back to the queue, so that one call costs a bounded time
+ * (a scattered queue of 100000 blocks took 5 s of fallocate calls on a
+ * file, seconds to minutes of round trips to an NBD server) and the
+ * background thread's other work, which writes at mem_limit wait for,
+ * and a reset, which waits for the call, are not held up behind it.
+ */
+static uint64_t
+trim_list (struct backing *b, uint64_t link)
+{
+  uint64_t batch[256], n = 0, done = 0, i, j;
+
+  while ((link != 0 || n > 0) && done < BACKING_TRIM_MAX) {
+    while (link != 0 && n < sizeof batch / sizeof batch[0]) {
+      batch[n++] = link - 1;
+      link = __atomic_load_n (&b->sums[link - 1], __ATOMIC_RELAXED);
+    }
+    qsort (batch, n, sizeof batch[0], cmp_u64);
+    for (i = 0; i < n; i = j) {
+      for (j = i + 1; j < n && batch[j] == batch[j - 1] + 1; j++)
+        ;
+      /* A trim that failed may still happen: an NBD server past its
+       * deadline can carry it out later, and would then erase a new
+       * owner's data.  So such blocks are never handed out again: they
+       * stay marked (and counted in use) until the store is emptied by a
+       * reset, which costs space, never data.
+       */
+      if (backing_trim (b, batch[i], j - i) == 0) {
+        for (uint64_t k = i; k < j; k++)
+          backing_bitmap_free (&b->map, batch[k]);
+      }
+      else
+        __atomic_add_fetch (&b->stranded, j - i, __ATOMIC_RELAXED);
+      __atomic_sub_fetch (&b->pending, j - i, __ATOMIC_RELEASE);
+    }
+    done += n;
+    n = 0;
+  }
+  if (link != 0)
+    requeue (b, link);
+  return done;
+}
+
+uint64_t
+backing_trim_pending (struct backing *b)
+{
+  /* Take the whole queue at once: producers only push, so the list taken
+   * is ours alone, and concurrent callers get disjoint lists.
+   */
+  uint64_t link = __atomic_exchange_n (&b->pending_head, 0, __ATOMIC_ACQUIRE);
+
+  return link == 0 ? 0 : trim_list (b, link);
+}
+
+uint64_t
+backing_stranded_blocks (const struct backing *b)
+{
+  return __atomic_load_n (&b->stranded, __ATOMIC_RELAXED);
+}
+
+uint64_t
+backing_pending_blocks (const struct backing *b)
+{
+  return __atomic_load_n (&b->pending, __ATOMIC_RELAXED);
 }
 
 void
@@ -293,7 +427,13 @@ backing_free_block (struct backing *b, uint64_t block)
 uint64_t
 backing_used_blocks (const struct backing *b)
 {
-  return __atomic_load_n (&b->map.used, __ATOMIC_RELAXED);
+  /* Pending first: a block leaves pending only after it left used, so
+   * this order can only overstate, and the clamp covers the rest.
+   */
+  uint64_t pending = __atomic_load_n (&b->pending, __ATOMIC_ACQUIRE);
+  uint64_t used = __atomic_load_n (&b->map.used, __ATOMIC_ACQUIRE);
+
+  return used > pending ? used - pending : 0;
 }
 
 void
@@ -301,6 +441,10 @@ backing_free_all (struct backing *b)
 {
   uint64_t i = 0, end;
 
+  /* Exclusive use: the queued blocks are among the marked ones below. */
+  __atomic_store_n (&b->pending_head, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&b->pending, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&b->stranded, 0, __ATOMIC_RELAXED);
   while ((i = backing_bitmap_next_used (&b->map, i)) < b->nr_blocks) {
     for (end = i + 1; end < b->nr_blocks &&
            backing_bitmap_next_used (&b->map, end) == end; end++)

@@ -388,6 +388,12 @@ writeback_walk (struct zram *z, struct wb_batch *bt, const struct zram_wb_req *r
     errno = ECANCELED;
     return -1;
   }
+  /* This state writes to the store: its destruction must give the
+   * store's blocks back (see zram_meta_destroy), and blocks freed since
+   * the last walk are trimmed now, so the walk finds them free.
+   */
+  __atomic_store_n (&m->used_store, true, __ATOMIC_RELAXED);
+  backing_trim_pending (m->backing);
   gen = m->gen;
   i = p.start;
   while (i < p.end) {
@@ -472,4 +478,29 @@ zram_writeback (struct zram *z, const struct zram_wb_req *req,
   free (bt);
   errno = saved_errno;
   return r;
+}
+
+int64_t
+zram_trim_store (struct zram *z)
+{
+  struct zram_thread_ctx *ctx;
+  struct zram_meta *m;
+  uint64_t n;
+
+  if (z->backing == NULL) {
+    errno = ENODEV;
+    return -1;
+  }
+  ctx = zram_thread_ctx_get ();
+  if (ctx == NULL)
+    return -1;                /* ENOMEM */
+  /* Inside the state's read-side section, so that a reset, which gives
+   * every block back at once (backing_free_all, exclusive), waits for us.
+   */
+  m = meta_get (z, ctx);
+  if (m == NULL)
+    return -1;                /* EIO: a reset is under way */
+  n = backing_trim_pending (m->backing);
+  meta_put (z);
+  return (int64_t) n;
 }

@@ -67,6 +67,9 @@ struct zram_meta {
                                  the states in turn: only the published
                                  one writes back, and a state gives all
                                  its blocks back when destroyed */
+  bool used_store;            /* atomic: a writeback walk ran in this state
+                                 (its destruction gives the store's
+                                 blocks back) */
   struct meta_stats stats;
 };
 

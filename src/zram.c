@@ -22,6 +22,12 @@
 
 #include "zram-impl.h"
 
+/* Times a partial write at mem_limit waits for room before it fails
+ * (write_partial_page): each wait ends as soon as there is room, but
+ * other writers may take that room before this one merges its page.
+ */
+#define ROOM_PARTIAL_TRIES 8
+
 /* Scratch pages and codec state come from the calling thread's context
  * (include/zram/thread-ctx.h), made explicitly on its first request, not
  * from thread-local storage, whose lazy allocation aborts the process when
@@ -200,11 +206,13 @@ zram_meta_destroy (struct zram_meta *m)
   }
   /* Every block in use is this state's: only the published state writes
    * back, a state is destroyed only once unreachable (its writebacks
-   * done), and a state never published has none (bd_count 0, so the
+   * done), and a state never published has none (bd_count 0 and
+   * used_store false: no walk ran in it, so the
    * blocks of the live state are left alone when a reset's new state is
    * thrown away).  Give them back in runs rather than slot by slot.
    */
-  if (m->backing && STAT_GET (m->stats.bd_count) > 0)
+  if (m->backing && (STAT_GET (m->stats.bd_count) > 0 ||
+                     __atomic_load_n (&m->used_store, __ATOMIC_RELAXED)))
     backing_free_all (m->backing);
   zpool_destroy (m->pool);
   slot_table_destroy (&m->table);
@@ -546,7 +554,7 @@ write_partial_page (struct zram *z, struct zram_meta *m,
   struct page_state st, old;
   struct wb_loc loc;
   bool pinned = false;
-  bool waited = false;
+  unsigned waits = 0;
   uint32_t t;
 
   /* Zeroes written into a page that reads as zeroes change nothing, and
@@ -591,17 +599,22 @@ write_partial_page (struct zram *z, struct zram_meta *m,
     zpool_handle room;
 
     /* At the limit with a store: wait for room without the slot lock,
-     * then merge again (the page may have changed meanwhile).  Once: a
-     * second refusal fails the write.
+     * then merge again (the page may have changed meanwhile).  The room
+     * found is given back before the merge, so another writer may take
+     * it first: try again, a few times, before the write fails.
      */
-    if (errno != ENOSPC || m->backing == NULL || waited)
+    if (errno != ENOSPC || m->backing == NULL)
       goto err;
+    if (waits == ROOM_PARTIAL_TRIES) {
+      STAT_ADD (z->room_failed, 1);
+      goto err;
+    }
     slot_unlock (slot);
     if (pinned) {
       zram_wb_unpin (m, &loc);
       pinned = false;
     }
-    waited = true;
+    waits++;
     room = zram_wait_room (z, m, st.size);
     if (room == 0)
       return -1;

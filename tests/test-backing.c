@@ -144,6 +144,17 @@ test_trim_space (void)
     backing_free_all (b);
   }
   else {
+    /* Given back, but not trimmed on the caller's thread: a request that
+     * drops a block must never wait for the store.
+     */
+    CHECK (backing_pending_blocks (b) == 256);
+    EXPECT (allocated_bytes (path) == full, "freeing trimmed at once: %llu "
+            "bytes allocated, was %llu",
+            (unsigned long long) allocated_bytes (path),
+            (unsigned long long) full);
+    CHECK (backing_trim_pending (b) == 256);
+    CHECK (backing_pending_blocks (b) == 0 && backing_used_blocks (b) == 256);
+    CHECK (backing_trim_pending (b) == 0);
     after = allocated_bytes (path);
     EXPECT (after <= full - 256 * BS, "after freeing 256 blocks: %llu bytes "
             "allocated, was %llu", (unsigned long long) after,
@@ -182,12 +193,22 @@ test_exhaustion (void)
   errno = 0;
   CHECK (backing_alloc_block (b, &blk) == -1 && errno == ENOSPC);
   CHECK (backing_used_blocks (b) == 100);
+  /* A block given back waits for its trim; a full store trims it on
+   * demand rather than report ENOSPC.
+   */
   backing_free_block (b, 77);
+  CHECK (backing_used_blocks (b) == 99 && backing_pending_blocks (b) == 1);
   CHECK (backing_alloc_block (b, &blk) == 0 && blk == 77);
+  CHECK (backing_pending_blocks (b) == 0);
   errno = 0;
   CHECK (backing_alloc_block (b, &blk) == -1 && errno == ENOSPC);
+  /* Giving everything back also empties the queue. */
+  backing_free_block (b, 3);
+  backing_free_block (b, 4);
   backing_free_all (b);
-  CHECK (backing_used_blocks (b) == 0);
+  CHECK (backing_used_blocks (b) == 0 && backing_pending_blocks (b) == 0);
+  CHECK (backing_trim_pending (b) == 0);
+  CHECK (backing_alloc_block (b, &blk) == 0);
   backing_close (b);
   unlink (path);
 }
@@ -254,6 +275,147 @@ test_concurrent_alloc (void)
   CHECK (backing_alloc_block (b, &blk) == -1 && errno == ENOSPC);
   backing_free_all (b);
   backing_close (b);
+  unlink (path);
+}
+
+/* One backing_trim_pending trims at most BACKING_TRIM_MAX blocks (each
+ * run a store request: a long queue of scattered blocks would hold the
+ * background thread, and a reset, for seconds); the rest stays queued,
+ * whole, for the next calls.
+ */
+static void
+test_trim_bounded (void)
+{
+  char path[512], err[BACKING_ERR_MAX];
+  static unsigned char seen[8192];
+  struct backing *b;
+  uint64_t blk, total = 0, calls = 0, n;
+
+  make_file (path, sizeof path, "bounded", 8192 * BS);
+  b = backing_open (path, 0, err, sizeof err);
+  CHECK (b != NULL);
+  for (unsigned i = 0; i < 8192; i++)
+    CHECK (backing_alloc_block (b, &blk) == 0 && blk == i);
+  for (unsigned i = 0; i < 8192; i += 2)
+    backing_free_block (b, i);
+  CHECK (backing_pending_blocks (b) == 4096);
+  n = backing_trim_pending (b);
+  EXPECT (n == BACKING_TRIM_MAX, "one call trimmed %llu of 4096 scattered "
+          "blocks, at most %u expected", (unsigned long long) n,
+          BACKING_TRIM_MAX);
+  CHECK (backing_pending_blocks (b) == 4096 - n);
+  CHECK (backing_used_blocks (b) == 4096);
+  for (total = n; (n = backing_trim_pending (b)) > 0; total += n)
+    CHECK (++calls < 100);
+  CHECK (total == 4096 && backing_pending_blocks (b) == 0);
+  /* Every one of them is free once, and only they are. */
+  for (unsigned i = 0; i < 4096; i++) {
+    CHECK (backing_alloc_block (b, &blk) == 0);
+    CHECK (blk % 2 == 0 && !seen[blk]);
+    seen[blk] = 1;
+  }
+  CHECK (backing_alloc_block (b, &blk) == -1 && errno == ENOSPC);
+  backing_free_all (b);
+  backing_close (b);
+  unlink (path);
+}
+
+/* The queue of blocks given back, raced: workers take blocks, write them,
+ * read them back after a trim of the queue and give them back, while
+ * another thread trims the queue.  At most QW_HELD * QW_WORKERS of the
+ * QW_BLOCKS blocks are held at once, so the store is never full: every
+ * allocation must succeed, even while another thread holds the queue for
+ * its trim.  A block is never handed to two owners, a trim never erases
+ * a new owner's data, and the count in use never exceeds the store.
+ */
+#define QW_WORKERS 4
+#define QW_HELD 8
+#define QW_BLOCKS 64
+
+static struct backing *qb;
+static unsigned qowner[QW_BLOCKS];
+static int qstop;
+
+static void *
+queue_worker (void *arg)
+{
+  unsigned id = (unsigned) (uintptr_t) arg, gen = 0;
+  unsigned char buf[BS], back[BS];
+  uint64_t blk[QW_HELD];
+
+  while (!__atomic_load_n (&qstop, __ATOMIC_RELAXED)) {
+    unsigned n = 1 + gen % QW_HELD, i;
+
+    gen++;
+    for (i = 0; i < n; i++) {
+      unsigned none = 0;
+
+      if (backing_alloc_block (qb, &blk[i]) == -1) {
+        EXPECT (0, "allocation failed (%s) with at most %u of %u blocks held",
+                strerror (errno), QW_HELD * QW_WORKERS, QW_BLOCKS);
+        break;
+      }
+      CHECK (__atomic_compare_exchange_n (&qowner[blk[i]], &none, id + 1,
+                                          false, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_RELAXED));
+      fill (buf, blk[i], gen + id);
+      CHECK (backing_write (qb, blk[i], buf) == 0);
+    }
+    /* Let the trimmer run (a trim of a block after it was handed out
+     * again would erase it), and let the queue grow, so that the store
+     * fills with blocks waiting for their trim and allocations must trim.
+     */
+    n = i;
+    usleep (200);
+    CHECK (backing_used_blocks (qb) <= QW_BLOCKS);
+    for (i = 0; i < n; i++) {
+      fill (buf, blk[i], gen + id);
+      EXPECT (backing_read (qb, blk[i], back) == 0 &&
+              memcmp (buf, back, BS) == 0,
+              "block %llu lost its owner's data (trimmed after reuse?)",
+              (unsigned long long) blk[i]);
+      __atomic_store_n (&qowner[blk[i]], 0, __ATOMIC_RELEASE);
+      backing_free_block (qb, blk[i]);
+    }
+  }
+  return NULL;
+}
+
+static void *
+queue_trimmer (void *arg)
+{
+  (void) arg;
+  while (!__atomic_load_n (&qstop, __ATOMIC_RELAXED)) {
+    backing_trim_pending (qb);
+    CHECK (backing_used_blocks (qb) <= QW_BLOCKS);
+    usleep (1000);
+  }
+  return NULL;
+}
+
+static void
+test_queue_race (void)
+{
+  char path[512], err[BACKING_ERR_MAX];
+  pthread_t th[QW_WORKERS + 2];
+
+  make_file (path, sizeof path, "queue", QW_BLOCKS * BS);
+  qb = backing_open (path, 0, err, sizeof err);
+  CHECK (qb != NULL);
+  for (unsigned i = 0; i < QW_WORKERS; i++)
+    CHECK (pthread_create (&th[i], NULL, queue_worker,
+                           (void *) (uintptr_t) i) == 0);
+  for (unsigned i = QW_WORKERS; i < QW_WORKERS + 2; i++)
+    CHECK (pthread_create (&th[i], NULL, queue_trimmer, NULL) == 0);
+  sleep (2);
+  __atomic_store_n (&qstop, 1, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < QW_WORKERS + 2; i++)
+    CHECK (pthread_join (th[i], NULL) == 0);
+  CHECK (backing_used_blocks (qb) == 0);
+  backing_trim_pending (qb);
+  CHECK (backing_pending_blocks (qb) == 0);
+  backing_free_all (qb);
+  backing_close (qb);
   unlink (path);
 }
 
@@ -330,6 +492,8 @@ main (void)
   test_exhaustion ();
   test_sizes ();
   test_concurrent_alloc ();
+  test_queue_race ();
+  test_trim_bounded ();
   test_bad_names ();
   rmdir (dir);
   if (check_failures)

@@ -180,6 +180,28 @@ echo "read of a written-back page, store hung: $r in $secs s"
 [ "${secs%.*}" -lt 12 ] || fail "the read waited $secs s"
 alive "store hung"
 
+# --- the store hangs: overwriting or trimming written-back pages does not
+# wait for it (the blocks they free are trimmed later, in the background).
+# 40 pages of the written-back data written again with the same bytes,
+# then 40 more trimmed and written again.
+[ "$(stat_of bd_count)" -ge 2048 ] || fail "too few pages written back"
+kill -STOP "$(cat "$tmpdir/spid")"
+secs=$(nbdsh -u "$uri" -c "
+import time
+data = open('$tmpdir/data', 'rb').read()
+t = time.monotonic()
+for p in range(1024, 1064):
+    h.pwrite(data[p * 4096:(p + 1) * 4096], p * 4096)
+for p in range(1064, 1104):
+    h.trim(4096, p * 4096)
+    h.pwrite(data[p * 4096:(p + 1) * 4096], p * 4096)
+print('%.1f' % (time.monotonic() - t))") || {
+  kill -CONT "$(cat "$tmpdir/spid")"; fail "overwrites with the store hung"; }
+kill -CONT "$(cat "$tmpdir/spid")"
+echo "80 overwrites of written-back pages, store hung: $secs s"
+[ "${secs%.*}" -lt 2 ] || fail "overwrites waited $secs s for a hung store"
+alive "store hung, overwrites"
+
 # --- the store dies in the middle of a writeback ------------------------------
 # The store slowed down (50 ms a write; writeback sends 16 blocks at once)
 # so that the walk is surely under way after a second.

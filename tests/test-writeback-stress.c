@@ -1,5 +1,6 @@
 /* Stress test: writeback racing writes, partial writes, trims,
- * write-zeroes, zram_reset, recompression and compaction on the same pages
+ * write-zeroes, zram_reset, recompression, compaction and the trim of
+ * freed store blocks, all on the same pages,
  * loses nothing, leaks no block of the store and leaves no statistic
  * behind.
  *
@@ -228,6 +229,11 @@ compactor (void *arg)
   (void) arg;
   while (!stopping ()) {
     zram_compact (z);
+    /* And the background trim of blocks given back, as the plugin's
+     * trim policy runs it, racing the writers that give them back and
+     * the walks that take them.
+     */
+    CHECK (zram_trim_store (z) >= 0 || errno == EIO);
     usleep (2000);
   }
   return NULL;
@@ -394,6 +400,7 @@ main (void)
   CHECK (s.idle_pages == 0 && s.incompressible_pages == 0);
   CHECK (s.pages_recomp[0] == 0);
   CHECK (backing_used_blocks (store) == 0);
+  CHECK (zram_trim_store (z) >= 0 && backing_pending_blocks (store) == 0);
   CHECK (spec || !backing_can_trim (store) || file_bytes (path) <= 16 * PAGE);
   CHECK (backing_errors (store) == 0);
   zram_destroy (z);

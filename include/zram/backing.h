@@ -42,7 +42,8 @@
  * reference count: backing_alloc_block hands the block out with one
  * reference (the caller's), backing_block_get adds some (one per object
  * placed in it, one per reader that pins it), and the backing_block_put
- * that drops the last one frees the block (trims it, then makes it free).
+ * that drops the last one gives the block back (it is queued for its
+ * trim, backing_trim_pending, and only then made free).
  * So a block is never reused while anyone may still read it.
  *
  * Thread safety: every function may be called from any thread at once,
@@ -204,7 +205,8 @@ extern bool backing_can_trim (const struct backing *b);
 
 /* Take a free block, with one reference (the caller's): sets *block and
  * returns 0, or -1 with errno ENOSPC when every block is taken.
- * Lock-free; concurrent callers get distinct blocks.
+ * Lock-free; concurrent callers get distinct blocks.  When no block is
+ * free but some wait for their trim, it trims them first (store I/O).
  */
 extern int backing_alloc_block (struct backing *b, uint64_t *block);
 
@@ -216,11 +218,13 @@ extern int backing_alloc_block (struct backing *b, uint64_t *block);
  */
 extern void backing_block_get (struct backing *b, uint64_t block, uint32_t n);
 
-/* Drop one reference to block.  The last one gives the block back: it is
- * trimmed on the store first, and only then made free, so that a block
- * handed out again is never trimmed after its new owner wrote it.  May
- * block for the trim (only the last one).  Never fails (a failed trim
- * only leaves the space taken on the store).
+/* Drop one reference to block.  The last one gives the block back: it
+ * counts as free at once (backing_used_blocks), but it is queued, not
+ * trimmed: its trim is store I/O, which the caller (a request overwriting
+ * a written-back page) must not wait for.  backing_trim_pending trims the
+ * queue and only then makes the blocks free for backing_alloc_block, so a
+ * block handed out again is never trimmed after its new owner wrote it.
+ * Lock-free, never blocks, never fails.
  */
 extern void backing_block_put (struct backing *b, uint64_t block);
 
@@ -229,11 +233,39 @@ extern void backing_block_put (struct backing *b, uint64_t block);
  */
 extern void backing_free_block (struct backing *b, uint64_t block);
 
-/* Blocks allocated now. */
+/* Blocks in use now (allocated and not given back; queued ones are not
+ * counted).
+ */
 extern uint64_t backing_used_blocks (const struct backing *b);
 
-/* Give back every allocated block, whatever its references, trimming
- * them on the store in runs.  Exclusive use (the device's reset and
+/* At most this many blocks are trimmed by one backing_trim_pending. */
+#define BACKING_TRIM_MAX 1024
+
+/* Trim the blocks given back since the last call, in runs of adjacent
+ * blocks, and make them free: at most BACKING_TRIM_MAX of them (a bounded
+ * time), the rest staying queued for the next call.  Returns how many
+ * left the queue (0: it was empty, or another caller has it); those whose
+ * trim failed are not freed (backing_stranded_blocks).  May block
+ * for the store (each run is one trim request); call it from background
+ * work, never from a request.  backing_alloc_block calls it when no block
+ * is free.  Thread-safe: concurrent callers take disjoint parts of the
+ * queue.  A block whose trim fails is kept
+ * (backing_stranded_blocks).
+ */
+extern uint64_t backing_trim_pending (struct backing *b);
+
+/* Blocks given back whose trim failed.  A failed trim may still be
+ * carried out later (an NBD server past its deadline), and would erase
+ * whatever a new owner wrote there; so these blocks are not handed out
+ * again, and count as used, until backing_free_all.  Space, never data.
+ */
+extern uint64_t backing_stranded_blocks (const struct backing *b);
+
+/* Blocks given back and waiting for backing_trim_pending. */
+extern uint64_t backing_pending_blocks (const struct backing *b);
+
+/* Give back every allocated block, whatever its references (the queued
+ * ones too), trimming them on the store in runs.  Exclusive use (the device's reset and
  * teardown, when no page can refer to the store any more and no reader
  * holds a reference).
  */

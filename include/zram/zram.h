@@ -631,6 +631,16 @@ struct zram_wb_result {
 extern int zram_writeback (struct zram *zram, const struct zram_wb_req *req,
                            struct zram_wb_result *res);
 
+/* Trim the store blocks that writes, trims and zeroes of written-back
+ * pages gave back (they are queued, so that no request waits for the
+ * store: include/zram/backing.h, backing_trim_pending), and make them
+ * free.  For background work (include/zram/policy-trim.h); writeback
+ * walks do it too.  Returns the number of blocks trimmed (>= 0), or -1
+ * with errno ENODEV (no store), EIO (a reset is under way) or ENOMEM.
+ * May block for the store.
+ */
+extern int64_t zram_trim_store (struct zram *zram);
+
 /* The writeback limit (zram's writeback_limit and writeback_limit_enable):
  * a budget of 4 KiB units of writes to the store, which is what the limit
  * is for (to spare the store's wear).  While enabled, every block

@@ -469,9 +469,9 @@ zram_release_state (struct zram_meta *m, const struct page_state *old)
 {
   zram_uncount_flags (m, old->flags);
   if (old->flags & SLOT_BIT (SLOT_WB)) {
-    /* The object's reference on its block.  The last one frees the
-     * block, on the thread of the request that replaced the page: the
-     * trim is a system call, but the block must not be reused before it.
+    /* The object's reference on its block.  The last one queues the
+     * block for its trim (backing_block_put): no store I/O here, on the
+     * thread of the request that replaced the page.
      */
     backing_block_put (m->backing, slot_wb_block_of (old->handle));
     STAT_SUB (m->stats.pages_stored, 1);

@@ -77,15 +77,6 @@ kill_server (pid_t pid)
   waitpid (pid, NULL, 0);
 }
 
-static double
-now_s (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void
 fill (unsigned char *buf, uint64_t block, unsigned gen)
 {
@@ -148,11 +139,11 @@ hung_reader (void *arg)
 {
   struct hung_reader *h = arg;
   unsigned char buf[BS];
-  double t = now_s ();
+  double t = test_now ();
 
   h->r = backing_read (h->b, h->block, buf);
   h->err = errno;
-  h->secs = now_s () - t;
+  h->secs = test_now () - t;
   return NULL;
 }
 
@@ -371,7 +362,7 @@ main (void)
   fill (want, 1, 99);
   CHECK (backing_write (b, 1, want) == 0);
   kill_server (pid);
-  t = now_s ();
+  t = test_now ();
   errno = 0;
   r = backing_read (b, 1, buf);
   EXPECT (r == -1 && errno == EIO, "read, server dead: r=%d errno=%d", r, errno);
@@ -383,7 +374,7 @@ main (void)
   /* Every connection meets the dead server once. */
   for (int i = 0; i < BACKING_NBD_CONNS; i++)
     backing_read (b, 1, buf);
-  EXPECT (now_s () - t < 2, "failures took %.1f s", now_s () - t);
+  EXPECT (test_now () - t < 2, "failures took %.1f s", test_now () - t);
   EXPECT (backing_errors (b) >= 1 + BATCH, "errors %llu",
           (unsigned long long) backing_errors (b));
 
@@ -393,11 +384,11 @@ main (void)
    */
   pid = start_server ("64M", 0);
   CHECK (pid != -1);
-  t = now_s ();
+  t = test_now ();
   while ((r = backing_read (b, 1, buf)) == -1 && errno == EIO &&
-         now_s () - t < 5)
+         test_now () - t < 5)
     usleep (50000);
-  printf ("reconnected after %.2f s\n", now_s () - t);
+  printf ("reconnected after %.2f s\n", test_now () - t);
   EXPECT (r == -1 && errno == EBADMSG, "block of the lost server: r=%d "
           "errno=%d, expected EBADMSG", r, errno);
   memset (want, 0, BS);

@@ -651,15 +651,6 @@ hot_writer (void *arg)
   return NULL;
 }
 
-static double
-now_s (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void
 test_hot_page (void)
 {
@@ -669,12 +660,12 @@ test_hot_page (void)
   struct backing *b;
   struct zram *z = make (0, &b, 0);
   pthread_t th;
-  double end = now_s () + 10;
+  double end = test_now () + 10;
 
   fill (z, 9);
   __atomic_store_n (&hot_stop, false, __ATOMIC_RELEASE);
   CHECK (pthread_create (&th, NULL, hot_writer, z) == 0);
-  while (now_s () < end && (raced < 20 || written < 20)) {
+  while (test_now () < end && (raced < 20 || written < 20)) {
     CHECK (zram_writeback (z, &req, &res) == 0);
     written += res.written;
     raced += res.raced;
@@ -727,14 +718,14 @@ test_nowait (void)
   uint64_t busy = 0, ran = 0;
   struct backing *b;
   struct zram *z = make (0, &b, 1);
-  double end = now_s () + 10;
+  double end = test_now () + 10;
   pthread_t th;
 
   fill (z, 10);
   CHECK (zram_recompress (z, &rq, &rr) == 0);   /* nobody else: runs */
   __atomic_store_n (&hot_stop, false, __ATOMIC_RELEASE);
   CHECK (pthread_create (&th, NULL, wb_loop, z) == 0);
-  while (now_s () < end && busy == 0) {
+  while (test_now () < end && busy == 0) {
     errno = 0;
     if (zram_recompress (z, &rq, &rr) == -1) {
       CHECK (errno == EBUSY && rr.attempted == 0 && rr.next_index == 0);

@@ -84,6 +84,12 @@ enum slot_flag {
                                   other flag is set with it but the lock
                                   and the priority */
   SLOT_PRIO,                   /* first of the 2 priority bits */
+  SLOT_GROUP = SLOT_PRIO + 2,  /* a member of a multi-page group object
+                                  (src/group.c): handle is the group and
+                                  the member's index in it */
+  SLOT_DICT,                   /* first of the 2 dictionary bits: which
+                                  of the state's dictionaries (1..3)
+                                  compressed the object; 0 = none */
 };
 
 #define SLOT_BIT(flag) (UINT64_C(1) << (flag))
@@ -95,8 +101,11 @@ enum slot_flag {
 #define SLOT_TIME_SHIFT 32
 #define SLOT_TIME_MASK (UINT64_C(0xffffffff) << SLOT_TIME_SHIFT)
 
-_Static_assert (SLOT_PRIO + SLOT_PRIO_BITS <= SLOT_TIME_SHIFT,
-                "the flags and priority fit below the access time");
+#define SLOT_DICT_BITS 2
+#define SLOT_DICT_MASK (((UINT64_C(1) << SLOT_DICT_BITS) - 1) << SLOT_DICT)
+
+_Static_assert (SLOT_DICT + SLOT_DICT_BITS <= SLOT_TIME_SHIFT,
+                "the flags, priority and dictionary fit below the access time");
 
 /* Every bit of info that describes the stored page (not its size, lock
  * or access time): what a store replaces and a free clears.

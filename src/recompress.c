@@ -82,7 +82,7 @@ selected (const struct zram_meta *m, const struct zram_slot *slot,
 
   if (slot_get_handle (slot) == 0 ||
       (info & (SLOT_BIT (SLOT_SAME) | SLOT_BIT (SLOT_INCOMPRESSIBLE) |
-               SLOT_BIT (SLOT_PP) | SLOT_BIT (SLOT_WB))))
+               SLOT_BIT (SLOT_PP) | SLOT_BIT (SLOT_WB) | SLOT_BIT (SLOT_GROUP))))
     return false;
   idle = info & SLOT_BIT (SLOT_IDLE);
   if (!idle && p->min_age_s > 0) {

@@ -98,7 +98,16 @@ ctx_free (struct zram_thread_ctx *ctx)
 {
   zcomp_scratch_destroy (ctx->codec);
   free (ctx->page);             /* cbuf is in the same block */
+  free (ctx->group);
   free (ctx);
+}
+
+unsigned char *
+zram_thread_ctx_group (struct zram_thread_ctx *ctx)
+{
+  if (ctx->group == NULL)
+    ctx->group = aligned_alloc (SCRATCH_ALIGN, ZRAM_THREAD_CTX_GROUP);
+  return ctx->group;
 }
 
 static void

@@ -75,7 +75,8 @@ static bool
 selected (uint64_t handle, uint64_t info, const struct wb_plan *p)
 {
   if (handle == 0 ||
-      (info & (SLOT_BIT (SLOT_SAME) | SLOT_BIT (SLOT_WB) | SLOT_BIT (SLOT_PP))))
+      (info & (SLOT_BIT (SLOT_SAME) | SLOT_BIT (SLOT_WB) | SLOT_BIT (SLOT_PP) |
+               SLOT_BIT (SLOT_GROUP))))
     return false;
   switch (p->type) {
   case ZRAM_WB_IDLE:

@@ -155,6 +155,8 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   /* The recompression algorithms are the device's: a reset keeps them. */
   config.nr_recomp = z->nr_recomp;
   memcpy (config.recomp, z->recomp, sizeof config.recomp);
+  config.group_pages = z->group_pages;
+  config.group_algo = z->group_algo;
   if (new_config) {
     if (new_config->disksize != z->disksize) {
       errno = EINVAL;
@@ -302,6 +304,15 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->bd_blocks_used = m->backing ? backing_used_blocks (m->backing) : 0;
   s->bd_errors = m->backing ? backing_errors (m->backing) : 0;
   s->bd_reconnects = m->backing ? backing_reconnects (m->backing) : 0;
+  s->group_objects = STAT_GET (m->stats.group_objects);
+  s->group_pages = STAT_GET (m->stats.group_pages);
+  s->group_compr_size = STAT_GET (m->stats.group_compr_size);
+  s->groups_dissolved = STAT_GET (m->stats.groups_dissolved);
+  s->group_max_pages = m->group_pages;
+  if (m->group_comp) {
+    s->group_algo.algo = zcomp_get_algo (m->group_comp);
+    s->group_algo.level = zcomp_get_level (m->group_comp);
+  }
   s->nr_recomp = m->nr_recomp;
   for (unsigned i = 0; i < m->nr_recomp; i++) {
     s->pages_recomp[i] = STAT_GET (m->stats.pages_recomp[i]);

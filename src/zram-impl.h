@@ -43,6 +43,11 @@ struct meta_stats {
   uint64_t bd_writes;         /* pages written to the store */
   uint64_t bd_checksum_errors; /* reads of the store whose bytes failed
                                  their checksum (served as EIO) */
+  uint64_t group_objects;     /* groups stored (src/group.c) */
+  uint64_t group_pages;       /* SLOT_GROUP slots (also in pages_stored) */
+  uint64_t group_compr_size;  /* bytes of group frames (also in
+                                 compr_data_size) */
+  uint64_t groups_dissolved;  /* groups zram_group_dissolve emptied */
 };
 
 /* One initialisation of the device: replaced whole by a reset. */
@@ -70,6 +75,10 @@ struct zram_meta {
   bool used_store;            /* atomic: a writeback walk ran in this state
                                  (its destruction gives the store's
                                  blocks back) */
+  struct zcomp *group_comp;   /* the groups' compressor, or NULL: none */
+  unsigned group_pages;       /* most pages a group takes */
+  pthread_mutex_t group_lock; /* guards the list of groups */
+  struct zram_group *groups;  /* every group of the state (src/group.h) */
   struct meta_stats stats;
 };
 
@@ -131,6 +140,8 @@ struct zram {
   unsigned room_wait_ms;      /* atomic: zram_set_room_wait */
   uint64_t room_waits;        /* atomic: writes that waited for room */
   uint64_t room_failed;       /* atomic: and failed all the same */
+  unsigned group_pages;       /* zram_config.group_pages, for resets */
+  struct zram_recomp_algo group_algo;
 };
 
 #define STAT_ADD(field, n) __atomic_add_fetch (&(field), (n), __ATOMIC_RELAXED)
@@ -241,6 +252,22 @@ extern void zram_update_mem_used_max (struct zram_meta *m, uint64_t total);
  */
 #define ZRAM_WALK_BATCH_SLOTS 4096
 #define ZRAM_WALK_BATCH_ATTEMPTS 32
+
+/* Turn a page of data into a page state without waiting for room: a SAME
+ * word, or a new object in the pool (compressed with the primary
+ * algorithm, or raw).  No slot lock needed.  0, or -1 with errno ENOMEM
+ * or ENOSPC (the memory limit).
+ */
+extern int zram_prepare_page (struct zram *z, struct zram_meta *m,
+                              struct zram_thread_ctx *ctx,
+                              const unsigned char *src, struct page_state *st);
+
+/* Put st into the locked slot, stamped with access time t; the old state
+ * goes to *old (release it after unlocking: zram_release_state).
+ */
+extern void zram_install_locked (struct zram_meta *m, struct zram_slot *slot,
+                                 const struct page_state *st,
+                                 struct page_state *old, uint32_t t);
 
 /* Uncount a state's flags taken out of a slot (idle, incompressible,
  * priority): the statistics that follow the flags, not the object.

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "group.h"
 #include "zram-impl.h"
 
 /* Times a partial write at mem_limit waits for room before it fails
@@ -46,7 +47,8 @@ config_valid (const struct zram_config *config)
 {
   if (config->disksize == 0 || config->disksize % ZRAM_PAGE_SIZE != 0 ||
       config->disksize > ZRAM_MAX_DISKSIZE ||
-      config->nr_recomp > ZRAM_MAX_RECOMP) {
+      config->nr_recomp > ZRAM_MAX_RECOMP || config->group_pages == 1 ||
+      config->group_pages > ZRAM_GROUP_MAX_PAGES) {
     errno = EINVAL;
     return 0;
   }
@@ -68,6 +70,7 @@ zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard
   m->disksize = config->disksize;
   m->nr_pages = config->disksize >> ZRAM_PAGE_SHIFT;
   m->pool_kind = config->pool;
+  pthread_mutex_init (&m->group_lock, NULL);
   clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
   m->epoch_s = ts.tv_sec;
   m->comp = zcomp_create (config->algo, config->level);
@@ -79,6 +82,13 @@ zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard
     if (m->recomp[i] == NULL)
       goto err;
     m->nr_recomp = i + 1;
+  }
+  if (config->group_pages) {
+    m->group_comp = zcomp_create (config->group_algo.algo,
+                                  config->group_algo.level);
+    if (m->group_comp == NULL)
+      goto err;
+    m->group_pages = config->group_pages;
   }
   if (slot_table_create (&m->table, m->nr_pages) == -1)
     goto err;
@@ -190,7 +200,8 @@ zram_meta_destroy (struct zram_meta *m)
   if (m->table.slots && m->pool && !zpool_destroy_frees_objects (m->pool)) {
     uint64_t objects = STAT_GET (m->stats.pages_stored) -
                        STAT_GET (m->stats.same_pages) -
-                       STAT_GET (m->stats.bd_count);
+                       STAT_GET (m->stats.bd_count) -
+                       STAT_GET (m->stats.group_pages);
     uint64_t i = 0;
 
     while (objects > 0 &&
@@ -198,7 +209,7 @@ zram_meta_destroy (struct zram_meta *m)
       struct zram_slot *slot = slot_at (&m->table, i++);
 
       if (!slot_test_flag (slot, SLOT_SAME) && !slot_test_flag (slot, SLOT_WB) &&
-          slot_get_handle (slot) != 0) {
+          !slot_test_flag (slot, SLOT_GROUP) && slot_get_handle (slot) != 0) {
         zpool_free (m->pool, slot_get_handle (slot));
         objects--;
       }
@@ -214,9 +225,14 @@ zram_meta_destroy (struct zram_meta *m)
   if (m->backing && (STAT_GET (m->stats.bd_count) > 0 ||
                      __atomic_load_n (&m->used_store, __ATOMIC_RELAXED)))
     backing_free_all (m->backing);
+  /* Groups are found through their list, not the table. */
+  if (m->pool)
+    group_free_all (m, !zpool_destroy_frees_objects (m->pool));
   zpool_destroy (m->pool);
   slot_table_destroy (&m->table);
   zcomp_destroy (m->comp);
+  zcomp_destroy (m->group_comp);
+  pthread_mutex_destroy (&m->group_lock);
   for (unsigned i = 0; i < m->nr_recomp; i++)
     zcomp_destroy (m->recomp[i]);
   free (m);
@@ -249,6 +265,8 @@ zram_create (const struct zram_config *config)
   z->reserve = config->reserve;
   z->reserve_wait_ms = config->reserve_wait_ms;
   z->backing = config->backing;
+  z->group_pages = config->group_pages;
+  z->group_algo = config->group_algo;
   pthread_mutex_init (&z->ctl_lock, NULL);
   pthread_mutex_init (&z->pp_lock, NULL);
   pthread_mutex_init (&z->clients_lock, NULL);
@@ -361,6 +379,18 @@ zram_update_mem_used_max (struct zram_meta *m, uint64_t total)
  */
 static int
 prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
+              const unsigned char *src, struct page_state *st, bool may_wait);
+
+int
+zram_prepare_page (struct zram *z, struct zram_meta *m,
+                   struct zram_thread_ctx *ctx, const unsigned char *src,
+                   struct page_state *st)
+{
+  return prepare_page (z, m, ctx, src, st, false);
+}
+
+static int
+prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
               const unsigned char *src, struct page_state *st, bool may_wait)
 {
   const unsigned char *data = ctx->cbuf;
@@ -419,10 +449,10 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
  * INCOMPRESSIBLE, PP: a recompression in flight finds PP clear and drops
  * its work).
  */
-static void
-install_locked (struct zram_meta *m, struct zram_slot *slot,
-                const struct page_state *st, struct page_state *old,
-                uint32_t t)
+void
+zram_install_locked (struct zram_meta *m, struct zram_slot *slot,
+                     const struct page_state *st, struct page_state *old,
+                     uint32_t t)
 {
   old->handle = slot_get_handle (slot);
   old->size = slot_get_size (slot);
@@ -483,6 +513,11 @@ zram_release_state (struct zram_meta *m, const struct page_state *old)
     STAT_SUB (m->stats.same_pages, 1);
     return true;
   }
+  if (old->flags & SLOT_BIT (SLOT_GROUP)) {
+    group_put_member (m, old->handle);
+    STAT_SUB (m->stats.pages_stored, 1);
+    return true;
+  }
   if (old->handle == 0)
     return false;
   zpool_free (m->pool, old->handle);
@@ -510,6 +545,8 @@ zram_read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
     return 0;
   }
   assert (!slot_test_flag (slot, SLOT_WB));
+  if (slot_test_flag (slot, SLOT_GROUP))
+    return group_read_member (m, ctx, h, dst);
   src = zpool_map (m->pool, h, ZPOOL_MAP_RO);
   if (slot_test_flag (slot, SLOT_HUGE))
     memcpy (dst, src, ZRAM_PAGE_SIZE);
@@ -539,7 +576,7 @@ write_full_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ct
   t = meta_now (m);
   slot_table_touch (&m->table, index);
   slot_lock (slot);
-  install_locked (m, slot, &st, &old, t);
+  zram_install_locked (m, slot, &st, &old, t);
   slot_unlock (slot);
   zram_release_state (m, &old);
   return 0;
@@ -621,7 +658,7 @@ write_partial_page (struct zram *z, struct zram_meta *m,
     zpool_free (m->pool, room);
     goto again;
   }
-  install_locked (m, slot, &st, &old, t);
+  zram_install_locked (m, slot, &st, &old, t);
   slot_unlock (slot);
   if (pinned)
     zram_wb_unpin (m, &loc);
@@ -698,7 +735,7 @@ discard_full_page (struct zram_meta *m, uint64_t index)
   if (!slot_table_touched (&m->table, index) || slot_is_empty (slot))
     return;                   /* empty already (a racing write may win) */
   slot_lock (slot);
-  install_locked (m, slot, &empty, &old, 0);
+  zram_install_locked (m, slot, &empty, &old, 0);
   slot_unlock (slot);
   if (zram_release_state (m, &old))
     STAT_ADD (m->stats.notify_free, 1);

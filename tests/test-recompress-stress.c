@@ -1,4 +1,4 @@
-/* Stress test: recompression racing writes, partial writes, trims,
+/* Stress test: recompression and multi-page groups racing writes, partial writes, trims,
  * write-zeroes, zram_reset and compaction on the same pages loses nothing,
  * and leaves no statistic behind.
  *
@@ -11,7 +11,11 @@
  * and then (it takes a write lock that the owners hold for reading around
  * each operation, so the model knows a reset zeroed everything; the
  * recompressors and the compactor take no such lock, so they race the
- * reset too).  At the end every page is checked, then the whole device is
+ * reset too).  GROUPERS threads pack idle pages into multi-page groups
+ * (zram_group) and take groups apart again (zram_group_dissolve), so that
+ * every path a group member goes through (write, partial write, trim,
+ * zero, read, reset, compaction, recompression skipping it) races the
+ * others.  At the end every page is checked, then the whole device is
  * trimmed and every page counter must be zero.
  *
  * Seeded: RS_SEED; duration RS_SECONDS (default 3).  Meant for the plain,
@@ -37,6 +41,7 @@
 #define PAGES          1024u    /* 4 MiB device */
 #define OWNERS         4
 #define RECOMPRESSORS  2
+#define GROUPERS       1
 
 static struct zram *z;
 static unsigned char (*model)[PAGE];
@@ -48,6 +53,7 @@ static double seconds = 3;
 /* Totals over the run (resets clear the device's statistics). */
 static uint64_t total_recompressed, total_raced, total_attempted;
 static uint64_t total_resets, total_compactions;
+static uint64_t total_grouped, total_group_raced, total_ungrouped;
 
 static bool
 stopping (void)
@@ -172,6 +178,38 @@ recompressor (void *arg)
 }
 
 static void *
+grouper (void *arg)
+{
+  unsigned id = (unsigned) (uintptr_t) arg;
+  unsigned long long r = seed0 ^ (id + 201) * 0x9e3779b97f4a7c15ULL;
+  struct zram_group_result res;
+  struct zram_dissolve_result dres;
+  struct zram_group_req req;
+
+  while (!stopping ()) {
+    if (test_rand (&r) % 2 == 0)
+      CHECK (zram_mark_idle (z, 0, NULL) == 0 || errno == EIO);
+    memset (&req, 0, sizeof req);
+    req.max_pages = test_rand (&r) % 2 ? 0 : 1 + test_rand (&r) % 64;
+    req.start_index = test_rand (&r) % PAGES;
+    if (zram_group (z, &req, &res) == -1 && errno != EIO) {
+      fprintf (stderr, "group: %s\n", strerror (errno));
+      abort ();
+    }
+    __atomic_add_fetch (&total_grouped, res.grouped, __ATOMIC_RELAXED);
+    __atomic_add_fetch (&total_group_raced, res.raced, __ATOMIC_RELAXED);
+    if (zram_group_dissolve (z, 1 + test_rand (&r) % 100,
+                             test_rand (&r) % 4, false, &dres) == -1 &&
+        errno != EIO) {
+      fprintf (stderr, "dissolve: %s\n", strerror (errno));
+      abort ();
+    }
+    __atomic_add_fetch (&total_ungrouped, dres.pages, __ATOMIC_RELAXED);
+  }
+  return NULL;
+}
+
+static void *
 compactor (void *arg)
 {
   (void) arg;
@@ -206,8 +244,9 @@ main (void)
   };
   struct zram_config c = { .disksize = (uint64_t) PAGES * PAGE,
                            .algo = ZCOMP_LZ4, .level = 4, .pool = ZPOOL_ZS,
-                           .nr_recomp = 3 };
-  pthread_t owners[OWNERS], recs[RECOMPRESSORS], comp, reset;
+                           .nr_recomp = 3, .group_pages = 16,
+                           .group_algo = { ZCOMP_ZSTD, 3 } };
+  pthread_t owners[OWNERS], recs[RECOMPRESSORS], groupers[GROUPERS], comp, reset;
   struct zram_stats s;
   const char *e;
 
@@ -232,6 +271,9 @@ main (void)
   for (unsigned i = 0; i < RECOMPRESSORS; i++)
     CHECK (pthread_create (&recs[i], NULL, recompressor,
                            (void *) (uintptr_t) i) == 0);
+  for (unsigned i = 0; i < GROUPERS; i++)
+    CHECK (pthread_create (&groupers[i], NULL, grouper,
+                           (void *) (uintptr_t) i) == 0);
   CHECK (pthread_create (&comp, NULL, compactor, NULL) == 0);
   CHECK (pthread_create (&reset, NULL, resetter, NULL) == 0);
   usleep ((useconds_t) (seconds * 1e6));
@@ -240,6 +282,8 @@ main (void)
     pthread_join (owners[i], NULL);
   for (unsigned i = 0; i < RECOMPRESSORS; i++)
     pthread_join (recs[i], NULL);
+  for (unsigned i = 0; i < GROUPERS; i++)
+    pthread_join (groupers[i], NULL);
   pthread_join (comp, NULL);
   pthread_join (reset, NULL);
 
@@ -256,11 +300,35 @@ main (void)
   for (uint32_t p = 0; p < PAGES; p++)
     verify (p);
 
+  /* Then everything idle grouped, checked, and taken apart again. */
+  {
+    struct zram_group_req req = { .min_age_s = 0 };
+    struct zram_group_result res;
+    struct zram_dissolve_result dres;
+
+    CHECK (zram_mark_idle (z, 0, NULL) == 0);
+    CHECK (zram_group (z, &req, &res) == 0);
+    CHECK (res.raced == 0);
+    total_grouped += res.grouped;
+    zram_get_stats (z, &s);
+    CHECK (s.group_pages >= res.grouped);
+    CHECK (s.compr_data_size >= s.group_compr_size);
+    for (uint32_t p = 0; p < PAGES; p++)
+      verify (p);
+    CHECK (zram_group_dissolve (z, 100, 0, false, &dres) == 0);
+    for (uint32_t p = 0; p < PAGES; p++)
+      verify (p);
+  }
+
   printf ("seed %llu: %" PRIu64 " attempted, %" PRIu64 " recompressed, "
-          "%" PRIu64 " raced, %" PRIu64 " resets, %" PRIu64 " compactions\n",
+          "%" PRIu64 " raced, %" PRIu64 " resets, %" PRIu64 " compactions; "
+          "%" PRIu64 " pages grouped (%" PRIu64 " raced), %" PRIu64
+          " taken out of groups\n",
           seed0, total_attempted, total_recompressed, total_raced,
-          total_resets, total_compactions);
+          total_resets, total_compactions, total_grouped, total_group_raced,
+          total_ungrouped);
   CHECK (total_recompressed > 0);
+  CHECK (total_grouped > 0 && total_ungrouped > 0);
 
   /* Nothing leaked in the counters: trim everything, all page counts 0. */
   CHECK (zram_trim (z, PAGES * PAGE, 0) == 0);
@@ -268,6 +336,8 @@ main (void)
   CHECK (s.orig_data_size == 0 && s.compr_data_size == 0);
   CHECK (s.same_pages == 0 && s.huge_pages == 0);
   CHECK (s.idle_pages == 0 && s.incompressible_pages == 0);
+  CHECK (s.group_objects == 0 && s.group_pages == 0 &&
+         s.group_compr_size == 0);
   CHECK (s.pages_recomp[0] == 0 && s.pages_recomp[1] == 0 &&
          s.pages_recomp[2] == 0);
   zram_destroy (z);

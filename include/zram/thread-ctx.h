@@ -41,7 +41,23 @@ struct zram_thread_ctx {
   unsigned char *page;          /* ZRAM_THREAD_CTX_PAGE bytes: read-modify-write */
   unsigned char *cbuf;          /* ZRAM_THREAD_CTX_PAGE bytes: compressor output */
   struct zcomp_scratch *codec;  /* this thread's codec state */
+  unsigned char *group;         /* ZRAM_THREAD_CTX_GROUP bytes, or NULL
+                                   until this thread first reads a member
+                                   of a multi-page group (src/group.c):
+                                   most threads never do, and 128 KiB on
+                                   each would cost more than the groups
+                                   save; zram_thread_ctx_group */
 };
+
+/* The group buffer: a group's gathered frame and its decompressed pages,
+ * 64 KiB each.
+ */
+#define ZRAM_THREAD_CTX_GROUP (2 * 65536)
+
+/* ctx's group buffer, allocated on first use.  NULL with errno ENOMEM
+ * (the next call tries again).
+ */
+extern unsigned char *zram_thread_ctx_group (struct zram_thread_ctx *ctx);
 
 /* Size of each scratch buffer: one device page. */
 #define ZRAM_THREAD_CTX_PAGE 4096

@@ -68,13 +68,14 @@ extern void zcomp_scratch_destroy (struct zcomp_scratch *scratch);
 extern enum zcomp_algo zcomp_get_algo (const struct zcomp *comp);
 extern int zcomp_get_level (const struct zcomp *comp);   /* effective level */
 
-/* Compress len bytes (len <= ZCOMP_MAX_INPUT) from src into dst, which has
- * room for dst_cap bytes, using the caller's scratch.  Returns the
- * compressed size (> 0), 0 if the result would not fit in dst_cap (the
- * caller then stores the data raw), or -1 with errno ENOMEM if the
+/* Compress len bytes (len <= ZCOMP_MAX_INPUT: a page, or a group of up to
+ * 16 pages compressed as one frame, src/group.c) from src into dst, which
+ * has room for dst_cap bytes (<= 2 * ZCOMP_MAX_INPUT), using the caller's
+ * scratch.  Returns the compressed size (> 0), 0 if the result would not
+ * fit in dst_cap (the caller then stores the data raw), or -1 with errno ENOMEM if the
  * algorithm's state cannot be allocated in scratch.
  */
-#define ZCOMP_MAX_INPUT 4096
+#define ZCOMP_MAX_INPUT 65536
 extern int zcomp_compress (const struct zcomp *comp, struct zcomp_scratch *scratch,
                            const void *src, size_t len, void *dst, size_t dst_cap);
 

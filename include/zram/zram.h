@@ -96,7 +96,15 @@ struct zram_config {
                                  succeeds (zram_destroy closes it); on
                                  failure the caller still owns it.  A
                                  reset keeps the device's store */
+  unsigned group_pages;       /* multi-page groups (zram_group): most pages
+                                 compressed together, 2..ZRAM_GROUP_MAX_PAGES;
+                                 0 = no groups */
+  struct zram_recomp_algo group_algo; /* the groups' compressor (level 0 =
+                                 the algorithm's default) */
 };
+
+/* Most pages in one multi-page group object (64 KiB of data). */
+#define ZRAM_GROUP_MAX_PAGES 16
 
 /* With a reserve, zram_start also populates the slot table (16 bytes per
  * 4 KiB page of the device) so that a write to a page never written
@@ -203,6 +211,16 @@ struct zram_stats {
                                  and waited for writeback to make room */
   uint64_t room_failed;       /* of those, writes that still failed
                                  (ENOSPC) when the wait ran out */
+  /* Multi-page groups (zram_group); all 0 without them. */
+  uint64_t group_objects;     /* groups stored now */
+  uint64_t group_pages;       /* pages stored in them now (also in
+                                 orig_data_size) */
+  uint64_t group_compr_size;  /* bytes of their frames (also in
+                                 compr_data_size) */
+  uint64_t groups_dissolved;  /* groups taken apart by zram_group_dissolve
+                                 since init */
+  unsigned group_max_pages;   /* zram_config.group_pages */
+  struct zram_recomp_algo group_algo; /* and the effective level */
   unsigned nr_recomp;         /* recompression algorithms configured */
   struct zram_recomp_algo recomp[ZRAM_MAX_RECOMP]; /* and their effective
                                  levels */
@@ -524,6 +542,82 @@ struct zram_recomp_result {
 extern int zram_recompress (struct zram *zram,
                             const struct zram_recomp_req *req,
                             struct zram_recomp_result *res);
+
+/* --- multi-page groups -------------------------------------------------
+ *
+ * A 4 KiB page is a short input for a codec; cold pages compress better
+ * together.  zram_group packs idle pages, up to the device's group_pages
+ * at a time (zram_config), into one object compressed as one frame with
+ * the device's group algorithm: a group.  Each member keeps its own slot,
+ * which names the group and the member's place in it.  Reading a member
+ * decompresses its group (slower than a single page: the price of cold
+ * data).  Writing, trimming or zeroing a member takes it out of the
+ * group, whose frame stays until every member has left, or until
+ * zram_group_dissolve stores the remaining members one by one again.
+ * Recompression and writeback leave members alone.
+ */
+
+struct zram_group_req {
+  uint32_t min_age_s;         /* > 0: pages not accessed for this many
+                                 seconds count as idle too (marked or not);
+                                 0: only pages marked idle */
+  uint64_t max_pages;         /* most pages to take into groups; 0 = no limit */
+  uint64_t start_index, end_index; /* slots [start, end) to scan; end 0 =
+                                 the device end */
+  bool nowait;                /* EBUSY at once, rather than wait, while
+                                 another post-processing walk runs */
+};
+
+struct zram_group_result {
+  uint64_t scanned;           /* stored pages looked at */
+  uint64_t grouped;           /* pages now stored in a new group */
+  uint64_t groups;            /* new groups stored */
+  uint64_t rejected;          /* pages whose group did not beat their
+                                 separate objects (left as they were) */
+  uint64_t raced;             /* pages written, trimmed or reset while
+                                 their group was compressed (left out) */
+  uint64_t bytes_saved;       /* separate object bytes - frame bytes */
+  uint64_t nospace;           /* pages left alone because the frame would
+                                 have passed the memory limit */
+  uint64_t next_index;        /* first slot not scanned */
+};
+
+/* Group the pages of [start_index, end_index) that are idle (marked, or
+ * as min_age_s says), stored compressed in the pool and not huge: runs of
+ * such pages, taken in index order (neighbours first), up to group_pages
+ * at a time, are each compressed as one frame; a frame smaller than the
+ * sum of its pages' objects replaces them, the pages keeping their access
+ * time and IDLE flag.  A page written, trimmed or reset meanwhile wins and
+ * is left out.  The frame is allocated before the old objects are freed,
+ * within the memory limit.  *res (required) is filled even on failure.
+ * Returns 0, or -1 with errno EINVAL (no groups configured, bad range),
+ * EIO (not initialised, or stored data failed to decompress: that page is
+ * left as it was), ENOMEM, ECANCELED (zram_stop_walks) or EBUSY (nowait).
+ * A reset during the call ends it with 0.
+ */
+extern int zram_group (struct zram *zram, const struct zram_group_req *req,
+                       struct zram_group_result *res);
+
+struct zram_dissolve_result {
+  uint64_t groups;            /* groups looked at whose live share was low */
+  uint64_t dissolved;         /* of those, groups with no member left */
+  uint64_t pages;             /* members stored as single pages again */
+  uint64_t failed;            /* members left in their group (the memory
+                                 limit, no memory, or a race) */
+};
+
+/* Take apart up to max_groups groups (0 = all) whose members still stored
+ * are fewer than live_min_pct percent of the pages they were built with
+ * (1..100; 100 = every group that lost a member): each remaining member
+ * is compressed alone with the primary algorithm and stored in its slot,
+ * keeping its access time and IDLE flag; the last one out frees the
+ * frame.  So dead members never pin much memory.  Runs in one read-side
+ * section (a reset waits for it).  Returns 0, or -1 with errno EINVAL
+ * (bad percentage), EIO, ENOMEM, EBUSY (nowait) or ECANCELED.
+ */
+extern int zram_group_dissolve (struct zram *zram, unsigned live_min_pct,
+                                uint64_t max_groups, bool nowait,
+                                struct zram_dissolve_result *res);
 
 /* --- writeback (Linux zram's semantics) ----------------------------------
  *

@@ -29,6 +29,7 @@
 #include "zram/zram.h"
 #include "zram/thread-ctx.h"
 #include "background-params.h"
+#include "group-params.h"
 #include "writeback-params.h"
 #include "ctl-owner.h"
 
@@ -156,6 +157,8 @@ zram_plugin_config (const char *key, const char *value)
 
   if (handled == 0)
     handled = wb_params_config (key, value);
+  if (handled == 0)
+    handled = group_params_config (key, value);
   if (handled != 0)
     return handled == 1 ? 0 : -1;
   if (strcmp (key, "size") == 0) {
@@ -283,7 +286,8 @@ zram_plugin_config (const char *key, const char *value)
                   "recomp_age, recomp_budget, recomp_rate, recomp_soft_limit, "
                   "writeback_policy, writeback_age, writeback_rate, "
                   "writeback_high, writeback_low, writeback_wait, "
-                  "writeback_limit, writeback_limit_enable "
+                  "writeback_limit, writeback_limit_enable, group_pages, "
+                  "group_algorithm, group_age, group_budget, group_live_min "
                   "(see nbdkit-zram-plugin(1))", key);
     return -1;
   }
@@ -332,7 +336,8 @@ zram_plugin_config_complete (void)
     }
   }
   if (bg_params_complete (config.nr_recomp) == -1 ||
-      wb_params_complete (backing_path != NULL) == -1)
+      wb_params_complete (backing_path != NULL) == -1 ||
+      group_params_complete (&config) == -1)
     return -1;
   return preflight_refuse_nbdkit_swap (config.disksize);
 }
@@ -362,7 +367,8 @@ zram_plugin_config_complete (void)
   "reserve-wait=MS          Fail a write when the reserve is empty and its\n" \
   "                         refill cannot get memory for MS (20).\n" \
   BG_PARAMS_HELP "\n" \
-  WB_PARAMS_HELP
+  WB_PARAMS_HELP "\n" \
+  GROUP_PARAMS_HELP
 
 static void
 zram_plugin_dump_plugin (void)

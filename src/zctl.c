@@ -14,6 +14,7 @@
 
 #include "zram/background.h"
 #include "zram/compactor.h"
+#include "zram/policy-group.h"
 #include "zram/policy-recompress.h"
 #include "zram/policy-writeback.h"
 #include "zram/size.h"
@@ -195,6 +196,12 @@ reply_policy_stats (struct zram *zram, struct reply *r)
   reply_line (r, "wb_policy_cpu_ms=%" PRIu64, c.cpu_ns / 1000000);
   reply_line (r, "wb_policy_urgent=%" PRIu64, c.urgent);
   reply_line (r, "wb_policy_yielded=%" PRIu64, c.yielded);
+  zram_bg_counts (bg, zram_bg_find (bg, ZRAM_GROUP_POLICY), &c);
+  reply_line (r, "group_policy=%d", zram_bg_find (bg, ZRAM_GROUP_POLICY) >= 0);
+  reply_line (r, "group_policy_rounds=%" PRIu64, c.rounds);
+  reply_line (r, "group_policy_pages=%" PRIu64, c.work);
+  reply_line (r, "group_policy_cpu_ms=%" PRIu64, c.cpu_ns / 1000000);
+  reply_line (r, "group_policy_yielded=%" PRIu64, c.yielded);
 }
 
 static int
@@ -269,6 +276,14 @@ cmd_stats (struct zram *zram, struct reply *r)
   reply_line (r, "writeback_limit=%" PRIu64, s.wb_limit);
   reply_line (r, "wb_room_waits=%" PRIu64, s.room_waits);
   reply_line (r, "wb_room_failed=%" PRIu64, s.room_failed);
+  reply_line (r, "group_pages_max=%u", s.group_max_pages);
+  reply_line (r, "group_algorithm=%s:%d", s.group_max_pages
+              ? zcomp_algo_name (s.group_algo.algo) : "none",
+              s.group_max_pages ? s.group_algo.level : 0);
+  reply_line (r, "group_objects=%" PRIu64, s.group_objects);
+  reply_line (r, "group_pages=%" PRIu64, s.group_pages);
+  reply_line (r, "group_compr_size=%" PRIu64, s.group_compr_size);
+  reply_line (r, "groups_dissolved=%" PRIu64, s.groups_dissolved);
   reply_policy_stats (zram, r);
   return reply_ok (r);
 }

@@ -27,6 +27,8 @@
 
 /* --- lifetime ----------------------------------------------------------- */
 
+static uint64_t next_group_id;  /* atomic: the last id given */
+
 static void
 group_free (struct zram_meta *m, struct zram_group *g, bool free_pieces)
 {
@@ -114,6 +116,10 @@ group_read_member (struct zram_meta *m, struct zram_thread_ctx *ctx,
     return -1;                /* ENOMEM */
   frame = buf;
   pages = buf + ZRAM_THREAD_CTX_GROUP / 2;
+  /* A frame never changes once built, and ids are never reused. */
+  if (ctx->group_cached == g->id)
+    goto copy;
+  ctx->group_cached = 0;
   for (unsigned i = 0; i < g->nr_pieces; i++) {
     len = g->frame_len - done < ZPOOL_MAX_OBJECT ? g->frame_len - done
                                                  : ZPOOL_MAX_OBJECT;
@@ -123,10 +129,13 @@ group_read_member (struct zram_meta *m, struct zram_thread_ctx *ctx,
   }
   r = zcomp_decompress (m->group_comp, ctx->codec, frame, g->frame_len,
                         pages, (size_t) g->nr * ZRAM_PAGE_SIZE);
-  if (r == 0)
-    memcpy (dst, pages + (size_t) group_member_of (handle) * ZRAM_PAGE_SIZE,
-            ZRAM_PAGE_SIZE);
-  return r;
+  if (r == -1)
+    return -1;
+  ctx->group_cached = g->id;
+ copy:
+  memcpy (dst, pages + (size_t) group_member_of (handle) * ZRAM_PAGE_SIZE,
+          ZRAM_PAGE_SIZE);
+  return 0;
 }
 
 /* --- building ----------------------------------------------------------- */
@@ -225,6 +234,7 @@ flush (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
     return -1;
   }
   memset (g, 0, sizeof *g);
+  g->id = __atomic_add_fetch (&next_group_id, 1, __ATOMIC_RELAXED);
   g->frame_len = clen;
   g->nr = b->n;
   memcpy (g->index, b->index, b->n * sizeof b->index[0]);
@@ -360,6 +370,7 @@ group_walk (struct zram *z, const struct zram_group_req *req,
   if (b.in == NULL)
     return -1;
   b.out = b.in + ZRAM_THREAD_CTX_GROUP / 2;
+  ctx->group_cached = 0;      /* b.out overwrites the cached pages */
   m = meta_get (z, ctx);
   if (m == NULL)
     return -1;                /* EIO */

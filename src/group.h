@@ -53,6 +53,9 @@ struct zram_group {
   uint32_t refs;              /* atomic: members stored + holds */
   uint32_t live;              /* atomic: bit i set while member i is stored */
   uint32_t frame_len;         /* bytes of the compressed frame */
+  uint64_t id;                /* unique in the process, never reused: names
+                                 the frame in a thread's cache of the
+                                 last group it decompressed */
   uint8_t nr;                 /* members when built (pages in the frame) */
   uint8_t nr_pieces;
   uint64_t index[ZRAM_GROUP_MAX_PAGES]; /* each member's slot */

@@ -47,6 +47,10 @@ struct zram_thread_ctx {
                                    most threads never do, and 128 KiB on
                                    each would cost more than the groups
                                    save; zram_thread_ctx_group */
+  uint64_t group_cached;        /* id of the group whose pages the second
+                                   half of group holds decompressed, 0 =
+                                   none: a sequential read of a group's
+                                   members decompresses it once */
 };
 
 /* The group buffer: a group's gathered frame and its decompressed pages,

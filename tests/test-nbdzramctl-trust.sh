@@ -62,7 +62,7 @@ fake_pid=
 
 fake "b'error \\x00\\n'"
 expect 5 "malformed reply: a NUL byte" "${c[@]}" stats
-fake "b'x' * 5000"
+fake "b'x' * 10000"
 expect 5 "malformed reply: no end of reply" "${c[@]}" stats
 fake "b'ok\\ngarbage'"
 expect 5 "malformed reply: .* bytes after the end" "${c[@]}" compact

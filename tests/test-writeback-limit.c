@@ -207,7 +207,7 @@ test_ctl (void)
    */
   CHECK (ctl (z, "stats") == 0);
   EXPECT (strlen (reply) < ZCTL_REPLY_MAX - 512 &&
-          strstr (reply, "\nwb_policy_yielded=") != NULL,
+          strstr (reply, "\ngroup_policy_yielded=") != NULL,
           "stats reply of %zu bytes", strlen (reply));
   printf ("stats reply: %zu of %d bytes\n", strlen (reply), ZCTL_REPLY_MAX);
   verify (z);

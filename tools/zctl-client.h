@@ -19,8 +19,11 @@
 
 #include "zram/zctl.h"
 
-/* Most key=value lines of a reply that are kept (more are ignored). */
-#define ZCTL_CLIENT_MAX_KEYS 64
+/* Room for every key=value line a reply can hold: the shortest is 3
+ * bytes ("k=\n").  A fixed, smaller count once dropped the last keys of
+ * "stats" without a word when the server grew new ones.
+ */
+#define ZCTL_CLIENT_MAX_KEYS (ZCTL_REPLY_MAX / 3 + 1)
 
 enum zctl_reply_status {
   ZCTL_REPLY_INCOMPLETE,        /* no terminating line yet: read more */

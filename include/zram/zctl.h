@@ -136,7 +136,7 @@
 #define ZCTL_LINE_MAX 256
 
 /* A reply buffer of this many bytes always holds the whole reply. */
-#define ZCTL_REPLY_MAX 4096
+#define ZCTL_REPLY_MAX 8192
 
 /* Most whitespace-separated words a command line may have. */
 #define ZCTL_MAX_WORDS 8

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,76 @@ exact_stats (enum zpool_kind pool)
   /* Destroyed with groups in it: every piece freed once (LSan, ASan). */
   res = group_all (z);
   CHECK (res.groups > 0);
+  /* Some with members gone, one half dissolved at the memory limit. */
+  CHECK (zram_trim (z, 3 * PAGE, 16 * PAGE) == 0);
+  zram_get_stats (z, &s);
+  zram_set_mem_limit (z, s.mem_used_total + 2 * PAGE);
+  CHECK (zram_group_dissolve (z, 100, 0, false, &dres) == 0);
+  zram_get_stats (z, &s);
+  CHECK (s.group_objects > 0 && s.group_pages < TEXT - 3);
+  zram_destroy (z);
+}
+
+/* Pages recompressed, or found incompressible, then grouped: the
+ * per-priority counts follow them out.  And every group codec works (lz4
+ * frames do not beat zstd pages: those pages stay primary).
+ */
+static void
+recompressed (enum zcomp_algo group_algo, bool recomp)
+{
+  struct zram_config c = { .disksize = (uint64_t) PAGES * PAGE,
+                           .algo = ZCOMP_LZ4, .pool = ZPOOL_ZS,
+                           .nr_recomp = 1,
+                           .recomp = { { ZCOMP_ZSTD, 3 } },
+                           .group_pages = 16,
+                           .group_algo = { group_algo, 0 } };
+  struct zram_recomp_req rreq = { .type = ZRAM_RECOMP_IDLE };
+  struct zram_recomp_result rres;
+  struct zram_dissolve_result dres;
+  struct zram_group_result res;
+  struct zram_stats s, s0;
+  struct zram *z = zram_create (&c);
+
+  CHECK (z != NULL);
+  memset (model, 0, (size_t) PAGES * PAGE);
+  for (unsigned p = 0; p < TEXT; p++)
+    put (z, p, 3);
+  CHECK (zram_mark_idle (z, 0, NULL) == 0);
+  memset (&rres, 0, sizeof rres);
+  if (recomp)
+    CHECK (zram_recompress (z, &rreq, &rres) == 0);
+  zram_get_stats (z, &s0);
+  CHECK (!recomp || s0.pages_recomp[0] + s0.incompressible_pages > 0);
+  res = group_all (z);
+  fprintf (stderr, "recompressed %" PRIu64 " (incompressible %" PRIu64 "), then "
+          "scanned %" PRIu64 " grouped %" PRIu64 " rejected %" PRIu64 "\n",
+          rres.recompressed, rres.incompressible, res.scanned, res.grouped,
+          res.rejected);
+  CHECK (res.grouped > 0);
+  zram_get_stats (z, &s);
+  /* Every stored page is in exactly one of: a group, priority 1, or
+   * neither; none is counted twice.
+   */
+  CHECK (s.group_pages + s.pages_recomp[0] <= TEXT);
+  CHECK (s.group_pages + s.incompressible_pages <= TEXT);
+  CHECK (s.compr_data_size + res.bytes_saved == s0.compr_data_size);
+  verify (z, "recompressed, grouped");
+  /* Every member out again (one trimmed per group), recompression
+   * finds them as primary pages.
+   */
+  for (unsigned p = 0; p < TEXT; p += 16) {
+    CHECK (zram_trim (z, PAGE, (uint64_t) p * PAGE) == 0);
+    memset (model[p], 0, PAGE);
+  }
+  CHECK (zram_group_dissolve (z, 100, 0, false, &dres) == 0);
+  zram_get_stats (z, &s);
+  CHECK (s.group_pages == 0 && s.group_objects == 0);
+  CHECK (s.pages_recomp[0] + s.incompressible_pages <= TEXT - TEXT / 16);
+  verify (z, "dissolved");
+  CHECK (zram_trim (z, PAGES * PAGE, 0) == 0);
+  zram_get_stats (z, &s);
+  CHECK (s.pages_recomp[0] == 0 && s.incompressible_pages == 0 &&
+         s.idle_pages == 0 && s.compr_data_size == 0);
   zram_destroy (z);
 }
 
@@ -317,6 +388,9 @@ main (void)
   CHECK (model != NULL);
   exact_stats (ZPOOL_ZS);
   exact_stats (ZPOOL_MALLOC);
+  recompressed (ZCOMP_ZSTD, true);
+  recompressed (ZCOMP_LZ4, false);
+  recompressed (ZCOMP_LZ4HC, false);
   with_store (ZPOOL_ZS);
   with_store (ZPOOL_MALLOC);
   readers_race ();

@@ -67,6 +67,13 @@ for pool in zs malloc; do
     fail "$pool: $(get group_objects) objects for $(get group_pages) pages"
   nbdcopy "$uri" "$tmpdir/back" || fail "nbdcopy back failed"
   cmp -n $((8 << 20)) "$tmpdir/data" "$tmpdir/back" || fail "$pool: data differs"
+  # Block status: grouped pages are data, the rest of the device zero.
+  if command -v nbdinfo >/dev/null; then
+    nbdinfo --map "$uri" >"$tmpdir/map"
+    read -r off len _ what < <(head -1 "$tmpdir/map")
+    [ "$off" = 0 ] && [ "$len" = $((8 << 20)) ] && [ "$what" = data ] ||
+      fail "$pool: map of grouped data: $(cat "$tmpdir/map")"
+  fi
   # Overwrite the first MiB with other bytes: members leave their groups.
   head -c 1M /dev/urandom >"$tmpdir/rand"
   nbdcopy "$tmpdir/rand" "$uri" ||

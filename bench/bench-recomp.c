@@ -1,9 +1,10 @@
-/* nbdkit-zram benchmarks: what recompression saves, and what it costs,
- * on the memory-like image, without NBD (issue 12's targets a and c).
+/* nbdkit-zram benchmarks: what recompression and multi-page groups save,
+ * and what they cost, on the memory-like image, without NBD (issue 12's
+ * targets a and c; issue 13's per-feature figures).
  * Copyright (C) 2026 The nbdkit-zram authors.  SPDX-License-Identifier: BSD-3-Clause
  *
  *   bench-recomp [-s SIZE] [-S SEED] [-i IMAGE] [-l LEVEL] [-a ACCEL]
- *                [-j JSONFILE]
+ *                [-g GROUP_LEVELS] [-j JSONFILE]
  *
  * One run, one image, fresh devices (pool zs), each written with every
  * page once:
@@ -14,12 +15,19 @@
  *                  zstd level L (default 19), then compacted
  *   lz4:A+zstd:L   the same with lz4 acceleration A (default 1000), a faster
  *                  primary
+ *   lz4+group:zstd:G  lz4, then every page marked idle and packed into
+ *                  groups of 16 compressed with zstd level G (each of
+ *                  -g's comma-separated levels; default 9,19), then
+ *                  compacted
  *
  * For each: the CPU time of the write per page, of the recompression per
  * page attempted, the pool's memory (mem_used_total, after a compaction)
  * and compr_data_size per byte of image written, and the wall time of
  * each zram_read of the pages that are not same-filled (median and 99th
- * percentile; every page is checked against the image).  Ratios against
+ * percentile; every page is checked against the image), once in index
+ * order and once in a random order (a grouped page read after a page of
+ * another group must decompress its whole group; in index order the
+ * reading thread's cached group serves the next pages).  Ratios against
  * lz4 and zstd close the report.  Output: a table on stdout and, with -j,
  * one JSON object.
  */
@@ -47,6 +55,7 @@ struct row {
   enum zcomp_algo algo;
   int level;
   int recomp_level;           /* 0: no recompression */
+  int group_level;            /* 0: no groups; else zstd's level for them */
   /* Results. */
   double write_ns;            /* CPU per page written */
   double recomp_ns;           /* CPU per page attempted */
@@ -54,7 +63,13 @@ struct row {
   uint64_t mem_used, compr;   /* bytes, after compaction */
   uint64_t real_pages;        /* pages read (not same-filled) */
   double read_p50_us, read_p99_us;
+  double rand_p50_us, rand_p99_us; /* the same, pages in a random order */
 };
+
+/* Read the real pages in the order given, timing each, checking each. */
+static int
+read_pages (struct zram *z, const struct row *r, const uint64_t *order,
+            uint64_t n, double *lat, double *p50, double *p99);
 
 static int
 cmp_double (const void *a, const void *b)
@@ -82,11 +97,15 @@ run_row (struct row *r)
   };
   struct zram *z;
   struct zram_stats st;
-  unsigned char buf[PAGE];
   double t0, *lat;
-  uint64_t i, n = 0, word;
+  uint64_t i, n = 0, word, *order = NULL, rnd = 0x9e3779b97f4a7c15ULL;
   int ret = -1;
 
+  if (r->group_level) {
+    c.group_pages = 16;
+    c.group_algo.algo = ZCOMP_ZSTD;
+    c.group_algo.level = r->group_level;
+  }
   if (r->recomp_level) {
     c.recomp[0].algo = ZCOMP_ZSTD;
     c.recomp[0].level = r->recomp_level;
@@ -124,45 +143,89 @@ run_row (struct row *r)
     r->recomp_ns = res.attempted
       ? (bench_cpu_now () - t0) * 1e9 / (double) res.attempted : 0;
   }
+  if (r->group_level) {
+    struct zram_group_req req = { .min_age_s = 0 };
+    struct zram_group_result res;
+
+    if (zram_mark_idle (z, 0, NULL) == -1) {
+      fprintf (stderr, "bench-recomp: %s: idle all: %m\n", r->name);
+      goto out;
+    }
+    t0 = bench_cpu_now ();
+    if (zram_group (z, &req, &res) == -1) {
+      fprintf (stderr, "bench-recomp: %s: group: %m\n", r->name);
+      goto out;
+    }
+    r->attempted = res.scanned;
+    r->recompressed = res.grouped;
+    r->recomp_ns = res.scanned
+      ? (bench_cpu_now () - t0) * 1e9 / (double) res.scanned : 0;
+  }
   zram_compact (z);
   zram_get_stats (z, &st);
   r->mem_used = st.mem_used_total;
   r->compr = st.compr_data_size;
 
-  for (i = 0; i < npages; i++) {
-    double t;
+  order = malloc (npages * sizeof *order);
+  if (order == NULL)
+    goto out;
+  for (i = 0; i < npages; i++)
+    if (!page_same_filled (img + i * PAGE, &word))
+      order[n++] = i;
+  if (read_pages (z, r, order, n, lat, &r->read_p50_us, &r->read_p99_us) == -1)
+    goto out;
+  /* The same pages shuffled (Fisher-Yates, a fixed xorshift). */
+  for (i = n; i > 1; i--) {
+    uint64_t j, tmp;
 
-    if (page_same_filled (img + i * PAGE, &word))
-      continue;
-    t = wall_us ();
-    if (zram_read (z, buf, PAGE, i * PAGE) == -1) {
-      fprintf (stderr, "bench-recomp: %s: read page %" PRIu64 ": %m\n", r->name, i);
-      goto out;
-    }
-    lat[n++] = wall_us () - t;
-    if (memcmp (buf, img + i * PAGE, PAGE) != 0) {
-      fprintf (stderr, "bench-recomp: %s: page %" PRIu64 " read back wrong\n",
-               r->name, i);
-      goto out;
-    }
+    rnd ^= rnd << 13; rnd ^= rnd >> 7; rnd ^= rnd << 17;
+    j = rnd % i;
+    tmp = order[i - 1]; order[i - 1] = order[j]; order[j] = tmp;
   }
-  qsort (lat, n, sizeof *lat, cmp_double);
+  if (read_pages (z, r, order, n, lat, &r->rand_p50_us, &r->rand_p99_us) == -1)
+    goto out;
   r->real_pages = n;
-  r->read_p50_us = n ? lat[n / 2] : 0;
-  r->read_p99_us = n ? lat[n * 99 / 100] : 0;
   ret = 0;
  out:
+  free (order);
   free (lat);
   if (z)
     zram_destroy (z);
   return ret;
 }
 
+static int
+read_pages (struct zram *z, const struct row *r, const uint64_t *order,
+            uint64_t n, double *lat, double *p50, double *p99)
+{
+  unsigned char buf[PAGE];
+
+  for (uint64_t k = 0; k < n; k++) {
+    uint64_t i = order[k];
+    double t = wall_us ();
+
+    if (zram_read (z, buf, PAGE, i * PAGE) == -1) {
+      fprintf (stderr, "bench-recomp: %s: read page %" PRIu64 ": %m\n", r->name, i);
+      return -1;
+    }
+    lat[k] = wall_us () - t;
+    if (memcmp (buf, img + i * PAGE, PAGE) != 0) {
+      fprintf (stderr, "bench-recomp: %s: page %" PRIu64 " read back wrong\n",
+               r->name, i);
+      return -1;
+    }
+  }
+  qsort (lat, n, sizeof *lat, cmp_double);
+  *p50 = n ? lat[n / 2] : 0;
+  *p99 = n ? lat[n * 99 / 100] : 0;
+  return 0;
+}
+
 static void
 usage (void)
 {
   fprintf (stderr, "usage: bench-recomp [-s SIZE] [-S SEED] [-i IMAGE] "
-           "[-l ZSTD_LEVEL] [-a LZ4_ACCEL] [-j JSONFILE]\n");
+           "[-l ZSTD_LEVEL] [-a LZ4_ACCEL] [-g GROUP_LEVELS] [-j JSONFILE]\n");
 }
 
 int
@@ -172,11 +235,12 @@ main (int argc, char *argv[])
   uint64_t seed = IMGEN_DEFAULT_SEED;
   int64_t size = 64 << 20;
   int level = 19, accel = 1000, ch;
-  struct row rows[4];
+  const char *group_levels = "9,19";
+  struct row rows[8];
+  size_t k, nrows = 4;
   FILE *fp;
-  size_t k;
 
-  while ((ch = getopt (argc, argv, "s:S:i:l:a:j:h")) != -1) {
+  while ((ch = getopt (argc, argv, "s:S:i:l:a:g:j:h")) != -1) {
     switch (ch) {
     case 's':
       size = bench_parse_size (optarg);
@@ -189,6 +253,7 @@ main (int argc, char *argv[])
     case 'i': image = optarg; break;
     case 'l': level = atoi (optarg); break;
     case 'a': accel = atoi (optarg); break;
+    case 'g': group_levels = optarg; break;
     case 'j': json = optarg; break;
     default: usage (); return ch == 'h' ? 0 : 2;
     }
@@ -211,20 +276,36 @@ main (int argc, char *argv[])
   rows[3].algo = ZCOMP_LZ4;
   rows[3].level = accel;
   rows[3].recomp_level = level;
+  for (const char *p = group_levels; *p && nrows < sizeof rows / sizeof rows[0];
+       p = strchr (p, ',') ? strchr (p, ',') + 1 : p + strlen (p)) {
+    struct row *r = &rows[nrows++];
+
+    r->algo = ZCOMP_LZ4;
+    r->group_level = atoi (p);
+    if (r->group_level < 1 || r->group_level > 22) {
+      fprintf (stderr, "bench-recomp: -g: '%s' is not a list of zstd levels "
+               "(1-22), e.g. 9,19\n", group_levels);
+      return 2;
+    }
+    snprintf (r->name, sizeof r->name, "lz4+group:zstd:%d", r->group_level);
+  }
 
   printf ("image: %" PRIu64 " bytes (%" PRIu64 " pages)\n", image_bytes, npages);
-  printf ("%-16s %9s %11s %9s %9s %11s %11s %9s %9s\n", "device", "write_ns",
-          "recomp_ns", "attempted", "smaller", "pool/byte", "compr/byte",
-          "read_p50", "read_p99");
-  for (k = 0; k < 4; k++) {
+  printf ("(for groups: recomp_ns is CPU per page scanned, attempted the "
+          "pages scanned, smaller the pages grouped)\n");
+  printf ("%-19s %9s %11s %9s %9s %10s %10s %9s %9s %9s %9s\n", "device",
+          "write_ns", "recomp_ns", "attempted", "smaller", "pool/byte",
+          "compr/byte", "read_p50", "read_p99", "rand_p50", "rand_p99");
+  for (k = 0; k < nrows; k++) {
     struct row *r = &rows[k];
 
     if (run_row (r) == -1)
       return 1;
-    printf ("%-16s %9.0f %11.0f %9" PRIu64 " %9" PRIu64 " %11.4f %11.4f %7.2fus %7.2fus\n",
+    printf ("%-19s %9.0f %11.0f %9" PRIu64 " %9" PRIu64 " %10.4f %10.4f "
+            "%7.2fus %7.2fus %7.2fus %7.2fus\n",
             r->name, r->write_ns, r->recomp_ns, r->attempted, r->recompressed,
             (double) r->mem_used / image_bytes, (double) r->compr / image_bytes,
-            r->read_p50_us, r->read_p99_us);
+            r->read_p50_us, r->read_p99_us, r->rand_p50_us, r->rand_p99_us);
     fflush (stdout);
   }
   printf ("\n%s pool vs lz4: %.3f (target <= 0.75); vs zstd: %.3f (target <= 1)\n",
@@ -238,6 +319,13 @@ main (int argc, char *argv[])
           "were recompressed)\n", rows[2].name,
           rows[2].read_p50_us / rows[0].read_p50_us, rows[2].recompressed,
           rows[2].real_pages);
+  for (k = 4; k < nrows; k++)
+    printf ("%s: pool vs lz4 %.3f, vs %s %.3f; random read p50 vs lz4 "
+            "%.2fx, vs %s %.2fx\n", rows[k].name,
+            (double) rows[k].mem_used / rows[0].mem_used, rows[2].name,
+            (double) rows[k].mem_used / rows[2].mem_used,
+            rows[k].rand_p50_us / rows[0].rand_p50_us, rows[2].name,
+            rows[k].rand_p50_us / rows[2].rand_p50_us);
 
   if (json) {
     fp = fopen (json, "w");
@@ -246,16 +334,18 @@ main (int argc, char *argv[])
       return 1;
     }
     fprintf (fp, "{\"image_bytes\": %" PRIu64 ", \"rows\": [", image_bytes);
-    for (k = 0; k < 4; k++) {
+    for (k = 0; k < nrows; k++) {
       const struct row *r = &rows[k];
 
       fprintf (fp, "%s{\"name\": \"%s\", \"write_ns\": %.1f, \"recomp_ns\": %.1f, "
                "\"attempted\": %" PRIu64 ", \"recompressed\": %" PRIu64 ", "
                "\"mem_used\": %" PRIu64 ", \"compr\": %" PRIu64 ", "
                "\"read_pages\": %" PRIu64 ", \"read_p50_us\": %.3f, "
-               "\"read_p99_us\": %.3f}", k ? ", " : "", r->name, r->write_ns,
+               "\"read_p99_us\": %.3f, \"rand_p50_us\": %.3f, "
+               "\"rand_p99_us\": %.3f}", k ? ", " : "", r->name, r->write_ns,
                r->recomp_ns, r->attempted, r->recompressed, r->mem_used,
-               r->compr, r->real_pages, r->read_p50_us, r->read_p99_us);
+               r->compr, r->real_pages, r->read_p50_us, r->read_p99_us,
+               r->rand_p50_us, r->rand_p99_us);
     }
     fprintf (fp, "]}\n");
     fclose (fp);

@@ -164,6 +164,8 @@ cmd_help (struct reply *r)
               "[max_pages=N]");
   reply_line (r, "command=writeback_limit BLOCKS");
   reply_line (r, "command=writeback_limit_enable 0|1");
+  reply_line (r, "command=group [max_pages=N] [age=SECONDS]");
+  reply_line (r, "command=dissolve [live_min=PERCENT]");
   reply_line (r, "algorithms=%s", ZCOMP_ALGO_NAMES);
   return reply_ok (r);
 }
@@ -630,6 +632,110 @@ cmd_recompress (struct zram *zram, struct reply *r, char **words, size_t n)
   return reply_ok (r);
 }
 
+/* Refuse a group or dissolve on a device without groups, or mid-reset. */
+static int
+group_device_check (struct zram *zram, struct reply *r, const char *cmd)
+{
+  struct zram_stats s;
+
+  zram_get_stats (zram, &s);
+  if (!s.initialised)
+    return reply_error (r, EIO, "%s: device not initialised (a reset is in "
+                        "progress)", cmd);
+  if (s.group_max_pages == 0)
+    return reply_error (r, EINVAL, "%s: the device has no multi-page groups "
+                        "(start it with group_pages=N, e.g. group_pages=16)",
+                        cmd);
+  return 0;
+}
+
+#define GROUP_USAGE "usage: group [max_pages=N] [age=SECONDS]"
+
+/* Pack idle pages into multi-page groups now (what the group policy does
+ * by itself): pages marked idle, or with age=, not accessed for that long.
+ */
+static int
+cmd_group (struct zram *zram, struct reply *r, char **words, size_t n)
+{
+  struct zram_group_req req = { .min_age_s = 0 };
+  struct zram_group_result res;
+  bool have_max = false, have_age = false;
+  uint64_t v;
+
+  for (size_t i = 1; i < n; i++) {
+    const char *w = words[i];
+
+    if (strncmp (w, "max_pages=", 10) == 0 && !have_max) {
+      if (parse_u64 (w + 10, UINT64_MAX, &v) == -1)
+        return reply_error (r, EINVAL, "group: max_pages '%.32s' is not a "
+                            "number (0 = no limit)", w + 10);
+      req.max_pages = v;
+      have_max = true;
+    }
+    else if (strncmp (w, "age=", 4) == 0 && !have_age) {
+      if (parse_u64 (w + 4, UINT32_MAX, &v) == -1 || v == 0)
+        return reply_error (r, EINVAL, "group: age '%.32s' is not a number "
+                            "of seconds from 1 to %" PRIu32, w + 4, UINT32_MAX);
+      req.min_age_s = v;
+      have_age = true;
+    }
+    else
+      return reply_error (r, EINVAL, "group: unexpected or repeated argument "
+                          "'%.64s' (" GROUP_USAGE ")", w);
+  }
+  if (group_device_check (zram, r, "group") == -1)
+    return -1;
+  if (zram_group (zram, &req, &res) == -1) {
+    int err = errno;
+
+    return reply_error (r, err, "group: %s after %" PRIu64 " pages grouped",
+                        err == ECANCELED
+                        ? "stopped part way: the server is shutting down"
+                        : strerror (err), res.grouped);
+  }
+  reply_line (r, "scanned=%" PRIu64, res.scanned);
+  reply_line (r, "grouped=%" PRIu64, res.grouped);
+  reply_line (r, "groups=%" PRIu64, res.groups);
+  reply_line (r, "rejected=%" PRIu64, res.rejected);
+  reply_line (r, "raced=%" PRIu64, res.raced);
+  reply_line (r, "bytes_saved=%" PRIu64, res.bytes_saved);
+  reply_line (r, "nospace=%" PRIu64, res.nospace);
+  return reply_ok (r);
+}
+
+#define DISSOLVE_USAGE "usage: dissolve [live_min=PERCENT]"
+
+/* Take apart the groups that kept fewer than live_min percent of their
+ * pages (default 100: every group that lost one).
+ */
+static int
+cmd_dissolve (struct zram *zram, struct reply *r, char **words, size_t n)
+{
+  struct zram_dissolve_result res;
+  uint64_t live_min = 100;
+
+  if (n > 2 || (n == 2 && (strncmp (words[1], "live_min=", 9) != 0 ||
+                           parse_u64 (words[1] + 9, 100, &live_min) == -1 ||
+                           live_min == 0)))
+    return reply_error (r, EINVAL, "dissolve: '%.64s' is not live_min=PERCENT "
+                        "from 1 to 100 (" DISSOLVE_USAGE ")", words[1]);
+  if (group_device_check (zram, r, "dissolve") == -1)
+    return -1;
+  if (zram_group_dissolve (zram, (unsigned) live_min, 0, false, &res) == -1) {
+    int err = errno;
+
+    return reply_error (r, err, "dissolve: %s after %" PRIu64 " pages",
+                        err == ECANCELED
+                        ? "stopped part way: the server is shutting down"
+                        : strerror (err), res.pages);
+  }
+  reply_line (r, "groups=%" PRIu64, res.groups);
+  reply_line (r, "dissolved=%" PRIu64, res.dissolved);
+  reply_line (r, "pages=%" PRIu64, res.pages);
+  reply_line (r, "failed=%" PRIu64, res.failed);
+  return reply_ok (r);
+}
+
 #define WRITEBACK_USAGE "usage: writeback " \
   "type=idle|huge|huge_idle|incompressible [max_pages=N]"
 
@@ -749,7 +855,8 @@ zctl_lane (const char *line, size_t len)
   static const struct { const char *word; enum zctl_lane lane; } slow[] = {
     { "reset", ZCTL_LANE_SLOW }, { "compact", ZCTL_LANE_SLOW },
     { "idle", ZCTL_LANE_WALK }, { "recompress", ZCTL_LANE_WALK },
-    { "writeback", ZCTL_LANE_WALK },
+    { "writeback", ZCTL_LANE_WALK }, { "group", ZCTL_LANE_WALK },
+    { "dissolve", ZCTL_LANE_WALK },
   };
   size_t i, n, k;
 
@@ -841,6 +948,10 @@ zctl_execute (struct zram *zram, const char *line, size_t len,
     ret = cmd_recompress (zram, &r, words, n);
   else if (strcmp (words[0], "writeback") == 0)
     ret = cmd_writeback (zram, &r, words, n);
+  else if (strcmp (words[0], "group") == 0)
+    ret = cmd_group (zram, &r, words, n);
+  else if (strcmp (words[0], "dissolve") == 0)
+    ret = cmd_dissolve (zram, &r, words, n);
   else if (strcmp (words[0], "writeback_limit") == 0)
     ret = cmd_writeback_limit (zram, &r, words, n);
   else if (strcmp (words[0], "writeback_limit_enable") == 0)

@@ -59,9 +59,9 @@ enum {
  */
 #define SCRAPE_TIMEOUT 8
 
-/* For "idle", "recompress" and "writeback", which walk the whole device
- * (zstd at a high level recompresses a few thousand pages a second): an
- * hour.
+/* For "idle", "recompress", "writeback", "group" and "dissolve", which
+ * walk the whole device (zstd at a high level recompresses a few thousand
+ * pages a second): an hour.
  */
 #define WALK_TIMEOUT 3600
 
@@ -113,6 +113,9 @@ usage (FILE *fp)
 "               [max_pages=N]             move pages to the backing store\n"
 "  %s -s SOCKET writeback-limit BLOCKS      4 KiB blocks writeback may still write\n"
 "  %s -s SOCKET writeback-limit-enable 0|1 whether that budget applies\n"
+"  %s -s SOCKET group [max_pages=N] [age=SECONDS]\n"
+"                                          pack idle pages into groups now\n"
+"  %s -s SOCKET dissolve [live_min=PERCENT]  take groups apart\n"
 "\n"
 "Without -s or SOCKET, the devices are those of $NBDZRAMCTL_SOCKET and\n"
 "every %s/*/ctl.sock (the systemd unit's; $NBDZRAMCTL_RUNDIR changes it).\n"
@@ -133,7 +136,7 @@ usage (FILE *fp)
 "Available output columns:\n",
            progname, progname, progname, progname, progname, progname,
            progname, progname, progname, progname, progname, progname,
-           progname, DEFAULT_RUNDIR);
+           progname, progname, progname, DEFAULT_RUNDIR);
   zctl_columns_help (fp);
   fprintf (fp, "\nOnly a server run by root or by you is trusted.\n");
 }
@@ -785,7 +788,9 @@ main (int argc, char **argv)
   }
   if ((strcmp (sub, "idle") == 0 && nargs == 1) ||
       (strcmp (sub, "recompress") == 0 && nargs >= 1) ||
-      (strcmp (sub, "writeback") == 0 && nargs >= 1)) {
+      (strcmp (sub, "writeback") == 0 && nargs >= 1) ||
+      strcmp (sub, "group") == 0 ||
+      (strcmp (sub, "dissolve") == 0 && nargs <= 1)) {
     /* The words as the protocol has them; the server checks them (and
      * says what is wrong) before it changes anything.
      */
@@ -804,9 +809,10 @@ main (int argc, char **argv)
     return simple_command (one_device (sub), cmd, NULL);
   }
   if (strcmp (sub, "idle") == 0 || strcmp (sub, "recompress") == 0 ||
-      strcmp (sub, "writeback") == 0) {
+      strcmp (sub, "writeback") == 0 || strcmp (sub, "dissolve") == 0) {
     fprintf (stderr, "%s: usage: %s\n", progname,
              strcmp (sub, "idle") == 0 ? "idle all|SECONDS"
+             : strcmp (sub, "dissolve") == 0 ? "dissolve [live_min=PERCENT]"
              : strcmp (sub, "writeback") == 0
              ? "writeback type=idle|huge|huge_idle|incompressible [max_pages=N]"
              : "recompress type=idle|huge|huge_idle [threshold=BYTES] "

@@ -714,9 +714,13 @@ cmd_dissolve (struct zram *zram, struct reply *r, char **words, size_t n)
   struct zram_dissolve_result res;
   uint64_t live_min = 100;
 
-  if (n > 2 || (n == 2 && (strncmp (words[1], "live_min=", 9) != 0 ||
-                           parse_u64 (words[1] + 9, 100, &live_min) == -1 ||
-                           live_min == 0)))
+  /* Blame the word at fault: a good live_min= before a stray word is not. */
+  if (n > 2)
+    return reply_error (r, EINVAL, "dissolve: unexpected argument '%.64s' ("
+                        DISSOLVE_USAGE ")", words[2]);
+  if (n == 2 && (strncmp (words[1], "live_min=", 9) != 0 ||
+                 parse_u64 (words[1] + 9, 100, &live_min) == -1 ||
+                 live_min == 0))
     return reply_error (r, EINVAL, "dissolve: '%.64s' is not live_min=PERCENT "
                         "from 1 to 100 (" DISSOLVE_USAGE ")", words[1]);
   if (group_device_check (zram, r, "dissolve") == -1)

@@ -348,6 +348,29 @@ test_writeback_commands (void)
   zram_destroy (z);
 }
 
+/* group and dissolve: each refusal names what was wrong. */
+static void
+test_group_commands (void)
+{
+  struct zram_config config = {
+    .disksize = 1 << 20, .algo = ZCOMP_LZ4, .pool = ZPOOL_ZS,
+    .group_pages = 16, .group_algo = { ZCOMP_ZSTD, 3 },
+  };
+  struct zram *z = zram_create (&config);
+
+  CHECK (z != NULL);
+  /* A second argument is not the first one's fault. */
+  EXPECT (run (z, "dissolve live_min=50 extra") == -1 && is_error ("EINVAL") &&
+          strstr (reply, "'extra'") && !strstr (reply, "'live_min=50' is not"),
+          "%s", reply);
+  EXPECT (run (z, "dissolve live_min=0") == -1 && is_error ("EINVAL") &&
+          strstr (reply, "'live_min=0' is not live_min=PERCENT"), "%s", reply);
+  EXPECT (run (z, "dissolve live_min=50") == 0 && ends_ok (), "%s", reply);
+  EXPECT (run (z, "group age=5 age=6") == -1 && is_error ("EINVAL") &&
+          strstr (reply, "'age=6'"), "%s", reply);
+  zram_destroy (z);
+}
+
 int
 main (void)
 {
@@ -626,6 +649,7 @@ main (void)
   zram_destroy (z);
   test_recompress_commands ();
   test_writeback_commands ();
+  test_group_commands ();
   if (check_failures) {
     fprintf (stderr, "%d failure(s)\n", check_failures);
     return 1;

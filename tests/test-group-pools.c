@@ -24,6 +24,7 @@
 #include "zram/backing.h"
 #include "zram/zram.h"
 #include "check.h"
+#include "wb-store-util.h"
 
 #define PAGE  4096u
 #define PAGES 128u
@@ -227,7 +228,6 @@ with_store (enum zpool_kind pool)
                            .algo = ZCOMP_LZ4, .pool = pool,
                            .group_pages = 8,
                            .group_algo = { ZCOMP_ZSTD, 1 } };
-  const char *tmp = getenv ("TMPDIR");
   char dir[256], path[300], err[BACKING_ERR_MAX];
   struct zram_wb_req wreq = { .type = ZRAM_WB_IDLE };
   struct zram_group_result res;
@@ -236,9 +236,7 @@ with_store (enum zpool_kind pool)
   struct zram *z;
   int fd;
 
-  snprintf (dir, sizeof dir, "%s/test-group-pools.XXXXXX",
-            tmp && *tmp ? tmp : "/tmp");
-  CHECK (mkdtemp (dir) != NULL);
+  wbt_tmpdir (dir, sizeof dir, "test-group-pools");
   snprintf (path, sizeof path, "%s/store", dir);
   fd = open (path, O_RDWR | O_CREAT | O_TRUNC, 0600);
   CHECK (fd >= 0);
@@ -282,8 +280,7 @@ with_store (enum zpool_kind pool)
   CHECK (s.orig_data_size == 0 && s.group_pages == 0 && s.bd_count == 0 &&
          s.compr_data_size == 0);
   zram_destroy (z);
-  unlink (path);
-  rmdir (dir);
+  wbt_cleanup (dir);
 }
 
 /* --- readers of members racing everything else (pool=malloc) --------- */

@@ -17,7 +17,7 @@ make_tmpdir
 bad () {
   local want=$1
   shift
-  nbdkit -U "$tmpdir/bad.sock" "$ZRAM_PLUGIN" 8M "$@" >"$tmpdir/bad.out" 2>&1 &&
+  run_nbdkit -U "$tmpdir/bad.sock" "$ZRAM_PLUGIN" 8M "$@" >"$tmpdir/bad.out" 2>&1 &&
     fail "nbdkit started with $*"
   grep -q -- "$want" "$tmpdir/bad.out" || fail "$*: $(cat "$tmpdir/bad.out")"
 }

@@ -228,24 +228,15 @@ with_store (enum zpool_kind pool)
                            .algo = ZCOMP_LZ4, .pool = pool,
                            .group_pages = 8,
                            .group_algo = { ZCOMP_ZSTD, 1 } };
-  char dir[256], path[300], err[BACKING_ERR_MAX];
+  char dir[256];
   struct zram_wb_req wreq = { .type = ZRAM_WB_IDLE };
   struct zram_group_result res;
   struct zram_wb_result wres;
   struct zram_stats s;
   struct zram *z;
-  int fd;
 
   wbt_tmpdir (dir, sizeof dir, "test-group-pools");
-  snprintf (path, sizeof path, "%s/store", dir);
-  fd = open (path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-  CHECK (fd >= 0);
-  close (fd);
-  c.backing = backing_open (path, c.disksize, err, sizeof err);
-  if (c.backing == NULL) {
-    fprintf (stderr, "%s\n", err);
-    abort ();
-  }
+  c.backing = wbt_store (dir, c.disksize);
   z = zram_create (&c);
   CHECK (z != NULL);
   memset (model, 0, (size_t) PAGES * PAGE);

@@ -24,6 +24,26 @@ wbt_tmpdir (char *dir, size_t cap, const char *name)
   CHECK (mkdtemp (dir) != NULL);
 }
 
+/* A store of bytes bytes on the file dir/store (made empty). */
+static inline struct backing *
+wbt_store (const char *dir, uint64_t bytes)
+{
+  char path[512], err[BACKING_ERR_MAX];
+  struct backing *b;
+  int fd;
+
+  snprintf (path, sizeof path, "%s/store", dir);
+  fd = open (path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  CHECK (fd >= 0);
+  close (fd);
+  b = backing_open (path, bytes, err, sizeof err);
+  if (b == NULL) {
+    fprintf (stderr, "%s\n", err);
+    abort ();
+  }
+  return b;
+}
+
 /* A zs device of pages pages with a store as large on the file dir/store
  * (made empty), and mem_limit bytes of limit (0 = none).
  */
@@ -32,19 +52,9 @@ wbt_device (const char *dir, uint64_t pages, uint64_t mem_limit)
 {
   struct zram_config c = { .disksize = pages * ZRAM_PAGE_SIZE,
                            .algo = ZCOMP_LZ4, .pool = ZPOOL_ZS };
-  char path[512], err[BACKING_ERR_MAX];
   struct zram *z;
-  int fd;
 
-  snprintf (path, sizeof path, "%s/store", dir);
-  fd = open (path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-  CHECK (fd >= 0);
-  close (fd);
-  c.backing = backing_open (path, c.disksize, err, sizeof err);
-  if (c.backing == NULL) {
-    fprintf (stderr, "%s\n", err);
-    abort ();
-  }
+  c.backing = wbt_store (dir, c.disksize);
   z = zram_create (&c);
   CHECK (z != NULL);
   zram_set_mem_limit (z, mem_limit);

@@ -18,7 +18,8 @@
  * others.  At the end every page is checked, then the whole device is
  * trimmed and every page counter must be zero.
  *
- * Seeded: RS_SEED; duration RS_SECONDS (default 3).  Meant for the plain,
+ * Seeded: RS_SEED; duration RS_SECONDS (default 3); RS_POOL=malloc for
+ * the malloc pool.  Meant for the plain,
  * ASan+UBSan and TSan builds.
  * SPDX-License-Identifier: BSD-3-Clause
  */
@@ -260,6 +261,11 @@ main (void)
   seed0 = (e = getenv ("RS_SEED")) ? strtoull (e, NULL, 0) : 12345;
   if ((e = getenv ("RS_SECONDS")))
     seconds = atof (e);
+  /* pool=malloc frees every object (and group piece) at once: late
+   * readers of a freed piece show under ASan, which zs's pages hide.
+   */
+  if ((e = getenv ("RS_POOL")) && strcmp (e, "malloc") == 0)
+    c.pool = ZPOOL_MALLOC;
   memcpy (c.recomp, rc, sizeof rc);
   z = zram_create (&c);
   CHECK (z != NULL);

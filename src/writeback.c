@@ -32,6 +32,13 @@
  * grace period.  The block's references (include/zram/backing.h) are
  * taken before any member is installed, since an installed member may be
  * overwritten, and drop its reference, at once.
+ *
+ * A member of a multi-page group (src/group.h) has no object of its own
+ * to copy: its page is decompressed from the group under the lock (as a
+ * read does), marked PP, and compressed alone with the primary algorithm
+ * after the lock is let go; installing it takes it out of its group.  So
+ * the coldest pages, which groups hold, can still make room at the
+ * memory limit.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -39,6 +46,7 @@
 
 #include "zram/backing.h"
 
+#include "group.h"
 #include "zram-impl.h"
 
 /* The request checked against the live state, with defaults filled in. */
@@ -75,8 +83,7 @@ static bool
 selected (uint64_t handle, uint64_t info, const struct wb_plan *p)
 {
   if (handle == 0 ||
-      (info & (SLOT_BIT (SLOT_SAME) | SLOT_BIT (SLOT_WB) | SLOT_BIT (SLOT_PP) |
-               SLOT_BIT (SLOT_GROUP))))
+      (info & (SLOT_BIT (SLOT_SAME) | SLOT_BIT (SLOT_WB) | SLOT_BIT (SLOT_PP))))
     return false;
   switch (p->type) {
   case ZRAM_WB_IDLE:
@@ -176,8 +183,60 @@ block_for (struct wb_batch *bt, size_t size)
  * (flush, then call again), or -1 with errno EDQUOT if the page would
  * start a block and writeback_limit has none left.
  */
+/* Queue the locked member slot of a group (see the top): unlocks it.
+ * Returns as writeback_slot; a member whose group fails to decompress
+ * (EIO, or ENOMEM for the group buffer) is left as it is.
+ */
 static int
-writeback_slot (struct zram_meta *m, uint64_t index, const struct wb_plan *p,
+writeback_member (struct zram_meta *m, struct zram_thread_ctx *ctx,
+                  struct zram_slot *slot, uint64_t index, struct wb_batch *bt,
+                  struct zram_wb_result *res)
+{
+  const unsigned char *data;
+  struct wb_member *mb;
+  struct wb_block *b;
+  size_t size;
+  int clen;
+
+  if (group_read_member (m, ctx, slot_get_handle (slot), ctx->page) == -1) {
+    slot_unlock (slot);
+    return 0;
+  }
+  slot_set_flag (slot, SLOT_PP);
+  slot_unlock (slot);
+  /* Capped below the huge size, as a write: 0 means "store it raw". */
+  clen = zcomp_compress (m->comp, ctx->codec, ctx->page, ZRAM_PAGE_SIZE,
+                         ctx->cbuf, m->huge_class_size - 1);
+  if (clen < 0) {
+    drop_pp (slot);
+    return 0;
+  }
+  data = clen ? ctx->cbuf : ctx->page;
+  size = clen ? (size_t) clen : ZRAM_PAGE_SIZE;
+  b = block_for (bt, size);
+  if (b == NULL) {
+    drop_pp (slot);
+    return 1;
+  }
+  if (b->nr == 0 && wb_limit_take (bt->limit) == -1) {
+    drop_pp (slot);
+    return -1;
+  }
+  res->scanned++;
+  memcpy (b->buf + b->used, data, size);
+  mb = &b->member[b->nr++];
+  mb->index = index;
+  mb->off = b->used;
+  mb->size = size;
+  mb->prio = 0;
+  b->used += size;
+  bt->queued++;
+  return 0;
+}
+
+static int
+writeback_slot (struct zram_meta *m, struct zram_thread_ctx *ctx,
+                uint64_t index, const struct wb_plan *p,
                 struct wb_batch *bt, struct zram_wb_result *res)
 {
   struct zram_slot *slot = slot_at (&m->table, index);
@@ -198,6 +257,8 @@ writeback_slot (struct zram_meta *m, uint64_t index, const struct wb_plan *p,
     slot_unlock (slot);
     return 0;
   }
+  if (slot_test_flag (slot, SLOT_GROUP))
+    return writeback_member (m, ctx, slot, index, bt, res);
   size = slot_get_size (slot);
   b = block_for (bt, size);
   if (b == NULL) {
@@ -411,7 +472,7 @@ writeback_walk (struct zram *z, struct wb_batch *bt, const struct zram_wb_req *r
         r = -1;
         goto out;
       }
-      r = writeback_slot (m, i, &p, bt, res);
+      r = writeback_slot (m, ctx, i, &p, bt, res);
       if (r == 1) {
         r = 0;
         break;                /* the batch is full: write it, then again */

@@ -11,7 +11,9 @@
  * time).  Meanwhile WRITERS threads mark pages idle and write them back
  * (every type, in batches, from random start points) to a store of 1/4 of
  * the device's size, so it fills up and meets ENOSPC too; one thread
- * recompresses (recompression and writeback share the PP mark); one
+ * recompresses and packs idle pages into multi-page groups and takes
+ * groups apart (all of them and writeback share the PP mark, and
+ * writeback takes members out of their groups); one
  * compacts; one resets the device now and then (it takes a write lock
  * that the owners hold for reading around each operation, so the model
  * knows a reset zeroed everything; the others take no such lock and race
@@ -58,6 +60,7 @@ static double seconds = 3;
 
 /* Totals over the run (resets clear the device's statistics). */
 static uint64_t total_written, total_raced, total_nospace, total_recomp;
+static uint64_t total_grouped;
 static uint64_t total_resets;
 
 static bool
@@ -219,6 +222,18 @@ recompressor (void *arg)
     if (zram_recompress (z, &req, &res) == -1)
       CHECK (errno == EIO);
     __atomic_add_fetch (&total_recomp, res.recompressed, __ATOMIC_RELAXED);
+    {
+      struct zram_group_req greq = { .start_index = test_rand (&r) % PAGES };
+      struct zram_group_result gres;
+      struct zram_dissolve_result dres;
+
+      if (zram_group (z, &greq, &gres) == -1)
+        CHECK (errno == EIO);
+      __atomic_add_fetch (&total_grouped, gres.grouped, __ATOMIC_RELAXED);
+      if (zram_group_dissolve (z, 1 + test_rand (&r) % 100, 4, false,
+                               &dres) == -1)
+        CHECK (errno == EIO);
+    }
   }
   return NULL;
 }
@@ -269,7 +284,8 @@ main (void)
   static const struct zram_recomp_algo rc[] = { { ZCOMP_ZSTD, 3 } };
   struct zram_config c = { .disksize = (uint64_t) PAGES * PAGE,
                            .algo = ZCOMP_LZ4, .pool = ZPOOL_ZS,
-                           .nr_recomp = 1 };
+                           .nr_recomp = 1, .group_pages = 8,
+                           .group_algo = { ZCOMP_ZSTD, 1 } };
   pthread_t owners[OWNERS], writers[WRITERS], readers[READERS], rec, comp;
   pthread_t reset;
   char path[512], err[BACKING_ERR_MAX];
@@ -386,11 +402,12 @@ main (void)
   CHECK (s.bd_checksum_errors == 0);
 
   printf ("seed %llu: %" PRIu64 " written back, %" PRIu64 " raced, %" PRIu64
-          " store-full stops, %" PRIu64 " recompressed, %" PRIu64 " resets; "
-          "now %" PRIu64 " pages in the store, %" PRIu64 " read from it\n",
+          " store-full stops, %" PRIu64 " recompressed, %" PRIu64 " grouped, "
+          "%" PRIu64 " resets; now %" PRIu64 " pages in the store, %" PRIu64
+          " read from it\n",
           seed0, total_written, total_raced, total_nospace, total_recomp,
-          total_resets, s.bd_count, s.bd_reads);
-  CHECK (total_written > 0);
+          total_grouped, total_resets, s.bd_count, s.bd_reads);
+  CHECK (total_written > 0 && total_grouped > 0);
 
   /* Nothing leaked: trim everything, all page counts 0, no block used. */
   CHECK (zram_trim (z, PAGES * PAGE, 0) == 0);
@@ -398,6 +415,7 @@ main (void)
   CHECK (s.orig_data_size == 0 && s.compr_data_size == 0);
   CHECK (s.same_pages == 0 && s.huge_pages == 0 && s.bd_count == 0);
   CHECK (s.idle_pages == 0 && s.incompressible_pages == 0);
+  CHECK (s.group_pages == 0 && s.group_objects == 0);
   CHECK (s.pages_recomp[0] == 0);
   CHECK (backing_used_blocks (store) == 0);
   CHECK (zram_trim_store (z) >= 0 && backing_pending_blocks (store) == 0);

@@ -52,6 +52,11 @@ group_params_config (const char *key, const char *value)
     struct zram_config tmp = { .nr_recomp = 0 };
     char err[160];
 
+    if (*value == '\0') {
+      nbdkit_error ("group_algorithm: give one algorithm, NAME or "
+                    "NAME:LEVEL (e.g. group_algorithm=zstd:9)");
+      return -1;
+    }
     if (strchr (value, ',') != NULL) {
       nbdkit_error ("group_algorithm: one algorithm, not a list: '%s' "
                     "(e.g. group_algorithm=zstd:9)", value);

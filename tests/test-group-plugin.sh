@@ -18,6 +18,8 @@ refused_start "group_algorithm: applies to multi-page groups" \
   group_pages=0 group_algorithm=zstd >/dev/null
 refused_start "group_algorithm: unknown algorithm 'gzip'" \
   group_pages=4 group_algorithm=gzip >/dev/null
+refused_start "group_algorithm: give one algorithm, NAME or NAME:LEVEL" \
+  group_pages=4 group_algorithm= >/dev/null
 refused_start "group_budget: '200' is not a share" group_pages=4 group_budget=200 >/dev/null
 refused_start "group_live_min: '101' is not a whole percentage" \
   group_pages=4 group_live_min=101 >/dev/null

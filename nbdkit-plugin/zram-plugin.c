@@ -30,6 +30,7 @@
 #include "zram/thread-ctx.h"
 #include "background-params.h"
 #include "writeback-params.h"
+#include "dict-file.h"
 #include "ctl-owner.h"
 
 #include "fd-headroom.h"
@@ -102,6 +103,7 @@ zram_plugin_unload (void)
   zram = NULL;
   free (ctl_path);
   free (backing_path);
+  dict_file_release ();
   cmdline_release ();
   if (io_flusher_key_ok)
     pthread_key_delete (io_flusher_key);
@@ -156,6 +158,8 @@ zram_plugin_config (const char *key, const char *value)
 
   if (handled == 0)
     handled = wb_params_config (key, value);
+  if (handled == 0)
+    handled = dict_file_config (key, value);
   if (handled != 0)
     return handled == 1 ? 0 : -1;
   if (strcmp (key, "size") == 0) {
@@ -283,7 +287,7 @@ zram_plugin_config (const char *key, const char *value)
                   "recomp_age, recomp_budget, recomp_rate, recomp_soft_limit, "
                   "writeback_policy, writeback_age, writeback_rate, "
                   "writeback_high, writeback_low, writeback_wait, "
-                  "writeback_limit, writeback_limit_enable "
+                  "writeback_limit, writeback_limit_enable, dict "
                   "(see nbdkit-zram-plugin(1))", key);
     return -1;
   }
@@ -332,7 +336,8 @@ zram_plugin_config_complete (void)
     }
   }
   if (bg_params_complete (config.nr_recomp) == -1 ||
-      wb_params_complete (backing_path != NULL) == -1)
+      wb_params_complete (backing_path != NULL) == -1 ||
+      dict_file_complete (config.algo, config.level) == -1)
     return -1;
   return preflight_refuse_nbdkit_swap (config.disksize);
 }
@@ -361,6 +366,7 @@ zram_plugin_config_complete (void)
   "                         0 = none).\n" \
   "reserve-wait=MS          Fail a write when the reserve is empty and its\n" \
   "                         refill cannot get memory for MS (20).\n" \
+  DICT_FILE_HELP "\n" \
   BG_PARAMS_HELP "\n" \
   WB_PARAMS_HELP
 
@@ -448,6 +454,7 @@ zram_plugin_get_ready (void)
       return -1;
     }
   }
+  config.dict = dict_file_bytes (&config.dict_len);
   zram = zram_create (&config);
   if (zram == NULL) {
     nbdkit_error ("size: cannot create a device of %" PRIu64 " bytes "

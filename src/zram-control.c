@@ -155,6 +155,9 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   /* The recompression algorithms are the device's: a reset keeps them. */
   config.nr_recomp = z->nr_recomp;
   memcpy (config.recomp, z->recomp, sizeof config.recomp);
+  /* So is the user's dictionary, prepared anew for the algorithm. */
+  config.dict = z->dict;
+  config.dict_len = z->dict_len;
   if (new_config) {
     if (new_config->disksize != z->disksize) {
       errno = EINVAL;
@@ -302,6 +305,7 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->bd_blocks_used = m->backing ? backing_used_blocks (m->backing) : 0;
   s->bd_errors = m->backing ? backing_errors (m->backing) : 0;
   s->bd_reconnects = m->backing ? backing_reconnects (m->backing) : 0;
+  zram_meta_dict_stats (m, s);
   s->nr_recomp = m->nr_recomp;
   for (unsigned i = 0; i < m->nr_recomp; i++) {
     s->pages_recomp[i] = STAT_GET (m->stats.pages_recomp[i]);

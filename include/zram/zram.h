@@ -75,6 +75,11 @@
  */
 #define ZRAM_MAX_RECOMP 3
 
+/* Dictionaries a state holds at once, indices 1..ZRAM_MAX_DICT (a slot
+ * keeps the index in 2 bits: SLOT_DICT, include/zram/slot.h).
+ */
+#define ZRAM_MAX_DICT 3
+
 struct zram_recomp_algo {
   enum zcomp_algo algo;
   int level;                  /* 0 = the algorithm's default */
@@ -96,6 +101,13 @@ struct zram_config {
                                  succeeds (zram_destroy closes it); on
                                  failure the caller still owns it.  A
                                  reset keeps the device's store */
+  const void *dict;           /* a dictionary for the primary algorithm
+                                 (include/zram/zcomp-dict.h: zram's
+                                 algorithm_params dict=), dict_len bytes
+                                 (1..ZCOMP_DICT_MAX), or NULL for none.
+                                 zram_create copies it; every reset keeps
+                                 it, prepared for the new algorithm */
+  size_t dict_len;
 };
 
 /* With a reserve, zram_start also populates the slot table (16 bytes per
@@ -178,6 +190,16 @@ struct zram_stats {
                                  over the successes, bytes */
   uint64_t pages_recomp[ZRAM_MAX_RECOMP]; /* pages stored now with the
                                  algorithm of priority 1..3 */
+  /* Dictionaries (zram_config.dict; include/zram/zcomp-dict.h). */
+  uint64_t dict_version;      /* version of the dictionary new writes are
+                                 compressed with; 0 = none (the user's
+                                 dictionary is version 1) */
+  uint64_t dict_bytes;        /* its size, bytes */
+  uint64_t dict_pages;        /* pages stored now compressed with a
+                                 dictionary (any version, written back
+                                 included) */
+  uint64_t dict_mem_bytes;    /* memory all the state's dictionaries
+                                 hold, prepared state included */
   /* Writeback (bd_stat), in 4 KiB pages; all 0 without a store. */
   uint64_t bd_count;          /* pages held in the backing store now */
   uint64_t bd_reads;          /* pages read from the store */

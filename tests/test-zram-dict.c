@@ -1,0 +1,321 @@
+/* Unit test of the device with a user dictionary (zram_config.dict):
+ * pages written with it read back, with every algorithm, after a reset
+ * (which keeps it, for a new algorithm too), after writeback (its pages
+ * stay counted) and recompression (which drops it); dict_pages follows
+ * every store and free; a dictionary the algorithm refuses fails
+ * zram_create with EINVAL; many threads writing, reading and trimming
+ * keep every byte of a model.
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "zram/zcomp-dict.h"
+#include "wb-store-util.h"
+
+#define PAGE ZRAM_PAGE_SIZE
+#define NPAGES 256
+#define TOKENS 512
+#define TOKEN 32
+
+static unsigned char vocab[TOKENS * TOKEN];
+
+/* Generations with this bit are text that zstd compresses much better
+ * than lz4 does, dictionary or not.
+ */
+#define GEN_TEXT 0x80000000u
+
+/* Pages of random tokens from vocab: poor alone, good with vocab as the
+ * dictionary.  Every 16th page is random (huge), every 16th + 1 zeroes.
+ */
+static void
+fill_page (unsigned char *p, uint64_t index, uint32_t gen)
+{
+  static const char *words[] = { "slot ", "page ", "zram ", "the ", "lock\n",
+                                 "compressed ", "memory ", "of " };
+  unsigned long long seed = (index << 20 | gen) * 0x9e3779b97f4a7c15ULL + 1;
+
+  if (index % 16 == 1) {
+    memset (p, 0, PAGE);
+    return;
+  }
+  if ((gen & GEN_TEXT) && index % 16 != 0) {
+    for (size_t i = 0; i < PAGE; ) {
+      const char *w = words[test_rand (&seed) % 8];
+      for (; *w && i < PAGE; ++w)
+        p[i++] = *w;
+    }
+    return;
+  }
+  for (size_t i = 0; i < PAGE; i += TOKEN) {
+    unsigned long long r = test_rand (&seed);
+    if (index % 16 == 0)
+      for (size_t j = 0; j < TOKEN; j += 8)
+        memcpy (p + i + j, &r, 8), r = test_rand (&seed);
+    else
+      memcpy (p + i, vocab + (r % TOKENS) * TOKEN, TOKEN);
+  }
+}
+
+static struct zram_stats
+stats (struct zram *z)
+{
+  struct zram_stats s;
+
+  zram_get_stats (z, &s);
+  return s;
+}
+
+static void
+write_all (struct zram *z, uint32_t gen)
+{
+  unsigned char page[PAGE];
+
+  for (uint64_t i = 0; i < NPAGES; i++) {
+    fill_page (page, i, gen);
+    CHECK (zram_write (z, page, PAGE, i * PAGE) == 0);
+  }
+}
+
+static void
+check_all (struct zram *z, uint32_t gen)
+{
+  unsigned char page[PAGE], back[PAGE];
+
+  for (uint64_t i = 0; i < NPAGES; i++) {
+    fill_page (page, i, gen);
+    CHECK (zram_read (z, back, PAGE, i * PAGE) == 0);
+    CHECK (memcmp (page, back, PAGE) == 0);
+  }
+}
+
+/* Pages neither same-filled nor random: those compressed with the dict. */
+#define DICT_PAGES (NPAGES - 2 * NPAGES / 16)
+
+static void
+test_algo (enum zcomp_algo algo)
+{
+  struct zram_config c = { .disksize = NPAGES * PAGE, .algo = algo,
+                           .pool = ZPOOL_ZS };
+  struct zram *plain, *z;
+  struct zram_stats s, sp;
+  unsigned char page[PAGE];
+
+  plain = zram_create (&c);
+  CHECK (plain != NULL);
+  c.dict = vocab;
+  c.dict_len = sizeof vocab;
+  z = zram_create (&c);
+  CHECK (z != NULL);
+  s = stats (z);
+  CHECK (s.dict_version == 1 && s.dict_bytes == sizeof vocab);
+  CHECK (s.dict_pages == 0 && s.dict_mem_bytes >= sizeof vocab / 4);
+
+  write_all (plain, 0);
+  write_all (z, 0);
+  check_all (z, 0);
+  s = stats (z);
+  sp = stats (plain);
+  CHECK (s.dict_pages == DICT_PAGES);
+  CHECK (sp.dict_pages == 0 && sp.dict_version == 0);
+  /* The vocabulary is in the dictionary: at least half the bytes go. */
+  CHECK (s.compr_data_size * 2 < sp.compr_data_size);
+  CHECK (s.huge_pages == NPAGES / 16 && s.same_pages == NPAGES / 16);
+
+  /* Overwrite, partial write, trim: the count follows. */
+  write_all (z, 1);
+  check_all (z, 1);
+  CHECK (stats (z).dict_pages == DICT_PAGES);
+  fill_page (page, 2, 1);
+  memset (page + 100, 0xee, 10);
+  CHECK (zram_write (z, page + 100, 10, 2 * PAGE + 100) == 0);
+  CHECK (zram_read (z, page, PAGE, 2 * PAGE) == 0);
+  CHECK (page[100] == 0xee && page[109] == 0xee);
+  CHECK (stats (z).dict_pages == DICT_PAGES);
+  CHECK (zram_discard (z, 4 * PAGE, 2 * PAGE) == 0);   /* pages 2..5 */
+  CHECK (stats (z).dict_pages == DICT_PAGES - 4);
+
+  /* A reset keeps the dictionary, prepared for the new algorithm. */
+  {
+    struct zram_config nc = c;
+
+    nc.algo = algo == ZCOMP_ZSTD ? ZCOMP_LZ4 : ZCOMP_ZSTD;
+    nc.level = 0;
+    CHECK (zram_reset (z, true, &nc) == 0);
+    s = stats (z);
+    CHECK (s.dict_version == 1 && s.dict_pages == 0 && s.algo == nc.algo);
+    write_all (z, 2);
+    check_all (z, 2);
+    CHECK (stats (z).dict_pages == DICT_PAGES);
+    CHECK (zram_reset (z, true, NULL) == 0);
+    CHECK (stats (z).dict_pages == 0);
+  }
+  zram_destroy (z);
+  zram_destroy (plain);
+}
+
+/* A zstd dictionary header that is no dictionary: refused. */
+static void
+test_bad_dict (void)
+{
+  unsigned char fake[256] = { 0x37, 0xa4, 0x30, 0xec };
+  struct zram_config c = { .disksize = NPAGES * PAGE, .algo = ZCOMP_ZSTD,
+                           .pool = ZPOOL_ZS, .dict = fake,
+                           .dict_len = sizeof fake };
+
+  errno = 0;
+  CHECK (zram_create (&c) == NULL && errno == EINVAL);
+  c.dict_len = ZCOMP_DICT_MAX + 1;
+  c.dict = vocab;
+  CHECK (zram_create (&c) == NULL && errno == EINVAL);
+}
+
+/* Written back, the pages keep their dictionary; recompressed, they
+ * leave it.
+ */
+static void
+test_writeback_recompress (void)
+{
+  struct zram_config c = { .disksize = NPAGES * PAGE, .algo = ZCOMP_LZ4,
+                           .pool = ZPOOL_ZS, .dict = vocab,
+                           .dict_len = sizeof vocab, .nr_recomp = 1,
+                           .recomp = { { ZCOMP_ZSTD, 19 } } };
+  struct zram_recomp_req rq = { .type = ZRAM_RECOMP_IDLE };
+  struct zram_recomp_result rr;
+  struct zram_wb_req wq = { .type = ZRAM_WB_IDLE, .end_index = NPAGES / 2 };
+  struct zram_wb_result wr;
+  struct zram *z;
+  unsigned char page[PAGE], back[PAGE];
+  char dir[256], path[512], err[BACKING_ERR_MAX];
+  int fd;
+
+  wbt_tmpdir (dir, sizeof dir, "test-zram-dict");
+  snprintf (path, sizeof path, "%s/store", dir);
+  fd = open (path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  CHECK (fd >= 0);
+  close (fd);
+  c.backing = backing_open (path, c.disksize, err, sizeof err);
+  CHECK (c.backing != NULL);
+  z = zram_create (&c);
+  CHECK (z != NULL);
+  write_all (z, 3);
+  CHECK (zram_mark_idle (z, 0, NULL) == 0);
+  CHECK (zram_writeback (z, &wq, &wr) == 0);
+  CHECK (wr.written > 0);
+  CHECK (stats (z).dict_pages == DICT_PAGES);
+  check_all (z, 3);           /* reads from the store, with the dictionary */
+  /* Text in the second half (lz4 with the dictionary still), which
+   * zstd-19 beats: those pages leave the dictionary.
+   */
+  for (uint64_t i = NPAGES / 2; i < NPAGES; i++) {
+    fill_page (page, i, 3 | GEN_TEXT);
+    CHECK (zram_write (z, page, PAGE, i * PAGE) == 0);
+  }
+  CHECK (stats (z).dict_pages == DICT_PAGES);
+  CHECK (zram_mark_idle (z, 0, NULL) == 0);
+  CHECK (zram_recompress (z, &rq, &rr) == 0);
+  CHECK (rr.recompressed > 0);
+  CHECK (stats (z).dict_pages == DICT_PAGES - rr.recompressed);
+  for (uint64_t i = 0; i < NPAGES; i++) {
+    fill_page (page, i, i < NPAGES / 2 ? 3 : 3 | GEN_TEXT);
+    CHECK (zram_read (z, back, PAGE, i * PAGE) == 0);
+    CHECK (memcmp (page, back, PAGE) == 0);
+  }
+  /* Writing over the written-back pages uncounts them. */
+  write_all (z, 4);
+  check_all (z, 4);
+  CHECK (stats (z).dict_pages == DICT_PAGES);
+  zram_destroy (z);
+  wbt_cleanup (dir);
+}
+
+/* Threads write, read and trim disjoint pages of one device and check
+ * every byte against their model.
+ */
+struct worker {
+  struct zram *z;
+  unsigned id, nthreads;
+  uint32_t gen[NPAGES];       /* 0: trimmed (zeroes) */
+};
+
+static void *
+worker (void *arg)
+{
+  struct worker *w = arg;
+  unsigned long long seed = w->id + 1;
+  unsigned char page[PAGE], back[PAGE];
+
+  for (int op = 0; op < 3000; op++) {
+    uint64_t i = (test_rand (&seed) % (NPAGES / w->nthreads)) * w->nthreads + w->id;
+    unsigned what = test_rand (&seed) % 8;
+
+    if (what < 4) {
+      w->gen[i] = op + 1;
+      fill_page (page, i, w->gen[i]);
+      CHECK (zram_write (w->z, page, PAGE, i * PAGE) == 0);
+    }
+    else if (what == 4) {
+      w->gen[i] = 0;
+      CHECK (zram_discard (w->z, PAGE, i * PAGE) == 0);
+    }
+    else {
+      if (w->gen[i])
+        fill_page (page, i, w->gen[i]);
+      else
+        memset (page, 0, PAGE);
+      CHECK (zram_read (w->z, back, PAGE, i * PAGE) == 0);
+      CHECK (memcmp (page, back, PAGE) == 0);
+    }
+  }
+  return NULL;
+}
+
+static void
+test_threads (enum zcomp_algo algo)
+{
+  enum { T = 4 };
+  struct zram_config c = { .disksize = NPAGES * PAGE, .algo = algo,
+                           .pool = ZPOOL_ZS, .dict = vocab,
+                           .dict_len = sizeof vocab };
+  static struct worker w[T];
+  pthread_t t[T];
+  uint64_t expect = 0;
+  struct zram *z = zram_create (&c);
+
+  CHECK (z != NULL);
+  for (unsigned j = 0; j < T; j++) {
+    memset (&w[j], 0, sizeof w[j]);
+    w[j].z = z;
+    w[j].id = j;
+    w[j].nthreads = T;
+    CHECK (pthread_create (&t[j], NULL, worker, &w[j]) == 0);
+  }
+  for (unsigned j = 0; j < T; j++)
+    pthread_join (t[j], NULL);
+  for (unsigned j = 0; j < T; j++)
+    for (uint64_t i = j; i < NPAGES; i += T)
+      if (w[j].gen[i] && i % 16 > 1)
+        expect++;
+  /* The count adds up to the pages the model says are stored with it. */
+  CHECK (stats (z).dict_pages == expect);
+  zram_destroy (z);
+}
+
+int
+main (void)
+{
+  unsigned long long seed = 99;
+
+  for (size_t i = 0; i < sizeof vocab; ++i)
+    vocab[i] = test_rand (&seed) >> 56;
+  test_bad_dict ();
+  test_algo (ZCOMP_LZ4);
+  test_algo (ZCOMP_LZ4HC);
+  test_algo (ZCOMP_ZSTD);
+  test_writeback_recompress ();
+  test_threads (ZCOMP_LZ4);
+  test_threads (ZCOMP_ZSTD);
+  printf ("test-zram-dict: ok\n");
+  return 0;
+}

@@ -306,6 +306,8 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
   s->bd_errors = m->backing ? backing_errors (m->backing) : 0;
   s->bd_reconnects = m->backing ? backing_reconnects (m->backing) : 0;
   zram_meta_dict_stats (m, s);
+  s->dict_trainings = __atomic_load_n (&z->dict_trainings, __ATOMIC_RELAXED);
+  s->dict_rejected = __atomic_load_n (&z->dict_rejected, __ATOMIC_RELAXED);
   s->nr_recomp = m->nr_recomp;
   for (unsigned i = 0; i < m->nr_recomp; i++) {
     s->pages_recomp[i] = STAT_GET (m->stats.pages_recomp[i]);

@@ -145,6 +145,13 @@ struct zram {
   unsigned char *dict;        /* the user's dictionary (config.dict), kept
                                  for every reset, or NULL */
   size_t dict_len;
+  pthread_mutex_t dict_lock;  /* one zram_dict_train at a time: the only
+                                 code that frees a live state's
+                                 dictionaries */
+  uint64_t dict_versions;     /* dict_lock: dictionaries made so far (the
+                                 user's is 1) */
+  uint64_t dict_trainings;    /* atomic: zram_stats.dict_trainings */
+  uint64_t dict_rejected;     /* atomic */
   pthread_mutex_t pp_lock;    /* one post-processing walk at a time
                                  (recompression, writeback): a slot's PP
                                  mark has one owner */

@@ -263,6 +263,8 @@ zram_create (const struct zram_config *config)
   z->backing = config->backing;
   pthread_mutex_init (&z->ctl_lock, NULL);
   pthread_mutex_init (&z->pp_lock, NULL);
+  pthread_mutex_init (&z->dict_lock, NULL);
+  z->dict_versions = 1;       /* the user's dictionary, if any */
   pthread_mutex_init (&z->clients_lock, NULL);
   return z;
 
@@ -341,6 +343,7 @@ zram_destroy (struct zram *z)
   free (z->dict);
   pthread_mutex_destroy (&z->ctl_lock);
   pthread_mutex_destroy (&z->pp_lock);
+  pthread_mutex_destroy (&z->dict_lock);
   pthread_mutex_destroy (&z->clients_lock);
   free (z);
 }

@@ -30,7 +30,7 @@
 #include "zram/thread-ctx.h"
 #include "background-params.h"
 #include "writeback-params.h"
-#include "dict-file.h"
+#include "dict-params.h"
 #include "ctl-owner.h"
 
 #include "fd-headroom.h"
@@ -287,7 +287,9 @@ zram_plugin_config (const char *key, const char *value)
                   "recomp_age, recomp_budget, recomp_rate, recomp_soft_limit, "
                   "writeback_policy, writeback_age, writeback_rate, "
                   "writeback_high, writeback_low, writeback_wait, "
-                  "writeback_limit, writeback_limit_enable, dict "
+                  "writeback_limit, writeback_limit_enable, dict, "
+                  "dict_train, dict_train_gain, dict_train_period, "
+                  "dict_train_min_pages "
                   "(see nbdkit-zram-plugin(1))", key);
     return -1;
   }

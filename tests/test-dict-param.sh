@@ -28,16 +28,7 @@ fi
 
 # Data: 4 MiB of records drawn from 512 random 32-byte tokens; the
 # dictionary is the tokens themselves (what 'zstd --train' would find).
-python3 - "$tmpdir" <<'PY'
-import random, sys
-d = sys.argv[1]
-rnd = random.Random(7)
-tokens = [bytes(rnd.getrandbits(8) for _ in range(32)) for _ in range(512)]
-open(d + "/dict", "wb").write(b"".join(tokens))
-with open(d + "/image", "wb") as f:
-    for _ in range(4 * 1024 * 1024 // 32):
-        f.write(tokens[rnd.randrange(512)])
-PY
+python3 "$srcdir/dict-data.py" "$tmpdir" 4
 
 ctl=("$NBDZRAMCTL" -s "$tmpdir/ctl")
 stat_of () { "${ctl[@]}" stats | sed -n "s/^$1=//p"; }

@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "zram/background.h"
+#include "zram/policy-dict.h"
 #include "zram/zcomp-dict.h"
 #include "wb-store-util.h"
 
@@ -413,6 +415,55 @@ test_train (enum zcomp_algo algo)
   zram_destroy (z);
 }
 
+/* The policy: bad settings refused; in its thread, it publishes a
+ * dictionary for pages that need one.
+ */
+static void
+test_policy (void)
+{
+  struct zram_config c = { .disksize = NPAGES * PAGE, .algo = ZCOMP_LZ4,
+                           .pool = ZPOOL_ZS };
+  struct zram_dict_policy_config pc;
+  struct zram *z = zram_create (&c);
+  struct zram_bg *bg = zram_bg_create (0);
+  struct zram_bg_counts counts;
+  double t0;
+  int id;
+
+  CHECK (z != NULL && bg != NULL);
+  zram_dict_policy_defaults (&pc);
+  CHECK (pc.req.gain_pm == ZRAM_DICT_TRAIN_DEFAULT_GAIN_PM);
+  pc.period_ms = 0;
+  CHECK (zram_dict_policy_add (bg, z, &pc) == -1 && errno == EINVAL);
+  zram_dict_policy_defaults (&pc);
+  pc.req.samples = 2;
+  CHECK (zram_dict_policy_add (bg, z, &pc) == -1 && errno == EINVAL);
+  zram_dict_policy_defaults (&pc);
+  pc.req.gain_pm = 1001;
+  CHECK (zram_dict_policy_add (bg, z, &pc) == -1 && errno == EINVAL);
+  zram_dict_policy_defaults (&pc);
+  pc.period_ms = 10;
+  pc.min_pages = 64;
+  pc.budget_pm = ZRAM_BG_UNLIMITED;
+  pc.req.samples = 64;
+  pc.req.dict_bytes = 16384;
+  id = zram_dict_policy_add (bg, z, &pc);
+  CHECK (id >= 0 && zram_bg_find (bg, ZRAM_DICT_POLICY) == id);
+  CHECK (zram_bg_start (bg) == 0);
+  write_all (z, 7);
+  t0 = test_now ();
+  while (stats (z).dict_version == 0 && test_now () - t0 < 30)
+    usleep (10000);
+  CHECK (stats (z).dict_version >= 2);
+  zram_bg_counts (bg, id, &counts);
+  CHECK (counts.rounds >= 1 && counts.work >= 64);
+  write_all (z, 7);
+  check_all (z, 7);
+  CHECK (stats (z).dict_pages > 0);
+  zram_bg_destroy (bg);
+  zram_destroy (z);
+}
+
 int
 main (void)
 {
@@ -429,6 +480,7 @@ main (void)
   test_threads (ZCOMP_ZSTD);
   test_train (ZCOMP_LZ4);
   test_train (ZCOMP_ZSTD);
+  test_policy ();
   printf ("test-zram-dict: ok\n");
   return 0;
 }

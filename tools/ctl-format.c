@@ -176,6 +176,11 @@ static const struct metric {
     "Pages stored now compressed with a dictionary.", true },
   { "dict_mem_bytes", "nbdzram_dict_memory_bytes", GAUGE,
     "Memory the dictionaries hold, prepared state included.", true },
+  { "dict_trainings", "nbdzram_dict_trainings_total", COUNTER,
+    "Dictionaries trained from the device's pages.", true },
+  { "dict_rejected", "nbdzram_dict_rejected_total", COUNTER,
+    "Trained dictionaries not used: they did not gain enough on held-out "
+    "pages.", true },
   /* Writeback's (issue 14; zram bd_stat): servers before it lack them. */
   { "bd_count", "nbdzram_bd_pages", GAUGE,
     "Pages held in the backing store now (zram bd_count).", true },

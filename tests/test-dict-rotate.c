@@ -2,7 +2,9 @@
  * threads write, read and trim pages, and another marks pages idle and
  * writes them back (so pages in the store keep old dictionaries, read
  * without the slot lock).  Every read matches a model; in the end the
- * dictionaries no page uses are freed and the counts add up.  Meant to
+ * dictionaries no page uses are freed and the counts add up.  Then, with
+ * no model, training races resets and writes: nothing breaks, and a
+ * training that a reset overtook says so.  Meant to
  * run under ASan and TSan too.
  *   DR_SECONDS   how long the workers run at least (default 5)
  * SPDX-License-Identifier: BSD-3-Clause
@@ -121,6 +123,64 @@ writer_back (void *arg)
   return NULL;
 }
 
+/* Resets, over and over, until stop. */
+static void *
+resetter (void *arg)
+{
+  struct zram *z = arg;
+
+  while (!atomic_load (&stop)) {
+    CHECK (zram_reset (z, true, NULL) == 0);
+    usleep (3000);
+  }
+  return NULL;
+}
+
+/* Writes that may fail with EIO while a reset has the device down. */
+static void *
+blind_writer (void *arg)
+{
+  struct zram *z = arg;
+  unsigned char page[PAGE];
+  uint32_t g = 1;
+
+  while (!atomic_load (&stop)) {
+    for (uint64_t i = 0; i < NPAGES && !atomic_load (&stop); i++) {
+      fill_page (page, i, g);
+      if (zram_write (z, page, PAGE, i * PAGE) == -1)
+        CHECK (errno == EIO);
+    }
+    g++;
+  }
+  return NULL;
+}
+
+static void
+race_resets (struct zram *z)
+{
+  struct zram_dict_train_req req = { .dict_bytes = 8192, .samples = 64 };
+  struct zram_dict_train_result res;
+  unsigned n = 0, raced = 0;
+  pthread_t r, w;
+  double t0 = test_now ();
+
+  atomic_store (&stop, false);
+  CHECK (pthread_create (&w, NULL, blind_writer, z) == 0);
+  CHECK (pthread_create (&r, NULL, resetter, z) == 0);
+  while (test_now () - t0 < 2 || n < 5) {
+    if (zram_dict_train (z, &req, &res) == -1)
+      CHECK (errno == EIO);   /* the device was down */
+    else {
+      raced += res.outcome == ZRAM_DICT_RACED;
+      n++;
+    }
+  }
+  atomic_store (&stop, true);
+  pthread_join (r, NULL);
+  pthread_join (w, NULL);
+  printf ("under resets: %u trainings, %u overtaken by a reset\n", n, raced);
+}
+
 int
 main (void)
 {
@@ -221,6 +281,7 @@ main (void)
   req.gain_pm = 1001;
   CHECK (zram_dict_train (z, &req, &res) == -1 && errno == EINVAL);
 
+  race_resets (z);
   zram_destroy (z);
   wbt_cleanup (dir);
   printf ("test-dict-rotate: ok\n");

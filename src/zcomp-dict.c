@@ -139,10 +139,8 @@ zcomp_dict_compress (const struct zcomp_dict *d, struct zcomp_scratch *s,
 {
   size_t r;
 
-  if (len > ZCOMP_MAX_INPUT || dst_cap > ZCOMP_MAX_INPUT * 2) {
-    errno = EINVAL;
+  if (zcomp_check_args (len, dst_cap) == -1)
     return -1;
-  }
 
   switch (d->comp.algo) {
   case ZCOMP_LZ4:
@@ -166,13 +164,7 @@ zcomp_dict_compress (const struct zcomp_dict *d, struct zcomp_scratch *s,
     if (zcomp_scratch_cctx (s) == NULL)
       return -1;
     r = ZSTD_compress_usingCDict (s->zstd_c, dst, dst_cap, src, len, d->cdict);
-    if (ZSTD_isError (r)) {
-      if (ZSTD_getErrorCode (r) == ZSTD_error_dstSize_tooSmall)
-        return 0;
-      errno = ENOMEM;
-      return -1;
-    }
-    return (int) r;
+    return zcomp_zstd_result (r);
   }
   errno = EINVAL;
   return -1;
@@ -188,23 +180,20 @@ zcomp_dict_decompress (const struct zcomp_dict *d, struct zcomp_scratch *s,
   switch (d->comp.algo) {
   case ZCOMP_LZ4:
   case ZCOMP_LZ4HC:
-    if (LZ4_decompress_safe_usingDict (src, dst, (int) src_len, (int) dst_len,
-                                       (const char *) d->bytes,
-                                       (int) d->nbytes) != (int) dst_len) {
-      errno = EIO;
-      return -1;
+    {
+      int n = LZ4_decompress_safe_usingDict (src, dst, (int) src_len,
+                                             (int) dst_len,
+                                             (const char *) d->bytes,
+                                             (int) d->nbytes);
+
+      return zcomp_decompressed (n < 0, (size_t) n, dst_len);
     }
-    return 0;
   case ZCOMP_ZSTD:
     if (zcomp_scratch_dctx (s) == NULL)
       return -1;
     r = ZSTD_decompress_usingDDict (s->zstd_d, dst, dst_len, src, src_len,
                                     d->ddict);
-    if (ZSTD_isError (r) || r != dst_len) {
-      errno = EIO;
-      return -1;
-    }
-    return 0;
+    return zcomp_decompressed (ZSTD_isError (r), r, dst_len);
   }
   errno = EINVAL;
   return -1;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include "zram/zcomp.h"
 
@@ -53,6 +54,43 @@ zcomp_scratch_dctx (struct zcomp_scratch *s)
   if (s->zstd_d == NULL && (s->zstd_d = ZSTD_createDCtx ()) == NULL)
     errno = ENOMEM;
   return s->zstd_d;
+}
+
+/* The limits every compression checks: 0, or -1 with errno EINVAL. */
+static inline int
+zcomp_check_args (size_t len, size_t dst_cap)
+{
+  if (len > ZCOMP_MAX_INPUT || dst_cap > ZCOMP_MAX_INPUT * 2) {
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+/* A zstd compression's result r as zcomp_compress returns it. */
+static inline int
+zcomp_zstd_result (size_t r)
+{
+  if (ZSTD_isError (r)) {
+    if (ZSTD_getErrorCode (r) == ZSTD_error_dstSize_tooSmall)
+      return 0;               /* does not fit: store raw */
+    errno = ENOMEM;           /* zstd fails otherwise only on allocation */
+    return -1;
+  }
+  return (int) r;
+}
+
+/* A decompression that produced got bytes (negative or a zstd error
+ * code: failed) where want were due: 0, or -1 with errno EIO.
+ */
+static inline int
+zcomp_decompressed (int failed, size_t got, size_t want)
+{
+  if (failed || got != want) {
+    errno = EIO;
+    return -1;
+  }
+  return 0;
 }
 
 #endif /* ZRAM_ZCOMP_IMPL_H */

@@ -8,7 +8,6 @@
 #include <lz4.h>
 #include <lz4hc.h>
 #include <zstd.h>
-#include <zstd_errors.h>
 
 #include "zram/zcomp.h"
 #include "zcomp-impl.h"
@@ -145,10 +144,8 @@ zcomp_compress (const struct zcomp *comp, struct zcomp_scratch *s,
 {
   size_t r;
 
-  if (len > ZCOMP_MAX_INPUT || dst_cap > ZCOMP_MAX_INPUT * 2) {
-    errno = EINVAL;
+  if (zcomp_check_args (len, dst_cap) == -1)
     return -1;
-  }
 
   switch (comp->algo) {
   case ZCOMP_LZ4:
@@ -166,13 +163,7 @@ zcomp_compress (const struct zcomp *comp, struct zcomp_scratch *s,
     if (zcomp_scratch_cctx (s) == NULL)
       return -1;
     r = ZSTD_compressCCtx (s->zstd_c, dst, dst_cap, src, len, comp->level);
-    if (ZSTD_isError (r)) {
-      if (ZSTD_getErrorCode (r) == ZSTD_error_dstSize_tooSmall)
-        return 0;
-      errno = ENOMEM;   /* zstd fails otherwise only on allocation */
-      return -1;
-    }
-    return (int) r;
+    return zcomp_zstd_result (r);
   }
   errno = EINVAL;
   return -1;
@@ -187,21 +178,16 @@ zcomp_decompress (const struct zcomp *comp, struct zcomp_scratch *s,
   switch (comp->algo) {
   case ZCOMP_LZ4:
   case ZCOMP_LZ4HC:   /* same format, same decoder */
-    if (LZ4_decompress_safe (src, dst, (int) src_len, (int) dst_len)
-        != (int) dst_len) {
-      errno = EIO;
-      return -1;
+    {
+      int n = LZ4_decompress_safe (src, dst, (int) src_len, (int) dst_len);
+
+      return zcomp_decompressed (n < 0, (size_t) n, dst_len);
     }
-    return 0;
   case ZCOMP_ZSTD:
     if (zcomp_scratch_dctx (s) == NULL)
       return -1;
     r = ZSTD_decompressDCtx (s->zstd_d, dst, dst_len, src, src_len);
-    if (ZSTD_isError (r) || r != dst_len) {
-      errno = EIO;
-      return -1;
-    }
-    return 0;
+    return zcomp_decompressed (ZSTD_isError (r), r, dst_len);
   }
   errno = EINVAL;
   return -1;

@@ -3,12 +3,12 @@
  * (which keeps it, for a new algorithm too), after writeback (its pages
  * stay counted) and recompression (which drops it); dict_pages follows
  * every store and free; a dictionary the algorithm refuses fails
- * zram_create with EINVAL; many threads writing, reading and trimming
- * keep every byte of a model.
+ * zram_create with EINVAL; trained dictionaries pass or fail the A/B
+ * gate, wait with all indices in use, and are freed when unused; the
+ * policy trains in its thread.  (Many threads: test-dict-rotate.c.)
  * SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "zram/background.h"
@@ -232,78 +232,6 @@ test_writeback_recompress (void)
   wbt_cleanup (dir);
 }
 
-/* Threads write, read and trim disjoint pages of one device and check
- * every byte against their model.
- */
-struct worker {
-  struct zram *z;
-  unsigned id, nthreads;
-  uint32_t gen[NPAGES];       /* 0: trimmed (zeroes) */
-};
-
-static void *
-worker (void *arg)
-{
-  struct worker *w = arg;
-  unsigned long long seed = w->id + 1;
-  unsigned char page[PAGE], back[PAGE];
-
-  for (int op = 0; op < 3000; op++) {
-    uint64_t i = (test_rand (&seed) % (NPAGES / w->nthreads)) * w->nthreads + w->id;
-    unsigned what = test_rand (&seed) % 8;
-
-    if (what < 4) {
-      w->gen[i] = op + 1;
-      fill_page (page, i, w->gen[i]);
-      CHECK (zram_write (w->z, page, PAGE, i * PAGE) == 0);
-    }
-    else if (what == 4) {
-      w->gen[i] = 0;
-      CHECK (zram_discard (w->z, PAGE, i * PAGE) == 0);
-    }
-    else {
-      if (w->gen[i])
-        fill_page (page, i, w->gen[i]);
-      else
-        memset (page, 0, PAGE);
-      CHECK (zram_read (w->z, back, PAGE, i * PAGE) == 0);
-      CHECK (memcmp (page, back, PAGE) == 0);
-    }
-  }
-  return NULL;
-}
-
-static void
-test_threads (enum zcomp_algo algo)
-{
-  enum { T = 4 };
-  struct zram_config c = { .disksize = NPAGES * PAGE, .algo = algo,
-                           .pool = ZPOOL_ZS, .dict = vocab,
-                           .dict_len = sizeof vocab };
-  static struct worker w[T];
-  pthread_t t[T];
-  uint64_t expect = 0;
-  struct zram *z = zram_create (&c);
-
-  CHECK (z != NULL);
-  for (unsigned j = 0; j < T; j++) {
-    memset (&w[j], 0, sizeof w[j]);
-    w[j].z = z;
-    w[j].id = j;
-    w[j].nthreads = T;
-    CHECK (pthread_create (&t[j], NULL, worker, &w[j]) == 0);
-  }
-  for (unsigned j = 0; j < T; j++)
-    pthread_join (t[j], NULL);
-  for (unsigned j = 0; j < T; j++)
-    for (uint64_t i = j; i < NPAGES; i += T)
-      if (w[j].gen[i] && i % 16 > 1)
-        expect++;
-  /* The count adds up to the pages the model says are stored with it. */
-  CHECK (stats (z).dict_pages == expect);
-  zram_destroy (z);
-}
-
 /* Trained dictionaries, one step at a time: the A/B gate rejects what
  * does not gain enough; three dictionaries in use make training wait;
  * freeing the pages of one frees it for the next training.  Quarter q of
@@ -479,8 +407,6 @@ main (void)
   test_algo (ZCOMP_LZ4HC);
   test_algo (ZCOMP_ZSTD);
   test_writeback_recompress ();
-  test_threads (ZCOMP_LZ4);
-  test_threads (ZCOMP_ZSTD);
   test_train (ZCOMP_LZ4);
   test_train (ZCOMP_ZSTD);
   test_policy ();

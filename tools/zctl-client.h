@@ -19,8 +19,12 @@
 
 #include "zram/zctl.h"
 
-/* Most key=value lines of a reply that are kept (more are ignored). */
-#define ZCTL_CLIENT_MAX_KEYS 64
+/* Most key=value lines of a reply that are kept (more are ignored).  A
+ * reply is at most ZCTL_REPLY_MAX bytes; "stats" has about 70 lines, and
+ * every new statistic adds one: room for growth, or the last keys (the
+ * policies') would silently go missing.
+ */
+#define ZCTL_CLIENT_MAX_KEYS 160
 
 enum zctl_reply_status {
   ZCTL_REPLY_INCOMPLETE,        /* no terminating line yet: read more */

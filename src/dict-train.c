@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "zram/zcomp-dict.h"
 #include "zram-impl.h"
@@ -265,6 +266,7 @@ train_locked (struct zram *z, size_t dict_bytes, unsigned samples,
   struct zcomp_dict *d = NULL;
   unsigned char *dict_buf = NULL;
   struct zram_meta *m;
+  size_t sample_bytes;
   uint64_t gen;
   long len;
   int r = -1;
@@ -282,11 +284,19 @@ train_locked (struct zram *z, size_t dict_bytes, unsigned samples,
     return 0;
   }
   comp = zcomp_create (zcomp_get_algo (m->comp), zcomp_get_level (m->comp));
-  sb.train = malloc ((size_t) sb.n_train * ZRAM_PAGE_SIZE);
-  sb.held = malloc ((size_t) sb.n_held * ZRAM_PAGE_SIZE);
+  /* The samples (MiBs) in a mapping of their own, so that they go back
+   * to the system at once rather than stay in the heap.
+   */
+  sample_bytes = (size_t) (sb.n_train + sb.n_held) * ZRAM_PAGE_SIZE;
+  sb.train = mmap (NULL, sample_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (sb.train == MAP_FAILED)
+    sb.train = NULL;
+  else
+    sb.held = sb.train + (size_t) sb.n_train * ZRAM_PAGE_SIZE;
   sb.sizes = malloc (sb.n_train * sizeof *sb.sizes);
   dict_buf = malloc (dict_bytes);
-  if (!comp || !sb.train || !sb.held || !sb.sizes || !dict_buf) {
+  if (!comp || !sb.train || !sb.sizes || !dict_buf) {
     meta_put (z);
     errno = ENOMEM;
     goto out;
@@ -302,6 +312,7 @@ train_locked (struct zram *z, size_t dict_bytes, unsigned samples,
   }
   len = zcomp_dict_train (dict_buf, dict_bytes, sb.train, sb.sizes,
                           sb.got_train);
+
   if (len < 0) {
     if (errno != EINVAL)
       goto out_err;
@@ -349,8 +360,8 @@ train_locked (struct zram *z, size_t dict_bytes, unsigned samples,
     zcomp_destroy (comp);
     free (dict_buf);
     free (sb.sizes);
-    free (sb.held);
-    free (sb.train);
+    if (sb.train)
+      munmap (sb.train, sample_bytes);
     errno = e;
   }
   return r;

@@ -8,6 +8,10 @@
 
 #include <lz4.h>
 #include <lz4hc.h>
+/* For ZDICT_optimizeTrainFromBuffer_fastCover, whose parameters let us
+ * bound the trainer's memory (the shared library exports it).
+ */
+#define ZDICT_STATIC_LINKING_ONLY
 #include <zdict.h>
 #include <zstd.h>
 #include <zstd_errors.h>
@@ -199,6 +203,11 @@ zcomp_dict_decompress (const struct zcomp_dict *d, struct zcomp_scratch *s,
   return -1;
 }
 
+/* log2 of the trainer's frequency table (6 * 2^F bytes of memory). */
+#ifndef ZCOMP_DICT_TRAIN_F
+#define ZCOMP_DICT_TRAIN_F 18
+#endif
+
 long
 zcomp_dict_train (void *dst, size_t cap, const void *samples,
                   const size_t *sizes, unsigned n)
@@ -209,7 +218,21 @@ zcomp_dict_train (void *dst, size_t cap, const void *samples,
     errno = EINVAL;
     return -1;
   }
-  r = ZDICT_trainFromBuffer (dst, cap, samples, sizes, n);
+  /* ZDICT_trainFromBuffer's choices (fastCover, d 8, 4 steps, level 3)
+   * but with a frequency table of 2^ZCOMP_DICT_TRAIN_F entries instead
+   * of 2^20: its ~6 MiB would stay in the training thread's malloc arena
+   * after it is freed (glibc trims only the main arena's top).
+   */
+  {
+    ZDICT_fastCover_params_t p;
+
+    memset (&p, 0, sizeof p);
+    p.d = 8;
+    p.steps = 4;
+    p.f = ZCOMP_DICT_TRAIN_F;
+    p.accel = 1;
+    r = ZDICT_optimizeTrainFromBuffer_fastCover (dst, cap, samples, sizes, n, &p);
+  }
   if (ZDICT_isError (r)) {
     /* The trainer fails on allocation too, but says so only in its
      * (unstable) error codes: most failures are samples it cannot use.

@@ -18,6 +18,9 @@
  * that have no read-side section.
  */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -362,6 +365,13 @@ train_locked (struct zram *z, size_t dict_bytes, unsigned samples,
     free (sb.sizes);
     if (sb.train)
       munmap (sb.train, sample_bytes);
+#ifdef __GLIBC__
+    /* What the trainer, the rejected dictionary and the A/B's codec
+     * contexts freed (MiBs with zstd) would stay resident in this
+     * thread's malloc arena: give the free pages back (once a training).
+     */
+    malloc_trim (0);
+#endif
     errno = e;
   }
   return r;

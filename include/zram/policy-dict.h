@@ -14,7 +14,7 @@
  * On data where a dictionary gains little (the project's memory-like
  * image: ~1 % for zstd, see bench/bench-codec), the gate rejects it:
  * that is the intended outcome, and costs one training per period (about
- * a second of one core per 1000 sampled pages).  After a rejection the
+ * half a second of one core for the default 1280 pages).  After a rejection the
  * policy waits twice as long before the next try, up to 8 periods; a
  * published dictionary resets the wait.
  *

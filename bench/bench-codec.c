@@ -3,6 +3,8 @@
  *
  *   bench-codec [-s SIZE] [-S SEED] [-i IMAGE] [-r REPS] [-j JSONFILE]
  *
+ *   bench-codec ... [-D DICTSIZE]
+ *
  * For every 4 KiB page of the image: memcpy, LZ4 (fast, acceleration 1),
  * LZ4HC (level 9) and zstd (level 3 and 1), compress and decompress, timed
  * over the whole image, repeated REPS times (median, min, max).  No device,
@@ -13,6 +15,12 @@
  * as zram would keep it: same-filled pages take no object, a page whose
  * compressed size reaches IDEAL_HUGE bytes is kept raw (4096), every other
  * page costs exactly its compressed size (no allocator overhead).
+ *
+ * The "+dict" lines do the same through include/zram/zcomp-dict.h with a
+ * dictionary of DICTSIZE bytes (default 64 KiB; 0 leaves them out) that
+ * libzstd's trainer made from every 10th page of the image (not
+ * same-filled): lz4 uses its last 64 KiB.  The sample is part of the
+ * image, as a device's own pages would be.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -26,6 +34,7 @@
 #include <zstd.h>
 
 #include "zram/slot.h"
+#include "zram/zcomp-dict.h"
 #include "bench-util.h"
 #include "image-gen.h"
 
@@ -36,10 +45,23 @@
  */
 #define IDEAL_HUGE 3632
 
-enum codec { C_MEMCPY, C_LZ4, C_LZ4HC, C_ZSTD1, C_ZSTD3, NCODECS };
+enum codec { C_MEMCPY, C_LZ4, C_LZ4HC, C_ZSTD1, C_ZSTD3,
+             C_LZ4_DICT, C_ZSTD1_DICT, C_ZSTD3_DICT, NCODECS };
 static const char *const codec_names[NCODECS] = {
   "memcpy", "lz4", "lz4hc", "zstd-1", "zstd-3",
+  "lz4+dict", "zstd-1+dict", "zstd-3+dict",
 };
+#define FIRST_DICT C_LZ4_DICT
+
+/* The dictionary codecs: algorithm, level, and their prepared dictionary. */
+static const struct { enum zcomp_algo algo; int level; } dict_codec[NCODECS] = {
+  [C_LZ4_DICT] = { ZCOMP_LZ4, 1 },
+  [C_ZSTD1_DICT] = { ZCOMP_ZSTD, 1 },
+  [C_ZSTD3_DICT] = { ZCOMP_ZSTD, 3 },
+};
+static struct zcomp *dict_comp[NCODECS];
+static struct zcomp_dict *dicts[NCODECS];
+static struct zcomp_scratch *dict_scratch;
 
 struct result {
   double comp_ns[16], decomp_ns[16];    /* per page, one per rep */
@@ -76,6 +98,8 @@ compress_page (enum codec c, const unsigned char *src, unsigned char *dst, int c
   case C_ZSTD1: case C_ZSTD3:
     r = ZSTD_compressCCtx (cctx, dst, (size_t) cap, src, PAGE, c == C_ZSTD1 ? 1 : 3);
     return ZSTD_isError (r) ? 0 : (int) r;
+  case C_LZ4_DICT: case C_ZSTD1_DICT: case C_ZSTD3_DICT:
+    return zcomp_dict_compress (dicts[c], dict_scratch, src, PAGE, dst, (size_t) cap);
   default: abort ();
   }
 }
@@ -92,8 +116,53 @@ decompress_page (enum codec c, const unsigned char *src, int len, unsigned char 
   case C_ZSTD1: case C_ZSTD3:
     r = ZSTD_decompressDCtx (dctx, dst, PAGE, src, (size_t) len);
     return !ZSTD_isError (r) && r == PAGE ? 0 : -1;
+  case C_LZ4_DICT: case C_ZSTD1_DICT: case C_ZSTD3_DICT:
+    return zcomp_dict_decompress (dicts[c], dict_scratch, src, (size_t) len, dst, PAGE);
   default: abort ();
   }
+}
+
+/* Train one dictionary of dict_size bytes from every 10th page that is not
+ * same-filled and prepare it for each dictionary codec.  0, or -1 (said).
+ */
+static int
+make_dicts (const unsigned char *img, uint64_t npages, size_t dict_size)
+{
+  unsigned char *samples = malloc (npages / 10 * PAGE + PAGE), *dict = malloc (dict_size);
+  size_t *sizes = calloc (npages / 10 + 1, sizeof *sizes);
+  unsigned n = 0;
+  long len;
+  int c;
+
+  dict_scratch = zcomp_scratch_create ();
+  if (!samples || !dict || !sizes || !dict_scratch) {
+    perror ("malloc");
+    return -1;
+  }
+  for (uint64_t i = 0; i < npages; i += 10) {
+    if (page_same (img + i * PAGE))
+      continue;
+    memcpy (samples + (size_t) n * PAGE, img + i * PAGE, PAGE);
+    sizes[n++] = PAGE;
+  }
+  len = zcomp_dict_train (dict, dict_size, samples, sizes, n);
+  if (len < 0) {
+    perror ("bench-codec: cannot train a dictionary from every 10th page");
+    return -1;
+  }
+  for (c = FIRST_DICT; c < NCODECS; c++) {
+    dict_comp[c] = zcomp_create (dict_codec[c].algo, dict_codec[c].level);
+    dicts[c] = dict_comp[c] ? zcomp_dict_create (dict_comp[c], dict, (size_t) len) : NULL;
+    if (dicts[c] == NULL) {
+      perror ("bench-codec: cannot prepare the dictionary");
+      return -1;
+    }
+  }
+  printf ("dictionary: %ld bytes trained from %u pages\n", len, n);
+  free (sizes);
+  free (dict);
+  free (samples);
+  return 0;
 }
 
 static int
@@ -121,26 +190,29 @@ main (int argc, char *argv[])
   int64_t size = 64 << 20;
   uint64_t seed = IMGEN_DEFAULT_SEED, npages, i, same = 0;
   const char *image = NULL, *json = NULL;
-  int reps = 3, c, rep;
+  int reps = 3, c, rep, ncodecs = NCODECS;
+  int64_t dict_size = 64 * 1024;
   unsigned char *img, *out, *back;
   int *lens;
   struct result res[NCODECS];
   FILE *jf = NULL;
 
-  while ((c = getopt (argc, argv, "s:S:i:r:j:h")) != -1) {
+  while ((c = getopt (argc, argv, "s:S:i:r:j:D:h")) != -1) {
     switch (c) {
     case 's': size = bench_parse_size (optarg); break;
     case 'S': seed = strtoull (optarg, NULL, 0); break;
     case 'i': image = optarg; break;
     case 'r': reps = atoi (optarg); break;
     case 'j': json = optarg; break;
+    case 'D': dict_size = bench_parse_size (optarg); break;
     default:
-      fprintf (stderr, "usage: bench-codec [-s SIZE] [-S SEED] [-i IMAGE] [-r REPS] [-j JSON]\n");
+      fprintf (stderr, "usage: bench-codec [-s SIZE] [-S SEED] [-i IMAGE] [-r REPS] [-j JSON] [-D DICTSIZE]\n");
       return c == 'h' ? 0 : 2;
     }
   }
-  if (reps < 1 || reps > 16 || size <= 0 || size % PAGE != 0) {
-    fprintf (stderr, "bench-codec: bad -r (1..16) or -s (multiple of 4096)\n");
+  if (reps < 1 || reps > 16 || size <= 0 || size % PAGE != 0 ||
+      dict_size < 0 || dict_size > ZCOMP_DICT_MAX) {
+    fprintf (stderr, "bench-codec: bad -r (1..16), -s (multiple of 4096) or -D (0..1M)\n");
     return 2;
   }
   {
@@ -167,9 +239,14 @@ main (int argc, char *argv[])
   for (i = 0; i < npages; i++)
     same += page_same (img + i * PAGE);
 
+  if (dict_size == 0)
+    ncodecs = FIRST_DICT;
+  else if (make_dicts (img, npages, (size_t) dict_size) == -1)
+    return 1;
+
   memset (res, 0, sizeof res);
   for (rep = 0; rep < reps; rep++) {
-    for (c = 0; c < NCODECS; c++) {
+    for (c = 0; c < ncodecs; c++) {
       const int cap = LZ4_compressBound (PAGE);
       double t0, t1, t2;
 
@@ -221,7 +298,7 @@ main (int argc, char *argv[])
 
   printf ("\nimage: %" PRIu64 " pages (%" PRIu64 " MiB), %" PRIu64 " same-filled; %d reps\n",
           npages, (uint64_t) size >> 20, same, reps);
-  printf ("%-8s %12s %12s %12s %12s %8s %12s %7s\n", "codec", "comp ns/pg",
+  printf ("%-11s %12s %12s %12s %12s %8s %12s %7s\n", "codec", "comp ns/pg",
           "comp MB/s", "decomp ns/pg", "decomp MB/s", "ratio", "ideal bytes", "huge");
   if (json) {
     jf = fopen (json, "w");
@@ -233,13 +310,13 @@ main (int argc, char *argv[])
              ", \"reps\": %d, \"huge_threshold\": %d, \"codecs\": {",
              npages, same, reps, IDEAL_HUGE);
   }
-  for (c = 0; c < NCODECS; c++) {
+  for (c = 0; c < ncodecs; c++) {
     double cmin, cmax, dmin, dmax;
     double cmed = median (res[c].comp_ns, reps, &cmin, &cmax);
     double dmed = median (res[c].decomp_ns, reps, &dmin, &dmax);
     double ratio = (double) size / (double) res[c].ideal_bytes;
 
-    printf ("%-8s %12.0f %12.0f %12.0f %12.0f %8.3f %12" PRIu64 " %7" PRIu64 "\n",
+    printf ("%-11s %12.0f %12.0f %12.0f %12.0f %8.3f %12" PRIu64 " %7" PRIu64 "\n",
             codec_names[c], cmed, PAGE * 1e3 / cmed, dmed, PAGE * 1e3 / dmed,
             ratio, res[c].ideal_bytes, res[c].huge_pages);
     if (jf)
@@ -261,6 +338,11 @@ main (int argc, char *argv[])
       return 1;
     }
   }
+  for (c = FIRST_DICT; c < NCODECS; c++) {
+    zcomp_dict_destroy (dicts[c]);
+    zcomp_destroy (dict_comp[c]);
+  }
+  zcomp_scratch_destroy (dict_scratch);
   free (hc_state);
   ZSTD_freeDCtx (dctx);
   ZSTD_freeCCtx (cctx);

@@ -21,6 +21,7 @@
 #include "background-params.h"
 #include "writeback-params.h"
 #include "group-params.h"
+#include "dict-params.h"
 
 static struct zram_recomp_policy_config policy = {
   .age_s = ZRAM_RECOMP_POLICY_DEFAULT_AGE_S,
@@ -170,7 +171,8 @@ bg_start (struct zram *zram)
     nbdkit_error ("recomp_policy: cannot add the recompression policy: %m");
     goto fail;
   }
-  if (wb_policy_add (bg, zram) == -1 || group_policy_add (bg, zram) == -1)
+  if (wb_policy_add (bg, zram) == -1 || group_policy_add (bg, zram) == -1 ||
+      dict_policy_add (bg, zram) == -1)
     goto fail;
   /* Blocks of the store given back by requests are trimmed here. */
   if (zram_trim_policy_add (bg, zram) == -1) {

@@ -31,6 +31,7 @@
 #include "background-params.h"
 #include "group-params.h"
 #include "writeback-params.h"
+#include "dict-params.h"
 #include "ctl-owner.h"
 
 #include "fd-headroom.h"
@@ -103,6 +104,7 @@ zram_plugin_unload (void)
   zram = NULL;
   free (ctl_path);
   free (backing_path);
+  dict_file_release ();
   cmdline_release ();
   if (io_flusher_key_ok)
     pthread_key_delete (io_flusher_key);
@@ -159,6 +161,8 @@ zram_plugin_config (const char *key, const char *value)
     handled = wb_params_config (key, value);
   if (handled == 0)
     handled = group_params_config (key, value);
+  if (handled == 0)
+    handled = dict_file_config (key, value);
   if (handled != 0)
     return handled == 1 ? 0 : -1;
   if (strcmp (key, "size") == 0) {
@@ -287,7 +291,9 @@ zram_plugin_config (const char *key, const char *value)
                   "writeback_policy, writeback_age, writeback_rate, "
                   "writeback_high, writeback_low, writeback_wait, "
                   "writeback_limit, writeback_limit_enable, group_pages, "
-                  "group_algorithm, group_age, group_budget, group_live_min "
+                  "group_algorithm, group_age, group_budget, group_live_min, "
+                  "dict, dict_train, dict_train_gain, dict_train_period, "
+                  "dict_train_min_pages "
                   "(see nbdkit-zram-plugin(1))", key);
     return -1;
   }
@@ -337,7 +343,8 @@ zram_plugin_config_complete (void)
   }
   if (bg_params_complete (config.nr_recomp) == -1 ||
       wb_params_complete (backing_path != NULL) == -1 ||
-      group_params_complete (&config) == -1)
+      group_params_complete (&config) == -1 ||
+      dict_file_complete (config.algo, config.level) == -1)
     return -1;
   return preflight_refuse_nbdkit_swap (config.disksize);
 }
@@ -366,6 +373,7 @@ zram_plugin_config_complete (void)
   "                         0 = none).\n" \
   "reserve-wait=MS          Fail a write when the reserve is empty and its\n" \
   "                         refill cannot get memory for MS (20).\n" \
+  DICT_FILE_HELP "\n" \
   BG_PARAMS_HELP "\n" \
   WB_PARAMS_HELP "\n" \
   GROUP_PARAMS_HELP
@@ -454,6 +462,7 @@ zram_plugin_get_ready (void)
       return -1;
     }
   }
+  config.dict = dict_file_bytes (&config.dict_len);
   zram = zram_create (&config);
   if (zram == NULL) {
     nbdkit_error ("size: cannot create a device of %" PRIu64 " bytes "

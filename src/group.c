@@ -155,7 +155,7 @@ candidate (uint64_t handle, uint64_t info, uint32_t now, uint32_t min_age_s)
 
   if (handle == 0 ||
       (info & (SLOT_BIT (SLOT_SAME) | SLOT_BIT (SLOT_HUGE) | SLOT_BIT (SLOT_PP) |
-               SLOT_BIT (SLOT_WB) | SLOT_BIT (SLOT_GROUP) | SLOT_DICT_MASK)))
+               SLOT_BIT (SLOT_WB) | SLOT_BIT (SLOT_GROUP))))
     return false;
   if (info & SLOT_BIT (SLOT_IDLE))
     return true;
@@ -305,6 +305,8 @@ flush (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
       STAT_SUB (m->stats.incompressible_pages, 1);
     if (prio > 0)
       STAT_SUB (m->stats.pages_recomp[prio - 1], 1);
+    if (info & SLOT_DICT_MASK)
+      meta_dict_put (m, slot_dict_of (info));
     res->grouped++;
     freed += old_size;
   }

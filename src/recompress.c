@@ -219,7 +219,7 @@ recompress_slot (struct zram *z, struct zram_meta *m,
   }
   /* Unchanged since the snapshot: same object, same size.  The page keeps
    * its access time and IDLE (recompression is not an access); it is no
-   * longer huge, and now has priority prio.
+   * longer huge, and now has priority prio and no dictionary.
    */
   old_h = slot_get_handle (slot);
   old_flags = slot_info (slot) & SLOT_STATE_MASK;
@@ -227,7 +227,8 @@ recompress_slot (struct zram *z, struct zram_meta *m,
   slot_set_handle (slot, new_h);
   slot_set_size_flags (slot, clen,
                        (old_flags & ~(SLOT_BIT (SLOT_PP) | SLOT_BIT (SLOT_HUGE) |
-                                      SLOT_PRIO_MASK)) | slot_prio_bits (prio),
+                                      SLOT_PRIO_MASK | SLOT_DICT_MASK)) |
+                       slot_prio_bits (prio),
                        slot_get_time (slot));
   slot_unlock (slot);
 
@@ -235,6 +236,8 @@ recompress_slot (struct zram *z, struct zram_meta *m,
   if (old_prio > 0)
     STAT_SUB (m->stats.pages_recomp[old_prio - 1], 1);
   STAT_ADD (m->stats.pages_recomp[prio - 1], 1);
+  if (old_flags & SLOT_DICT_MASK)
+    meta_dict_put (m, slot_dict_of (old_flags));
   if (old_flags & SLOT_BIT (SLOT_HUGE))
     STAT_SUB (m->stats.huge_pages, 1);
   STAT_SUB (m->stats.compr_data_size, old_size - clen);

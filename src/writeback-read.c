@@ -31,6 +31,7 @@ zram_wb_pin_locked (struct zram_meta *m, const struct zram_slot *slot,
   loc->off = slot_wb_offset_of (loc->handle);
   loc->size = slot_get_size (slot);
   loc->prio = slot_get_prio (slot);
+  loc->dict = meta_dict (m, slot_get_dict (slot));
   /* The slot's object holds a reference, and cannot drop it while we
    * hold the slot lock: the block is alive.
    */
@@ -52,9 +53,8 @@ zram_wb_fetch (struct zram_meta *m, struct zram_thread_ctx *ctx,
     memcpy (dst, ctx->cbuf, ZRAM_PAGE_SIZE);
     return 0;
   }
-  return zcomp_decompress (meta_comp (m, loc->prio), ctx->codec,
-                           ctx->cbuf + loc->off, loc->size, dst,
-                           ZRAM_PAGE_SIZE);
+  return meta_decompress (m, ctx, loc->prio, loc->dict, ctx->cbuf + loc->off,
+                          loc->size, dst);
 }
 
 void

@@ -119,6 +119,7 @@ struct wb_member {
   unsigned off;               /* where in the block */
   unsigned size;              /* its bytes (ZRAM_PAGE_SIZE: raw) */
   unsigned prio;              /* the algorithm that compressed it */
+  unsigned dict;              /* and its dictionary index (0 none) */
 };
 
 /* A block being filled: objects packed front to back, never across the
@@ -228,7 +229,8 @@ writeback_member (struct zram_meta *m, struct zram_thread_ctx *ctx,
   mb->index = index;
   mb->off = b->used;
   mb->size = size;
-  mb->prio = 0;
+  mb->prio = 0;               /* the primary algorithm, no dictionary */
+  mb->dict = 0;
   b->used += size;
   bt->queued++;
   return 0;
@@ -283,6 +285,7 @@ writeback_slot (struct zram_meta *m, struct zram_thread_ctx *ctx,
   mb->off = b->used;
   mb->size = size;
   mb->prio = slot_get_prio (slot);
+  mb->dict = slot_get_dict (slot);
   slot_unlock (slot);
   b->used += size;
   bt->queued++;
@@ -305,17 +308,19 @@ install_member (struct zram_meta *m, const struct wb_member *mb,
     return false;
   }
   /* Unchanged since the snapshot.  The page keeps its access time and
-   * its priority (the stored object is the same); its other flags
+   * its priority and dictionary (the stored object is the same, and
+   * stays counted by its dictionary); its other flags
    * describe the pool object, which goes.  Count the new state before
    * unlocking: a write may replace (and uncount) it at once.
    */
   old.handle = slot_get_handle (slot);
   old.size = slot_get_size (slot);
   old.flags = slot_info (slot) & SLOT_STATE_MASK &
-              ~(SLOT_BIT (SLOT_PP) | SLOT_PRIO_MASK);
+              ~(SLOT_BIT (SLOT_PP) | SLOT_PRIO_MASK | SLOT_DICT_MASK);
   slot_set_handle (slot, slot_wb_handle (block, mb->off));
   slot_set_size_flags (slot, mb->size,
-                       SLOT_BIT (SLOT_WB) | slot_prio_bits (mb->prio),
+                       SLOT_BIT (SLOT_WB) | slot_prio_bits (mb->prio) |
+                       slot_dict_bits (mb->dict),
                        slot_get_time (slot));
   STAT_ADD (m->stats.pages_stored, 1);
   STAT_ADD (m->stats.bd_count, 1);

@@ -8,9 +8,9 @@
 #include <lz4.h>
 #include <lz4hc.h>
 #include <zstd.h>
-#include <zstd_errors.h>
 
 #include "zram/zcomp.h"
+#include "zcomp-impl.h"
 
 /* Level limits we accept.  lz4hc's own range is 1..LZ4HC_CLEVEL_MAX; zstd's
  * negative "fast" levels are left out to keep the interface simple.
@@ -24,22 +24,6 @@
 #define LZ4_LEVEL_MIN 1
 #define LZ4_LEVEL_MAX 65537
 #define LZ4_LEVEL_DEFAULT 1
-
-struct zcomp {
-  enum zcomp_algo algo;
-  int level;
-};
-
-/* The state of one caller (a thread), created piecemeal on first use of
- * each algorithm.  None of it depends on the level: levels are passed per
- * call, so one scratch serves every zcomp.
- */
-struct zcomp_scratch {
-  void *lz4;              /* LZ4_sizeofState() bytes */
-  void *lz4hc;            /* LZ4_sizeofStateHC() bytes */
-  ZSTD_CCtx *zstd_c;
-  ZSTD_DCtx *zstd_d;
-};
 
 struct zcomp_scratch *
 zcomp_scratch_create (void)
@@ -154,51 +138,32 @@ zcomp_get_level (const struct zcomp *comp)
   return comp->level;
 }
 
-/* Allocate *slot with size bytes unless it is there already. */
-static void *
-lazy_alloc (void **slot, size_t size)
-{
-  if (*slot == NULL)
-    *slot = malloc (size);
-  return *slot;
-}
-
 int
 zcomp_compress (const struct zcomp *comp, struct zcomp_scratch *s,
                 const void *src, size_t len, void *dst, size_t dst_cap)
 {
   size_t r;
 
-  if (len > ZCOMP_MAX_INPUT || dst_cap > ZCOMP_MAX_INPUT * 2) {
-    errno = EINVAL;
+  if (zcomp_check_args (len, dst_cap) == -1)
     return -1;
-  }
 
   switch (comp->algo) {
   case ZCOMP_LZ4:
-    if (lazy_alloc (&s->lz4, LZ4_sizeofState ()) == NULL)
+    if (zcomp_lazy_alloc (&s->lz4, LZ4_sizeofState ()) == NULL)
       return -1;
     /* Returns 0 when the output does not fit: exactly our "store raw". */
     return LZ4_compress_fast_extState (s->lz4, src, dst, (int) len,
                                        (int) dst_cap, comp->level);
   case ZCOMP_LZ4HC:
-    if (lazy_alloc (&s->lz4hc, LZ4_sizeofStateHC ()) == NULL)
+    if (zcomp_lazy_alloc (&s->lz4hc, LZ4_sizeofStateHC ()) == NULL)
       return -1;
     return LZ4_compress_HC_extStateHC (s->lz4hc, src, dst, (int) len,
                                        (int) dst_cap, comp->level);
   case ZCOMP_ZSTD:
-    if (s->zstd_c == NULL && (s->zstd_c = ZSTD_createCCtx ()) == NULL) {
-      errno = ENOMEM;
+    if (zcomp_scratch_cctx (s) == NULL)
       return -1;
-    }
     r = ZSTD_compressCCtx (s->zstd_c, dst, dst_cap, src, len, comp->level);
-    if (ZSTD_isError (r)) {
-      if (ZSTD_getErrorCode (r) == ZSTD_error_dstSize_tooSmall)
-        return 0;
-      errno = ENOMEM;   /* zstd fails otherwise only on allocation */
-      return -1;
-    }
-    return (int) r;
+    return zcomp_zstd_result (r);
   }
   errno = EINVAL;
   return -1;
@@ -213,23 +178,16 @@ zcomp_decompress (const struct zcomp *comp, struct zcomp_scratch *s,
   switch (comp->algo) {
   case ZCOMP_LZ4:
   case ZCOMP_LZ4HC:   /* same format, same decoder */
-    if (LZ4_decompress_safe (src, dst, (int) src_len, (int) dst_len)
-        != (int) dst_len) {
-      errno = EIO;
-      return -1;
+    {
+      int n = LZ4_decompress_safe (src, dst, (int) src_len, (int) dst_len);
+
+      return zcomp_decompressed (n < 0, (size_t) n, dst_len);
     }
-    return 0;
   case ZCOMP_ZSTD:
-    if (s->zstd_d == NULL && (s->zstd_d = ZSTD_createDCtx ()) == NULL) {
-      errno = ENOMEM;
+    if (zcomp_scratch_dctx (s) == NULL)
       return -1;
-    }
     r = ZSTD_decompressDCtx (s->zstd_d, dst, dst_len, src, src_len);
-    if (ZSTD_isError (r) || r != dst_len) {
-      errno = EIO;
-      return -1;
-    }
-    return 0;
+    return zcomp_decompressed (ZSTD_isError (r), r, dst_len);
   }
   errno = EINVAL;
   return -1;

@@ -266,6 +266,12 @@ cmd_stats (struct zram *zram, struct reply *r)
                        zcomp_algo_name (s.recomp[i].algo), s.recomp[i].level);
     reply_line (r, "recomp_algorithm=%s", list);
   }
+  reply_line (r, "dict_version=%" PRIu64, s.dict_version);
+  reply_line (r, "dict_bytes=%" PRIu64, s.dict_bytes);
+  reply_line (r, "dict_pages=%" PRIu64, s.dict_pages);
+  reply_line (r, "dict_mem_bytes=%" PRIu64, s.dict_mem_bytes);
+  reply_line (r, "dict_trainings=%" PRIu64, s.dict_trainings);
+  reply_line (r, "dict_rejected=%" PRIu64, s.dict_rejected);
   reply_line (r, "bd_count=%" PRIu64, s.bd_count);
   reply_line (r, "bd_reads=%" PRIu64, s.bd_reads);
   reply_line (r, "bd_writes=%" PRIu64, s.bd_writes);

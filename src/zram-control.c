@@ -157,6 +157,9 @@ zram_reset (struct zram *z, bool force, const struct zram_config *new_config)
   memcpy (config.recomp, z->recomp, sizeof config.recomp);
   config.group_pages = z->group_pages;
   config.group_algo = z->group_algo;
+  /* So is the user's dictionary, prepared anew for the algorithm. */
+  config.dict = z->dict;
+  config.dict_len = z->dict_len;
   if (new_config) {
     if (new_config->disksize != z->disksize) {
       errno = EINVAL;
@@ -313,6 +316,9 @@ zram_get_stats (struct zram *z, struct zram_stats *s)
     s->group_algo.algo = zcomp_get_algo (m->group_comp);
     s->group_algo.level = zcomp_get_level (m->group_comp);
   }
+  zram_meta_dict_stats (m, s);
+  s->dict_trainings = __atomic_load_n (&z->dict_trainings, __ATOMIC_RELAXED);
+  s->dict_rejected = __atomic_load_n (&z->dict_rejected, __ATOMIC_RELAXED);
   s->nr_recomp = m->nr_recomp;
   for (unsigned i = 0; i < m->nr_recomp; i++) {
     s->pages_recomp[i] = STAT_GET (m->stats.pages_recomp[i]);

@@ -17,6 +17,7 @@
 #include "zram/mem-guard.h"
 #include "zram/slot.h"
 #include "zram/thread-ctx.h"
+#include "zram/zcomp-dict.h"
 #include "zram/zram.h"
 #include "rcu.h"
 
@@ -50,6 +51,22 @@ struct meta_stats {
   uint64_t groups_dissolved;  /* groups zram_group_dissolve emptied */
 };
 
+/* One of a state's dictionaries, index 1..ZRAM_MAX_DICT in a slot's
+ * SLOT_DICT bits (0 = none).  The rule that keeps readers safe: while any
+ * slot names the index, objects > 0 and the dictionary stays; a reader
+ * holds the slot lock when it looks the pointer up (a written-back page's
+ * reader copies the pointer under it, then decompresses inside its
+ * read-side section).  Only the state's destruction frees a dictionary
+ * in use.
+ */
+struct meta_dict {
+  struct zcomp_dict *dict;    /* atomic; NULL: the index is free */
+  uint64_t objects;           /* atomic: slots (written back included)
+                                 whose object it compressed */
+  uint64_t version;           /* the device's dictionary counter when
+                                 made (zram_stats.dict_version) */
+};
+
 /* One initialisation of the device: replaced whole by a reset. */
 struct zram_meta {
   uint64_t disksize;
@@ -79,6 +96,9 @@ struct zram_meta {
   unsigned group_pages;       /* most pages a group takes */
   pthread_mutex_t group_lock; /* guards the list of groups */
   struct zram_group *groups;  /* every group of the state (src/group.h) */
+  struct meta_dict dicts[ZRAM_MAX_DICT + 1]; /* [0] unused (no dictionary) */
+  unsigned cur_dict;          /* atomic: the index new compressions with
+                                 the primary algorithm use; 0 = none */
   struct meta_stats stats;
 };
 
@@ -131,6 +151,16 @@ struct zram {
   int client_pids[ZRAM_MAX_CLIENT_PIDS];  /* 0 = free */
   struct zram_bg *bg;         /* atomic: zram_set_background */
   struct backing *backing;    /* the store for writeback, or NULL */
+  unsigned char *dict;        /* the user's dictionary (config.dict), kept
+                                 for every reset, or NULL */
+  size_t dict_len;
+  pthread_mutex_t dict_lock;  /* one zram_dict_train at a time: the only
+                                 code that frees a live state's
+                                 dictionaries */
+  uint64_t dict_versions;     /* dict_lock: dictionaries made so far (the
+                                 user's is 1) */
+  uint64_t dict_trainings;    /* atomic: zram_stats.dict_trainings */
+  uint64_t dict_rejected;     /* atomic */
   pthread_mutex_t pp_lock;    /* one post-processing walk at a time
                                  (recompression, writeback): a slot's PP
                                  mark has one owner */
@@ -185,6 +215,58 @@ meta_comp (const struct zram_meta *m, unsigned prio)
   return prio == 0 ? m->comp : m->recomp[prio - 1];
 }
 
+/* The dictionary of index dict (1..ZRAM_MAX_DICT), or NULL for 0.  The
+ * caller holds the lock of a slot that names it (so it is alive).
+ */
+static inline const struct zcomp_dict *
+meta_dict (const struct zram_meta *m, unsigned dict)
+{
+  /* Pairs with the release store that installs a dictionary before its
+   * index is published (zram_meta_dict_publish).
+   */
+  return dict ? __atomic_load_n (&m->dicts[dict].dict, __ATOMIC_ACQUIRE)
+              : NULL;
+}
+
+/* Decompress an object of len bytes (not stored raw) into dst, a page,
+ * with the algorithm of priority prio or, if d is not NULL, with that
+ * dictionary of the primary algorithm.  0, or -1 with errno EIO or ENOMEM.
+ */
+static inline int
+meta_decompress (const struct zram_meta *m, struct zram_thread_ctx *ctx,
+                 unsigned prio, const struct zcomp_dict *d,
+                 const void *src, size_t len, unsigned char *dst)
+{
+  if (d != NULL)
+    return zcomp_dict_decompress (d, ctx->codec, src, len, dst, ZRAM_PAGE_SIZE);
+  return zcomp_decompress (meta_comp (m, prio), ctx->codec, src, len, dst,
+                           ZRAM_PAGE_SIZE);
+}
+
+/* An object compressed with dictionary index dict (> 0) left its slot
+ * (freed, or recompressed without it).
+ */
+static inline void
+meta_dict_put (struct zram_meta *m, unsigned dict)
+{
+  __atomic_sub_fetch (&m->dicts[dict].objects, 1, __ATOMIC_RELEASE);
+}
+
+/* Prepare the user's dictionary of len bytes for m's primary algorithm as
+ * index 1 and publish it for new compressions (src/zram-dict.c).  0, or
+ * -1 with errno EINVAL (the algorithm refuses it) or ENOMEM.
+ */
+extern int zram_meta_dict_init (struct zram_meta *m, const void *bytes,
+                                size_t len, uint64_t version);
+
+/* Fill the dict_* fields of *s from m (inside a read-side section, or
+ * under ctl_lock).
+ */
+extern void zram_meta_dict_stats (struct zram_meta *m, struct zram_stats *s);
+
+/* Free every dictionary of m (at its destruction). */
+extern void zram_meta_dict_destroy (struct zram_meta *m);
+
 /* Read the locked slot's page into dst (ZRAM_PAGE_SIZE bytes), decompressing
  * with the algorithm of the slot's priority.  The slot must not be WB
  * (those are read without the lock: zram_wb_pin_locked).  0, or -1 with
@@ -203,6 +285,9 @@ struct wb_loc {
   unsigned off;               /* byte offset of the object in the block */
   size_t size;                /* its size; ZRAM_PAGE_SIZE: stored raw */
   unsigned prio;              /* the algorithm that compressed it */
+  const struct zcomp_dict *dict; /* and its dictionary, or NULL: looked up
+                                 under the slot lock, used inside the
+                                 reader's read-side section */
 };
 
 /* Copy the locked WB slot's location into *loc and pin its block. */
@@ -270,7 +355,7 @@ extern void zram_install_locked (struct zram_meta *m, struct zram_slot *slot,
                                  struct page_state *old, uint32_t t);
 
 /* Uncount a state's flags taken out of a slot (idle, incompressible,
- * priority): the statistics that follow the flags, not the object.
+ * priority, dictionary): the statistics that follow the flags, not the object.
  */
 extern void zram_uncount_flags (struct zram_meta *m, uint64_t flags);
 

@@ -48,7 +48,9 @@ config_valid (const struct zram_config *config)
   if (config->disksize == 0 || config->disksize % ZRAM_PAGE_SIZE != 0 ||
       config->disksize > ZRAM_MAX_DISKSIZE ||
       config->nr_recomp > ZRAM_MAX_RECOMP || config->group_pages == 1 ||
-      config->group_pages > ZRAM_GROUP_MAX_PAGES) {
+      config->group_pages > ZRAM_GROUP_MAX_PAGES ||
+      (config->dict != NULL &&
+       (config->dict_len == 0 || config->dict_len > ZCOMP_DICT_MAX))) {
     errno = EINVAL;
     return 0;
   }
@@ -90,6 +92,9 @@ zram_meta_create (const struct zram_config *config, struct zram_mem_guard *guard
       goto err;
     m->group_pages = config->group_pages;
   }
+  if (config->dict != NULL &&
+      zram_meta_dict_init (m, config->dict, config->dict_len, 1) == -1)
+    goto err;
   if (slot_table_create (&m->table, m->nr_pages) == -1)
     goto err;
   m->pool = zpool_create (config->pool);
@@ -230,6 +235,7 @@ zram_meta_destroy (struct zram_meta *m)
     group_free_all (m, !zpool_destroy_frees_objects (m->pool));
   zpool_destroy (m->pool);
   slot_table_destroy (&m->table);
+  zram_meta_dict_destroy (m);
   zcomp_destroy (m->comp);
   zcomp_destroy (m->group_comp);
   pthread_mutex_destroy (&m->group_lock);
@@ -244,6 +250,8 @@ zram_create (const struct zram_config *config)
 {
   struct zram *z;
 
+  if (!config_valid (config))
+    return NULL;
   z = calloc (1, sizeof *z);
   if (z == NULL)
     return NULL;
@@ -252,12 +260,16 @@ zram_create (const struct zram_config *config)
     free (z);
     return NULL;
   }
-  z->meta = zram_meta_create (config, z->guard);
-  if (z->meta == NULL) {
-    zram_mem_guard_destroy (z->guard);
-    free (z);
-    return NULL;
+  if (config->dict != NULL) {
+    z->dict = malloc (config->dict_len);
+    if (z->dict == NULL)
+      goto err;
+    memcpy (z->dict, config->dict, config->dict_len);
+    z->dict_len = config->dict_len;
   }
+  z->meta = zram_meta_create (config, z->guard);
+  if (z->meta == NULL)
+    goto err;
   z->disksize = config->disksize;
   z->nr_recomp = config->nr_recomp;
   memcpy (z->recomp, config->recomp, sizeof z->recomp);
@@ -269,8 +281,20 @@ zram_create (const struct zram_config *config)
   z->group_algo = config->group_algo;
   pthread_mutex_init (&z->ctl_lock, NULL);
   pthread_mutex_init (&z->pp_lock, NULL);
+  pthread_mutex_init (&z->dict_lock, NULL);
+  z->dict_versions = 1;       /* the user's dictionary, if any */
   pthread_mutex_init (&z->clients_lock, NULL);
   return z;
+
+ err:
+  {
+    int e = errno;
+    free (z->dict);
+    zram_mem_guard_destroy (z->guard);
+    free (z);
+    errno = e;
+  }
+  return NULL;
 }
 
 int
@@ -334,8 +358,10 @@ zram_destroy (struct zram *z)
   zram_meta_destroy (z->meta);
   backing_close (z->backing);
   zram_mem_guard_destroy (z->guard);
+  free (z->dict);
   pthread_mutex_destroy (&z->ctl_lock);
   pthread_mutex_destroy (&z->pp_lock);
+  pthread_mutex_destroy (&z->dict_lock);
   pthread_mutex_destroy (&z->clients_lock);
   free (z);
 }
@@ -396,6 +422,7 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
   const unsigned char *data = ctx->cbuf;
   uint64_t word;
   zpool_handle h;
+  unsigned dict;
   int clen;
   void *dst;
 
@@ -410,8 +437,14 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
   /* Capping the output just below the huge size makes "does not fit" and
    * "not worth compressing" the same answer: 0.
    */
-  clen = zcomp_compress (m->comp, ctx->codec, src, ZRAM_PAGE_SIZE, ctx->cbuf,
-                         m->huge_class_size - 1);
+  dict = __atomic_load_n (&m->cur_dict, __ATOMIC_ACQUIRE);
+  if (__builtin_expect (dict == 0, 1))
+    clen = zcomp_compress (m->comp, ctx->codec, src, ZRAM_PAGE_SIZE, ctx->cbuf,
+                           m->huge_class_size - 1);
+  else
+    clen = zcomp_dict_compress (meta_dict (m, dict), ctx->codec, src,
+                                ZRAM_PAGE_SIZE, ctx->cbuf,
+                                m->huge_class_size - 1);
   if (clen < 0)
     return -1;
   if (clen == 0) {
@@ -421,7 +454,7 @@ prepare_page (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
   }
   else {
     st->size = clen;
-    st->flags = 0;
+    st->flags = slot_dict_bits (dict);
   }
 
   h = zpool_alloc_limited (m->pool, st->size,
@@ -468,6 +501,10 @@ zram_install_locked (struct zram_meta *m, struct zram_slot *slot,
   else if (st->handle != 0) {
     STAT_ADD (m->stats.pages_stored, 1);
     STAT_ADD (m->stats.compr_data_size, st->size);
+    /* Counted while the slot names it: see struct meta_dict. */
+    if (st->flags & SLOT_DICT_MASK)
+      __atomic_add_fetch (&m->dicts[slot_dict_of (st->flags)].objects, 1,
+                          __ATOMIC_RELAXED);
     if (st->flags & SLOT_BIT (SLOT_HUGE)) {
       STAT_ADD (m->stats.huge_pages, 1);
       STAT_ADD (m->stats.huge_pages_since, 1);
@@ -487,6 +524,8 @@ zram_uncount_flags (struct zram_meta *m, uint64_t flags)
     STAT_SUB (m->stats.incompressible_pages, 1);
   if (prio > 0)
     STAT_SUB (m->stats.pages_recomp[prio - 1], 1);
+  if (flags & SLOT_DICT_MASK)
+    meta_dict_put (m, slot_dict_of (flags));
 }
 
 /* Release a state taken out of a slot: free its object and uncount it.
@@ -551,8 +590,9 @@ zram_read_locked (struct zram_meta *m, struct zram_thread_ctx *ctx,
   if (slot_test_flag (slot, SLOT_HUGE))
     memcpy (dst, src, ZRAM_PAGE_SIZE);
   else
-    r = zcomp_decompress (meta_comp (m, slot_get_prio (slot)), ctx->codec,
-                          src, slot_get_size (slot), dst, ZRAM_PAGE_SIZE);
+    r = meta_decompress (m, ctx, slot_get_prio (slot),
+                         meta_dict (m, slot_get_dict (slot)), src,
+                         slot_get_size (slot), dst);
   zpool_unmap (m->pool, h);
   return r;
 }

@@ -166,6 +166,21 @@ static const struct metric {
   { "recomp_policy_yielded", "nbdzram_recomp_policy_yielded_total",
     COUNTER, "Recompression rounds skipped or cut short because the device "
     "was serving requests.", true },
+  /* Dictionaries (issue 13): servers before them lack the keys. */
+  { "dict_version", "nbdzram_dict_version", GAUGE,
+    "Version of the dictionary new writes are compressed with (0 = none; "
+    "the dict= file is 1).", true },
+  { "dict_bytes", "nbdzram_dict_bytes", GAUGE,
+    "Size of that dictionary.", true },
+  { "dict_pages", "nbdzram_dict_pages", GAUGE,
+    "Pages stored now compressed with a dictionary.", true },
+  { "dict_mem_bytes", "nbdzram_dict_memory_bytes", GAUGE,
+    "Memory the dictionaries hold, prepared state included.", true },
+  { "dict_trainings", "nbdzram_dict_trainings_total", COUNTER,
+    "Dictionaries trained from the device's pages.", true },
+  { "dict_rejected", "nbdzram_dict_rejected_total", COUNTER,
+    "Trained dictionaries not used: they did not gain enough on held-out "
+    "pages.", true },
   /* Writeback's (issue 14; zram bd_stat): servers before it lack them. */
   { "bd_count", "nbdzram_bd_pages", GAUGE,
     "Pages held in the backing store now (zram bd_count).", true },

@@ -264,6 +264,27 @@ slot_prio_bits (unsigned prio)
   return ((uint64_t) prio << SLOT_PRIO) & SLOT_PRIO_MASK;
 }
 
+/* The dictionary that compressed the object: 0 none, else 1..3. */
+static inline unsigned
+slot_get_dict (const struct zram_slot *slot)
+{
+  return (slot_info (slot) & SLOT_DICT_MASK) >> SLOT_DICT;
+}
+
+/* The dictionary index held in info (or state flag) bits. */
+static inline unsigned
+slot_dict_of (uint64_t info)
+{
+  return (info & SLOT_DICT_MASK) >> SLOT_DICT;
+}
+
+/* The info bits that encode dictionary index dict, for slot_set_size_flags. */
+static inline uint64_t
+slot_dict_bits (unsigned dict)
+{
+  return ((uint64_t) dict << SLOT_DICT) & SLOT_DICT_MASK;
+}
+
 /* The access time (seconds since the state was created). */
 static inline uint32_t
 slot_get_time (const struct zram_slot *slot)

@@ -75,6 +75,11 @@
  */
 #define ZRAM_MAX_RECOMP 3
 
+/* Dictionaries a state holds at once, indices 1..ZRAM_MAX_DICT (a slot
+ * keeps the index in 2 bits: SLOT_DICT, include/zram/slot.h).
+ */
+#define ZRAM_MAX_DICT 3
+
 struct zram_recomp_algo {
   enum zcomp_algo algo;
   int level;                  /* 0 = the algorithm's default */
@@ -101,6 +106,13 @@ struct zram_config {
                                  0 = no groups */
   struct zram_recomp_algo group_algo; /* the groups' compressor (level 0 =
                                  the algorithm's default) */
+  const void *dict;           /* a dictionary for the primary algorithm
+                                 (include/zram/zcomp-dict.h: zram's
+                                 algorithm_params dict=), dict_len bytes
+                                 (1..ZCOMP_DICT_MAX), or NULL for none.
+                                 zram_create copies it; every reset keeps
+                                 it, prepared for the new algorithm */
+  size_t dict_len;
 };
 
 /* Most pages in one multi-page group object (64 KiB of data). */
@@ -186,6 +198,20 @@ struct zram_stats {
                                  over the successes, bytes */
   uint64_t pages_recomp[ZRAM_MAX_RECOMP]; /* pages stored now with the
                                  algorithm of priority 1..3 */
+  /* Dictionaries (zram_config.dict; include/zram/zcomp-dict.h). */
+  uint64_t dict_version;      /* version of the dictionary new writes are
+                                 compressed with; 0 = none (the user's
+                                 dictionary is version 1) */
+  uint64_t dict_bytes;        /* its size, bytes */
+  uint64_t dict_pages;        /* pages stored now compressed with a
+                                 dictionary (any version, written back
+                                 included) */
+  uint64_t dict_mem_bytes;    /* memory all the state's dictionaries
+                                 hold, prepared state included */
+  uint64_t dict_trainings;    /* dictionaries trained (zram_dict_train),
+                                 for the device's life */
+  uint64_t dict_rejected;     /* of those, not published: they did not
+                                 gain enough on the held-out pages */
   /* Writeback (bd_stat), in 4 KiB pages; all 0 without a store. */
   uint64_t bd_count;          /* pages held in the backing store now */
   uint64_t bd_reads;          /* pages read from the store */
@@ -785,5 +811,71 @@ extern int zram_set_room_wait (struct zram *zram, unsigned ms);
  */
 extern void zram_stop_walks (struct zram *zram);
 extern void zram_resume_walks (struct zram *zram);
+
+/* --- trained dictionaries ------------------------------------------------
+ *
+ * zram_dict_train samples the device's stored pages, trains a dictionary
+ * for the primary algorithm on them with libzstd's trainer, and measures
+ * it on pages held out of the training (an A/B: the held-out pages
+ * compressed as new writes are now, and with the new dictionary).  Only
+ * if the held-out pages store at least gain_pm per mille fewer bytes is
+ * it published: writes from then on use it.  Pages already stored keep
+ * the dictionary they were compressed with; a dictionary is freed once no
+ * page uses it any more (a later call finds it so).  A state holds at
+ * most ZRAM_MAX_DICT dictionaries: with all of them in use by pages,
+ * training waits (ZRAM_DICT_FULL) until one is freed.  A reset starts the
+ * new state with the user's dictionary only (zram_config.dict).
+ */
+#define ZRAM_DICT_TRAIN_DEFAULT_BYTES   (64 * 1024)
+#define ZRAM_DICT_TRAIN_DEFAULT_SAMPLES 1024
+#define ZRAM_DICT_TRAIN_MAX_SAMPLES     8192
+#define ZRAM_DICT_TRAIN_DEFAULT_GAIN_PM 20      /* 2 % */
+
+struct zram_dict_train_req {
+  size_t dict_bytes;          /* size of the dictionary to train, bytes:
+                                 1024..ZCOMP_DICT_MAX; 0 = the default */
+  unsigned samples;           /* pages to train on: ZCOMP_DICT_MIN_SAMPLES
+                                 .. ZRAM_DICT_TRAIN_MAX_SAMPLES; 0 = the
+                                 default.  A quarter as many more are held
+                                 out for the A/B */
+  unsigned gain_pm;           /* least gain to publish, per mille of the
+                                 held-out pages' stored bytes (0: any gain) */
+  bool nowait;                /* EBUSY at once while another training runs */
+};
+
+enum zram_dict_train_outcome {
+  ZRAM_DICT_PUBLISHED = 1,    /* new writes use the new dictionary */
+  ZRAM_DICT_REJECTED,         /* it did not gain enough: nothing changed */
+  ZRAM_DICT_TOO_FEW,          /* too few compressed pages stored to train
+                                 on (or the trainer found nothing in them) */
+  ZRAM_DICT_FULL,             /* every index is used by stored pages */
+  ZRAM_DICT_RACED,            /* a reset came in between: dropped */
+};
+
+struct zram_dict_train_result {
+  enum zram_dict_train_outcome outcome;
+  unsigned sampled;           /* pages trained on */
+  unsigned held_out;          /* pages of the A/B */
+  uint64_t bytes_now;         /* the held-out pages compressed as writes
+                                 are now (raw pages count 4096) */
+  uint64_t bytes_dict;        /* the same with the new dictionary */
+  size_t dict_size;           /* bytes of the trained dictionary */
+  uint64_t version;           /* PUBLISHED: its version (dict_version) */
+  unsigned freed;             /* dictionaries no page used, freed */
+};
+
+/* Train, measure and maybe publish a dictionary as above.  Takes a
+ * transient buffer of (samples * 5 / 4) pages; takes slot locks only to
+ * read one page at a time, and holds no lock while training (about a
+ * second per 1000 pages) or measuring.  Serialised with other trainings
+ * (nowait: EBUSY rather than wait).  Returns 0 with *res filled (the
+ * outcome says what happened), or -1 with errno EINVAL (a setting out of
+ * range), EIO (not initialised, or a stored page failed to decompress),
+ * ENOMEM, ECANCELED (zram_stop_walks) or EBUSY.  Blocks for RCU grace
+ * periods: never call it inside a read-side section.
+ */
+extern int zram_dict_train (struct zram *zram,
+                            const struct zram_dict_train_req *req,
+                            struct zram_dict_train_result *res);
 
 #endif /* ZRAM_ZRAM_H */

@@ -56,9 +56,9 @@ grace_period (struct zram *z)
 static void
 reclaim (struct zram *z, unsigned *freed)
 {
-  struct zcomp_dict *dead[ZRAM_MAX_DICT];
+  struct zcomp_dict *dead[2 * ZRAM_MAX_DICT];
   struct zram_meta *m;
-  unsigned i, n = 0, cur;
+  unsigned i, n = 0, indices = 0, cur;
   bool retired = false;
 
   pthread_mutex_lock (&z->ctl_lock);
@@ -78,8 +78,11 @@ reclaim (struct zram *z, unsigned *freed)
     if (i == cur || m->dicts[i].dict == NULL ||
         __atomic_load_n (&m->dicts[i].objects, __ATOMIC_ACQUIRE) != 0)
       continue;
+    indices++;
     dead[n++] = m->dicts[i].dict;
+    dead[n++] = m->dicts[i].group_dict;  /* NULL is accepted */
     __atomic_store_n (&m->dicts[i].dict, NULL, __ATOMIC_RELEASE);
+    __atomic_store_n (&m->dicts[i].group_dict, NULL, __ATOMIC_RELEASE);
   }
   /* Readers that copied a pointer while a slot still named it are done. */
   if (n > 0)
@@ -88,7 +91,7 @@ reclaim (struct zram *z, unsigned *freed)
   pthread_mutex_unlock (&z->ctl_lock);
   for (i = 0; i < n; i++)
     zcomp_dict_destroy (dead[i]);
-  *freed += n;
+  *freed += indices;
 }
 
 /* True if m has an index free for a new dictionary. */
@@ -246,6 +249,10 @@ publish (struct zram *z, uint64_t gen, struct zcomp_dict *d,
     /* A freed index is named by no slot, and no writer holds it. */
     assert (__atomic_load_n (&m->dicts[i].objects, __ATOMIC_RELAXED) == 0);
     m->dicts[i].version = res->version = ++z->dict_versions;
+    m->dicts[i].group_dict = zram_meta_group_dict (m, d);
+    m->dicts[i].group_trials = 0;
+    m->dicts[i].group_plain = m->dicts[i].group_with = 0;
+    m->dicts[i].group_use = false;
     /* The dictionary is complete before its index can be seen: writers
      * load cur_dict with acquire, then the pointer (meta_dict).
      */

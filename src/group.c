@@ -86,6 +86,8 @@ group_put_member (struct zram_meta *m, uint64_t handle)
   __atomic_fetch_and (&g->live, ~(UINT32_C (1) << group_member_of (handle)),
                       __ATOMIC_RELAXED);
   STAT_SUB (m->stats.group_pages, 1);
+  if (g->dict)
+    meta_dict_put (m, g->dict);
   group_unref (m, g);
 }
 
@@ -127,8 +129,14 @@ group_read_member (struct zram_meta *m, struct zram_thread_ctx *ctx,
     zpool_unmap (m->pool, g->piece[i]);
     done += len;
   }
-  r = zcomp_decompress (m->group_comp, ctx->codec, frame, g->frame_len,
-                        pages, (size_t) g->nr * ZRAM_PAGE_SIZE);
+  if (g->dict)
+    r = zcomp_dict_decompress (__atomic_load_n (&m->dicts[g->dict].group_dict,
+                                                __ATOMIC_ACQUIRE),
+                               ctx->codec, frame, g->frame_len, pages,
+                               (size_t) g->nr * ZRAM_PAGE_SIZE);
+  else
+    r = zcomp_decompress (m->group_comp, ctx->codec, frame, g->frame_len,
+                          pages, (size_t) g->nr * ZRAM_PAGE_SIZE);
   if (r == -1)
     return -1;
   ctx->group_cached = g->id;
@@ -204,6 +212,62 @@ collect (struct zram_meta *m, struct zram_thread_ctx *ctx, struct group_build *b
   return r;
 }
 
+/* Compress the collected pages into b->out, capped below the members'
+ * bytes ("does not fit" is "saves nothing"), with the newest dictionary if
+ * groups use it (see struct meta_dict).  Returns the frame's size, 0, or
+ * -1 (ENOMEM); *dict is the index used, 0 for none.  Inside the walk's
+ * read-side section, the newest index stays valid (src/dict-train.c
+ * frees one only after a grace period), and the frame's members count on
+ * it once installed.
+ */
+static int
+compress_frame (struct zram_meta *m, struct zram_thread_ctx *ctx,
+                struct group_build *b, unsigned *dict)
+{
+  size_t len = (size_t) b->n * ZRAM_PAGE_SIZE;
+  unsigned cur = __atomic_load_n (&m->cur_dict, __ATOMIC_ACQUIRE);
+  struct meta_dict *md = &m->dicts[cur];
+  const struct zcomp_dict *gd = cur
+    ? __atomic_load_n (&md->group_dict, __ATOMIC_ACQUIRE) : NULL;
+  int plain, with;
+
+  *dict = 0;
+  if (gd == NULL || (md->group_trials >= ZRAM_GROUP_DICT_TRIALS &&
+                     !md->group_use))
+    return zcomp_compress (m->group_comp, ctx->codec, b->in, len, b->out,
+                           b->old_bytes - 1);
+  if (md->group_trials >= ZRAM_GROUP_DICT_TRIALS) {
+    *dict = cur;
+    return zcomp_dict_compress (gd, ctx->codec, b->in, len, b->out,
+                                b->old_bytes - 1);
+  }
+  /* A trial: both ways; out ends with the smaller (the plain frame is
+   * made again if it wins: out holds one frame).
+   */
+  plain = zcomp_compress (m->group_comp, ctx->codec, b->in, len, b->out,
+                          b->old_bytes - 1);
+  if (plain < 0)
+    return -1;
+  with = zcomp_dict_compress (gd, ctx->codec, b->in, len, b->out,
+                              b->old_bytes - 1);
+  if (with < 0)
+    return -1;
+  md->group_trials++;
+  md->group_plain += plain ? (uint64_t) plain : b->old_bytes;
+  md->group_with += with ? (uint64_t) with : b->old_bytes;
+  if (md->group_trials == ZRAM_GROUP_DICT_TRIALS)
+    md->group_use = md->group_with * 1000 <=
+                    md->group_plain * (1000 - ZRAM_GROUP_DICT_GAIN_PM);
+  if (with > 0 && (plain == 0 || with <= plain)) {
+    *dict = cur;
+    return with;
+  }
+  if (plain == 0)
+    return 0;
+  return zcomp_compress (m->group_comp, ctx->codec, b->in, len, b->out,
+                         b->old_bytes - 1);
+}
+
 /* Store the collected pages as one group if that saves memory. */
 static int
 flush (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
@@ -211,16 +275,14 @@ flush (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
 {
   struct zram_group *g;
   size_t len, done, freed = 0;
+  unsigned dict;
   int clen;
 
   if (b->n < 2) {
     drop_all (m, b);
     goto out;
   }
-  /* Capped below the members' bytes: "does not fit" is "saves nothing". */
-  clen = zcomp_compress (m->group_comp, ctx->codec, b->in,
-                         (size_t) b->n * ZRAM_PAGE_SIZE, b->out,
-                         b->old_bytes - 1);
+  clen = compress_frame (m, ctx, b, &dict);
   if (clen <= 0) {
     drop_all (m, b);
     if (clen < 0)
@@ -237,6 +299,7 @@ flush (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
   g->id = __atomic_add_fetch (&next_group_id, 1, __ATOMIC_RELAXED);
   g->frame_len = clen;
   g->nr = b->n;
+  g->dict = dict;
   memcpy (g->index, b->index, b->n * sizeof b->index[0]);
   for (done = 0; done < (size_t) clen; done += len) {
     len = clen - done < ZPOOL_MAX_OBJECT ? clen - done : ZPOOL_MAX_OBJECT;
@@ -294,6 +357,9 @@ flush (struct zram *z, struct zram_meta *m, struct zram_thread_ctx *ctx,
     old_h = slot_get_handle (slot);
     old_size = slot_get_size (slot);
     prio = slot_get_prio (slot);
+    /* Counted while the slot names the group (see struct meta_dict). */
+    if (dict)
+      __atomic_add_fetch (&m->dicts[dict].objects, 1, __ATOMIC_RELAXED);
     slot_set_handle (slot, group_member_handle (g, j));
     slot_set_size_flags (slot, 0, SLOT_BIT (SLOT_GROUP) |
                          (info & SLOT_BIT (SLOT_IDLE)), slot_get_time (slot));

@@ -58,6 +58,10 @@ struct zram_group {
                                  last group it decompressed */
   uint8_t nr;                 /* members when built (pages in the frame) */
   uint8_t nr_pieces;
+  uint8_t dict;               /* the state's dictionary index whose
+                                 group_dict compressed the frame, 0 =
+                                 none; each member stored counts as one
+                                 of its objects */
   uint64_t index[ZRAM_GROUP_MAX_PAGES]; /* each member's slot */
   zpool_handle piece[ZRAM_GROUP_MAX_PIECES]; /* ZPOOL_MAX_OBJECT bytes
                                  each, the last one the rest */

@@ -119,6 +119,12 @@ zcomp_dict_create (const struct zcomp *comp, const void *buf, size_t len)
   return NULL;
 }
 
+struct zcomp_dict *
+zcomp_dict_remake (const struct zcomp_dict *d, const struct zcomp *comp)
+{
+  return zcomp_dict_create (comp, d->bytes, d->nbytes);
+}
+
 size_t
 zcomp_dict_size (const struct zcomp_dict *d)
 {

@@ -20,6 +20,7 @@ zram_meta_dict_init (struct zram_meta *m, const void *bytes, size_t len,
 
   if (d == NULL)
     return -1;
+  m->dicts[1].group_dict = zram_meta_group_dict (m, d);
   m->dicts[1].version = version;
   /* Nobody can see m yet; its publication (a release store of z->meta)
    * carries these stores to the readers.
@@ -29,12 +30,28 @@ zram_meta_dict_init (struct zram_meta *m, const void *bytes, size_t len,
   return 0;
 }
 
+struct zcomp_dict *
+zram_meta_group_dict (const struct zram_meta *m, const struct zcomp_dict *d)
+{
+  int saved_errno = errno;
+  struct zcomp_dict *g;
+
+  if (m->group_comp == NULL)
+    return NULL;
+  /* Without it groups simply compress without a dictionary. */
+  g = zcomp_dict_remake (d, m->group_comp);
+  errno = saved_errno;
+  return g;
+}
+
 void
 zram_meta_dict_destroy (struct zram_meta *m)
 {
   for (unsigned i = 1; i <= ZRAM_MAX_DICT; i++) {
     zcomp_dict_destroy (m->dicts[i].dict);
+    zcomp_dict_destroy (m->dicts[i].group_dict);
     m->dicts[i].dict = NULL;
+    m->dicts[i].group_dict = NULL;
   }
   m->cur_dict = 0;
 }

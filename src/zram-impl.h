@@ -65,7 +65,23 @@ struct meta_dict {
                                  whose object it compressed */
   uint64_t version;           /* the device's dictionary counter when
                                  made (zram_stats.dict_version) */
+  /* The same bytes prepared for the group compressor (src/group.c), or
+   * NULL (no groups, or it could not be made).  Each group member
+   * compressed with it counts in objects too.  Whether groups use it is
+   * their own A/B: the first ZRAM_GROUP_DICT_TRIALS groups built while
+   * it is the newest are compressed both ways (and each keeps the
+   * smaller); then groups use it if those stored ZRAM_GROUP_DICT_GAIN_PM
+   * per mille less with it.  Only the group walk (pp_lock) touches the
+   * trial fields.
+   */
+  struct zcomp_dict *group_dict; /* atomic, as dict */
+  unsigned group_trials;
+  uint64_t group_plain, group_with;
+  bool group_use;
 };
+
+#define ZRAM_GROUP_DICT_TRIALS 8
+#define ZRAM_GROUP_DICT_GAIN_PM 20
 
 /* One initialisation of the device: replaced whole by a reset. */
 struct zram_meta {
@@ -256,6 +272,12 @@ meta_dict_put (struct zram_meta *m, unsigned dict)
  * index 1 and publish it for new compressions (src/zram-dict.c).  0, or
  * -1 with errno EINVAL (the algorithm refuses it) or ENOMEM.
  */
+/* d prepared for m's group compressor, or NULL (no groups, or no memory:
+ * groups then do without).
+ */
+extern struct zcomp_dict *zram_meta_group_dict (const struct zram_meta *m,
+                                                const struct zcomp_dict *d);
+
 extern int zram_meta_dict_init (struct zram_meta *m, const void *bytes,
                                 size_t len, uint64_t version);
 

@@ -292,6 +292,48 @@ main (void)
   res = group_all ();
   CHECK (res.groups > 0);
   zram_destroy (z);
+
+  /* With a dictionary (the words the pages are made of): pages written
+   * with it give it up when grouped; frames use it only if the groups'
+   * own trial says it pays, and each member then counts on it.  Every
+   * byte reads back either way, and the counts end at 0.
+   */
+  {
+    static const char dict[] = "cold page group frame zstd slot member idle "
+                               "cold page group frame zstd slot member idle ";
+    uint64_t with_dict;
+
+    c.dict = dict;
+    c.dict_len = sizeof dict - 1;
+    z = zram_create (&c);
+    CHECK (z != NULL);
+    memset (model, 0, (size_t) PAGES * PAGE);
+    fill ();
+    zram_get_stats (z, &s);
+    CHECK (s.dict_version == 1 && s.dict_pages == TEXT);
+    CHECK (zram_mark_idle (z, 0, NULL) == 0);
+    res = group_all ();
+    CHECK (res.grouped == TEXT);
+    zram_get_stats (z, &s);
+    with_dict = s.dict_pages;
+    printf ("with a dictionary: %" PRIu64 " pages in %" PRIu64 " groups, "
+            "%" PRIu64 " of them counted on the dictionary, saved %" PRIu64
+            "\n", res.grouped, res.groups, with_dict, res.bytes_saved);
+    CHECK (with_dict <= TEXT && with_dict % 16 == 0);
+    verify_all ("groups with a dictionary");
+    /* Members leave: their counts go. */
+    CHECK (zram_trim (z, 8 * PAGE, 0) == 0);
+    memset (model[0], 0, 8 * PAGE);
+    zram_get_stats (z, &s);
+    CHECK (s.dict_pages == (with_dict >= 16 ? with_dict - 8 : with_dict) ||
+           s.dict_pages == with_dict);
+    CHECK (zram_group_dissolve (z, 100, 0, false, &dres) == 0);
+    verify_all ("dissolved, with a dictionary");
+    CHECK (zram_trim (z, PAGES * PAGE, 0) == 0);
+    zram_get_stats (z, &s);
+    CHECK (s.dict_pages == 0 && s.group_pages == 0 && s.compr_data_size == 0);
+    zram_destroy (z);
+  }
   free (model);
   printf ("test-group: ok\n");
   return 0;

@@ -143,7 +143,7 @@ test_algo (enum zcomp_algo algo, struct zcomp_scratch *s)
   CHECK (round_trip (d, s, page) == 0);
 
   /* Oversized arguments. */
-  CHECK (zcomp_dict_compress (d, s, page, PAGE + 1, out, 3072) == -1 &&
+  CHECK (zcomp_dict_compress (d, s, page, ZCOMP_MAX_INPUT + 1, out, 3072) == -1 &&
          errno == EINVAL);
 
   /* A dictionary over LZ4's window: the end of it is what counts. */

@@ -61,6 +61,14 @@ struct zcomp_dict;
 extern struct zcomp_dict *zcomp_dict_create (const struct zcomp *comp,
                                              const void *buf, size_t len);
 
+/* The same dictionary prepared for another zcomp (the bytes d keeps: all
+ * of them, or for LZ4 its window): for a second algorithm that should
+ * share what was trained for the first.  NULL with errno as
+ * zcomp_dict_create.
+ */
+extern struct zcomp_dict *zcomp_dict_remake (const struct zcomp_dict *d,
+                                             const struct zcomp *comp);
+
 /* Free a dictionary.  NULL is accepted. */
 extern void zcomp_dict_destroy (struct zcomp_dict *d);
 

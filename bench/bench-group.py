@@ -6,7 +6,8 @@
 For each configuration a server is started on the memory-like image
 (bench-nbd-image), the image is written (q16, 4 KiB requests), and the
 server's RSS growth over the image size is taken (as run-bench.py's
-"RSS growth").  Then the device is left idle while its background
+"RSS growth"; with a trained dictionary the image is written twice, see
+CONFIGS).  Then the device is left idle while its background
 policies run (group_age=1 and a full core of budget, so the wait is
 short) until group_pages and mem_used_total stay put for 3 seconds; the
 RSS per byte is taken again.  The image is read back and checked, and its
@@ -44,6 +45,18 @@ CONFIGS = [
     ("zstd+group-zstd9", ["algorithm=zstd", "group_pages=16"]),
     ("lz4+group-zstd19", ["algorithm=lz4", "group_pages=16",
                           "group_algorithm=zstd:19"]),
+    # Dictionaries: trained from the device's pages a second after they
+    # are written, before the pages are grouped (group_age 5 here).  Only
+    # pages written after one is published use it, so with a dictionary
+    # the image is written twice (the second time 5 s after the first)
+    # and RSS growth is taken over both writes.
+    ("lz4+dict", ["algorithm=lz4", "dict_train=on", "dict_train_period=1"]),
+    ("lz4+dict+group-zstd9", ["algorithm=lz4", "dict_train=on",
+                              "dict_train_period=1", "group_pages=16",
+                              "group_age=5"]),
+    ("lz4+dict+group-zstd19", ["algorithm=lz4", "dict_train=on",
+                               "dict_train_period=1", "group_pages=16",
+                               "group_age=5", "group_algorithm=zstd:19"]),
 ]
 
 
@@ -53,7 +66,7 @@ def settle(srv, timeout):
     while time.monotonic() - t0 < timeout:
         st = bp.ctl(srv.ctl, "stats")
         cur = (st.get("group_pages"), st.get("mem_used_total"),
-               st.get("pages_recomp1"))
+               st.get("pages_recomp1"), st.get("dict_version"))
         if cur != last:
             last, since = cur, time.monotonic()
         elif time.monotonic() - since >= 3:
@@ -63,12 +76,18 @@ def settle(srv, timeout):
 
 
 def run(tmp, plugin, tool, size, seed, name, params, timeout):
+    rewrite = any(p.startswith("dict_train") for p in params)
     if any(p.startswith("group_pages") for p in params):
-        params = params + ["group_age=1", "group_budget=100"]
+        params = params + ["group_budget=100"]
+        if not any(p.startswith("group_age") for p in params):
+            params.append("group_age=1")
     srv = bp.Server(tmp, name, plugin, size, params)
     try:
         rss0 = rss_bytes(srv.proc.pid)
         w = bp.write_image(tool, srv.uri, size, seed, "write")
+        if rewrite:
+            time.sleep(5)
+            w = bp.write_image(tool, srv.uri, size, seed, "write")
         rss1 = rss_bytes(srv.proc.pid)
         r1 = bp.write_image(tool, srv.uri, size, seed, "read")
         st, waited = settle(srv, timeout)
@@ -81,6 +100,8 @@ def run(tmp, plugin, tool, size, seed, name, params, timeout):
             "compr_per_byte": st["compr_data_size"] / size,
             "group_pages": st.get("group_pages", 0),
             "group_objects": st.get("group_objects", 0),
+            "dict_version": st.get("dict_version", 0),
+            "dict_pages": st.get("dict_pages", 0),
             "settle_s": waited,
             "write_mbps": w["write_mbps"],
             "read_mbps_before": r1["read_mbps"],
@@ -93,7 +114,8 @@ def run(tmp, plugin, tool, size, seed, name, params, timeout):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(os.path.dirname(HERE), "build"))
-    ap.add_argument("--size", type=int, default=64, help="MiB (default 64)")
+    ap.add_argument("--size", default="128M",
+                    help="image and device size, e.g. 64M (default 128M)")
     ap.add_argument("--seed", default=str(0x7a72616d))
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--only", help="comma-separated configuration names")
@@ -101,7 +123,16 @@ def main():
     ap.add_argument("--smoke", action="store_true",
                     help="8 MiB, lz4 and lz4+group-zstd9 only; checks it works")
     a = ap.parse_args()
-    size = (8 if a.smoke else a.size) << 20
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    try:
+        size = int(a.size[:-1]) * mult[a.size[-1].upper()] \
+            if a.size[-1:].upper() in mult else int(a.size)
+    except ValueError:
+        ap.error("--size %s: give a size such as 128M" % a.size)
+    if a.smoke:
+        size = 8 << 20
+    if size <= 0 or size % 4096:
+        ap.error("--size %s: give a positive multiple of 4 KiB" % a.size)
     build = os.path.abspath(a.build_dir)
     plugin = os.path.join(build, "zram.so")
     tool = os.path.join(build, "bench", "bench-nbd-image")

@@ -60,7 +60,7 @@ void
 zram_meta_dict_stats (struct zram_meta *m, struct zram_stats *s)
 {
   unsigned cur = __atomic_load_n (&m->cur_dict, __ATOMIC_ACQUIRE);
-  const struct zcomp_dict *d;
+  const struct zcomp_dict *d, *g;
 
   s->dict_version = 0;
   s->dict_bytes = 0;
@@ -72,6 +72,12 @@ zram_meta_dict_stats (struct zram_meta *m, struct zram_stats *s)
       continue;
     s->dict_pages += __atomic_load_n (&m->dicts[i].objects, __ATOMIC_RELAXED);
     s->dict_mem_bytes += zcomp_dict_mem_bytes (d);
+    /* Its copy for the groups' compressor is freed with it (see
+     * struct meta_dict), so it is read under the same protection.
+     */
+    g = __atomic_load_n (&m->dicts[i].group_dict, __ATOMIC_ACQUIRE);
+    if (g != NULL)
+      s->dict_mem_bytes += zcomp_dict_mem_bytes (g);
     if (i == cur) {
       s->dict_version = m->dicts[i].version;
       s->dict_bytes = zcomp_dict_size (d);

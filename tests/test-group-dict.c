@@ -132,6 +132,24 @@ main (int argc, char **argv)
   CHECK (s.group_pages == HALF);
   CHECK (s.dict_pages == HALF);
   check_all ("grouped with the user's dictionary");
+  {
+    /* The dictionary prepared for the groups' compressor is memory the
+     * dictionaries take too: more than the same device without groups.
+     */
+    struct zram_config c = { .disksize = NPAGES * PAGE, .algo = ZCOMP_ZSTD,
+                             .pool = pool, .dict = vocab[0],
+                             .dict_len = sizeof vocab[0] };
+    struct zram *plain = zram_create (&c);
+    struct zram_stats ps;
+
+    CHECK (plain != NULL);
+    zram_get_stats (plain, &ps);
+    printf ("dict_mem_bytes %llu with groups, %llu without\n",
+            (unsigned long long) s.dict_mem_bytes,
+            (unsigned long long) ps.dict_mem_bytes);
+    CHECK (s.dict_mem_bytes > ps.dict_mem_bytes);
+    zram_destroy (plain);
+  }
 
   /* 2. Rotate: the other half written with another vocabulary, a
    * dictionary trained on it, the half written again and grouped with

@@ -207,7 +207,8 @@ struct zram_stats {
                                  dictionary (any version, written back
                                  included) */
   uint64_t dict_mem_bytes;    /* memory all the state's dictionaries
-                                 hold, prepared state included */
+                                 hold, prepared state included (and
+                                 their copies for the groups' compressor) */
   uint64_t dict_trainings;    /* dictionaries trained (zram_dict_train),
                                  for the device's life */
   uint64_t dict_rejected;     /* of those, not published: they did not

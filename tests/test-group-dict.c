@@ -10,7 +10,9 @@
  * SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "wb-store-util.h"
@@ -80,6 +82,85 @@ stats (void)
 
   zram_get_stats (z, &s);
   return s;
+}
+
+/* --- the race phase: no model, only "nothing breaks" ------------------- */
+
+static volatile int stop_race;  /* written once, by main, after the join's */
+
+static void *
+race_walker (void *arg)
+{
+  struct zram_wb_req wreq = { .type = ZRAM_WB_IDLE, .max_pages = 32 };
+  struct zram_group_req greq = { .max_pages = 0 };
+  struct zram_group_result gres;
+  struct zram_wb_result wres;
+  struct zram_dissolve_result dres;
+  unsigned long long r = 3;
+
+  (void) arg;
+  while (!__atomic_load_n (&stop_race, __ATOMIC_RELAXED)) {
+    /* Each may find the device down (EIO) or its pages gone meanwhile. */
+    if (zram_mark_idle (z, 0, NULL) == -1)
+      CHECK (errno == EIO);
+    if (zram_group (z, &greq, &gres) == -1)
+      CHECK (errno == EIO);
+    if (test_rand (&r) % 2 && zram_writeback (z, &wreq, &wres) == -1)
+      CHECK (errno == EIO || errno == ENOSPC);
+    if (zram_group_dissolve (z, 1 + test_rand (&r) % 100, 4, false,
+                             &dres) == -1)
+      CHECK (errno == EIO);
+  }
+  return NULL;
+}
+
+static void *
+race_writer (void *arg)
+{
+  unsigned char page[PAGE], back[PAGE];
+  unsigned long long r = 5;
+  unsigned round = 1000;
+
+  (void) arg;
+  while (!__atomic_load_n (&stop_race, __ATOMIC_RELAXED)) {
+    unsigned p = test_rand (&r) % NPAGES, what = test_rand (&r) % 4;
+
+    make_page (page, p, (round / 4096) % VOCABS, round);
+    round++;
+    if (what == 0 && zram_discard (z, PAGE, (uint64_t) p * PAGE) == -1)
+      CHECK (errno == EIO);
+    else if (what == 1 && zram_read (z, back, PAGE, (uint64_t) p * PAGE) == -1)
+      CHECK (errno == EIO);
+    else if (what >= 2 &&
+             zram_write (z, page, PAGE, (uint64_t) p * PAGE) == -1)
+      CHECK (errno == EIO);
+  }
+  return NULL;
+}
+
+static unsigned race_published; /* atomic: publications in the race */
+
+/* A reset after each publication (so that the state it frees holds
+ * groups built with trained dictionaries), or every second.
+ */
+static void *
+race_resetter (void *arg)
+{
+  unsigned seen = 0;
+
+  (void) arg;
+  while (!__atomic_load_n (&stop_race, __ATOMIC_RELAXED)) {
+    double t0 = test_now ();
+
+    while (!__atomic_load_n (&stop_race, __ATOMIC_RELAXED) &&
+           __atomic_load_n (&race_published, __ATOMIC_RELAXED) == seen &&
+           test_now () - t0 < 1)
+      usleep (1000);
+    seen = __atomic_load_n (&race_published, __ATOMIC_RELAXED);
+    usleep (20000);           /* time for a group walk with it */
+    CHECK (zram_reset (z, true, NULL) == 0);
+  }
+  return NULL;
 }
 
 int
@@ -222,6 +303,47 @@ main (int argc, char **argv)
   CHECK (group_range (0, HALF) == HALF);
   CHECK (stats ().dict_pages == HALF);
   check_all ("grouped after the reset");
+
+  /* 6. All of it at once, with trainings, resets and statistics: groups
+   * with dictionaries freed by a reset while walks, reads and a training
+   * use them (ASan, TSan).
+   */
+  {
+    pthread_t t[3];
+    void *(*fn[3]) (void *) = { race_walker, race_writer, race_resetter };
+    unsigned trainings = 0, outcomes[6] = { 0 };
+    double t0 = test_now ();
+
+    published = 0;
+
+    for (unsigned j = 0; j < 3; j++)
+      CHECK (pthread_create (&t[j], NULL, fn[j], NULL) == 0);
+    /* At least 2 s and a few publications (slow under TSan), at most 20 s. */
+    while (test_now () - t0 < 20 &&
+           (test_now () - t0 < 2 || trainings < 5 || published < 3)) {
+      if (zram_dict_train (z, &treq, &tres) == -1)
+        CHECK (errno == EIO);
+      else {
+        trainings++;
+        published += tres.outcome == ZRAM_DICT_PUBLISHED;
+        __atomic_store_n (&race_published, published, __ATOMIC_RELAXED);
+        outcomes[tres.outcome]++;
+      }
+      s = stats ();
+      CHECK (s.dict_pages <= NPAGES);
+    }
+    __atomic_store_n (&stop_race, 1, __ATOMIC_RELAXED);
+    for (unsigned j = 0; j < 3; j++)
+      pthread_join (t[j], NULL);
+    printf ("race: %u trainings, %u published, %u rejected, %u too few, "
+            "%u full, %u raced\n", trainings, published,
+            outcomes[ZRAM_DICT_REJECTED], outcomes[ZRAM_DICT_TOO_FEW],
+            outcomes[ZRAM_DICT_FULL], outcomes[ZRAM_DICT_RACED]);
+  }
+  /* Still consistent: trimmed, nothing counts on a dictionary. */
+  CHECK (zram_discard (z, NPAGES * PAGE, 0) == 0);
+  s = stats ();
+  CHECK (s.dict_pages == 0 && s.group_objects == 0 && s.group_pages == 0);
 
   zram_destroy (z);
   wbt_cleanup (dir);

@@ -5,8 +5,10 @@
  * trimmed; the device reset while such groups exist.  After each step
  * every byte reads back and dict_pages says how many pages a dictionary
  * holds; in the end no page uses one and every retired one is freed.
- * Run with argument "zs" or "malloc" (the pool); under ASan a dictionary
- * freed too early is a use after free.
+ * dict_mem_bytes counts the dictionaries' copies for the groups'
+ * compressor.  Last, all of it races trainings and resets.  Run with
+ * argument "zs" or "malloc" (the pool); under ASan a dictionary freed too
+ * early is a use after free.
  * SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>

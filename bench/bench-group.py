@@ -60,8 +60,8 @@ CONFIGS = [
 ]
 
 
-def settle(srv, timeout):
-    """Poll until group_pages and mem_used_total hold for 3 s."""
+def settle(srv, timeout, hold):
+    """Poll until group_pages and mem_used_total hold for hold seconds."""
     last, since, t0 = None, time.monotonic(), time.monotonic()
     while time.monotonic() - t0 < timeout:
         st = bp.ctl(srv.ctl, "stats")
@@ -69,7 +69,7 @@ def settle(srv, timeout):
                st.get("pages_recomp1"), st.get("dict_version"))
         if cur != last:
             last, since = cur, time.monotonic()
-        elif time.monotonic() - since >= 3:
+        elif time.monotonic() - since >= hold:
             return st, time.monotonic() - t0
         time.sleep(0.5)
     return bp.ctl(srv.ctl, "stats"), timeout
@@ -90,7 +90,10 @@ def run(tmp, plugin, tool, size, seed, name, params, timeout):
             w = bp.write_image(tool, srv.uri, size, seed, "write")
         rss1 = rss_bytes(srv.proc.pid)
         r1 = bp.write_image(tool, srv.uri, size, seed, "read")
-        st, waited = settle(srv, timeout)
+        # Nothing may change before the pages are old enough to group.
+        age = max([int(p.split("=")[1]) for p in params
+                   if p.startswith(("group_age=", "recomp_age="))] + [0])
+        st, waited = settle(srv, timeout, 3 + age)
         rss2 = rss_bytes(srv.proc.pid)
         r2 = bp.write_image(tool, srv.uri, size, seed, "read")
         return {

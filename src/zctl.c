@@ -655,6 +655,16 @@ group_device_check (struct zram *zram, struct reply *r, const char *cmd)
   return 0;
 }
 
+/* The error of a group or dissolve walk that stopped after done pages. */
+static int
+group_walk_error (struct reply *r, int err, const char *cmd, uint64_t done)
+{
+  return reply_error (r, err, "%s: %s after %" PRIu64 " pages", cmd,
+                      err == ECANCELED
+                      ? "stopped part way: the server is shutting down"
+                      : strerror (err), done);
+}
+
 #define GROUP_USAGE "usage: group [max_pages=N] [age=SECONDS]"
 
 /* Pack idle pages into multi-page groups now (what the group policy does
@@ -691,14 +701,8 @@ cmd_group (struct zram *zram, struct reply *r, char **words, size_t n)
   }
   if (group_device_check (zram, r, "group") == -1)
     return -1;
-  if (zram_group (zram, &req, &res) == -1) {
-    int err = errno;
-
-    return reply_error (r, err, "group: %s after %" PRIu64 " pages grouped",
-                        err == ECANCELED
-                        ? "stopped part way: the server is shutting down"
-                        : strerror (err), res.grouped);
-  }
+  if (zram_group (zram, &req, &res) == -1)
+    return group_walk_error (r, errno, "group", res.grouped);
   reply_line (r, "scanned=%" PRIu64, res.scanned);
   reply_line (r, "grouped=%" PRIu64, res.grouped);
   reply_line (r, "groups=%" PRIu64, res.groups);
@@ -731,14 +735,8 @@ cmd_dissolve (struct zram *zram, struct reply *r, char **words, size_t n)
                         "from 1 to 100 (" DISSOLVE_USAGE ")", words[1]);
   if (group_device_check (zram, r, "dissolve") == -1)
     return -1;
-  if (zram_group_dissolve (zram, (unsigned) live_min, 0, false, &res) == -1) {
-    int err = errno;
-
-    return reply_error (r, err, "dissolve: %s after %" PRIu64 " pages",
-                        err == ECANCELED
-                        ? "stopped part way: the server is shutting down"
-                        : strerror (err), res.pages);
-  }
+  if (zram_group_dissolve (zram, (unsigned) live_min, 0, false, &res) == -1)
+    return group_walk_error (r, errno, "dissolve", res.pages);
   reply_line (r, "groups=%" PRIu64, res.groups);
   reply_line (r, "dissolved=%" PRIu64, res.dissolved);
   reply_line (r, "pages=%" PRIu64, res.pages);

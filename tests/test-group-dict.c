@@ -112,6 +112,10 @@ race_walker (void *arg)
     if (zram_group_dissolve (z, 1 + test_rand (&r) % 100, 4, false,
                              &dres) == -1)
       CHECK (errno == EIO);
+    /* The statistics read each dictionary (and its group copy) while a
+     * training may free it.
+     */
+    CHECK (stats ().dict_pages <= NPAGES);
   }
   return NULL;
 }

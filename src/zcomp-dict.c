@@ -120,9 +120,12 @@ zcomp_dict_create (const struct zcomp *comp, const void *buf, size_t len)
 }
 
 struct zcomp_dict *
-zcomp_dict_remake (const struct zcomp_dict *d, const struct zcomp *comp)
+zcomp_dict_remake (const struct zcomp_dict *d, const struct zcomp *comp,
+                   size_t max_bytes)
 {
-  return zcomp_dict_create (comp, d->bytes, d->nbytes);
+  size_t n = d->nbytes < max_bytes ? d->nbytes : max_bytes;
+
+  return zcomp_dict_create (comp, d->bytes + d->nbytes - n, n);
 }
 
 size_t

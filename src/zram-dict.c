@@ -39,7 +39,7 @@ zram_meta_group_dict (const struct zram_meta *m, const struct zcomp_dict *d)
   if (m->group_comp == NULL)
     return NULL;
   /* Without it groups simply compress without a dictionary. */
-  g = zcomp_dict_remake (d, m->group_comp);
+  g = zcomp_dict_remake (d, m->group_comp, ZRAM_GROUP_DICT_MAX);
   errno = saved_errno;
   return g;
 }

@@ -81,6 +81,13 @@ struct meta_dict {
 };
 
 #define ZRAM_GROUP_DICT_TRIALS 8
+
+/* The group copy is made from a dictionary's last 64 KiB at most: a
+ * 64 KiB frame reaches little further back, and zstd's prepared tables
+ * grow with the dictionary (a 1 MiB one at level 19 takes 35 MB, 64 KiB
+ * 1.7 MB).
+ */
+#define ZRAM_GROUP_DICT_MAX (64 * 1024)
 #define ZRAM_GROUP_DICT_GAIN_PM 20
 
 /* One initialisation of the device: replaced whole by a reset. */

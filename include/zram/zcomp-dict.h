@@ -61,13 +61,15 @@ struct zcomp_dict;
 extern struct zcomp_dict *zcomp_dict_create (const struct zcomp *comp,
                                              const void *buf, size_t len);
 
-/* The same dictionary prepared for another zcomp (the bytes d keeps: all
- * of them, or for LZ4 its window): for a second algorithm that should
- * share what was trained for the first.  NULL with errno as
- * zcomp_dict_create.
+/* The same dictionary prepared for another zcomp, from the last max_bytes
+ * (at most) of the bytes d keeps (all of them, or for LZ4 its window):
+ * for a second algorithm that should share what was trained for the
+ * first.  A zstd dictionary cut this way loses its header and is used as
+ * raw content.  NULL with errno as zcomp_dict_create.
  */
 extern struct zcomp_dict *zcomp_dict_remake (const struct zcomp_dict *d,
-                                             const struct zcomp *comp);
+                                             const struct zcomp *comp,
+                                             size_t max_bytes);
 
 /* Free a dictionary.  NULL is accepted. */
 extern void zcomp_dict_destroy (struct zcomp_dict *d);

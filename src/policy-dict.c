@@ -35,8 +35,11 @@ dict_round (void *opaque, struct zram_bg_round *r)
     return -1;
   }
   zram_get_stats (dp->zram, &st);
+  /* The counters are read one by one while writes go on: compare without
+   * subtracting, which could wrap below zero and train too early.
+   */
   if (!st.initialised ||
-      st.orig_data_size / 4096 - st.same_pages - st.bd_count < dp->c.min_pages)
+      st.orig_data_size / 4096 < st.same_pages + st.bd_count + dp->c.min_pages)
     return -1;
   if (zram_dict_train (dp->zram, &dp->c.req, &res) == -1) {
     if (errno == EBUSY || errno == ECANCELED)
